@@ -1,0 +1,5 @@
+"""Allow ``python -m daiban``."""
+
+from daiban.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,467 @@
+"""The ``daiban`` command: parses arguments, calls one library function, and
+turns a refusal into a one-line message and an exit code (0 done, 1 refused,
+2 bad usage). Heavy modules are imported inside the commands that need them,
+so ``daiban --help`` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from daiban import __version__, i18n
+from daiban.errors import DaibanError, LedgerRefused
+from daiban.i18n import _
+
+ROLES = ("city", "district", "town", "village")
+STATUSES = ("submitted", "received", "accepted", "needs_supplement", "rejected", "completed", "withdrawn")
+
+
+def N_(message: str) -> str:
+    """Mark a message for extraction without translating it here."""
+    return message
+
+
+# argparse's own messages, routed through our catalog in main(); listed here so
+# the extractor puts them in the .po files.
+ARGPARSE_MESSAGES = (
+    N_("usage: "),
+    N_("positional arguments"),
+    N_("options"),
+    N_("show this help message and exit"),
+    N_("the following arguments are required: %s"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("unrecognized arguments: %s"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("expected one argument"),
+    N_("expected at least one argument"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+    N_("one of the arguments %s is required"),
+    N_("not allowed with argument %s"),
+)
+
+
+class UsageError(Exception):
+    """Bad usage found after parsing; exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, in the user's language, exit 2
+        self.print_usage(sys.stderr)
+        self.exit(2, _("%(prog)s: error: %(message)s\n") % {"prog": self.prog, "message": message})
+
+
+def _field(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(_("expected KEY=VALUE, got {text!r}").format(text=text))
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def _score(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value not in (1, 2, 3, 4, 5):
+        raise argparse.ArgumentTypeError(
+            _("a score is 1 to 5 (5 very satisfied … 1 very dissatisfied), got {text!r}").format(text=text))
+    return value
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise argparse.ArgumentTypeError(_("must be a whole number of at least 1, got {text!r}").format(text=text))
+    return value
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="daiban",
+        description=_("Daiban (代办): file, sync and review government-service applications on behalf of residents."),
+    )
+    p.add_argument("--home", metavar="DIR", help=_("node home (or DAIBAN_HOME; default: the user data directory)"))
+    p.add_argument("--lang", choices=["zh", "en"], help=_("language (or DAIBAN_LANG; default zh)"))
+    p.add_argument("--agent", metavar="NAME", help=_("the person acting, recorded on events (or DAIBAN_AGENT)"))
+    p.add_argument("--version", action="version", version=f"daiban {__version__}",
+                   help=_("show the version and exit"))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Parser:
+        cp = sub.add_parser(name, help=help_text, description=help_text)
+        cp.set_defaults(func=func)
+        return cp
+
+    c = command("init", _("make a node home: database, keys, settings and the demo catalog"), cmd_init)
+    c.add_argument("--role", required=True, choices=ROLES, help=_("city, district, town or village"))
+    c.add_argument("--code", required=True, help=_("division code: 4, 6, 9 or 12 digits by role"))
+    c.add_argument("--name", required=True, help=_("the node's name"))
+    c.add_argument("--catalog", metavar="FILE", help=_("a catalog JSON file to start with instead of the bundled demo"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("apply", _("file an application (or a whole ledger with --from); prints the tracking number"), cmd_apply)
+    c.add_argument("--item", help=_("catalog item code, e.g. SB001"))
+    c.add_argument("--name", help=_("applicant's name"))
+    c.add_argument("--id-number", help=_("applicant's resident ID number"))
+    c.add_argument("--phone", help=_("applicant's phone"))
+    c.add_argument("--region", metavar="CODE", help=_("applicant's division code (default: this node's)"))
+    c.add_argument("--field", action="append", default=[], type=_field, metavar="K=V", help=_("an item field"))
+    c.add_argument("--missing", action="append", default=[], metavar="MATERIAL",
+                   help=_("a material the resident still owes (容缺), if the item allows it"))
+    c.add_argument("--from", dest="ledger", metavar="FILE", help=_("CSV (UTF-8 or GBK) or XLSX ledger of many applications"))
+    c.add_argument("--unchecked-uscc", action="store_true",
+                   help=_("accept a legacy credit code that fails its check character"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("list", _("list the applications this node filed or handles, newest first"), cmd_list)
+    c.add_argument("--status", choices=STATUSES, help=_("only this status"))
+    c.add_argument("--id-number", help=_("only this resident's applications"))
+    c.add_argument("--limit", type=_limit, metavar="N", help=_("at most N (default: 20 on screen, all with --json)"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("show", _("show one application with its history"), cmd_show)
+    c.add_argument("tracking", metavar="TRACKING")
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("review", _("decide an application at the office that handles it"), cmd_review)
+    c.add_argument("tracking", metavar="TRACKING")
+    c.add_argument("action", choices=("accept", "supplement", "reject", "complete"))
+    c.add_argument("--note", default="", help=_("a note; for reject, the reason; for complete, the result"))
+    c.add_argument("--missing", action="append", default=[], metavar="M",
+                   help=_("accept: a material still owed (容缺受理); supplement: each thing missing"))
+    c.add_argument("--delivery", choices=("pickup", "post"), default="pickup", help=_("complete: how the result is delivered"))
+    c.add_argument("--post-tracking", default="", metavar="NUMBER", help=_("complete --delivery post: the postal tracking number"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("supplement", _("record materials handed in later (补正 or 容缺)"), cmd_supplement)
+    c.add_argument("tracking", metavar="TRACKING")
+    c.add_argument("--material", action="append", default=[], metavar="M",
+                   help=_("a material supplied (default: everything outstanding)"))
+    c.add_argument("--note", default="")
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("withdraw", _("withdraw an application before it is accepted"), cmd_withdraw)
+    c.add_argument("tracking", metavar="TRACKING")
+    c.add_argument("--note", default="")
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("evaluate", _("record the resident's evaluation (好差评) of a completed application"), cmd_evaluate)
+    c.add_argument("tracking", metavar="TRACKING")
+    c.add_argument("score", type=_score, metavar="SCORE", help=_("5 very satisfied … 1 very dissatisfied"))
+    c.add_argument("--comment", default="")
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("catalog", _("read the service catalog"), cmd_catalog_list)
+    csub = c.add_subparsers(dest="catalog_command", metavar="list|show", parser_class=Parser)
+    csub.required = True
+    cl = csub.add_parser("list", help=_("find items by code, Chinese name or pinyin initials"),
+                         description=_("find items by code, Chinese name or pinyin initials"))
+    cl.set_defaults(func=cmd_catalog_list)
+    cl.add_argument("query", nargs="?", default="", metavar="WORD", help=_("e.g. 养老 or cxjmyl"))
+    cl.add_argument("--level", choices=("town", "district", "city"))
+    cl.add_argument("--json", action="store_true", help=_("print JSON"))
+    cs = csub.add_parser("show", help=_("one item: materials, fields, time limit"),
+                         description=_("one item: materials, fields, time limit"))
+    cs.set_defaults(func=cmd_catalog_show)
+    cs.add_argument("code", metavar="CODE")
+    cs.add_argument("--json", action="store_true", help=_("print JSON"))
+    return p
+
+
+# -- plumbing -----------------------------------------------------------------
+
+
+def _home(args: argparse.Namespace) -> Path:
+    from daiban.paths import resolve_home
+
+    return resolve_home(args.home)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from daiban.node.home import open_node
+
+    return open_node(_home(args), actor=args.agent or os.environ.get("DAIBAN_AGENT"))
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        sys.stderr.write(_("note: {text}").format(text=line) + "\n")
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from daiban.node.home import init_home
+
+    catalog = Path(args.catalog) if args.catalog else None
+    node = init_home(_home(args), role=args.role, code=args.code, name=args.name, catalog_path=catalog)
+    try:
+        info = {"home": str(node.home), "role": node.role, "code": node.code, "name": node.name,
+                "catalog": node.catalog_info(), "items": len(node.items())}
+    finally:
+        node.close()
+    if args.json:
+        _print_json(info)
+    else:
+        from daiban.render import init_summary
+
+        print(init_summary(info))
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    if args.ledger:
+        if args.item or args.name or args.id_number or args.phone or args.field or args.missing:
+            raise UsageError(_("--from files a whole ledger; give the applicant options only without it"))
+        return _apply_ledger(args)
+    absent = [flag for flag, value in (("--item", args.item), ("--name", args.name),
+                                       ("--id-number", args.id_number), ("--phone", args.phone)) if not value]
+    if absent:
+        raise UsageError(_("the following arguments are required: %s") % ", ".join(absent))
+    from daiban.node.applications import Filing
+
+    node = _open(args)
+    try:
+        filed = node.file(Filing(
+            item=args.item, name=args.name, id_number=args.id_number, phone=args.phone,
+            region=args.region, fields=dict(args.field), missing=args.missing,
+            allow_unchecked_uscc=args.unchecked_uscc,
+        ))
+    finally:
+        node.close()
+    _warn(filed.warnings)
+    if args.json:
+        _print_json(filed.as_dict())
+    else:
+        from daiban.render import filed_summary
+
+        print(filed.tracking)
+        print(filed_summary(filed))
+    return 0
+
+
+def _apply_ledger(args: argparse.Namespace) -> int:
+    from daiban.node import ledger
+
+    node = _open(args)
+    try:
+        book = ledger.read(Path(args.ledger))
+        titles = {
+            item.code: {spec.get("title", key): key for key, spec in item.fields.get("properties", {}).items()}
+            for item in node.items()
+        }
+        try:
+            filed = node.file_ledger(ledger.filings(book, titles, allow_unchecked_uscc=args.unchecked_uscc),
+                                     digest=book.digest, filename=book.name)
+        except LedgerRefused as exc:
+            if args.json:
+                _print_json({"ok": False, "filed": 0, "refused": exc.rows})
+            for row in exc.rows:
+                sys.stderr.write(_("row {row}: {reason}").format(row=row["row"], reason=row["reason"]) + "\n")
+            raise
+    finally:
+        node.close()
+    for f in filed:
+        _warn([_("row for {tracking}: {text}").format(tracking=f.tracking, text=w) for w in f.warnings])
+    if args.json:
+        _print_json({"ok": True, "filed": len(filed), "applications": [f.as_dict() for f in filed]})
+    else:
+        print(_("Filed {n} applications from {name}.").format(n=len(filed), name=book.name))
+        for f in filed:
+            print(f"{f.tracking}  {f.item.code}  {f.item.name}")
+    return 0
+
+
+DEFAULT_PAGE = 20
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    node = _open(args)
+    try:
+        limit = args.limit if args.limit or args.json else DEFAULT_PAGE
+        rows = node.list(status=args.status, limit=limit, id_number=args.id_number)
+        total = node.count(status=args.status, id_number=args.id_number) if not args.json else len(rows)
+        code, name = node.code, node.name
+    finally:
+        node.close()
+    if args.json:
+        _print_json(rows)
+    else:
+        from daiban.render import application_table
+
+        print(application_table(rows, total=total, node=f"{code} {name}"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    node = _open(args)
+    try:
+        view = node.show(args.tracking)
+    finally:
+        node.close()
+    if args.json:
+        _print_json(view)
+    else:
+        from daiban.render import application_detail
+
+        print(application_detail(view))
+    return 0
+
+
+def _after_change(args: argparse.Namespace, row: dict[str, Any], done: str) -> int:
+    from daiban.node.applications import public_view
+
+    view = public_view(row)
+    if args.json:
+        _print_json(view)
+    else:
+        from daiban.render import change_summary
+
+        print(change_summary(view, done))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    node = _open(args)
+    try:
+        row = node.review(args.tracking, args.action, note=args.note, missing=args.missing,
+                          delivery=args.delivery, post_tracking=args.post_tracking)
+    finally:
+        node.close()
+    return _after_change(args, row, args.action)
+
+
+def cmd_supplement(args: argparse.Namespace) -> int:
+    node = _open(args)
+    try:
+        row = node.supplement(args.tracking, args.material, note=args.note)
+    finally:
+        node.close()
+    return _after_change(args, row, "supplement_received")
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    node = _open(args)
+    try:
+        row = node.withdraw(args.tracking, note=args.note)
+    finally:
+        node.close()
+    return _after_change(args, row, "withdraw")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    node = _open(args)
+    try:
+        row = node.evaluate(args.tracking, args.score, comment=args.comment)
+    finally:
+        node.close()
+    return _after_change(args, row, "evaluate")
+
+
+def cmd_catalog_list(args: argparse.Namespace) -> int:
+    from daiban.node.catalog import search
+
+    node = _open(args)
+    try:
+        items = search(node.items(), args.query, args.level)
+        info = node.catalog_info()
+    finally:
+        node.close()
+    if args.json:
+        _print_json([i.summary() for i in items])
+    else:
+        from daiban.render import catalog_table
+
+        print(catalog_table(items, info, args.query))
+    return 0 if items or not args.query else 1
+
+
+def cmd_catalog_show(args: argparse.Namespace) -> int:
+    node = _open(args)
+    try:
+        item = node.item(args.code)
+    finally:
+        node.close()
+    if args.json:
+        _print_json(item.detail())
+    else:
+        from daiban.render import catalog_detail
+
+        print(catalog_detail(item))
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------
+
+
+def _prescan_lang(argv: Sequence[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--lang="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    i18n.set_language(i18n.resolve_language(_prescan_lang(argv)))
+    # argparse's own messages ("usage:", "required", …) go through our catalog too.
+    argparse._ = i18n._  # type: ignore[attr-defined]
+    argparse.ngettext = i18n.ngettext  # type: ignore[attr-defined]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        parser.exit(2, _("%(prog)s: error: %(message)s\n") % {"prog": "daiban", "message": exc})
+    except DaibanError as exc:
+        sys.stderr.write(_("error: {message}").format(message=exc.message) + "\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(_("interrupted; nothing half-done was stored") + "\n")
+        return 130
+    except Exception as exc:  # never a traceback for an agent; the operator gets the log
+        log = _log_crash(args)
+        sys.stderr.write(
+            _("error: an internal error occurred ({kind}); nothing half-done was stored. Details: {log}").format(
+                kind=type(exc).__name__, log=log) + "\n")
+        return 1
+    return 0
+
+
+def _log_crash(args: argparse.Namespace) -> str:
+    import datetime
+    import tempfile
+    import traceback
+
+    text = f"{datetime.datetime.now().isoformat()} daiban {__version__}\n{traceback.format_exc()}\n"
+    for folder in (_home(args) / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "daiban-error.log"
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+            return str(path)
+        except OSError:
+            continue
+    return "-"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""The service catalog: loading and checking a catalog document, and finding
+items by code, Chinese name or pinyin initials (``cxjmyl`` finds
+城乡居民基本养老保险…). Pinyin initials are computed once, when a catalog is
+installed, so reading the catalog never imports pypinyin."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from daiban.errors import DaibanError, NotFound
+from daiban.i18n import _
+
+LEVELS = ("town", "district", "city")
+
+
+@dataclass(frozen=True)
+class Item:
+    code: str
+    name: str
+    level: str
+    department: str
+    time_limit_days: int
+    trips: int
+    fee: float
+    materials: tuple[Mapping[str, Any], ...]
+    fields: Mapping[str, Any]
+    initials: str = ""
+    guide: str = ""
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], initials: str = "") -> Item:
+        return cls(
+            code=doc["code"],
+            name=doc["name"],
+            level=doc["level"],
+            department=doc.get("department", ""),
+            time_limit_days=int(doc["time_limit_days"]),
+            trips=int(doc.get("trips", 0)),
+            fee=float(doc.get("fee", 0)),
+            materials=tuple(doc.get("materials", ())),
+            fields=doc.get("fields") or {"type": "object", "properties": {}},
+            initials=initials,
+            guide=doc.get("guide", ""),
+        )
+
+    @property
+    def material_names(self) -> list[str]:
+        return [m["name"] for m in self.materials]
+
+    @property
+    def owable(self) -> list[str]:
+        return [m["name"] for m in self.materials if m.get("owable")]
+
+    def summary(self) -> dict[str, Any]:
+        """The stable keys of ``catalog list --json``."""
+        return {
+            "code": self.code,
+            "name": self.name,
+            "level": self.level,
+            "time_limit_days": self.time_limit_days,
+            "department": self.department,
+            "trips": self.trips,
+            "fee": self.fee,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """The stable keys of ``catalog show --json``."""
+        return {
+            **self.summary(),
+            "materials": [dict(m) for m in self.materials],
+            "fields": dict(self.fields),
+            "guide": self.guide,
+        }
+
+
+def level_label(level: str) -> str:
+    return {"town": _("town"), "district": _("district"), "city": _("city")}.get(level, level)
+
+
+def bundled_path() -> Path:
+    return Path(str(resources.files("daiban") / "data" / "demo_catalog.json"))
+
+
+def schema_path() -> Path:
+    return Path(str(resources.files("daiban") / "schemas" / "catalog.schema.json"))
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Read and check a catalog document; a bad one is refused whole."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFound(_("Catalog file {path} does not exist.").format(path=path)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DaibanError(
+            _("Catalog file {path} is not valid UTF-8 JSON: {error}").format(path=path, error=exc),
+            code="bad_catalog",
+        ) from None
+    check_document(doc)
+    return doc
+
+
+def check_document(doc: Any) -> None:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
+    errors = sorted(Draft202012Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "/"
+        raise DaibanError(
+            _("The catalog does not match its schema at {where}: {error}").format(
+                where=where, error=first.message
+            ),
+            code="bad_catalog",
+        )
+    codes = [item["code"] for item in doc["items"]]
+    duplicates = sorted({c for c in codes if codes.count(c) > 1})
+    if duplicates:
+        raise DaibanError(
+            _("The catalog lists item codes more than once: {codes}").format(codes=", ".join(duplicates)),
+            code="bad_catalog",
+        )
+    for item in doc["items"]:
+        Draft202012Validator.check_schema(item.get("fields") or {})
+
+
+def initials_of(name: str) -> str:
+    """Pinyin initials of a Chinese name, lower case (城乡居民 → cxjm)."""
+    from pypinyin import Style, lazy_pinyin
+
+    letters = lazy_pinyin(name, style=Style.FIRST_LETTER, errors="ignore")
+    return "".join(x[:1] for x in letters if x).lower()
+
+
+def matches(item: Item, query: str) -> bool:
+    """Does the query find this item: by code, part of the name, or pinyin initials."""
+    q = query.strip()
+    if not q:
+        return True
+    low = q.lower()
+    return (
+        item.code.lower() == low
+        or q in item.name
+        or (low.isascii() and low.isalpha() and low in item.initials)
+    )
+
+
+def search(items: Iterable[Item], query: str = "", level: str | None = None) -> list[Item]:
+    return [i for i in items if (level is None or i.level == level) and matches(i, query)]

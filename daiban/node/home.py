@@ -1,0 +1,98 @@
+"""A node home: creating one (``daiban init``) and opening it.
+
+The home holds the database (daiban.db), and keys/ with the secret that keys
+the resident-ID lookup hash. Secrets are files readable only by the owner
+(0600) and are kept out of the database, so a copied database or replica alone
+cannot be searched by ID number."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from daiban.errors import HomeError
+from daiban.i18n import _
+from daiban.node import catalog as catalog_mod
+from daiban.node.applications import Node
+from daiban.node.clock import Clock, stamp, system_clock
+from daiban.node.divisions import check_code
+from daiban.node.store import DB_NAME, Store
+from daiban.node.validation import strip_controls
+
+LOOKUP_KEY = "keys/lookup.key"
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write a secret file readable only by its owner, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def init_home(
+    home: Path,
+    *,
+    role: str,
+    code: str,
+    name: str,
+    catalog_path: Path | None = None,
+    clock: Clock = system_clock,
+) -> Node:
+    """Make a node home with its database, keys, settings and a catalog (the
+    bundled demo catalog unless another file is given). Refuses a home that
+    already holds a node."""
+    code = check_code(code, role)
+    name = " ".join(strip_controls(name or "").split())
+    if not name:
+        raise HomeError(_("A node needs a name (--name), e.g. 南定镇大张村代办点."))
+    db_path = home / DB_NAME
+    if db_path.exists():
+        raise HomeError(
+            _("{home} already holds a node; choose another --home or remove it first.").format(
+                home=home
+            )
+        )
+    doc = catalog_mod.read_document(catalog_path or catalog_mod.bundled_path())
+    if not code.startswith(doc["city"]["code"]):
+        raise HomeError(
+            _("Code {code} is not within the catalog's city {city}.").format(
+                code=code, city=doc["city"]["code"]
+            )
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    write_secret(home / LOOKUP_KEY, secrets.token_bytes(32))
+    store = Store.open(db_path, create=True)
+    try:
+        # Settings and catalog in one transaction: a half-made home never opens.
+        with store.transaction():
+            store.set_setting("role", role)
+            store.set_setting("code", code)
+            store.set_setting("name", name)
+            store.set_setting("created_at", stamp(clock()))
+            node = Node(home, store, clock=clock)
+            node.install_catalog(doc, source="bundled" if catalog_path is None else str(catalog_path))
+    except BaseException:
+        store.close()
+        raise
+    return node
+
+
+def open_node(home: Path, *, clock: Clock = system_clock, actor: str | None = None) -> Node:
+    db_path = home / DB_NAME
+    if not db_path.exists():
+        raise HomeError(
+            _("No node at {home}. Run `daiban init --role ROLE --code CODE --name NAME` first, "
+              "or point --home / DAIBAN_HOME at the node's folder.").format(home=home)
+        )
+    store = Store.open(db_path)
+    if store.setting("code") is None:
+        store.close()
+        raise HomeError(_("The node at {home} was not fully initialised; remove it and run init again.").format(home=home))
+    return Node(home, store, clock=clock, actor=actor)

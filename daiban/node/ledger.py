@@ -1,0 +1,163 @@
+"""Reading a ledger of many applications (台账): CSV in UTF-8 or in GBK as Excel
+in China saves it, or XLSX. Columns ``item,name,id_number,phone``, optional
+``region`` and ``missing``, then the item's fields by key or by their Chinese
+title. Chinese headers (事项编码, 姓名, 身份证号, 联系电话 …) are understood too."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from daiban.errors import DaibanError, NotFound
+from daiban.i18n import _
+from daiban.node.applications import Filing
+
+ALIASES = {
+    "item": ("item", "事项", "事项编码", "事项代码"),
+    "name": ("name", "姓名", "申请人", "申请人姓名"),
+    "id_number": ("id_number", "身份证号", "身份证号码", "公民身份号码"),
+    "phone": ("phone", "电话", "手机", "手机号", "联系电话"),
+    "region": ("region", "区划", "区划代码", "地区"),
+    "missing": ("missing", "容缺", "容缺材料", "缺少材料"),
+}
+_BY_ALIAS = {alias: key for key, aliases in ALIASES.items() for alias in aliases}
+_SPLIT = re.compile(r"[;；、,，|]")
+MAX_ROWS = 100_000
+
+
+@dataclass
+class Ledger:
+    name: str
+    digest: str
+    header: list[str]
+    rows: list[tuple[int, dict[str, str]]]
+
+
+def read(path: Path) -> Ledger:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(_("Ledger file {path} does not exist.").format(path=path)) from None
+    except OSError as exc:
+        raise DaibanError(_("Cannot read {path}: {error}").format(path=path, error=exc.strerror)) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if data[:4] == b"PK\x03\x04":
+        header, rows = _read_xlsx(data, path)
+    else:
+        header, rows = _read_csv(data, path)
+    if len(rows) > MAX_ROWS:
+        raise DaibanError(_("A ledger may hold at most {n} rows; split {path}.").format(n=MAX_ROWS, path=path))
+    missing = [k for k in ("item", "name", "id_number", "phone") if k not in header]
+    if missing:
+        raise DaibanError(
+            _("Ledger {path} lacks the columns: {columns}. The first row must name the "
+              "columns item,name,id_number,phone, then the item's fields.").format(
+                path=path.name, columns=", ".join(missing)),
+            code="ledger",
+        )
+    return Ledger(path.name, digest, header, rows)
+
+
+def _normal_header(cells: list[str]) -> list[str]:
+    return [_BY_ALIAS.get(c.strip().lower(), _BY_ALIAS.get(c.strip(), c.strip())) for c in cells]
+
+
+def _decode(data: bytes) -> str:
+    # UTF-8 (with or without the BOM Excel writes), else GBK as a Chinese
+    # Excel saves "CSV"; GB18030 is GBK's superset.
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DaibanError(_("The ledger is neither UTF-8 nor GBK text; save it again as CSV UTF-8 or XLSX."))
+
+
+def _read_csv(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    text = _decode(data)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = _normal_header(next(reader))
+    except StopIteration:
+        raise DaibanError(_("Ledger {path} is empty.").format(path=path.name), code="ledger") from None
+    except csv.Error as exc:
+        raise DaibanError(_("Ledger {path} is not valid CSV: {error}").format(path=path.name, error=exc)) from None
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            rows.append((reader.line_num, _row(header, cells)))
+    except csv.Error as exc:
+        raise DaibanError(_("Ledger {path} is not valid CSV near line {line}: {error}").format(
+            path=path.name, line=reader.line_num, error=exc)) from None
+    return header, rows
+
+
+def _read_xlsx(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a damaged file
+        raise DaibanError(_("Ledger {path} is not a readable XLSX workbook ({error}).").format(
+            path=path.name, error=type(exc).__name__)) from None
+    try:
+        sheet = book.worksheets[0]
+        it = sheet.iter_rows(values_only=True)
+        try:
+            header = _normal_header([_cell(c) for c in next(it)])
+        except StopIteration:
+            raise DaibanError(_("Ledger {path} is empty.").format(path=path.name), code="ledger") from None
+        rows = []
+        for number, values in enumerate(it, start=2):
+            cells = [_cell(c) for c in values]
+            if any(cells):
+                rows.append((number, _row(header, cells)))
+        return header, rows
+    finally:
+        book.close()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "date") and hasattr(value, "isoformat"):
+        return value.date().isoformat() if hasattr(value, "hour") else value.isoformat()  # type: ignore[union-attr]
+    return str(value).strip()
+
+
+def _row(header: list[str], cells: list[str]) -> dict[str, str]:
+    row = {}
+    for i, key in enumerate(header):
+        if key:
+            row[key] = cells[i].strip() if i < len(cells) else ""
+    return row
+
+
+def filings(ledger: Ledger, titles: dict[str, dict[str, str]], *,
+            allow_unchecked_uscc: bool = False) -> Iterator[tuple[int, Filing]]:
+    """Turn ledger rows into filings. ``titles`` maps each item code to its
+    fields' {title: key}, so a column may be headed 户口性质 or hukou_type."""
+    fixed = set(ALIASES)
+    for line, row in ledger.rows:
+        item = row.get("item", "").strip().upper()
+        by_title = titles.get(item, {})
+        fields = {by_title.get(k, k): v for k, v in row.items() if k not in fixed and v != ""}
+        yield line, Filing(
+            item=item,
+            name=row.get("name", ""),
+            id_number=row.get("id_number", ""),
+            phone=row.get("phone", ""),
+            region=row.get("region") or None,
+            fields=fields,
+            missing=[m for m in _SPLIT.split(row.get("missing", "")) if m.strip()],
+            allow_unchecked_uscc=allow_unchecked_uscc,
+        )

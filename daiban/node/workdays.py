@@ -1,0 +1,106 @@
+"""Working days on China's official calendar, and the due dates counted on it.
+
+Years the bundled ``chinesecalendar`` knows come from it (adjusted workdays,
+调休, included). A year it lacks comes from the calendar the city publishes with
+the catalog. With neither, the answer is *unknown* (None) — never a guess that
+every weekday is a working day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import chinese_calendar
+
+
+@lru_cache(maxsize=64)
+def _bundled_has(year: int) -> bool:
+    try:
+        chinese_calendar.is_workday(dt.date(year, 6, 1))
+    except NotImplementedError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class PublishedYear:
+    """One year of a city-published calendar: weekdays that are off, and
+    weekend days that are worked (调休)."""
+
+    holidays: frozenset[dt.date] = frozenset()
+    workdays: frozenset[dt.date] = frozenset()
+
+
+@dataclass(frozen=True)
+class WorkCalendar:
+    published: Mapping[int, PublishedYear] = field(default_factory=dict)
+
+    @classmethod
+    def from_catalog(cls, calendar: Mapping[str, Mapping[str, list[str]]] | None) -> WorkCalendar:
+        """Build from a catalog's ``calendar`` object: {"2027": {"holidays": [...], "workdays": [...]}}."""
+        years: dict[int, PublishedYear] = {}
+        for year, spec in (calendar or {}).items():
+            years[int(year)] = PublishedYear(
+                holidays=frozenset(dt.date.fromisoformat(d) for d in spec.get("holidays", [])),
+                workdays=frozenset(dt.date.fromisoformat(d) for d in spec.get("workdays", [])),
+            )
+        return cls(years)
+
+    def knows(self, year: int) -> bool:
+        return _bundled_has(year) or year in self.published
+
+    def is_workday(self, day: dt.date) -> bool | None:
+        """True or False, or None when no calendar covers the day's year."""
+        if _bundled_has(day.year):
+            return bool(chinese_calendar.is_workday(day))
+        spec = self.published.get(day.year)
+        if spec is None:
+            return None
+        if day in spec.workdays:
+            return True
+        if day in spec.holidays:
+            return False
+        return day.weekday() < 5
+
+    def add_working_days(self, start: dt.date, days: int) -> dt.date | None:
+        """The ``days``-th working day after ``start`` (``start`` itself not
+        counted); ``start`` for 0 (decided on the spot). None when the count
+        runs into a year no calendar covers."""
+        if days < 0:
+            raise ValueError("days must be >= 0")
+        day = start
+        left = days
+        while left > 0:
+            day += dt.timedelta(days=1)
+            work = self.is_workday(day)
+            if work is None:
+                return None
+            if work:
+                left -= 1
+        return day
+
+    def working_days_between(self, start: dt.date, end: dt.date) -> int | None:
+        """Working days after ``start`` up to and including ``end`` (0 if end <= start)."""
+        count = 0
+        day = start
+        while day < end:
+            day += dt.timedelta(days=1)
+            work = self.is_workday(day)
+            if work is None:
+                return None
+            count += int(work)
+        return count
+
+    def missing_year(self, start: dt.date, days: int) -> int | None:
+        """The first year the count would need and no calendar covers, if any."""
+        day = start
+        left = days
+        while left > 0:
+            day += dt.timedelta(days=1)
+            work = self.is_workday(day)
+            if work is None:
+                return day.year
+            left -= int(work)
+        return None

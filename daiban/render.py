@@ -1,0 +1,176 @@
+"""Plain-text views for the command line, laid out for an 80-column console
+with Chinese characters counted at their double width (rich does the counting).
+Untrusted text is printed without markup interpretation."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from daiban.i18n import _
+from daiban.node.catalog import Item, level_label
+from daiban.node.lifecycle import kind_label, status_label
+
+WIDTH = 80
+
+
+def _console(buffer: io.StringIO) -> Any:
+    from rich.console import Console
+
+    return Console(file=buffer, width=WIDTH, color_system=None, markup=False, emoji=False,
+                   highlight=False, soft_wrap=False)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    for column in columns:
+        table.add_column(column, overflow="ellipsis", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    buffer = io.StringIO()
+    _console(buffer).print(table)
+    return buffer.getvalue().rstrip("\n")
+
+
+def due_text(view: Mapping[str, Any]) -> str:
+    state = view.get("due_state")
+    if state == "known":
+        return str(view["due"])
+    if state == "unknown":
+        return _("unknown (no {year} calendar)").format(year=view.get("due_missing_year") or "?")
+    return "-"
+
+
+def init_summary(info: Mapping[str, Any]) -> str:
+    from daiban.node.divisions import role_name
+
+    return _(
+        "Created node {code} {name} ({role}) in {home}.\nCatalog version {version}: {items} items ({title})."
+    ).format(code=info["code"], name=info["name"], role=role_name(info["role"]), home=info["home"],
+             version=info["catalog"]["version"], items=info["items"], title=info["catalog"]["title"])
+
+
+def filed_summary(filed: Any) -> str:
+    lines = [
+        _("Filed: {name} ({code}), office {office}, status {status}.").format(
+            name=filed.item.name, code=filed.item.code, office=filed.office,
+            status=status_label(filed.status)),
+    ]
+    if filed.owed:
+        lines.append(_("Owed under 容缺受理: {materials}").format(materials=_("、").join(filed.owed)))
+    return "\n".join(lines)
+
+
+def application_table(rows: Sequence[Mapping[str, Any]], *, total: int, node: str) -> str:
+    if not rows:
+        return _("No applications at {node}.").format(node=node)
+    body = [
+        [r["tracking"], r["item_name"], r["applicant"]["name"], status_label(r["status"]), due_text(r)]
+        for r in rows
+    ]
+    text = _table([_("tracking"), _("item"), _("applicant"), _("status"), _("due")], body)
+    if total > len(rows):
+        text += "\n" + _("Showing the newest {n} of {total}; use --limit or --status to see more.").format(
+            n=len(rows), total=total)
+    return text
+
+
+def application_detail(view: Mapping[str, Any]) -> str:
+    a = view["applicant"]
+    lines = [
+        _("Tracking: {tracking}").format(tracking=view["tracking"]),
+        _("Item: {name} ({code})").format(name=view["item_name"], code=view["item"]),
+        _("Status: {status}").format(status=status_label(view["status"])),
+        _("Applicant: {name}  {id_number}  {phone}").format(**a),
+        _("Office: {office}   Filed by: {origin}   Division: {region}").format(
+            office=view["office"], origin=view["origin"], region=view["region"]),
+        _("Filed at: {at}").format(at=view["filed_at"]),
+        _("Due: {due}").format(due=due_text(view)),
+    ]
+    if view.get("owed"):
+        lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
+    if view.get("missing"):
+        lines.append(_("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"])))
+    if view.get("delivery"):
+        d = view["delivery"]
+        lines.append(_("Delivery: {method} {number}").format(
+            method=_("post") if d.get("method") == "post" else _("pickup"), number=d.get("post_tracking") or ""))
+    if view.get("evaluation"):
+        lines.append(_("Evaluation: {score} / 5").format(score=view["evaluation"]))
+    personal = view.get("personal")
+    if personal:
+        lines.append(_("Applicant (office view): {name}  {id_number}  {phone}").format(
+            name=personal["name"], id_number=personal["id_number"], phone=personal["phone"]))
+        for key, value in (personal.get("fields") or {}).items():
+            lines.append(f"  {key} = {value}")
+    lines.append(_("History:"))
+    for e in view.get("history", []):
+        detail = _event_detail(e["kind"], e["body"])
+        lines.append(f"  {e['at']}  {kind_label(e['kind'])}  {e['actor']}@{e['origin']}" + (f"  {detail}" if detail else ""))
+    return "\n".join(lines)
+
+
+def _event_detail(kind: str, body: Mapping[str, Any]) -> str:
+    if kind == "supplement_requested":
+        return _("missing: {materials}").format(materials=_("、").join(body.get("missing", [])))
+    if kind == "supplemented":
+        return _("supplied: {materials}").format(materials=_("、").join(body.get("materials", [])))
+    if kind == "rejected":
+        return _("reason: {reason}").format(reason=body.get("reason", ""))
+    if kind == "accepted" and body.get("owed"):
+        return _("owed: {materials}").format(materials=_("、").join(body["owed"]))
+    if kind == "evaluated":
+        return _("score {score}").format(score=body.get("score"))
+    if kind == "completed":
+        d = body.get("delivery") or {}
+        return (_("post {number}").format(number=d.get("post_tracking")) if d.get("method") == "post"
+                else _("pickup"))
+    return str(body.get("note") or "")
+
+
+def change_summary(view: Mapping[str, Any], done: str) -> str:
+    line = _("{tracking}: now {status}.").format(tracking=view["tracking"], status=status_label(view["status"]))
+    if view["status"] == "accepted" and done == "accept":
+        line += " " + _("Due: {due}.").format(due=due_text(view))
+    if view.get("owed"):
+        line += " " + _("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"]))
+    if view.get("missing"):
+        line += " " + _("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"]))
+    return line
+
+
+def catalog_table(items: Sequence[Item], info: Mapping[str, Any], query: str) -> str:
+    if not items:
+        return _("No item matches {query!r}.").format(query=query)
+    body = [[i.code, i.name, level_label(i.level), _("{n} days").format(n=i.time_limit_days)
+             if i.time_limit_days else _("on the spot"), str(i.trips)] for i in items]
+    header = _("Catalog version {version} ({title})").format(version=info["version"], title=info["title"])
+    return header + "\n" + _table([_("code"), _("item"), _("level"), _("time limit"), _("trips")], body)
+
+
+def catalog_detail(item: Item) -> str:
+    lines = [
+        f"{item.code}  {item.name}",
+        _("Level: {level}   Department: {department}").format(level=level_label(item.level), department=item.department),
+        _("Time limit: {days} working days   Trips: {trips}   Fee: {fee} yuan").format(
+            days=item.time_limit_days, trips=item.trips, fee=f"{item.fee:g}"),
+    ]
+    if item.guide:
+        lines.append(item.guide)
+    lines.append(_("Materials:"))
+    for m in item.materials:
+        lines.append("  - " + m["name"] + (("  " + _("(may be owed, 容缺)")) if m.get("owable") else ""))
+    props = item.fields.get("properties", {})
+    required = set(item.fields.get("required", []))
+    if props:
+        lines.append(_("Fields (--field KEY=VALUE):"))
+        for key, spec in props.items():
+            extra = " / ".join(str(c) for c in spec.get("enum", []))
+            mark = _("required") if key in required else _("optional")
+            lines.append(f"  {key}  {spec.get('title', '')}  [{mark}]" + (f"  {extra}" if extra else ""))
+    return "\n".join(lines)
