@@ -70,7 +70,8 @@ def _score(text: str) -> int:
         value = 0
     if value not in (1, 2, 3, 4, 5):
         raise argparse.ArgumentTypeError(
-            _("a score is 1 to 5 (5 very satisfied … 1 very dissatisfied), got {text!r}").format(text=text))
+            _("a score is 1 to 5 (5 very satisfied … 1 very dissatisfied), got {text!r}").format(text=text)
+        )
     return value
 
 
@@ -80,20 +81,29 @@ def _limit(text: str) -> int:
     except ValueError:
         value = -1
     if value < 1:
-        raise argparse.ArgumentTypeError(_("must be a whole number of at least 1, got {text!r}").format(text=text))
+        raise argparse.ArgumentTypeError(
+            _("must be a whole number of at least 1, got {text!r}").format(text=text)
+        )
     return value
 
 
 def build_parser() -> Parser:
     p = Parser(
         prog="daiban",
-        description=_("Daiban (代办): file, sync and review government-service applications on behalf of residents."),
+        description=_(
+            "Daiban (代办): file, sync and review government-service applications on behalf of residents."
+        ),
     )
-    p.add_argument("--home", metavar="DIR", help=_("node home (or DAIBAN_HOME; default: the user data directory)"))
+    p.add_argument(
+        "--home", metavar="DIR", help=_("node home (or DAIBAN_HOME; default: the user data directory)")
+    )
     p.add_argument("--lang", choices=["zh", "en"], help=_("language (or DAIBAN_LANG; default zh)"))
-    p.add_argument("--agent", metavar="NAME", help=_("the person acting, recorded on events (or DAIBAN_AGENT)"))
-    p.add_argument("--version", action="version", version=f"daiban {__version__}",
-                   help=_("show the version and exit"))
+    p.add_argument(
+        "--agent", metavar="NAME", help=_("the person acting, recorded on events (or DAIBAN_AGENT)")
+    )
+    p.add_argument(
+        "--version", action="version", version=f"daiban {__version__}", help=_("show the version and exit")
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -106,27 +116,50 @@ def build_parser() -> Parser:
     c.add_argument("--role", required=True, choices=ROLES, help=_("city, district, town or village"))
     c.add_argument("--code", required=True, help=_("division code: 4, 6, 9 or 12 digits by role"))
     c.add_argument("--name", required=True, help=_("the node's name"))
-    c.add_argument("--catalog", metavar="FILE", help=_("a catalog JSON file to start with instead of the bundled demo"))
+    c.add_argument(
+        "--catalog", metavar="FILE", help=_("a catalog JSON file to start with instead of the bundled demo")
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
-    c = command("apply", _("file an application (or a whole ledger with --from); prints the tracking number"), cmd_apply)
+    c = command(
+        "apply",
+        _("file an application (or a whole ledger with --from); prints the tracking number"),
+        cmd_apply,
+    )
     c.add_argument("--item", help=_("catalog item code, e.g. SB001"))
     c.add_argument("--name", help=_("applicant's name"))
     c.add_argument("--id-number", help=_("applicant's resident ID number"))
     c.add_argument("--phone", help=_("applicant's phone"))
     c.add_argument("--region", metavar="CODE", help=_("applicant's division code (default: this node's)"))
-    c.add_argument("--field", action="append", default=[], type=_field, metavar="K=V", help=_("an item field"))
-    c.add_argument("--missing", action="append", default=[], metavar="MATERIAL",
-                   help=_("a material the resident still owes (容缺), if the item allows it"))
-    c.add_argument("--from", dest="ledger", metavar="FILE", help=_("CSV (UTF-8 or GBK) or XLSX ledger of many applications"))
-    c.add_argument("--unchecked-uscc", action="store_true",
-                   help=_("accept a legacy credit code that fails its check character"))
+    c.add_argument(
+        "--field", action="append", default=[], type=_field, metavar="K=V", help=_("an item field")
+    )
+    c.add_argument(
+        "--missing",
+        action="append",
+        default=[],
+        metavar="MATERIAL",
+        help=_("a material the resident still owes (容缺), if the item allows it"),
+    )
+    c.add_argument(
+        "--from",
+        dest="ledger",
+        metavar="FILE",
+        help=_("CSV (UTF-8 or GBK) or XLSX ledger of many applications"),
+    )
+    c.add_argument(
+        "--unchecked-uscc",
+        action="store_true",
+        help=_("accept a legacy credit code that fails its check character"),
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("list", _("list the applications this node filed or handles, newest first"), cmd_list)
     c.add_argument("--status", choices=STATUSES, help=_("only this status"))
     c.add_argument("--id-number", help=_("only this resident's applications"))
-    c.add_argument("--limit", type=_limit, metavar="N", help=_("at most N (default: 20 on screen, all with --json)"))
+    c.add_argument(
+        "--limit", type=_limit, metavar="N", help=_("at most N (default: 20 on screen, all with --json)")
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("show", _("show one application with its history"), cmd_show)
@@ -137,16 +170,36 @@ def build_parser() -> Parser:
     c.add_argument("tracking", metavar="TRACKING")
     c.add_argument("action", choices=("accept", "supplement", "reject", "complete"))
     c.add_argument("--note", default="", help=_("a note; for reject, the reason; for complete, the result"))
-    c.add_argument("--missing", action="append", default=[], metavar="M",
-                   help=_("accept: a material still owed (容缺受理); supplement: each thing missing"))
-    c.add_argument("--delivery", choices=("pickup", "post"), default="pickup", help=_("complete: how the result is delivered"))
-    c.add_argument("--post-tracking", default="", metavar="NUMBER", help=_("complete --delivery post: the postal tracking number"))
+    c.add_argument(
+        "--missing",
+        action="append",
+        default=[],
+        metavar="M",
+        help=_("accept: a material still owed (容缺受理); supplement: each thing missing"),
+    )
+    c.add_argument(
+        "--delivery",
+        choices=("pickup", "post"),
+        default="pickup",
+        help=_("complete: how the result is delivered"),
+    )
+    c.add_argument(
+        "--post-tracking",
+        default="",
+        metavar="NUMBER",
+        help=_("complete --delivery post: the postal tracking number"),
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("supplement", _("record materials handed in later (补正 or 容缺)"), cmd_supplement)
     c.add_argument("tracking", metavar="TRACKING")
-    c.add_argument("--material", action="append", default=[], metavar="M",
-                   help=_("a material supplied (default: everything outstanding)"))
+    c.add_argument(
+        "--material",
+        action="append",
+        default=[],
+        metavar="M",
+        help=_("a material supplied (default: everything outstanding)"),
+    )
     c.add_argument("--note", default="")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
@@ -155,7 +208,9 @@ def build_parser() -> Parser:
     c.add_argument("--note", default="")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
-    c = command("evaluate", _("record the resident's evaluation (好差评) of a completed application"), cmd_evaluate)
+    c = command(
+        "evaluate", _("record the resident's evaluation (好差评) of a completed application"), cmd_evaluate
+    )
     c.add_argument("tracking", metavar="TRACKING")
     c.add_argument("score", type=_score, metavar="SCORE", help=_("5 very satisfied … 1 very dissatisfied"))
     c.add_argument("--comment", default="")
@@ -164,14 +219,20 @@ def build_parser() -> Parser:
     c = command("catalog", _("read the service catalog"), cmd_catalog_list)
     csub = c.add_subparsers(dest="catalog_command", metavar="list|show", parser_class=Parser)
     csub.required = True
-    cl = csub.add_parser("list", help=_("find items by code, Chinese name or pinyin initials"),
-                         description=_("find items by code, Chinese name or pinyin initials"))
+    cl = csub.add_parser(
+        "list",
+        help=_("find items by code, Chinese name or pinyin initials"),
+        description=_("find items by code, Chinese name or pinyin initials"),
+    )
     cl.set_defaults(func=cmd_catalog_list)
     cl.add_argument("query", nargs="?", default="", metavar="WORD", help=_("e.g. 养老 or cxjmyl"))
     cl.add_argument("--level", choices=("town", "district", "city"))
     cl.add_argument("--json", action="store_true", help=_("print JSON"))
-    cs = csub.add_parser("show", help=_("one item: materials, fields, time limit"),
-                         description=_("one item: materials, fields, time limit"))
+    cs = csub.add_parser(
+        "show",
+        help=_("one item: materials, fields, time limit"),
+        description=_("one item: materials, fields, time limit"),
+    )
     cs.set_defaults(func=cmd_catalog_show)
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--json", action="store_true", help=_("print JSON"))
@@ -211,8 +272,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     catalog = Path(args.catalog) if args.catalog else None
     node = init_home(_home(args), role=args.role, code=args.code, name=args.name, catalog_path=catalog)
     try:
-        info = {"home": str(node.home), "role": node.role, "code": node.code, "name": node.name,
-                "catalog": node.catalog_info(), "items": len(node.items())}
+        info = {
+            "home": str(node.home),
+            "role": node.role,
+            "code": node.code,
+            "name": node.name,
+            "catalog": node.catalog_info(),
+            "items": len(node.items()),
+        }
     finally:
         node.close()
     if args.json:
@@ -229,19 +296,34 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if args.item or args.name or args.id_number or args.phone or args.field or args.missing:
             raise UsageError(_("--from files a whole ledger; give the applicant options only without it"))
         return _apply_ledger(args)
-    absent = [flag for flag, value in (("--item", args.item), ("--name", args.name),
-                                       ("--id-number", args.id_number), ("--phone", args.phone)) if not value]
+    absent = [
+        flag
+        for flag, value in (
+            ("--item", args.item),
+            ("--name", args.name),
+            ("--id-number", args.id_number),
+            ("--phone", args.phone),
+        )
+        if not value
+    ]
     if absent:
         raise UsageError(_("the following arguments are required: %s") % ", ".join(absent))
     from daiban.node.applications import Filing
 
     node = _open(args)
     try:
-        filed = node.file(Filing(
-            item=args.item, name=args.name, id_number=args.id_number, phone=args.phone,
-            region=args.region, fields=dict(args.field), missing=args.missing,
-            allow_unchecked_uscc=args.unchecked_uscc,
-        ))
+        filed = node.file(
+            Filing(
+                item=args.item,
+                name=args.name,
+                id_number=args.id_number,
+                phone=args.phone,
+                region=args.region,
+                fields=dict(args.field),
+                missing=args.missing,
+                allow_unchecked_uscc=args.unchecked_uscc,
+            )
+        )
     finally:
         node.close()
     _warn(filed.warnings)
@@ -262,12 +344,17 @@ def _apply_ledger(args: argparse.Namespace) -> int:
     try:
         book = ledger.read(Path(args.ledger))
         titles = {
-            item.code: {spec.get("title", key): key for key, spec in item.fields.get("properties", {}).items()}
+            item.code: {
+                spec.get("title", key): key for key, spec in item.fields.get("properties", {}).items()
+            }
             for item in node.items()
         }
         try:
-            filed = node.file_ledger(ledger.filings(book, titles, allow_unchecked_uscc=args.unchecked_uscc),
-                                     digest=book.digest, filename=book.name)
+            filed = node.file_ledger(
+                ledger.filings(book, titles, allow_unchecked_uscc=args.unchecked_uscc),
+                digest=book.digest,
+                filename=book.name,
+            )
         except LedgerRefused as exc:
             if args.json:
                 _print_json({"ok": False, "filed": 0, "refused": exc.rows})
@@ -339,8 +426,14 @@ def _after_change(args: argparse.Namespace, row: dict[str, Any], done: str) -> i
 def cmd_review(args: argparse.Namespace) -> int:
     node = _open(args)
     try:
-        row = node.review(args.tracking, args.action, note=args.note, missing=args.missing,
-                          delivery=args.delivery, post_tracking=args.post_tracking)
+        row = node.review(
+            args.tracking,
+            args.action,
+            note=args.note,
+            missing=args.missing,
+            delivery=args.delivery,
+            post_tracking=args.post_tracking,
+        )
     finally:
         node.close()
     return _after_change(args, row, args.action)
@@ -439,8 +532,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for an agent; the operator gets the log
         log = _log_crash(args)
         sys.stderr.write(
-            _("error: an internal error occurred ({kind}); nothing half-done was stored. Details: {log}").format(
-                kind=type(exc).__name__, log=log) + "\n")
+            _(
+                "error: an internal error occurred ({kind}); nothing half-done was stored. Details: {log}"
+            ).format(kind=type(exc).__name__, log=log)
+            + "\n"
+        )
         return 1
     return 0
 

@@ -29,11 +29,7 @@ def normalize_language(value: str | None) -> str | None:
 
 def resolve_language(flag: str | None) -> str:
     """The language to use: the flag, else ``DAIBAN_LANG``, else Chinese."""
-    return (
-        normalize_language(flag)
-        or normalize_language(os.environ.get("DAIBAN_LANG"))
-        or DEFAULT_LANGUAGE
-    )
+    return normalize_language(flag) or normalize_language(os.environ.get("DAIBAN_LANG")) or DEFAULT_LANGUAGE
 
 
 def set_language(lang: str) -> None:

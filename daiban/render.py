@@ -18,8 +18,15 @@ WIDTH = 80
 def _console(buffer: io.StringIO) -> Any:
     from rich.console import Console
 
-    return Console(file=buffer, width=WIDTH, color_system=None, markup=False, emoji=False,
-                   highlight=False, soft_wrap=False)
+    return Console(
+        file=buffer,
+        width=WIDTH,
+        color_system=None,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        soft_wrap=False,
+    )
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -51,15 +58,22 @@ def init_summary(info: Mapping[str, Any]) -> str:
 
     return _(
         "Created node {code} {name} ({role}) in {home}.\nCatalog version {version}: {items} items ({title})."
-    ).format(code=info["code"], name=info["name"], role=role_name(info["role"]), home=info["home"],
-             version=info["catalog"]["version"], items=info["items"], title=info["catalog"]["title"])
+    ).format(
+        code=info["code"],
+        name=info["name"],
+        role=role_name(info["role"]),
+        home=info["home"],
+        version=info["catalog"]["version"],
+        items=info["items"],
+        title=info["catalog"]["title"],
+    )
 
 
 def filed_summary(filed: Any) -> str:
     lines = [
         _("Filed: {name} ({code}), office {office}, status {status}.").format(
-            name=filed.item.name, code=filed.item.code, office=filed.office,
-            status=status_label(filed.status)),
+            name=filed.item.name, code=filed.item.code, office=filed.office, status=status_label(filed.status)
+        ),
     ]
     if filed.owed:
         lines.append(_("Owed under 容缺受理: {materials}").format(materials=_("、").join(filed.owed)))
@@ -76,7 +90,8 @@ def application_table(rows: Sequence[Mapping[str, Any]], *, total: int, node: st
     text = _table([_("tracking"), _("item"), _("applicant"), _("status"), _("due")], body)
     if total > len(rows):
         text += "\n" + _("Showing the newest {n} of {total}; use --limit or --status to see more.").format(
-            n=len(rows), total=total)
+            n=len(rows), total=total
+        )
     return text
 
 
@@ -88,30 +103,43 @@ def application_detail(view: Mapping[str, Any]) -> str:
         _("Status: {status}").format(status=status_label(view["status"])),
         _("Applicant: {name}  {id_number}  {phone}").format(**a),
         _("Office: {office}   Filed by: {origin}   Division: {region}").format(
-            office=view["office"], origin=view["origin"], region=view["region"]),
+            office=view["office"], origin=view["origin"], region=view["region"]
+        ),
         _("Filed at: {at}").format(at=view["filed_at"]),
         _("Due: {due}").format(due=due_text(view)),
     ]
     if view.get("owed"):
         lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
     if view.get("missing"):
-        lines.append(_("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"])))
+        lines.append(
+            _("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"]))
+        )
     if view.get("delivery"):
         d = view["delivery"]
-        lines.append(_("Delivery: {method} {number}").format(
-            method=_("post") if d.get("method") == "post" else _("pickup"), number=d.get("post_tracking") or ""))
+        lines.append(
+            _("Delivery: {method} {number}").format(
+                method=_("post") if d.get("method") == "post" else _("pickup"),
+                number=d.get("post_tracking") or "",
+            )
+        )
     if view.get("evaluation"):
         lines.append(_("Evaluation: {score} / 5").format(score=view["evaluation"]))
     personal = view.get("personal")
     if personal:
-        lines.append(_("Applicant (office view): {name}  {id_number}  {phone}").format(
-            name=personal["name"], id_number=personal["id_number"], phone=personal["phone"]))
+        lines.append(
+            _("Applicant (office view): {name}  {id_number}  {phone}").format(
+                name=personal["name"], id_number=personal["id_number"], phone=personal["phone"]
+            )
+        )
         for key, value in (personal.get("fields") or {}).items():
             lines.append(f"  {key} = {value}")
     lines.append(_("History:"))
     for e in view.get("history", []):
         detail = _event_detail(e["kind"], e["body"])
-        lines.append(f"  {e['at']}  {kind_label(e['kind'])}  {e['actor']}@{e['origin']}" + (f"  {detail}" if detail else ""))
+        lines.append(
+            f"  {e['at']}  {kind_label(e['kind'])}  {e['actor']}@{e['origin']}"
+            + (f"  {detail}" if detail else "")
+        )
     return "\n".join(lines)
 
 
@@ -128,27 +156,42 @@ def _event_detail(kind: str, body: Mapping[str, Any]) -> str:
         return _("score {score}").format(score=body.get("score"))
     if kind == "completed":
         d = body.get("delivery") or {}
-        return (_("post {number}").format(number=d.get("post_tracking")) if d.get("method") == "post"
-                else _("pickup"))
+        return (
+            _("post {number}").format(number=d.get("post_tracking"))
+            if d.get("method") == "post"
+            else _("pickup")
+        )
     return str(body.get("note") or "")
 
 
 def change_summary(view: Mapping[str, Any], done: str) -> str:
-    line = _("{tracking}: now {status}.").format(tracking=view["tracking"], status=status_label(view["status"]))
+    line = _("{tracking}: now {status}.").format(
+        tracking=view["tracking"], status=status_label(view["status"])
+    )
     if view["status"] == "accepted" and done == "accept":
         line += " " + _("Due: {due}.").format(due=due_text(view))
     if view.get("owed"):
         line += " " + _("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"]))
     if view.get("missing"):
-        line += " " + _("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"]))
+        line += " " + _("To supplement (一次性告知): {materials}").format(
+            materials=_("、").join(view["missing"])
+        )
     return line
 
 
 def catalog_table(items: Sequence[Item], info: Mapping[str, Any], query: str) -> str:
     if not items:
         return _("No item matches {query!r}.").format(query=query)
-    body = [[i.code, i.name, level_label(i.level), _("{n} days").format(n=i.time_limit_days)
-             if i.time_limit_days else _("on the spot"), str(i.trips)] for i in items]
+    body = [
+        [
+            i.code,
+            i.name,
+            level_label(i.level),
+            _("{n} days").format(n=i.time_limit_days) if i.time_limit_days else _("on the spot"),
+            str(i.trips),
+        ]
+        for i in items
+    ]
     header = _("Catalog version {version} ({title})").format(version=info["version"], title=info["title"])
     return header + "\n" + _table([_("code"), _("item"), _("level"), _("time limit"), _("trips")], body)
 
@@ -156,9 +199,12 @@ def catalog_table(items: Sequence[Item], info: Mapping[str, Any], query: str) ->
 def catalog_detail(item: Item) -> str:
     lines = [
         f"{item.code}  {item.name}",
-        _("Level: {level}   Department: {department}").format(level=level_label(item.level), department=item.department),
+        _("Level: {level}   Department: {department}").format(
+            level=level_label(item.level), department=item.department
+        ),
         _("Time limit: {days} working days   Trips: {trips}   Fee: {fee} yuan").format(
-            days=item.time_limit_days, trips=item.trips, fee=f"{item.fee:g}"),
+            days=item.time_limit_days, trips=item.trips, fee=f"{item.fee:g}"
+        ),
     ]
     if item.guide:
         lines.append(item.guide)

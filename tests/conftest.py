@@ -24,6 +24,8 @@ DATA = Path(__file__).parent / "data"
 ZIBO_ID = "370303198001010012"
 BEIJING_ID = "11010519491231002X"
 GUANGDONG_ID = "440524188001010014"  # 1880: before 1900, refused
+# The installed console script, as an agent runs it.
+DAIBAN = str(Path(sys.executable).with_name("daiban"))
 
 
 @pytest.fixture(autouse=True)
@@ -57,10 +59,15 @@ def make_node(tmp_path: Path, clock: FrozenClock) -> Iterator[Callable[..., Node
     """Make a real node home; returns the open Node (closed after the test)."""
     nodes: list[Node] = []
 
-    def make(role: str = "village", code: str = "370303101201", name: str = "大张村代办点",
-             catalog: Path | None = None) -> Node:
-        node = init_home(tmp_path / f"home-{code}", role=role, code=code, name=name,
-                         catalog_path=catalog, clock=clock)
+    def make(
+        role: str = "village",
+        code: str = "370303101201",
+        name: str = "大张村代办点",
+        catalog: Path | None = None,
+    ) -> Node:
+        node = init_home(
+            tmp_path / f"home-{code}", role=role, code=code, name=name, catalog_path=catalog, clock=clock
+        )
         nodes.append(node)
         return node
 
@@ -96,15 +103,25 @@ def cli(tmp_path: Path) -> Callable[..., Result]:
     """Run the real ``daiban`` command in a subprocess, on a temp home by default."""
     default_home = tmp_path / "cli-home"
 
-    def run(*args: str, home: Path | None = None, lang: str = "en",
-            env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    def run(
+        *args: str,
+        home: Path | None = None,
+        lang: str = "en",
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> Result:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}
-        full_env.update({"DAIBAN_HOME": str(home or default_home), "DAIBAN_LANG": lang,
-                         "DAIBAN_AGENT": "测试代办员"})
+        full_env.update(
+            {"DAIBAN_HOME": str(home or default_home), "DAIBAN_LANG": lang, "DAIBAN_AGENT": "测试代办员"}
+        )
         full_env.update(env or {})
         proc = subprocess.run(
-            [sys.executable, "-m", "daiban", *args],
-            capture_output=True, text=True, env=full_env, input=stdin, timeout=120,
+            [DAIBAN, *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            input=stdin,
+            timeout=120,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

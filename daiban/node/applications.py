@@ -92,8 +92,9 @@ class _Prepared:
 
 
 class Node:
-    def __init__(self, home: Path, store: Store, *, clock: Clock = system_clock,
-                 actor: str | None = None) -> None:
+    def __init__(
+        self, home: Path, store: Store, *, clock: Clock = system_clock, actor: str | None = None
+    ) -> None:
         self.home = home
         self.store = store
         self.clock = clock
@@ -138,8 +139,12 @@ class Node:
             self._calendar = None
             cal = self.calendar()
             for row in self.store.unknown_dues():
-                self._store_due(row["tracking"], cal, dt.date.fromisoformat(row["accepted_on"]),
-                                int(row["time_limit_days"]))
+                self._store_due(
+                    row["tracking"],
+                    cal,
+                    dt.date.fromisoformat(row["accepted_on"]),
+                    int(row["time_limit_days"]),
+                )
 
     def items(self) -> list[Item]:
         if self._items is None:
@@ -225,23 +230,37 @@ class Node:
         region = (filing.region or self.code).strip()
         office: str | None = None
         if not (region.isascii() and region.isdigit() and len(region) in (4, 6, 9, 12)):
-            problems.append(Problem("region", _("applicant's division"),
-                                    _("must be a 6-, 9- or 12-digit division code")))
+            problems.append(
+                Problem("region", _("applicant's division"), _("must be a 6-, 9- or 12-digit division code"))
+            )
         elif not is_within(region, city_of(self.code)):
-            problems.append(Problem("region", _("applicant's division"),
-                                    _("{region} is outside this city ({city})").format(
-                                        region=region, city=city_of(self.code))))
+            problems.append(
+                Problem(
+                    "region",
+                    _("applicant's division"),
+                    _("{region} is outside this city ({city})").format(
+                        region=region, city=city_of(self.code)
+                    ),
+                )
+            )
         else:
             office = office_for(region, item.level)
             if office is None:
-                problems.append(Problem("region", _("applicant's division"), _(
-                    "{region} is too coarse for a {level}-level item; give the resident's "
-                    "village or town code with --region").format(
-                        region=region, level=level_label(item.level))))
+                problems.append(
+                    Problem(
+                        "region",
+                        _("applicant's division"),
+                        _(
+                            "{region} is too coarse for a {level}-level item; give the resident's "
+                            "village or town code with --region"
+                        ).format(region=region, level=level_label(item.level)),
+                    )
+                )
 
         try:
-            fields = validation.fields(item.fields, filing.fields, today=today,
-                                       allow_unchecked_uscc=filing.allow_unchecked_uscc)
+            fields = validation.fields(
+                item.fields, filing.fields, today=today, allow_unchecked_uscc=filing.allow_unchecked_uscc
+            )
             warnings.extend(fields.warnings)
             field_values: dict[str, Any] = fields.value
         except ValidationFailed as exc:
@@ -253,17 +272,26 @@ class Node:
         if problems:
             raise ValidationFailed(problems)
         assert office is not None
-        return _Prepared(filing, item, region, office, self.id_hash(applicant["id_number"]),
-                         applicant, field_values, owed, warnings)
+        return _Prepared(
+            filing,
+            item,
+            region,
+            office,
+            self.id_hash(applicant["id_number"]),
+            applicant,
+            field_values,
+            owed,
+            warnings,
+        )
 
     def _check_not_duplicate(self, prepared: _Prepared) -> None:
         existing = self.store.open_application_for(prepared.id_hash, prepared.item.code)
         if existing is not None:
             raise Conflict(
-                _("This resident already has an application for this item in progress: "
-                  "{tracking} ({status}).").format(
-                    tracking=existing["tracking"],
-                    status=lifecycle.status_label(existing["status"]))
+                _(
+                    "This resident already has an application for this item in progress: "
+                    "{tracking} ({status})."
+                ).format(tracking=existing["tracking"], status=lifecycle.status_label(existing["status"]))
             )
 
     def _store_filing(self, prepared: _Prepared, now: str) -> Filed:
@@ -318,8 +346,18 @@ class Node:
             state = lifecycle.apply(state, Kind.RECEIVED, received_event.body)
             row.update(status=state.status.value, received_at=now)
         self.store.save_application(row)
-        return Filed(number, item, prepared.office, row["status"], list(state.owed), received,
-                     dict(prepared.applicant), dict(prepared.fields), now, prepared.warnings)
+        return Filed(
+            number,
+            item,
+            prepared.office,
+            row["status"],
+            list(state.owed),
+            received,
+            dict(prepared.applicant),
+            dict(prepared.fields),
+            now,
+            prepared.warnings,
+        )
 
     def file(self, filing: Filing) -> Filed:
         """File one application; returns its tracking number and receipt."""
@@ -328,8 +366,7 @@ class Node:
             self._check_not_duplicate(prepared)
             return self._store_filing(prepared, stamp(self.clock()))
 
-    def file_ledger(self, rows: Iterable[tuple[int, Filing]], *, digest: str,
-                    filename: str) -> list[Filed]:
+    def file_ledger(self, rows: Iterable[tuple[int, Filing]], *, digest: str, filename: str) -> list[Filed]:
         """File every row of a ledger, or none: all rows are checked first, and
         any refused row refuses the whole ledger with a report of every refused
         row, so fixing the ledger and importing it again never files a row twice."""
@@ -337,7 +374,8 @@ class Node:
         if previous is not None:
             raise Conflict(
                 _("This ledger was already imported at {at} ({rows} rows); nothing was filed again.").format(
-                    at=previous["imported_at"], rows=previous["rows"])
+                    at=previous["imported_at"], rows=previous["rows"]
+                )
             )
         today = self.today()
         prepared: list[_Prepared] = []
@@ -354,8 +392,13 @@ class Node:
                 seen[key] = line
                 self._check_not_duplicate(p)
             except DaibanError as exc:
-                refused.append({"row": line, "reason": exc.message,
-                                "problems": [q.as_dict() for q in getattr(exc, "problems", [])]})
+                refused.append(
+                    {
+                        "row": line,
+                        "reason": exc.message,
+                        "problems": [q.as_dict() for q in getattr(exc, "problems", [])],
+                    }
+                )
                 continue
             prepared.append(p)
         if total == 0:
@@ -363,7 +406,8 @@ class Node:
         if refused:
             raise LedgerRefused(
                 _("{n} of {total} rows refused; nothing was filed. Fix them and import again.").format(
-                    n=len(refused), total=total),
+                    n=len(refused), total=total
+                ),
                 refused,
             )
         now = stamp(self.clock())
@@ -383,8 +427,9 @@ class Node:
     def _require_office(self, row: Mapping[str, Any]) -> None:
         if row["office"] != self.code:
             raise DaibanError(
-                _("Only the office that handles it ({office}) can review {tracking}; this node is {code}.").format(
-                    office=row["office"], tracking=row["tracking"], code=self.code),
+                _(
+                    "Only the office that handles it ({office}) can review {tracking}; this node is {code}."
+                ).format(office=row["office"], tracking=row["tracking"], code=self.code),
                 code="not_office",
             )
 
@@ -392,23 +437,35 @@ class Node:
         if self.code not in (row["origin"], row["office"]):
             raise DaibanError(
                 _("Only the node that filed {tracking} or its office can do this.").format(
-                    tracking=row["tracking"]),
+                    tracking=row["tracking"]
+                ),
                 code="not_party",
             )
 
-    def _record(self, tracking_text: str, kind: str, body: Mapping[str, Any],
-                check: Callable[[Mapping[str, Any]], None],
-                project: Callable[[dict[str, Any], AppState, str], None] | None = None) -> dict[str, Any]:
+    def _record(
+        self,
+        tracking_text: str,
+        kind: str,
+        body: Mapping[str, Any],
+        check: Callable[[Mapping[str, Any]], None],
+        project: Callable[[dict[str, Any], AppState, str], None] | None = None,
+    ) -> dict[str, Any]:
         with self.store.transaction():
             row = self._application(tracking_text)
             check(row)
-            state = AppState(Status(row["status"]), tuple(row["owed"]), tuple(row["missing"]),
-                             row["evaluation"])
+            state = AppState(
+                Status(row["status"]), tuple(row["owed"]), tuple(row["missing"]), row["evaluation"]
+            )
             new = lifecycle.apply(state, kind, body)
             now = stamp(self.clock())
             self.store.insert_event(self._event(row["tracking"], kind, body, now))
-            row.update(status=new.status.value, owed=list(new.owed), missing=list(new.missing),
-                       evaluation=new.evaluation, updated_at=now)
+            row.update(
+                status=new.status.value,
+                owed=list(new.owed),
+                missing=list(new.missing),
+                evaluation=new.evaluation,
+                updated_at=now,
+            )
             if project is not None:
                 project(row, new, now)
             self.store.save_application(row)
@@ -421,15 +478,25 @@ class Node:
         else:
             self.store.set_due(tracking_no, due.isoformat(), "known", None)
 
-    def review(self, tracking_text: str, action: str, *, note: str = "",
-               missing: Sequence[str] = (), delivery: str = "pickup",
-               post_tracking: str = "") -> dict[str, Any]:
+    def review(
+        self,
+        tracking_text: str,
+        action: str,
+        *,
+        note: str = "",
+        missing: Sequence[str] = (),
+        delivery: str = "pickup",
+        post_tracking: str = "",
+    ) -> dict[str, Any]:
         """Record the office's decision: accept (容缺 with ``missing``), ask for a
         supplement listing everything missing, reject with a reason, or complete
         with the delivery."""
         note = validation.text(note, label=_("note"), key="note", required=(action == "reject"))
-        missing = [validation.text(m, label=_("material"), key="missing", max_length=100)
-                   for m in missing if m.strip()]
+        missing = [
+            validation.text(m, label=_("material"), key="missing", max_length=100)
+            for m in missing
+            if m.strip()
+        ]
         if action == "accept":
             today = self.today()
             item_cache: dict[str, Item] = {}
@@ -444,36 +511,58 @@ class Node:
             def project(row: dict[str, Any], state: AppState, now: str) -> None:
                 item = item_cache["item"]
                 due = self.calendar().add_working_days(today, item.time_limit_days)
-                row.update(accepted_on=today.isoformat(), decided_at=now,
-                           time_limit_days=item.time_limit_days,
-                           due=due.isoformat() if due else None,
-                           due_state="known" if due else "unknown",
-                           due_missing_year=None if due else self.calendar().missing_year(
-                               today, item.time_limit_days))
+                row.update(
+                    accepted_on=today.isoformat(),
+                    decided_at=now,
+                    time_limit_days=item.time_limit_days,
+                    due=due.isoformat() if due else None,
+                    due_state="known" if due else "unknown",
+                    due_missing_year=None
+                    if due
+                    else self.calendar().missing_year(today, item.time_limit_days),
+                )
 
             body: dict[str, Any] = {"note": note, "accepted_on": today.isoformat()}
             if missing:
                 body["owed"] = missing
             return self._record(tracking_text, Kind.ACCEPTED, body, check, project)
         if action == "supplement":
-            return self._record(tracking_text, Kind.SUPPLEMENT_REQUESTED,
-                                {"missing": missing, "note": note}, self._require_office)
+            return self._record(
+                tracking_text,
+                Kind.SUPPLEMENT_REQUESTED,
+                {"missing": missing, "note": note},
+                self._require_office,
+            )
         if action == "reject":
-            return self._record(tracking_text, Kind.REJECTED, {"reason": note}, self._require_office,
-                                lambda row, state, now: row.update(decided_at=now))
+            return self._record(
+                tracking_text,
+                Kind.REJECTED,
+                {"reason": note},
+                self._require_office,
+                lambda row, state, now: row.update(decided_at=now),
+            )
         if action == "complete":
-            post = validation.text(post_tracking, label=_("postal tracking number"),
-                                   key="post_tracking", max_length=40)
+            post = validation.text(
+                post_tracking, label=_("postal tracking number"), key="post_tracking", max_length=40
+            )
             delivery_body = {"method": delivery, "post_tracking": post or None}
             return self._record(
-                tracking_text, Kind.COMPLETED, {"delivery": delivery_body, "result": note},
+                tracking_text,
+                Kind.COMPLETED,
+                {"delivery": delivery_body, "result": note},
                 self._require_office,
-                lambda row, state, now: row.update(completed_at=now, delivery=delivery_body))
-        raise DaibanError(_("Unknown review action {action!r}; use accept, supplement, reject or complete.").format(action=action),
-                          code="usage")
+                lambda row, state, now: row.update(completed_at=now, delivery=delivery_body),
+            )
+        raise DaibanError(
+            _("Unknown review action {action!r}; use accept, supplement, reject or complete.").format(
+                action=action
+            ),
+            code="usage",
+        )
 
-    def supplement(self, tracking_text: str, materials: Sequence[str] = (), *,
-                   note: str = "") -> dict[str, Any]:
+    def supplement(
+        self, tracking_text: str, materials: Sequence[str] = (), *, note: str = ""
+    ) -> dict[str, Any]:
         """Record materials handed in later: for a supplement request, or owed
         under 容缺受理. Without ``materials``, everything outstanding."""
         note = validation.text(note, label=_("note"), key="note")
@@ -481,8 +570,9 @@ class Node:
         if not chosen:
             row = self._application(tracking_text)
             chosen = list(row["missing"] if row["status"] == Status.NEEDS_SUPPLEMENT else row["owed"])
-        return self._record(tracking_text, Kind.SUPPLEMENTED, {"materials": chosen, "note": note},
-                            self._require_party)
+        return self._record(
+            tracking_text, Kind.SUPPLEMENTED, {"materials": chosen, "note": note}, self._require_party
+        )
 
     def withdraw(self, tracking_text: str, *, note: str = "") -> dict[str, Any]:
         note = validation.text(note, label=_("note"), key="note")
@@ -490,8 +580,9 @@ class Node:
 
     def evaluate(self, tracking_text: str, score: int, *, comment: str = "") -> dict[str, Any]:
         comment = validation.text(comment, label=_("comment"), key="comment")
-        return self._record(tracking_text, Kind.EVALUATED, {"score": score, "comment": comment},
-                            self._require_party)
+        return self._record(
+            tracking_text, Kind.EVALUATED, {"score": score, "comment": comment}, self._require_party
+        )
 
     # -- views -------------------------------------------------------------
 
@@ -499,8 +590,9 @@ class Node:
         checked = validation.id_number(id_number, today=self.today())
         return self.id_hash(checked.value)
 
-    def list(self, *, status: str | None = None, limit: int | None = None,
-             id_number: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, *, status: str | None = None, limit: int | None = None, id_number: str | None = None
+    ) -> list[dict[str, Any]]:
         id_hash = self.find_by_id_number(id_number) if id_number else None
         rows = self.store.list_applications(self.code, status=status, id_hash=id_hash, limit=limit)
         return [public_view(r) for r in rows]
@@ -535,13 +627,25 @@ def _owable_problems(item: Item, owed: Sequence[str]) -> list[Problem]:
     problems = []
     for material in owed:
         if material not in item.material_names:
-            problems.append(Problem("missing", _("material"), _(
-                "{item} has no material “{material}”; its materials: {materials}").format(
-                    item=item.code, material=material, materials=_("、").join(item.material_names))))
+            problems.append(
+                Problem(
+                    "missing",
+                    _("material"),
+                    _("{item} has no material “{material}”; its materials: {materials}").format(
+                        item=item.code, material=material, materials=_("、").join(item.material_names)
+                    ),
+                )
+            )
         elif material not in item.owable:
-            problems.append(Problem("missing", _("material"), _(
-                "“{material}” cannot be owed (容缺); owable: {owable}").format(
-                    material=material, owable=_("、").join(item.owable) or _("(none)"))))
+            problems.append(
+                Problem(
+                    "missing",
+                    _("material"),
+                    _("“{material}” cannot be owed (容缺); owable: {owable}").format(
+                        material=material, owable=_("、").join(item.owable) or _("(none)")
+                    ),
+                )
+            )
     return problems
 
 

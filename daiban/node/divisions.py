@@ -32,8 +32,7 @@ def check_code(code: str, role: str | None = None) -> str:
     if found is None:
         raise DaibanError(
             _(
-                "Division code {code} has {n} digits; a city has 4, a district 6, "
-                "a town 9 and a village 12."
+                "Division code {code} has {n} digits; a city has 4, a district 6, a town 9 and a village 12."
             ).format(code=code, n=len(code)),
             code="bad_code",
         )

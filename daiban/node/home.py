@@ -55,9 +55,7 @@ def init_home(
     db_path = home / DB_NAME
     if db_path.exists():
         raise HomeError(
-            _("{home} already holds a node; choose another --home or remove it first.").format(
-                home=home
-            )
+            _("{home} already holds a node; choose another --home or remove it first.").format(home=home)
         )
     doc = catalog_mod.read_document(catalog_path or catalog_mod.bundled_path())
     if not code.startswith(doc["city"]["code"]):
@@ -88,11 +86,15 @@ def open_node(home: Path, *, clock: Clock = system_clock, actor: str | None = No
     db_path = home / DB_NAME
     if not db_path.exists():
         raise HomeError(
-            _("No node at {home}. Run `daiban init --role ROLE --code CODE --name NAME` first, "
-              "or point --home / DAIBAN_HOME at the node's folder.").format(home=home)
+            _(
+                "No node at {home}. Run `daiban init --role ROLE --code CODE --name NAME` first, "
+                "or point --home / DAIBAN_HOME at the node's folder."
+            ).format(home=home)
         )
     store = Store.open(db_path)
     if store.setting("code") is None:
         store.close()
-        raise HomeError(_("The node at {home} was not fully initialised; remove it and run init again.").format(home=home))
+        raise HomeError(
+            _("The node at {home} was not fully initialised; remove it and run init again.").format(home=home)
+        )
     return Node(home, store, clock=clock, actor=actor)

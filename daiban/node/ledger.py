@@ -51,13 +51,16 @@ def read(path: Path) -> Ledger:
     else:
         header, rows = _read_csv(data, path)
     if len(rows) > MAX_ROWS:
-        raise DaibanError(_("A ledger may hold at most {n} rows; split {path}.").format(n=MAX_ROWS, path=path))
+        raise DaibanError(
+            _("A ledger may hold at most {n} rows; split {path}.").format(n=MAX_ROWS, path=path)
+        )
     missing = [k for k in ("item", "name", "id_number", "phone") if k not in header]
     if missing:
         raise DaibanError(
-            _("Ledger {path} lacks the columns: {columns}. The first row must name the "
-              "columns item,name,id_number,phone, then the item's fields.").format(
-                path=path.name, columns=", ".join(missing)),
+            _(
+                "Ledger {path} lacks the columns: {columns}. The first row must name the "
+                "columns item,name,id_number,phone, then the item's fields."
+            ).format(path=path.name, columns=", ".join(missing)),
             code="ledger",
         )
     return Ledger(path.name, digest, header, rows)
@@ -86,7 +89,9 @@ def _read_csv(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict[
     except StopIteration:
         raise DaibanError(_("Ledger {path} is empty.").format(path=path.name), code="ledger") from None
     except csv.Error as exc:
-        raise DaibanError(_("Ledger {path} is not valid CSV: {error}").format(path=path.name, error=exc)) from None
+        raise DaibanError(
+            _("Ledger {path} is not valid CSV: {error}").format(path=path.name, error=exc)
+        ) from None
     rows: list[tuple[int, dict[str, str]]] = []
     try:
         for cells in reader:
@@ -94,8 +99,11 @@ def _read_csv(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict[
                 continue
             rows.append((reader.line_num, _row(header, cells)))
     except csv.Error as exc:
-        raise DaibanError(_("Ledger {path} is not valid CSV near line {line}: {error}").format(
-            path=path.name, line=reader.line_num, error=exc)) from None
+        raise DaibanError(
+            _("Ledger {path} is not valid CSV near line {line}: {error}").format(
+                path=path.name, line=reader.line_num, error=exc
+            )
+        ) from None
     return header, rows
 
 
@@ -105,8 +113,11 @@ def _read_xlsx(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a damaged file
-        raise DaibanError(_("Ledger {path} is not a readable XLSX workbook ({error}).").format(
-            path=path.name, error=type(exc).__name__)) from None
+        raise DaibanError(
+            _("Ledger {path} is not a readable XLSX workbook ({error}).").format(
+                path=path.name, error=type(exc).__name__
+            )
+        ) from None
     try:
         sheet = book.worksheets[0]
         it = sheet.iter_rows(values_only=True)
@@ -142,8 +153,9 @@ def _row(header: list[str], cells: list[str]) -> dict[str, str]:
     return row
 
 
-def filings(ledger: Ledger, titles: dict[str, dict[str, str]], *,
-            allow_unchecked_uscc: bool = False) -> Iterator[tuple[int, Filing]]:
+def filings(
+    ledger: Ledger, titles: dict[str, dict[str, str]], *, allow_unchecked_uscc: bool = False
+) -> Iterator[tuple[int, Filing]]:
     """Turn ledger rows into filings. ``titles`` maps each item code to its
     fields' {title: key}, so a column may be headed 户口性质 or hukou_type."""
     fixed = set(ALIASES)
@@ -151,13 +163,16 @@ def filings(ledger: Ledger, titles: dict[str, dict[str, str]], *,
         item = row.get("item", "").strip().upper()
         by_title = titles.get(item, {})
         fields = {by_title.get(k, k): v for k, v in row.items() if k not in fixed and v != ""}
-        yield line, Filing(
-            item=item,
-            name=row.get("name", ""),
-            id_number=row.get("id_number", ""),
-            phone=row.get("phone", ""),
-            region=row.get("region") or None,
-            fields=fields,
-            missing=[m for m in _SPLIT.split(row.get("missing", "")) if m.strip()],
-            allow_unchecked_uscc=allow_unchecked_uscc,
+        yield (
+            line,
+            Filing(
+                item=item,
+                name=row.get("name", ""),
+                id_number=row.get("id_number", ""),
+                phone=row.get("phone", ""),
+                region=row.get("region") or None,
+                fields=fields,
+                missing=[m for m in _SPLIT.split(row.get("missing", "")) if m.strip()],
+                allow_unchecked_uscc=allow_unchecked_uscc,
+            ),
         )

@@ -107,9 +107,7 @@ def _names(values: Any) -> tuple[str, ...]:
 def _refuse(kind: Kind, state: AppState | None) -> TransitionRefused:
     if state is None:
         return TransitionRefused(
-            _("Cannot record '{kind}': the application has not been filed.").format(
-                kind=kind_label(kind)
-            )
+            _("Cannot record '{kind}': the application has not been filed.").format(kind=kind_label(kind))
         )
     if kind is Kind.FILED:
         return TransitionRefused(_("This application has already been filed."))

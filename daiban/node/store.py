@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -142,27 +143,25 @@ class Store:
     # -- events ------------------------------------------------------------
 
     def next_seq(self, origin: str) -> int:
-        row = self.db.execute(
+        row = self.db.conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE origin = ?", [origin]
         ).fetchone()
         return int(row[0]) + 1
 
     def insert_event(self, event: Event, personal: Mapping[str, Any] | None = None) -> None:
-        self.db.execute(
+        self.db.conn.execute(
             "INSERT INTO events (id, origin, seq, tracking, kind, actor, at, recorded_at, body) "
             "VALUES (:id, :origin, :seq, :tracking, :kind, :actor, :at, :recorded_at, :body)",
             event.row(),
         )
         if personal is not None:
-            self.db.execute(
+            self.db.conn.execute(
                 "INSERT INTO personal (event_id, tracking, data) VALUES (?, ?, ?)",
                 [event.id, event.tracking, _dumps(personal)],
             )
 
     def events_for(self, tracking: str) -> list[Event]:
-        rows = self.db.query(
-            "SELECT * FROM events WHERE tracking = ? ORDER BY rowid", [tracking]
-        )
+        rows = self.db.query("SELECT * FROM events WHERE tracking = ? ORDER BY rowid", [tracking])
         return [Event.from_row(r) for r in rows]
 
     def personal_for(self, tracking: str) -> list[dict[str, Any]]:
@@ -180,14 +179,7 @@ class Store:
 
     def save_application(self, row: Mapping[str, Any]) -> None:
         values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
-        columns = list(values)
-        self.db.execute(
-            f"INSERT INTO applications ({', '.join(columns)}) "
-            f"VALUES ({', '.join(':' + c for c in columns)}) "
-            f"ON CONFLICT (tracking) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in columns if c != "tracking"),
-            values,
-        )
+        self.db.conn.execute(_upsert_sql(tuple(values)), values)
 
     def application(self, tracking: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM applications WHERE tracking = ?", [tracking]))
@@ -231,8 +223,9 @@ class Store:
             params.append(limit)
         return [_decode(r) for r in self.db.query(sql, params)]
 
-    def count_applications(self, node_code: str, *, status: str | None = None,
-                           id_hash: str | None = None) -> int:
+    def count_applications(
+        self, node_code: str, *, status: str | None = None, id_hash: str | None = None
+    ) -> int:
         where, params = self._where(node_code, status, id_hash)
         return int(self.db.execute(f"SELECT COUNT(*) FROM applications WHERE {where}", params).fetchone()[0])
 
@@ -244,9 +237,7 @@ class Store:
         return {r[0]: r[1] for r in rows}
 
     def unknown_dues(self) -> list[dict[str, Any]]:
-        return [_decode(r) for r in self.db.query(
-            "SELECT * FROM applications WHERE due_state = 'unknown'"
-        )]
+        return [_decode(r) for r in self.db.query("SELECT * FROM applications WHERE due_state = 'unknown'")]
 
     def set_due(self, tracking: str, due: str | None, state: str, missing_year: int | None) -> None:
         self.db.execute(
@@ -256,12 +247,9 @@ class Store:
 
     # -- catalog -----------------------------------------------------------
 
-    def replace_catalog(self, items: Sequence[Mapping[str, Any]],
-                        calendar: Mapping[str, Any] | None) -> None:
+    def replace_catalog(self, items: Sequence[Mapping[str, Any]], calendar: Mapping[str, Any] | None) -> None:
         self.db.execute("DELETE FROM catalog_items")
-        self.db["catalog_items"].insert_all(
-            [{**item, "doc": _dumps(item["doc"])} for item in items]
-        )
+        self.db["catalog_items"].insert_all([{**item, "doc": _dumps(item["doc"])} for item in items])
         for year, spec in (calendar or {}).items():
             self.db.execute(
                 "INSERT INTO calendar_years (year, spec) VALUES (?, ?) "
@@ -296,6 +284,16 @@ class Store:
             "INSERT INTO ledger_imports (digest, filename, rows, imported_at, actor) VALUES (?, ?, ?, ?, ?)",
             [digest, filename, rows, at, actor],
         )
+
+
+@lru_cache(maxsize=32)
+def _upsert_sql(columns: tuple[str, ...]) -> str:
+    return (
+        f"INSERT INTO applications ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + c for c in columns)}) "
+        "ON CONFLICT (tracking) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in columns if c != "tracking")
+    )
 
 
 def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
