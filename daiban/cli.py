@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -526,6 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DaibanError as exc:
         sys.stderr.write(_("error: {message}").format(message=exc.message) + "\n")
         return 1
+    except sqlite3.Error as exc:
+        sys.stderr.write(_("error: {message}").format(message=_database_problem(exc)) + "\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write(_("interrupted; nothing half-done was stored") + "\n")
         return 130
@@ -539,6 +543,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _database_problem(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return _("the node's database is busy (another Daiban is writing); try again in a moment")
+    if "disk is full" in text or "disk i/o" in text:
+        return _("the disk is full or failing; nothing half-done was stored. Free space and try again")
+    if "not a database" in text or "malformed" in text:
+        return _("the node's database is damaged; ask the operator to restore it from its backup")
+    if "readonly" in text or "unable to open" in text:
+        return _("cannot write the node's database; check the folder's permissions")
+    return _("database error ({detail}); nothing half-done was stored").format(detail=exc)
 
 
 def _log_crash(args: argparse.Namespace) -> str:

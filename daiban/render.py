@@ -41,7 +41,7 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         table.add_row(*(Text(str(cell)) for cell in row))
     buffer = io.StringIO()
     _console(buffer).print(table)
-    return buffer.getvalue().rstrip("\n")
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
 def due_text(view: Mapping[str, Any]) -> str:

@@ -298,6 +298,11 @@ class Node:
         item = prepared.item
         number = tracking.make(self.code, self.store.next_counter("tracking_counter"))
         received = [m for m in item.material_names if m not in prepared.owed]
+        masked = {
+            "name": masking.mask_name(prepared.applicant["name"]),
+            "id_number": masking.mask_id_number(prepared.applicant["id_number"]),
+            "phone": masking.mask_phone(prepared.applicant["phone"]),
+        }
         body = {
             "item": item.code,
             "item_name": item.name,
@@ -306,11 +311,7 @@ class Node:
             "office": prepared.office,
             "materials": received,
             "owed": prepared.owed,
-            "applicant": {
-                "name": masking.mask_name(prepared.applicant["name"]),
-                "id_number": masking.mask_id_number(prepared.applicant["id_number"]),
-                "phone": masking.mask_phone(prepared.applicant["phone"]),
-            },
+            "applicant": masked,
         }
         personal = {**prepared.applicant, "fields": prepared.fields}
         event = self._event(number, Kind.FILED, body, now)
@@ -333,9 +334,9 @@ class Node:
             "received_at": None,
             "time_limit_days": item.time_limit_days,
             "due_state": "pending",
-            "name_masked": body["applicant"]["name"],
-            "id_masked": body["applicant"]["id_number"],
-            "phone_masked": body["applicant"]["phone"],
+            "name_masked": masked["name"],
+            "id_masked": masked["id_number"],
+            "phone_masked": masked["phone"],
             "id_hash": prepared.id_hash,
             "updated_at": now,
         }
@@ -350,7 +351,7 @@ class Node:
             number,
             item,
             prepared.office,
-            row["status"],
+            state.status.value,
             list(state.owed),
             received,
             dict(prepared.applicant),

@@ -138,18 +138,39 @@ def initials_of(name: str) -> str:
     return "".join(x[:1] for x in letters if x).lower()
 
 
-def matches(item: Item, query: str) -> bool:
-    """Does the query find this item: by code, part of the name, or pinyin initials."""
+def _subsequence(letters: str, initials: str) -> bool:
+    it = iter(initials)
+    return all(ch in it for ch in letters)
+
+
+def score(item: Item, query: str) -> int:
+    """How well the query finds this item; 0 for not at all. An agent types
+    the initials of the words they remember, skipping some (``cxjmyl`` for
+    城乡居民(基本)养老…), so initials match in order, starting at the first."""
     q = query.strip()
     if not q:
-        return True
+        return 1
     low = q.lower()
-    return (
-        item.code.lower() == low
-        or q in item.name
-        or (low.isascii() and low.isalpha() and low in item.initials)
-    )
+    if item.code.lower() == low:
+        return 100
+    if q in item.name:
+        return 80 if item.name.startswith(q) else 60
+    if low.isascii() and low.isalpha():
+        if item.initials.startswith(low):
+            return 50
+        if low in item.initials:
+            return 40
+        if item.initials[:1] == low[:1] and _subsequence(low, item.initials):
+            return 20
+    return 0
+
+
+def matches(item: Item, query: str) -> bool:
+    """Does the query find this item: by code, part of the name, or pinyin initials."""
+    return score(item, query) > 0
 
 
 def search(items: Iterable[Item], query: str = "", level: str | None = None) -> list[Item]:
-    return [i for i in items if (level is None or i.level == level) and matches(i, query)]
+    """Items the query finds, best first (catalog order among equals)."""
+    scored = [(score(i, query), n, i) for n, i in enumerate(items) if level is None or i.level == level]
+    return [i for s, _n, i in sorted((x for x in scored if x[0] > 0), key=lambda x: (-x[0], x[1]))]

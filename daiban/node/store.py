@@ -249,7 +249,7 @@ class Store:
 
     def replace_catalog(self, items: Sequence[Mapping[str, Any]], calendar: Mapping[str, Any] | None) -> None:
         self.db.execute("DELETE FROM catalog_items")
-        self.db["catalog_items"].insert_all([{**item, "doc": _dumps(item["doc"])} for item in items])
+        self.db.table("catalog_items").insert_all([{**item, "doc": _dumps(item["doc"])} for item in items])
         for year, spec in (calendar or {}).items():
             self.db.execute(
                 "INSERT INTO calendar_years (year, spec) VALUES (?, ?) "
