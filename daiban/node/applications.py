@@ -11,7 +11,8 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ class Node:
         self._items: dict[str, Item] | None = None
         self._calendar: WorkCalendar | None = None
         self._lookup_key: bytes | None = None
+        self._batch: dict[str, int] | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -192,11 +194,37 @@ class Node:
             self._lookup_key = (self.home / LOOKUP_KEY).read_bytes()
         return hmac.new(self._lookup_key, id_number.encode(), hashlib.sha256).hexdigest()[:32]
 
+    def _take_seq(self) -> int:
+        if self._batch is None:
+            return self.store.next_seq(self.code)
+        self._batch["seq"] += 1
+        return self._batch["seq"]
+
+    def _take_counter(self) -> int:
+        if self._batch is None:
+            return self.store.next_counter("tracking_counter")
+        self._batch["counter"] += 1
+        return self._batch["counter"]
+
+    @contextmanager
+    def _batched(self) -> Iterator[None]:
+        """Inside one transaction: hand out sequence numbers and tracking
+        counters from memory, and write the counter back once at the end."""
+        self._batch = {
+            "seq": self.store.next_seq(self.code) - 1,
+            "counter": int(self.store.setting("tracking_counter", "0") or 0),
+        }
+        try:
+            yield
+            self.store.set_setting("tracking_counter", str(self._batch["counter"]))
+        finally:
+            self._batch = None
+
     def _event(self, tracking_no: str, kind: str, body: Mapping[str, Any], now: str) -> Event:
         return Event(
             id=uuid.uuid4().hex,
             origin=self.code,
-            seq=self.store.next_seq(self.code),
+            seq=self._take_seq(),
             tracking=tracking_no,
             kind=kind,
             actor=self.actor,
@@ -296,7 +324,7 @@ class Node:
 
     def _store_filing(self, prepared: _Prepared, now: str) -> Filed:
         item = prepared.item
-        number = tracking.make(self.code, self.store.next_counter("tracking_counter"))
+        number = tracking.make(self.code, self._take_counter())
         received = [m for m in item.material_names if m not in prepared.owed]
         masked = {
             "name": masking.mask_name(prepared.applicant["name"]),
@@ -414,7 +442,8 @@ class Node:
         now = stamp(self.clock())
         with self.store.transaction():
             self.store.record_ledger(digest, filename, total, now, self.actor)
-            return [self._store_filing(p, now) for p in prepared]
+            with self._batched():
+                return [self._store_filing(p, now) for p in prepared]
 
     # -- changes after filing ---------------------------------------------
 

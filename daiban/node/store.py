@@ -64,8 +64,11 @@ class Event:
         )
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 JSON_COLUMNS = ("owed", "missing", "materials", "delivery")
@@ -217,7 +220,12 @@ class Store:
     ) -> list[dict[str, Any]]:
         """This node's applications (those it handles or filed), newest first."""
         where, params = self._where(node_code, status, id_hash)
-        sql = f"SELECT * FROM applications WHERE {where} ORDER BY rowid DESC"
+        # Newest first by walking the table backwards and stopping at the limit:
+        # without NOT INDEXED, SQLite answers the OR through both indexes and
+        # then sorts every matching row (0.2 s at 100,000 rows, not 0.2 ms).
+        # A resident's applications are few, so that search keeps its index.
+        hint = "" if id_hash else " NOT INDEXED"
+        sql = f"SELECT * FROM applications{hint} WHERE {where} ORDER BY rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)

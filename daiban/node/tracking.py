@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 
-from stdnum import damm
-
 from daiban.errors import DaibanError
 from daiban.i18n import _
 
@@ -27,6 +25,8 @@ def make(node_code: str, counter: int) -> str:
             _("This node has used up its tracking numbers; ask the operator to re-enroll it."),
             code="tracking_exhausted",
         )
+    from stdnum import damm  # imported when needed: `daiban list` stays fast
+
     body = node_code.ljust(12, "0") + f"{counter:07d}"
     return body + damm.calc_check_digit(body)
 
@@ -39,6 +39,8 @@ def parse(text: str) -> str:
             _("A tracking number has 20 digits; {text!r} is not one.").format(text=text),
             code="bad_tracking",
         )
+    from stdnum import damm
+
     if not damm.is_valid(number):
         raise DaibanError(
             _(

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from stdnum import numdb
-from stdnum.cn import ric, uscc
-
 from daiban.errors import Problem, ValidationFailed
 from daiban.i18n import _
 
@@ -55,6 +52,8 @@ def id_number(value: str, *, today: dt.date, label: str | None = None) -> Checke
     birth date not in the future. An unknown region code is only a warning:
     people keep codes of divisions that no longer exist, and HK/MO/TW residents'
     numbers are coded to province level."""
+    from stdnum.cn import ric  # imported when needed: `daiban list` stays fast
+
     label = label or _("ID number")
     number = ric.compact(value or "")
     if not number:
@@ -100,6 +99,8 @@ def id_number(value: str, *, today: dt.date, label: str | None = None) -> Checke
 
 @lru_cache(maxsize=4096)
 def _known_region(code: str) -> bool:
+    from stdnum import numdb
+
     # Known when the table names a county for it, in any period: people keep
     # the codes of divisions that were since merged or renamed.
     return any("county" in props for _part, props in numdb.get("cn/loc").info(code))
@@ -110,6 +111,8 @@ def credit_code(
 ) -> Checked:
     """Unified Social Credit Code (GB 32100). Some legacy codes in real data fail
     the check; ``allow_unchecked`` lets an operator accept them with a warning."""
+    from stdnum.cn import uscc
+
     label = label or _("credit code")
     code = uscc.compact(value or "")
     if not USCC_SHAPE.match(code):

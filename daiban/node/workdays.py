@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import chinese_calendar
-
 
 @lru_cache(maxsize=64)
 def _bundled_has(year: int) -> bool:
+    import chinese_calendar
+
     try:
         chinese_calendar.is_workday(dt.date(year, 6, 1))
     except NotImplementedError:
@@ -54,6 +54,8 @@ class WorkCalendar:
     def is_workday(self, day: dt.date) -> bool | None:
         """True or False, or None when no calendar covers the day's year."""
         if _bundled_has(day.year):
+            import chinese_calendar
+
             return bool(chinese_calendar.is_workday(day))
         spec = self.published.get(day.year)
         if spec is None:
