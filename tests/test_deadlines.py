@@ -1,0 +1,78 @@
+"""Due dates at the office: counted on the office's clock from acceptance; a
+year no calendar covers leaves the due date unknown, and a catalog that brings
+that year's city-published calendar fills it in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from daiban.node import catalog
+from daiban.node.applications import Node
+from tests.conftest import ZIBO_ID, FrozenClock, filing
+
+MakeNode = Callable[..., Node]
+TOWN = "370303101"
+# A made-up 2027 calendar for the test (the real one is the State Council's):
+# New Year's Day and 3 February off, Saturday 9 January worked.
+CALENDAR_2027 = {"2027": {"holidays": ["2027-01-01", "2027-02-03"], "workdays": ["2027-01-09"]}}
+
+
+def _mz001() -> object:
+    return filing(item="MZ001", id_number=ZIBO_ID,
+                  fields={"family_size": "3", "monthly_income": "420"})
+
+
+def _catalog_with_calendar(tmp_path: Path) -> Path:
+    doc = catalog.read_document(catalog.bundled_path())
+    doc["version"] += 1
+    doc["calendar"] = CALENDAR_2027
+    path = tmp_path / "catalog-2027.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_unknown_due_is_filled_in_when_the_city_publishes_the_year(
+    make_node: MakeNode, clock: FrozenClock, tmp_path: Path
+) -> None:
+    town = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
+    tracking = town.file(_mz001()).tracking  # MZ001: 30 working days, town level
+    clock.set("2026-12-24T09:00:00")  # Thursday
+    row = town.review(tracking, "accept")
+    assert row["due"] is None
+    assert row["due_state"] == "unknown"
+    assert row["due_missing_year"] == 2027
+
+    town.install_catalog(catalog.read_document(_catalog_with_calendar(tmp_path)), source="test")
+    view = town.show(tracking)
+    # 2026: Dec 25 (1), Dec 28-31 (2-5). 2027: Jan 1 off; Jan 4-8 (6-10);
+    # Sat Jan 9 worked (11); Jan 11-15 (12-16); 18-22 (17-21); 25-29 (22-26);
+    # Feb 1 (27), Feb 2 (28), Feb 3 off, Feb 4 (29), Feb 5 (30).
+    assert view["due"] == "2027-02-05"
+    assert view["due_state"] == "known"
+    assert view["due_missing_year"] is None
+
+
+def test_init_with_a_catalog_that_brings_a_calendar(
+    make_node: MakeNode, clock: FrozenClock, tmp_path: Path
+) -> None:
+    town = make_node(role="town", code=TOWN, name="南定镇便民服务中心",
+                     catalog=_catalog_with_calendar(tmp_path))
+    assert town.catalog_info()["version"] == 2
+    tracking = town.file(_mz001()).tracking
+    clock.set("2026-12-24T09:00:00")
+    assert town.review(tracking, "accept")["due"] == "2027-02-05"
+
+
+def test_deadline_counts_on_the_office_clock_from_acceptance(make_node: MakeNode, clock: FrozenClock) -> None:
+    town = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
+    clock.set("2026-09-20T09:00:00")  # filed on a Sunday that is an adjusted workday
+    tracking = town.file(filing(item="MZ003", id_number=ZIBO_ID,
+                                fields={"assistance_kind": "急难型", "hardship_reason": "火灾"})).tracking
+    clock.set("2026-09-30T16:00:00")  # accepted Wednesday before National Day
+    row = town.review(tracking, "accept")
+    # MZ003: 5 working days. Oct 1-7 off; Oct 8 (1), Oct 9 (2), Sat Oct 10 worked (3),
+    # Oct 12 (4), Oct 13 (5).
+    assert row["accepted_on"] == "2026-09-30"
+    assert row["due"] == "2026-10-13"
