@@ -237,6 +237,40 @@ def build_parser() -> Parser:
     cs.set_defaults(func=cmd_catalog_show)
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--json", action="store_true", help=_("print JSON"))
+    cp = csub.add_parser(
+        "publish",
+        help=_("sign and publish a new catalog version to every node (city)"),
+        description=_("sign and publish a new catalog version to every node (city)"),
+    )
+    cp.set_defaults(func=cmd_catalog_publish)
+    cp.add_argument("file", metavar="FILE", help=_("catalog JSON file"))
+    cp.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("serve", _("run the HTTP server for this node's children"), cmd_serve)
+    c.add_argument("--host", default="127.0.0.1", help=_("address to listen on (default 127.0.0.1)"))
+    c.add_argument("--port", type=int, default=8720, help=_("port (default 8720; 0 picks a free one)"))
+
+    c = command(
+        "enroll-code", _("at a parent: print a one-time enrollment code for a child"), cmd_enroll_code
+    )
+    c.add_argument("--code", required=True, help=_("the child's division code"))
+    c.add_argument("--name", required=True, help=_("the child's name"))
+    c.add_argument("--hours", type=float, default=72.0, help=_("hours until the code expires (default 72)"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("enroll", _("at a child: enroll with the parent at URL"), cmd_enroll)
+    c.add_argument("url", metavar="URL")
+    c.add_argument("enroll_code", metavar="ENROLL_CODE")
+    c.add_argument("--root", metavar="FINGERPRINT", help=_("the city root fingerprint to expect"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("sync", _("push and pull with the parent; exit 0 when nothing is left undelivered"), cmd_sync)
+    c.add_argument("--once", action="store_true", help=_("sync once (the default)"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("revoke", _("revoke a descendant node's certificate"), cmd_revoke)
+    c.add_argument("code", metavar="CODE")
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
     return p
 
 
@@ -497,6 +531,154 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
         from daiban.render import catalog_detail
 
         print(catalog_detail(item))
+    return 0
+
+
+def cmd_catalog_publish(args: argparse.Namespace) -> int:
+    from daiban.node.catalog import read_document
+    from daiban.sync import manifest
+
+    node = _open(args)
+    try:
+        version = manifest.publish(node, read_document(Path(args.file)))
+    finally:
+        node.close()
+    if args.json:
+        _print_json({"version": version})
+    else:
+        print(
+            _("Published manifest version {version}; it goes down to every node as they sync.").format(
+                version=version
+            )
+        )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from daiban.node.home import open_node
+    from daiban.sync.server import serve
+
+    node = open_node(_home(args))  # refuse a missing home before binding the port
+    node.close()
+
+    def ready(url: str) -> None:
+        print(_("Serving {url} (Ctrl-C stops).").format(url=url), flush=True)
+
+    serve(_home(args), args.host, args.port, ready)
+    return 0
+
+
+def cmd_enroll_code(args: argparse.Namespace) -> int:
+    from daiban.node.divisions import check_code
+    from daiban.sync.certs import CertError
+    from daiban.sync.service import new_enroll_code
+
+    node = _open(args)
+    try:
+        child = check_code(args.code)
+        try:
+            code, expires = new_enroll_code(node, child, args.name, args.hours)
+        except CertError as exc:
+            if exc.code == "not_enrolled":
+                raise DaibanError(
+                    _("This node must enroll with its own parent before it enrolls children."),
+                    code="not_enrolled",
+                ) from None
+            raise DaibanError(
+                _("{parent} may enroll only codes that extend its own, not {child}.").format(
+                    parent=node.code, child=child
+                ),
+                code="name_constraint",
+            ) from None
+    finally:
+        node.close()
+    if args.json:
+        _print_json({"code": code, "expires": expires})
+    else:
+        print(f"{code[:4]}-{code[4:8]}-{code[8:]}")
+        print(_("One-time code for {child}, valid until {expires}.").format(child=child, expires=expires))
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    import asyncio
+    import re
+
+    from stdnum import damm
+
+    from daiban.sync.client import enroll
+
+    code = re.sub(r"[\s-]", "", args.enroll_code)
+    if not (code.isdigit() and len(code) == 11 and damm.is_valid(code)):
+        raise DaibanError(
+            _(
+                "The enrollment code {code} fails its check digit: a digit is mistyped or two "
+                "are swapped. Read it again."
+            ).format(code=args.enroll_code),
+            code="bad_code",
+        )
+    node = _open(args)
+    try:
+        result = asyncio.run(enroll(node, args.url, code, args.root))
+    finally:
+        node.close()
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            _("Enrolled with {code} {name}. City root fingerprint: {root}").format(
+                code=result["parent"]["code"], name=result["parent"]["name"], root=result["root"]
+            )
+        )
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daiban.sync.client import sync_once
+
+    node = _open(args)
+    try:
+        report = asyncio.run(sync_once(node))
+    finally:
+        node.close()
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print(
+            _(
+                "Sent {pushed} (already there: {dup}), received {pulled}, refused {q}, still queued {left}."
+            ).format(
+                pushed=report.pushed,
+                dup=report.duplicates,
+                pulled=report.pulled,
+                q=len(report.quarantined),
+                left=report.left,
+            )
+        )
+        for q in report.quarantined:
+            print(_("refused: {id} {reason}").format(id=q.get("id"), reason=q.get("reason")))
+    return 0 if report.left == 0 else 1
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from daiban.node.divisions import check_code
+    from daiban.sync.revocation import revoke
+
+    node = _open(args)
+    try:
+        serial = revoke(node, check_code(args.code))
+    finally:
+        node.close()
+    if args.json:
+        _print_json({"code": args.code, "serial": serial})
+    else:
+        print(
+            _("Revoked {code} (certificate {serial}); every hop refuses it from now on.").format(
+                code=args.code, serial=serial
+            )
+        )
     return 0
 
 

@@ -33,6 +33,8 @@ from daiban.node.divisions import city_of, is_within, office_for
 from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event, Store
 from daiban.node.workdays import WorkCalendar
+from daiban.sync import envelope, identity, routing
+from daiban.sync.crypto import NodeKeys, b64, unb64
 
 REVIEW_ACTIONS = ("accept", "supplement", "reject", "complete")
 
@@ -108,6 +110,8 @@ class Node:
         self._calendar: WorkCalendar | None = None
         self._lookup_key: bytes | None = None
         self._batch: dict[str, int] | None = None
+        self._keys: NodeKeys | None = None
+        self._children: list[str] | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -182,6 +186,23 @@ class Node:
             "source": s.get("catalog_source", ""),
         }
 
+    # -- identity ----------------------------------------------------------
+
+    @property
+    def keys(self) -> NodeKeys:
+        if self._keys is None:
+            self._keys = NodeKeys.load(self.home)
+        return self._keys
+
+    def children(self) -> list[str]:
+        if self._children is None:
+            self._children = [p["code"] for p in self.store.peers("child")]
+        return self._children
+
+    def parent(self) -> str | None:
+        peers = self.store.peers("parent")
+        return peers[0]["code"] if peers else None
+
     # -- helpers -----------------------------------------------------------
 
     def today(self) -> dt.date:
@@ -232,6 +253,135 @@ class Node:
             recorded_at=now,
             body=dict(body),
         )
+
+    # -- events become envelopes ---------------------------------------------
+
+    def _emit(self, event: Event, row: Mapping[str, Any], personal: Mapping[str, Any] | None = None) -> None:
+        """Record an event this node makes: the event row, its personal part
+        sealed (to the office if its key is known, else to this node until it
+        is), and the signed envelope queued for its next hop."""
+        self.store.insert_event(event)
+        dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
+        sealed: bytes | None = None
+        sealed_to: str | None = None
+        if personal is not None:
+            target = row["office"]
+            enc = identity.enc_key_for(self, target)
+            if enc is None:
+                target, enc = self.code, self.keys.enc_public
+            sealed = envelope.seal_personal(
+                self.keys,
+                id=event.id,
+                kind=event.kind,
+                tracking=event.tracking,
+                personal=personal,
+                enc_public=enc,
+            )
+            sealed_to = target
+            self.store.insert_personal(event.id, event.tracking, b64(sealed), target)
+            if target != row["office"]:
+                return  # the envelope is made when the office's key arrives (reseal_pending)
+        env = envelope.make(
+            self.keys,
+            id=event.id,
+            origin=self.code,
+            seq=event.seq,
+            kind=event.kind,
+            to=dest,
+            tracking=event.tracking,
+            actor=event.actor,
+            at=event.at,
+            body=event.body,
+            sealed=sealed,
+            sealed_to=sealed_to,
+        )
+        self.store.insert_envelope(
+            env, dest=dest, received_at=event.recorded_at, received_from=self.code, effect="applied"
+        )
+        self.route(env.id, dest, event.recorded_at)
+
+    def route(self, envelope_id: str, dest: str, now: str, came_from: str | None = None) -> str:
+        """Queue an envelope for its next hop; returns what happened to it."""
+        hop = routing.next_hop(self.code, dest, self.children())
+        if hop.action == "down":
+            assert hop.child is not None
+            self.store.enqueue(envelope_id, hop.child, "down", now)
+        elif hop.action == "up":
+            self.store.enqueue(envelope_id, routing.UP, "up", now)
+        elif hop.action == "hold":
+            self.store.enqueue(envelope_id, routing.HELD, "down", now)
+        return hop.action
+
+    def reseal_pending(self) -> int:
+        """Seal to their office the personal parts held sealed to this node
+        (filed before the office's key was known), and make their envelopes."""
+        made = 0
+        with self.store.transaction():
+            for event in self.store.events_without_envelope():
+                row = self.store.application(event.tracking)
+                if row is None:
+                    continue
+                enc = identity.enc_key_for(self, row["office"])
+                if enc is None:
+                    continue
+                held = self.store.personal_sealed(event.id)
+                if held is None:
+                    continue
+                personal = envelope.open_blob(
+                    unb64(held["data"]),
+                    event.id,
+                    event.kind,
+                    event.tracking,
+                    self.keys,
+                    self.keys.sign_public,
+                )
+                sealed = envelope.seal_personal(
+                    self.keys,
+                    id=event.id,
+                    kind=event.kind,
+                    tracking=event.tracking,
+                    personal=personal,
+                    enc_public=enc,
+                )
+                self.store.update_personal(event.id, b64(sealed), row["office"])
+                dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
+                env = envelope.make(
+                    self.keys,
+                    id=event.id,
+                    origin=self.code,
+                    seq=event.seq,
+                    kind=event.kind,
+                    to=dest,
+                    tracking=event.tracking,
+                    actor=event.actor,
+                    at=event.at,
+                    body=event.body,
+                    sealed=sealed,
+                    sealed_to=row["office"],
+                )
+                self.store.insert_envelope(
+                    env, dest=dest, received_at=event.recorded_at, received_from=self.code, effect="applied"
+                )
+                self.route(env.id, dest, stamp(self.clock()))
+                made += 1
+        return made
+
+    def personal(self, tracking_text: str) -> dict[str, Any] | None:
+        """Open an application's personal data, in memory, where this node holds
+        the key it is sealed to (the office; a filer that could not yet seal to
+        its office). Nobody else can."""
+        number = tracking.parse(tracking_text)
+        for held in self.store.personal_for(number):
+            if held["sealed_to"] != self.code:
+                continue
+            origin = held["origin"]
+            sign = identity.sign_key_for(self, origin) if origin != self.code else self.keys.sign_public
+            if sign is None:
+                continue
+            return envelope.open_blob(
+                unb64(held["data"]), held["event_id"], held["kind"], number, self.keys, sign
+            )
+        return None
 
     # -- filing ------------------------------------------------------------
 
@@ -343,7 +493,6 @@ class Node:
         }
         personal = {**prepared.applicant, "fields": prepared.fields}
         event = self._event(number, Kind.FILED, body, now)
-        self.store.insert_event(event, personal)
         state = lifecycle.apply(None, Kind.FILED, body)
         row = {
             "tracking": number,
@@ -368,10 +517,11 @@ class Node:
             "id_hash": prepared.id_hash,
             "updated_at": now,
         }
+        self._emit(event, row, personal)
         if prepared.office == self.code:
             # Filed at the office that handles it: it is received here at once.
             received_event = self._event(number, Kind.RECEIVED, {"office": self.code}, now)
-            self.store.insert_event(received_event)
+            self._emit(received_event, row)
             state = lifecycle.apply(state, Kind.RECEIVED, received_event.body)
             row.update(status=state.status.value, received_at=now)
         self.store.save_application(row)
@@ -476,28 +626,23 @@ class Node:
         self,
         tracking_text: str,
         kind: str,
-        body: Mapping[str, Any],
+        body: Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]],
         check: Callable[[Mapping[str, Any]], None],
-        project: Callable[[dict[str, Any], AppState, str], None] | None = None,
     ) -> dict[str, Any]:
+        """Record one event this node makes about an application, in one
+        transaction: check, apply the state machine, emit, project the summary."""
         with self.store.transaction():
             row = self._application(tracking_text)
             check(row)
+            if callable(body):
+                body = body(row)
             state = AppState(
                 Status(row["status"]), tuple(row["owed"]), tuple(row["missing"]), row["evaluation"]
             )
             new = lifecycle.apply(state, kind, body)
             now = stamp(self.clock())
-            self.store.insert_event(self._event(row["tracking"], kind, body, now))
-            row.update(
-                status=new.status.value,
-                owed=list(new.owed),
-                missing=list(new.missing),
-                evaluation=new.evaluation,
-                updated_at=now,
-            )
-            if project is not None:
-                project(row, new, now)
+            self._emit(self._event(row["tracking"], kind, body, now), row)
+            project(row, new, kind, body, now)
             self.store.save_application(row)
             return row
 
@@ -529,33 +674,30 @@ class Node:
         ]
         if action == "accept":
             today = self.today()
-            item_cache: dict[str, Item] = {}
 
             def check(row: Mapping[str, Any]) -> None:
                 self._require_office(row)
-                item_cache["item"] = self.item(row["item"])
-                problems = _owable_problems(item_cache["item"], missing)
+                problems = _owable_problems(self.item(row["item"]), missing)
                 if problems:
                     raise ValidationFailed(problems)
 
-            def project(row: dict[str, Any], state: AppState, now: str) -> None:
-                item = item_cache["item"]
-                due = self.calendar().add_working_days(today, item.time_limit_days)
-                row.update(
-                    accepted_on=today.isoformat(),
-                    decided_at=now,
-                    time_limit_days=item.time_limit_days,
-                    due=due.isoformat() if due else None,
-                    due_state="known" if due else "unknown",
-                    due_missing_year=None
-                    if due
-                    else self.calendar().missing_year(today, item.time_limit_days),
-                )
+            def accepted(row: Mapping[str, Any]) -> dict[str, Any]:
+                # The due date is counted here, on the office's clock, and
+                # travels in the event so the filer shows the same date.
+                days = self.item(row["item"]).time_limit_days
+                due = self.calendar().add_working_days(today, days)
+                body: dict[str, Any] = {
+                    "note": note,
+                    "accepted_on": today.isoformat(),
+                    "time_limit_days": days,
+                    "due": due.isoformat() if due else None,
+                    "due_missing_year": None if due else self.calendar().missing_year(today, days),
+                }
+                if missing:
+                    body["owed"] = missing
+                return body
 
-            body: dict[str, Any] = {"note": note, "accepted_on": today.isoformat()}
-            if missing:
-                body["owed"] = missing
-            return self._record(tracking_text, Kind.ACCEPTED, body, check, project)
+            return self._record(tracking_text, Kind.ACCEPTED, accepted, check)
         if action == "supplement":
             return self._record(
                 tracking_text,
@@ -564,24 +706,16 @@ class Node:
                 self._require_office,
             )
         if action == "reject":
-            return self._record(
-                tracking_text,
-                Kind.REJECTED,
-                {"reason": note},
-                self._require_office,
-                lambda row, state, now: row.update(decided_at=now),
-            )
+            return self._record(tracking_text, Kind.REJECTED, {"reason": note}, self._require_office)
         if action == "complete":
             post = validation.text(
                 post_tracking, label=_("postal tracking number"), key="post_tracking", max_length=40
             )
-            delivery_body = {"method": delivery, "post_tracking": post or None}
             return self._record(
                 tracking_text,
                 Kind.COMPLETED,
-                {"delivery": delivery_body, "result": note},
+                {"delivery": {"method": delivery, "post_tracking": post or None}, "result": note},
                 self._require_office,
-                lambda row, state, now: row.update(completed_at=now, delivery=delivery_body),
             )
         raise DaibanError(
             _("Unknown review action {action!r}; use accept, supplement, reject or complete.").format(
@@ -647,10 +781,40 @@ class Node:
             for e in self.store.events_for(row["tracking"])
         ]
         if row["office"] == self.code:
-            personal = self.store.personal_for(row["tracking"])
+            personal = self.personal(row["tracking"])
             if personal:
-                view["personal"] = personal[0]
+                view["personal"] = personal
+        if row.get("sync_problem"):
+            view["sync_problem"] = row["sync_problem"]
         return view
+
+
+def project(row: dict[str, Any], state: AppState, kind: str, body: Mapping[str, Any], at: str) -> None:
+    """Bring an application's summary row up to date after one event: the
+    state, and what the event itself tells (dates, due date, delivery)."""
+    row.update(
+        status=state.status.value,
+        owed=list(state.owed),
+        missing=list(state.missing),
+        evaluation=state.evaluation,
+        updated_at=at,
+    )
+    if kind == Kind.RECEIVED:
+        row["received_at"] = at
+    elif kind == Kind.ACCEPTED:
+        due = body.get("due")
+        row.update(
+            accepted_on=body.get("accepted_on"),
+            decided_at=at,
+            due=due,
+            due_state="known" if due else "unknown",
+            due_missing_year=body.get("due_missing_year"),
+            time_limit_days=body.get("time_limit_days", row.get("time_limit_days")),
+        )
+    elif kind == Kind.REJECTED:
+        row["decided_at"] = at
+    elif kind == Kind.COMPLETED:
+        row.update(completed_at=at, delivery=body.get("delivery"))
 
 
 def _owable_problems(item: Item, owed: Sequence[str]) -> list[Problem]:

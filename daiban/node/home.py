@@ -19,6 +19,7 @@ from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.divisions import check_code
 from daiban.node.store import DB_NAME, Store
 from daiban.node.validation import strip_controls
+from daiban.sync import identity
 
 LOOKUP_KEY = "keys/lookup.key"
 
@@ -75,6 +76,7 @@ def init_home(
             store.set_setting("name", name)
             store.set_setting("created_at", stamp(clock()))
             node = Node(home, store, clock=clock)
+            identity.create(node, stamp(clock()))
             node.install_catalog(doc, source="bundled" if catalog_path is None else str(catalog_path))
     except BaseException:
         store.close()

@@ -4,15 +4,30 @@ shipped — add the next number."""
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("daiban")
 
 
+def _run(db: Database, script: str) -> None:
+    """Run a script statement by statement. (sqlite3's executescript would
+    COMMIT first, taking the migration out of its transaction.)"""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            if statement.strip().strip(";").strip():
+                db.execute(statement)
+            statement = ""
+
+
 @migrations(name="0001_initial")
 def m0001_initial(db: Database) -> None:
-    db.executescript(
+    _run(
+        db,
         """
         -- This node's settings: role, code, name, counters, catalog version.
         CREATE TABLE node (
@@ -116,5 +131,111 @@ def m0001_initial(db: Database) -> None:
             imported_at TEXT NOT NULL,
             actor TEXT NOT NULL
         );
+        """,
+    )
+
+
+@migrations(name="0002_sync")
+def m0002_sync(db: Database) -> None:
+    _run(
+        db,
         """
+        -- Every envelope this node holds, as the exact signed text it made or
+        -- received (raw), with its own receipt time beside it. n is the local
+        -- arrival order.
+        CREATE TABLE envelopes (
+            n INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            origin TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            dest TEXT NOT NULL,
+            tracking TEXT,
+            digest TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            origin_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            received_from TEXT NOT NULL,
+            effect TEXT NOT NULL DEFAULT 'none',
+            effect_note TEXT,
+            UNIQUE (origin, seq)
+        );
+        CREATE INDEX envelopes_tracking ON envelopes (tracking);
+        CREATE INDEX envelopes_pending ON envelopes (effect) WHERE effect = 'pending';
+        CREATE TRIGGER envelopes_immutable BEFORE UPDATE OF id, origin, seq, kind, dest, digest, raw
+        ON envelopes BEGIN SELECT RAISE(ABORT, 'envelopes are immutable'); END;
+        CREATE TRIGGER envelopes_no_delete BEFORE DELETE ON envelopes
+        BEGIN SELECT RAISE(ABORT, 'envelopes are kept'); END;
+
+        -- Custody: envelopes this node must still hand to a neighbour. A row
+        -- goes only when the neighbour has durably stored the envelope.
+        CREATE TABLE outbox (
+            n INTEGER PRIMARY KEY AUTOINCREMENT,
+            envelope_id TEXT NOT NULL REFERENCES envelopes (id),
+            hop TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('up', 'down')),
+            queued_at TEXT NOT NULL,
+            UNIQUE (envelope_id, hop)
+        );
+        CREATE INDEX outbox_hop ON outbox (hop, n);
+
+        -- Envelopes a neighbour refused, with its reason; they no longer block the queue.
+        CREATE TABLE quarantine (
+            envelope_id TEXT PRIMARY KEY REFERENCES envelopes (id),
+            hop TEXT NOT NULL,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+
+        -- Envelopes that arrived with a known id but different content.
+        CREATE TABLE conflicts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            envelope_id TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            received_from TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+
+        -- Certificates this node knows: its own chain, its ancestors', its
+        -- children's and the offices' it may seal to. One current one per code.
+        CREATE TABLE certs (
+            code TEXT PRIMARY KEY,
+            serial TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            relation TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        CREATE TABLE revocations (
+            serial TEXT PRIMARY KEY,
+            code TEXT NOT NULL,
+            by TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+
+        -- One-time enrollment codes issued here for children.
+        CREATE TABLE enroll_codes (
+            code TEXT PRIMARY KEY,
+            enroll_code TEXT NOT NULL,
+            name TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            used_at TEXT
+        );
+
+        -- Neighbours: the parent (at a child) and the children (at a parent):
+        -- the request counter that defeats replays, and the pull cursor.
+        CREATE TABLE peers (
+            code TEXT PRIMARY KEY,
+            relation TEXT NOT NULL CHECK (relation IN ('parent', 'child')),
+            counter INTEGER NOT NULL DEFAULT 0,
+            cursor INTEGER NOT NULL DEFAULT 0,
+            last_seen_at TEXT,
+            last_sync_at TEXT
+        );
+
+        ALTER TABLE personal ADD COLUMN sealed_to TEXT;
+        ALTER TABLE applications ADD COLUMN sync_problem TEXT;
+        """,
     )

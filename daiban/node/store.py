@@ -92,6 +92,8 @@ class Store:
         # FULL: a commit is on disk before the agent is told it is filed.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted or overwritten rows are zeroed on disk, not left in free pages.
+        conn.execute("PRAGMA secure_delete=ON")
         db = Database(conn, execute_plugins=False)
         store = cls(db)
         migrations.apply(db)
@@ -146,34 +148,52 @@ class Store:
     # -- events ------------------------------------------------------------
 
     def next_seq(self, origin: str) -> int:
+        """The origin's next sequence number: events and envelopes share one
+        gapless sequence (an event may wait for its envelope; a manifest has
+        no event)."""
         row = self.db.conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE origin = ?", [origin]
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE origin = ?), 0), "
+            "COALESCE((SELECT MAX(seq) FROM envelopes WHERE origin = ?), 0))",
+            [origin, origin],
         ).fetchone()
         return int(row[0]) + 1
 
-    def insert_event(self, event: Event, personal: Mapping[str, Any] | None = None) -> None:
+    def insert_event(self, event: Event) -> None:
         self.db.conn.execute(
             "INSERT INTO events (id, origin, seq, tracking, kind, actor, at, recorded_at, body) "
             "VALUES (:id, :origin, :seq, :tracking, :kind, :actor, :at, :recorded_at, :body)",
             event.row(),
         )
-        if personal is not None:
-            self.db.conn.execute(
-                "INSERT INTO personal (event_id, tracking, data) VALUES (?, ?, ?)",
-                [event.id, event.tracking, _dumps(personal)],
-            )
+
+    def insert_personal(self, event_id: str, tracking: str, sealed: str, sealed_to: str) -> None:
+        """Personal data, only ever sealed (base64 of the HPKE ciphertext)."""
+        self.db.conn.execute(
+            "INSERT INTO personal (event_id, tracking, data, sealed_to) VALUES (?, ?, ?, ?)",
+            [event_id, tracking, sealed, sealed_to],
+        )
+
+    def update_personal(self, event_id: str, sealed: str, sealed_to: str) -> None:
+        self.db.conn.execute(
+            "UPDATE personal SET data = ?, sealed_to = ? WHERE event_id = ?", [sealed, sealed_to, event_id]
+        )
+
+    def personal_sealed(self, event_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM personal WHERE event_id = ?", [event_id]))
+        return rows[0] if rows else None
 
     def events_for(self, tracking: str) -> list[Event]:
         rows = self.db.query("SELECT * FROM events WHERE tracking = ? ORDER BY rowid", [tracking])
         return [Event.from_row(r) for r in rows]
 
     def personal_for(self, tracking: str) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT p.data FROM personal p JOIN events e ON e.id = p.event_id "
-            "WHERE p.tracking = ? ORDER BY e.rowid",
-            [tracking],
-        ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        """The sealed personal parts of an application, with their event's origin and kind."""
+        return list(
+            self.db.query(
+                "SELECT p.event_id, p.data, p.sealed_to, e.origin, e.kind FROM personal p "
+                "JOIN events e ON e.id = p.event_id WHERE p.tracking = ? ORDER BY e.rowid",
+                [tracking],
+            )
+        )
 
     def count_events(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
@@ -292,6 +312,235 @@ class Store:
             "INSERT INTO ledger_imports (digest, filename, rows, imported_at, actor) VALUES (?, ?, ?, ?, ?)",
             [digest, filename, rows, at, actor],
         )
+
+    # -- envelopes and custody (sync) ---------------------------------------
+
+    def insert_envelope(
+        self, env: Any, *, dest: str, received_at: str, received_from: str, effect: str = "none"
+    ) -> int:
+        cur = self.db.conn.execute(
+            "INSERT INTO envelopes (id, origin, seq, kind, dest, tracking, digest, raw, origin_at, "
+            "received_at, received_from, effect) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                env.id,
+                env.origin,
+                env.seq,
+                env.kind,
+                dest,
+                env.tracking,
+                env.digest,
+                env.raw,
+                env.at,
+                received_at,
+                received_from,
+                effect,
+            ],
+        )
+        return int(cur.lastrowid or 0)
+
+    def envelope_row(self, envelope_id: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute(
+            "SELECT id, digest, received_at, effect FROM envelopes WHERE id = ?", [envelope_id]
+        ).fetchone()
+        return {"id": row[0], "digest": row[1], "received_at": row[2], "effect": row[3]} if row else None
+
+    def envelope_at(self, origin: str, seq: int) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT id FROM envelopes WHERE origin = ? AND seq = ?", [origin, seq]
+        ).fetchone()
+        return row[0] if row else None
+
+    def raw_envelopes(self, tracking: str) -> list[str]:
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT raw FROM envelopes WHERE tracking = ? ORDER BY n", [tracking]
+            )
+        ]
+
+    def set_effect(self, envelope_id: str, effect: str, note: str | None = None) -> None:
+        self.db.conn.execute(
+            "UPDATE envelopes SET effect = ?, effect_note = ? WHERE id = ?", [effect, note, envelope_id]
+        )
+
+    def pending_effects(self, tracking: str) -> list[str]:
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT raw FROM envelopes WHERE effect = 'pending' AND tracking = ? ORDER BY n", [tracking]
+            )
+        ]
+
+    def high_water(self, origins: list[str]) -> dict[str, int]:
+        """Per origin, the highest sequence number held with none missing below it."""
+        out = {}
+        for origin in origins:
+            seqs = [
+                r[0]
+                for r in self.db.conn.execute(
+                    "SELECT seq FROM envelopes WHERE origin = ? ORDER BY seq", [origin]
+                )
+            ]
+            top = 0
+            for seq in seqs:
+                if seq != top + 1:
+                    break
+                top = seq
+            out[origin] = top
+        return out
+
+    def events_without_envelope(self) -> list[Event]:
+        rows = self.db.query(
+            "SELECT e.* FROM events e LEFT JOIN envelopes v ON v.id = e.id "
+            "WHERE v.id IS NULL ORDER BY e.rowid"
+        )
+        return [Event.from_row(r) for r in rows]
+
+    def enqueue(self, envelope_id: str, hop: str, direction: str, at: str) -> None:
+        self.db.conn.execute(
+            "INSERT OR IGNORE INTO outbox (envelope_id, hop, direction, queued_at) VALUES (?, ?, ?, ?)",
+            [envelope_id, hop, direction, at],
+        )
+
+    def outbox(self, hop: str, *, after: int = 0, limit: int = 500) -> list[tuple[int, str]]:
+        """(outbox number, raw envelope) waiting for ``hop``, oldest first."""
+        return [
+            (r[0], r[1])
+            for r in self.db.conn.execute(
+                "SELECT o.n, v.raw FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
+                "WHERE o.hop = ? AND o.n > ? ORDER BY o.n LIMIT ?",
+                [hop, after, limit],
+            )
+        ]
+
+    def outbox_count(self, hop: str | None = None) -> int:
+        if hop is None:
+            return int(self.db.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM outbox WHERE hop = ?", [hop]).fetchone()[0])
+
+    def outbox_counts(self) -> dict[str, int]:
+        return dict(self.db.conn.execute("SELECT hop, COUNT(*) FROM outbox GROUP BY hop").fetchall())
+
+    def release(self, hop: str, envelope_ids: list[str]) -> None:
+        """Custody ends: the neighbour has durably stored these."""
+        self.db.conn.executemany(
+            "DELETE FROM outbox WHERE hop = ? AND envelope_id = ?", [(hop, i) for i in envelope_ids]
+        )
+
+    def release_through(self, hop: str, n: int) -> None:
+        self.db.conn.execute("DELETE FROM outbox WHERE hop = ? AND n <= ?", [hop, n])
+
+    def retarget(self, old: str, new: str) -> None:
+        self.db.conn.execute("UPDATE OR IGNORE outbox SET hop = ? WHERE hop = ?", [new, old])
+
+    def quarantine(self, envelope_id: str, hop: str, code: str, reason: str, at: str) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO quarantine (envelope_id, hop, code, reason, at) VALUES (?, ?, ?, ?, ?)",
+            [envelope_id, hop, code, reason, at],
+        )
+        self.db.conn.execute("DELETE FROM outbox WHERE hop = ? AND envelope_id = ?", [hop, envelope_id])
+        self.db.conn.execute(
+            "UPDATE applications SET sync_problem = ? WHERE tracking = "
+            "(SELECT tracking FROM envelopes WHERE id = ?)",
+            [reason, envelope_id],
+        )
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT q.*, v.tracking, v.kind FROM quarantine q JOIN envelopes v ON v.id = q.envelope_id "
+                "ORDER BY q.at"
+            )
+        )
+
+    def record_conflict(self, envelope_id: str, digest: str, received_from: str, at: str) -> None:
+        self.db.conn.execute(
+            "INSERT INTO conflicts (envelope_id, digest, received_from, at) VALUES (?, ?, ?, ?)",
+            [envelope_id, digest, received_from, at],
+        )
+
+    def conflict_count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0])
+
+    # -- certificates, peers, enrollment -------------------------------------
+
+    def put_cert(self, code: str, serial: str, chain: list[Any], relation: str, at: str) -> None:
+        self.db.conn.execute(
+            "INSERT INTO certs (code, serial, chain, relation, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (code) DO UPDATE SET serial = excluded.serial, chain = excluded.chain, "
+            "relation = CASE WHEN certs.relation IN ('self', 'child') THEN certs.relation "
+            "ELSE excluded.relation END, updated_at = excluded.updated_at",
+            [code, serial, _dumps(chain), relation, at],
+        )
+
+    def cert_chain(self, code: str) -> list[Any] | None:
+        row = self.db.conn.execute("SELECT chain FROM certs WHERE code = ?", [code]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def certs(self, relation: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM certs", []
+        if relation:
+            sql, params = sql + " WHERE relation = ?", [relation]
+        return [{**r, "chain": json.loads(r["chain"])} for r in self.db.query(sql, params)]
+
+    def revoke(self, serial: str, code: str, by: str, at: str) -> None:
+        self.db.conn.execute(
+            "INSERT OR IGNORE INTO revocations (serial, code, by, at) VALUES (?, ?, ?, ?)",
+            [serial, code, by, at],
+        )
+
+    def revoked(self) -> set[str]:
+        return {r[0] for r in self.db.conn.execute("SELECT serial FROM revocations")}
+
+    def peer(self, code: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM peers WHERE code = ?", [code]))
+        return rows[0] if rows else None
+
+    def peers(self, relation: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM peers WHERE relation = ? ORDER BY code", [relation]))
+
+    def put_peer(self, code: str, relation: str) -> None:
+        self.db.conn.execute(
+            "INSERT INTO peers (code, relation) VALUES (?, ?) ON CONFLICT (code) DO NOTHING", [code, relation]
+        )
+
+    def drop_peer(self, code: str) -> None:
+        self.db.conn.execute("DELETE FROM peers WHERE code = ?", [code])
+
+    def update_peer(self, code: str, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.conn.execute(f"UPDATE peers SET {sets} WHERE code = ?", [*values.values(), code])
+
+    def put_enroll_code(self, code: str, enroll_code: str, name: str, expires: str) -> None:
+        self.db.conn.execute(
+            "INSERT INTO enroll_codes (code, enroll_code, name, expires) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (code) DO UPDATE SET enroll_code = excluded.enroll_code, name = excluded.name, "
+            "expires = excluded.expires, failures = 0, used_at = NULL",
+            [code, enroll_code, name, expires],
+        )
+
+    def enroll_code(self, code: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM enroll_codes WHERE code = ?", [code]))
+        return rows[0] if rows else None
+
+    def update_enroll_code(self, code: str, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.conn.execute(f"UPDATE enroll_codes SET {sets} WHERE code = ?", [*values.values(), code])
+
+    def held(self) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1])
+            for r in self.db.conn.execute(
+                "SELECT o.envelope_id, v.dest FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
+                "WHERE o.hop = '?'"
+            )
+        ]
+
+    def latest_manifest(self) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT raw FROM envelopes WHERE kind = 'manifest' ORDER BY n DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
 
 
 @lru_cache(maxsize=32)

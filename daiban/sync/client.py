@@ -1,0 +1,291 @@
+"""The sync client: push this node's outbox to its parent in batches, then
+pull what the parent holds for it. Custody ends only on the parent's
+acknowledgement; the pull cursor moves only once pulled envelopes are stored.
+Every request is signed over its body and a counter that only goes up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from daiban.errors import DaibanError
+from daiban.i18n import _
+from daiban.node.clock import stamp
+from daiban.sync import identity, inbox, protocol, routing
+from daiban.sync.crypto import b64
+from daiban.sync.envelope import parse
+from daiban.sync.protocol import ProtocolError
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+
+TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10, sock_read=60)
+
+
+class SyncFailed(DaibanError):
+    code = "sync"
+
+
+@dataclass
+class Report:
+    pushed: int = 0
+    duplicates: int = 0
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    pulled: int = 0
+    left: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pushed": self.pushed,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "pulled": self.pulled,
+            "left": self.left,
+            "ok": self.left == 0,
+        }
+
+
+class Connection:
+    def __init__(self, node: Node, session: aiohttp.ClientSession, url: str, parent: str) -> None:
+        self.node = node
+        self.session = session
+        self.url = url.rstrip("/")
+        self.parent = parent
+
+    def _next_counter(self) -> int:
+        with self.node.store.transaction():
+            peer = self.node.store.peer(self.parent)
+            counter = (peer["counter"] if peer else 0) + 1
+            self.node.store.update_peer(self.parent, counter=counter)
+        return counter
+
+    async def post(self, path: str, value: Any) -> tuple[int, Any]:
+        body = protocol.encode(value)
+        for _attempt in range(3):
+            counter = self._next_counter()
+            message = protocol.request_message("POST", path, body, counter, self.node.code, self.parent)
+            headers = {
+                protocol.H_NODE: self.node.code,
+                protocol.H_COUNTER: str(counter),
+                protocol.H_SIG: b64(self.node.keys.signature(message)),
+                "Content-Type": protocol.CONTENT_TYPE,
+            }
+            async with self.session.post(self.url + path, data=body, headers=headers) as resp:
+                data = protocol.decode(await resp.read())
+                if resp.status == 409 and isinstance(data, dict) and data.get("code") == "replayed":
+                    # Our counter is behind the parent's (a restored home): jump past it.
+                    with self.node.store.transaction():
+                        self.node.store.update_peer(self.parent, counter=int(data.get("counter", 0)))
+                    continue
+                return resp.status, data
+        raise SyncFailed(_("The parent keeps refusing this node's request counter."))
+
+
+def _refusal(status: int, data: Any) -> SyncFailed:
+    code = data.get("code") if isinstance(data, dict) else ""
+    if code == "revoked":
+        return SyncFailed(
+            _(
+                "The parent refuses this node: its certificate is revoked. Ask the "
+                "town or district to enroll it again."
+            ),
+            code="revoked",
+        )
+    if code in ("unknown_node", "bad_signature"):
+        return SyncFailed(
+            _("The parent does not recognise this node ({code}); enroll it again.").format(code=code),
+            code=str(code),
+        )
+    message = data.get("error") if isinstance(data, dict) else ""
+    return SyncFailed(_("The parent answered {status}: {message}").format(status=status, message=message))
+
+
+async def push(conn: Connection, report: Report) -> None:
+    node = conn.node
+    while True:
+        batch = node.store.outbox(routing.UP, limit=protocol.BATCH)
+        if not batch:
+            return
+        raws = [raw for _n, raw in batch]
+        envs = [parse(raw) for raw in raws]
+        origins = sorted({e.origin for e in envs})
+        chains = [c for c in (node.store.cert_chain(o) for o in origins) if c]
+        status, data = await conn.post(protocol.PUSH, {"certs": chains, "envelopes": raws})
+        if status == 200:
+            done = [r["id"] for r in data.get("results", []) if r.get("status") in ("stored", "duplicate")]
+            with node.store.transaction():
+                node.store.release(routing.UP, done)
+            report.pushed += sum(1 for r in data["results"] if r.get("status") == "stored")
+            report.duplicates += sum(1 for r in data["results"] if r.get("status") == "duplicate")
+        elif status == 422 and isinstance(data, dict) and data.get("refused"):
+            now = stamp(node.clock())
+            ids = {e.id for e in envs}
+            refused = [r for r in data["refused"] if r.get("id") in ids]
+            if not refused:
+                raise _refusal(status, data)
+            with node.store.transaction():
+                for r in refused:
+                    node.store.quarantine(
+                        r["id"], routing.UP, str(r.get("code", "")), str(r.get("reason", "")), now
+                    )
+            report.quarantined.extend(refused)
+        else:
+            raise _refusal(status, data)
+
+
+async def pull(conn: Connection, report: Report) -> None:
+    node = conn.node
+    acked = True
+    while True:
+        peer = node.store.peer(conn.parent)
+        cursor = peer["cursor"] if peer else 0
+        status, data = await conn.post(protocol.PULL, {"cursor": cursor, "limit": protocol.BATCH})
+        if status != 200:
+            raise _refusal(status, data)
+        raws, new_cursor = data.get("envelopes", []), int(data.get("cursor", cursor))
+        if raws:
+            with node.store.transaction():
+                extra = inbox.verify_chains(node, data.get("certs", []))
+                checked = inbox.check(node, raws, sender=conn.parent, direction="down", extra=extra)
+                inbox.remember(node, extra)
+                inbox.store(node, checked.accepted, sender=conn.parent)
+                # The cursor moves in the same transaction that stored the envelopes.
+                node.store.update_peer(conn.parent, cursor=new_cursor)
+            report.pulled += len(checked.accepted)
+            acked = False
+        else:
+            acked = new_cursor == cursor
+        if not data.get("more"):
+            break
+    if not acked:
+        # Tell the parent we hold everything it sent, so it can let go of it.
+        peer = node.store.peer(conn.parent)
+        await conn.post(protocol.PULL, {"cursor": peer["cursor"] if peer else 0, "limit": 0})
+
+
+async def sync_once(node: Node) -> Report:
+    parent = node.parent()
+    url = node.store.setting("parent_url")
+    if node.role == "city":
+        return Report()  # the root has no parent; its children come to it
+    if parent is None or not url:
+        raise SyncFailed(
+            _("This node has not enrolled with a parent yet: run `daiban enroll URL CODE`."),
+            code="not_enrolled",
+        )
+    node.reseal_pending()
+    report = Report()
+    try:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            conn = Connection(node, session, url, parent)
+            await push(conn, report)
+            await pull(conn, report)
+    except (TimeoutError, aiohttp.ClientError, ProtocolError, OSError) as exc:
+        report.left = node.store.outbox_count(routing.UP)
+        raise SyncFailed(
+            _(
+                "The parent {url} cannot be reached ({error}); everything stays queued "
+                "here and goes next time."
+            ).format(url=url, error=type(exc).__name__),
+            code="unreachable",
+        ) from None
+    with node.store.transaction():
+        node.store.update_peer(parent, last_sync_at=stamp(node.clock()))
+    report.left = node.store.outbox_count(routing.UP)
+    return report
+
+
+async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None) -> dict[str, Any]:
+    """Enroll with the parent at ``url`` using a one-time code."""
+    from daiban.sync import certs as certs_mod
+    from daiban.sync import service
+
+    request: dict[str, Any] = {
+        "v": 1,
+        "code": node.code,
+        "name": node.name,
+        "sign": b64(node.keys.sign_public),
+        "enc": b64(node.keys.enc_public),
+    }
+    request["mac"] = service.mac(enroll_code, request)
+    try:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            async with session.post(
+                url.rstrip("/") + protocol.ENROLL,
+                data=protocol.encode(request),
+                headers={"Content-Type": protocol.CONTENT_TYPE},
+            ) as resp:
+                status, data = resp.status, protocol.decode(await resp.read())
+    except (TimeoutError, aiohttp.ClientError, ProtocolError, OSError) as exc:
+        raise SyncFailed(
+            _("The parent {url} cannot be reached ({error}).").format(url=url, error=type(exc).__name__),
+            code="unreachable",
+        ) from None
+    if status != 200:
+        reasons = {
+            "code_used": _("This enrollment code has already been used; ask for a new one."),
+            "code_expired": _("This enrollment code has expired; ask for a new one."),
+            "wrong_code": _("The enrollment code is wrong; check it with the parent."),
+            "code_locked": _("Too many wrong attempts; ask the parent for a new code."),
+            "no_code": _("The parent has issued no enrollment code for {code}.").format(code=node.code),
+        }
+        code = data.get("code") if isinstance(data, dict) else ""
+        raise SyncFailed(
+            reasons.get(
+                str(code),
+                _("Enrollment refused: {message}").format(
+                    message=data.get("error") if isinstance(data, dict) else status
+                ),
+            ),
+            code=str(code or "enroll"),
+        )
+    if not isinstance(data, dict) or service.mac(enroll_code, data) != data.get("mac"):
+        raise SyncFailed(
+            _("The answer is not from the parent that issued this code; nothing was changed."),
+            code="bad_answer",
+        )
+    fingerprint = str(data.get("root"))
+    if root is not None and root.replace(" ", "").lower() != fingerprint.lower():
+        raise SyncFailed(
+            _("The parent's city root {got} is not the expected {want}; nothing was changed.").format(
+                got=fingerprint, want=root
+            ),
+            code="untrusted_root",
+        )
+    try:
+        leaf = certs_mod.verify_chain(data["chain"], fingerprint)
+    except (certs_mod.CertError, KeyError) as exc:
+        raise SyncFailed(
+            _("The certificate from the parent does not verify ({error}).").format(error=exc),
+            code="bad_answer",
+        ) from None
+    if leaf.code != node.code or leaf.sign != node.keys.sign_public:
+        raise SyncFailed(_("The parent certified another node; nothing was changed."), code="bad_answer")
+    now = stamp(node.clock())
+    parent = data["parent"]
+    with node.store.transaction():
+        node.store.set_setting("root_fingerprint", fingerprint)
+        node.store.set_setting("root_code", str(data.get("root_code") or data["chain"][0]["code"]))
+        node.store.set_setting("parent_url", url.rstrip("/"))
+        node.store.put_cert(node.code, leaf.serial, data["chain"], "self", now)
+        for i in range(1, len(data["chain"])):
+            ancestor = data["chain"][:i]
+            node.store.put_cert(ancestor[-1]["code"], ancestor[-1]["serial"], ancestor, "ancestor", now)
+        for old in node.store.peers("parent"):
+            if old["code"] != str(parent["code"]):
+                node.store.drop_peer(old["code"])
+        node.store.put_peer(str(parent["code"]), "parent")
+        for chain in data.get("offices", []):
+            try:
+                identity.trust(node, chain, "directory", now)
+            except certs_mod.CertError:
+                continue
+        if data.get("manifest"):
+            extra: dict[str, Any] = {}
+            checked = inbox.check(
+                node, [data["manifest"]], sender=str(parent["code"]), direction="down", extra=extra
+            )
+            inbox.store(node, checked.accepted, sender=str(parent["code"]))
+    return {"parent": parent, "root": fingerprint, "serial": leaf.serial}

@@ -1,0 +1,130 @@
+"""Keys and the primitives built on them (``cryptography``): Ed25519 signing,
+X25519 + HPKE sealing (RFC 9180: DHKEM(X25519), HKDF-SHA256,
+ChaCha20-Poly1305), canonical JSON for signed bytes, fingerprints.
+
+A node's private keys live in its home, in keys/, readable only by the owner."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+SIGN_KEY = "keys/sign.key"
+ENC_KEY = "keys/enc.key"
+SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+MAX_PLAINTEXT = 256 * 1024
+
+
+class CryptoError(Exception):
+    """A signature that does not verify, or a seal that does not open."""
+
+
+def canonical(value: Any) -> bytes:
+    """The one byte form of a JSON value that gets signed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise CryptoError("expected base64 text")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise CryptoError("bad base64") from exc
+
+
+def fingerprint(sign_public: bytes) -> str:
+    """A public key's fingerprint: SHA-256, first 16 bytes, hex in groups of 4
+    so it can be compared by eye or read over the phone."""
+    digest = hashlib.sha256(sign_public).hexdigest()[:32]
+    return "-".join(digest[i : i + 4] for i in range(0, 32, 4))
+
+
+def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def verify(sign_public: bytes, signature: bytes, message: bytes) -> None:
+    try:
+        Ed25519PublicKey.from_public_bytes(sign_public).verify(signature, message)
+    except (InvalidSignature, ValueError) as exc:
+        raise CryptoError("signature does not verify") from exc
+
+
+def seal(plaintext: bytes, enc_public: bytes, info: bytes) -> bytes:
+    """Compress, then seal to a node's X25519 key with HPKE base mode. ``info``
+    binds the ciphertext to its envelope (id and kind)."""
+    return SUITE.encrypt(
+        zlib.compress(plaintext, 9), X25519PublicKey.from_public_bytes(enc_public), info=info
+    )
+
+
+@dataclass
+class NodeKeys:
+    sign: Ed25519PrivateKey
+    enc: X25519PrivateKey
+
+    @property
+    def sign_public(self) -> bytes:
+        return raw_public(self.sign.public_key())
+
+    @property
+    def enc_public(self) -> bytes:
+        return raw_public(self.enc.public_key())
+
+    def signature(self, message: bytes) -> bytes:
+        return self.sign.sign(message)
+
+    def open(self, sealed: bytes, info: bytes) -> bytes:
+        try:
+            compressed = SUITE.decrypt(sealed, self.enc, info=info)
+        except (InvalidTag, ValueError) as exc:
+            raise CryptoError("sealed data does not open with this node's key") from exc
+        inflater = zlib.decompressobj()
+        try:
+            data = inflater.decompress(compressed, MAX_PLAINTEXT)
+        except zlib.error as exc:
+            raise CryptoError("sealed data is not valid compressed data") from exc
+        if inflater.unconsumed_tail:
+            raise CryptoError("sealed data is larger than allowed")
+        return data
+
+    @classmethod
+    def generate(cls) -> NodeKeys:
+        return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+
+    def save(self, home: Path) -> None:
+        from daiban.node.home import write_secret
+
+        write_secret(home / SIGN_KEY, self.sign.private_bytes_raw())
+        write_secret(home / ENC_KEY, self.enc.private_bytes_raw())
+
+    @classmethod
+    def load(cls, home: Path) -> NodeKeys:
+        return cls(
+            Ed25519PrivateKey.from_private_bytes((home / SIGN_KEY).read_bytes()),
+            X25519PrivateKey.from_private_bytes((home / ENC_KEY).read_bytes()),
+        )
+
+
+def keys_exist(home: Path) -> bool:
+    return (home / SIGN_KEY).exists() and (home / ENC_KEY).exists()
+
+
+def random_id() -> str:
+    return os.urandom(16).hex()

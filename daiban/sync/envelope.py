@@ -1,0 +1,209 @@
+"""Envelopes: every change travels as an immutable envelope signed by its
+origin node, with a unique id and a gapless per-origin sequence number.
+Personal data rides inside, compressed and sealed to the addressee's key with
+HPKE; the origin's signature is inside the sealed plaintext as well as on the
+envelope, because HPKE's base mode does not authenticate the sender.
+
+Hops keep the exact bytes they received (``raw``) and never alter them; they
+record their own receipt time beside, not inside."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from daiban.sync.crypto import CryptoError, NodeKeys, b64, canonical, seal, unb64, verify
+
+VERSION = 1
+MAX_RAW = 64 * 1024
+BROADCAST = "*"
+ID_CHARS = frozenset("0123456789abcdef")
+
+
+class EnvelopeError(Exception):
+    """An envelope that is malformed, tampered with or not from its origin."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    origin: str
+    seq: int
+    kind: str
+    to: str
+    tracking: str | None
+    actor: str
+    at: str
+    body: Mapping[str, Any]
+    sealed: bytes | None
+    sealed_to: str | None
+    sig: bytes
+    raw: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.raw.encode()).hexdigest()
+
+    def info(self) -> bytes:
+        return seal_info(self.id, self.kind)
+
+
+def seal_info(envelope_id: str, kind: str) -> bytes:
+    return f"daiban/v{VERSION}|{envelope_id}|{kind}".encode()
+
+
+def _unsigned(
+    *,
+    id: str,
+    origin: str,
+    seq: int,
+    kind: str,
+    to: str,
+    tracking: str | None,
+    actor: str,
+    at: str,
+    body: Mapping[str, Any],
+    sealed: bytes | None,
+    sealed_to: str | None,
+) -> dict[str, Any]:
+    return {
+        "v": VERSION,
+        "id": id,
+        "origin": origin,
+        "seq": seq,
+        "kind": kind,
+        "to": to,
+        "tracking": tracking,
+        "actor": actor,
+        "at": at,
+        "body": dict(body),
+        "sealed": b64(sealed) if sealed is not None else None,
+        "sealed_to": sealed_to,
+    }
+
+
+def seal_personal(
+    keys: NodeKeys,
+    *,
+    id: str,
+    kind: str,
+    tracking: str | None,
+    personal: Mapping[str, Any],
+    enc_public: bytes,
+) -> bytes:
+    """Seal personal data for one envelope, with the origin's signature inside."""
+    inner = {"id": id, "kind": kind, "tracking": tracking, "personal": dict(personal)}
+    plaintext = canonical({"personal": dict(personal), "sig": b64(keys.signature(canonical(inner)))})
+    return seal(plaintext, enc_public, seal_info(id, kind))
+
+
+def make(
+    keys: NodeKeys,
+    *,
+    id: str,
+    origin: str,
+    seq: int,
+    kind: str,
+    to: str,
+    tracking: str | None,
+    actor: str,
+    at: str,
+    body: Mapping[str, Any],
+    sealed: bytes | None = None,
+    sealed_to: str | None = None,
+) -> Envelope:
+    """Sign an envelope around an (optional) sealed personal part."""
+    if (sealed is None) != (sealed_to is None):
+        raise ValueError("a sealed part needs its addressee")
+    unsigned = _unsigned(
+        id=id,
+        origin=origin,
+        seq=seq,
+        kind=kind,
+        to=to,
+        tracking=tracking,
+        actor=actor,
+        at=at,
+        body=body,
+        sealed=sealed,
+        sealed_to=sealed_to,
+    )
+    sig = keys.signature(canonical(unsigned))
+    raw = canonical({**unsigned, "sig": b64(sig)}).decode()
+    return Envelope(
+        id, origin, seq, kind, to, tracking, actor, at, unsigned["body"], sealed, sealed_to, sig, raw
+    )
+
+
+def parse(raw: str) -> Envelope:
+    """Parse an envelope's exact text and check its shape (not yet its signature)."""
+    if not isinstance(raw, str) or len(raw) > MAX_RAW:
+        raise EnvelopeError("malformed", "envelope is not text or is too large")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise EnvelopeError("malformed", "envelope is not JSON") from None
+    if not isinstance(data, dict) or data.get("v") != VERSION:
+        raise EnvelopeError("malformed", "not a version-1 envelope")
+    try:
+        env_id, origin, seq, kind, to = data["id"], data["origin"], data["seq"], data["kind"], data["to"]
+        body, actor, at = data["body"], data["actor"], data["at"]
+        tracking, sealed_text, sealed_to = data.get("tracking"), data.get("sealed"), data.get("sealed_to")
+        sig = unb64(data["sig"])
+        sealed = unb64(sealed_text) if sealed_text is not None else None
+    except (KeyError, CryptoError):
+        raise EnvelopeError("malformed", "envelope lacks a field or has bad base64") from None
+    if not (isinstance(env_id, str) and len(env_id) == 32 and set(env_id) <= ID_CHARS):
+        raise EnvelopeError("malformed", "bad envelope id")
+    if not (isinstance(origin, str) and origin.isdigit() and isinstance(to, str)):
+        raise EnvelopeError("malformed", "bad origin or destination")
+    if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1):
+        raise EnvelopeError("malformed", "bad sequence number")
+    if not (
+        isinstance(kind, str) and isinstance(body, dict) and isinstance(actor, str) and isinstance(at, str)
+    ):
+        raise EnvelopeError("malformed", "bad kind, body, actor or time")
+    if (sealed is None) != (sealed_to is None):
+        raise EnvelopeError("malformed", "sealed data without its addressee")
+    if canonical(data).decode() != raw:
+        # Only the canonical form is signed; anything else has been re-encoded.
+        raise EnvelopeError("malformed", "envelope is not in canonical form")
+    return Envelope(env_id, origin, seq, kind, to, tracking, actor, at, body, sealed, sealed_to, sig, raw)
+
+
+def check_signature(env: Envelope, sign_public: bytes) -> None:
+    unsigned = json.loads(env.raw)
+    unsigned.pop("sig")
+    try:
+        verify(sign_public, env.sig, canonical(unsigned))
+    except CryptoError:
+        raise EnvelopeError(
+            "bad_signature", "envelope signature does not verify: tampered or forged"
+        ) from None
+
+
+def open_sealed(env: Envelope, keys: NodeKeys, origin_sign_public: bytes) -> dict[str, Any]:
+    """Open the personal part at its addressee and check the origin's inner signature."""
+    if env.sealed is None:
+        raise EnvelopeError("not_sealed", "envelope carries no personal data")
+    return open_blob(env.sealed, env.id, env.kind, env.tracking, keys, origin_sign_public)
+
+
+def open_blob(
+    sealed: bytes, env_id: str, kind: str, tracking: str | None, keys: NodeKeys, origin_sign_public: bytes
+) -> dict[str, Any]:
+    try:
+        data = json.loads(keys.open(sealed, seal_info(env_id, kind)))
+        personal = data["personal"]
+        inner = {"id": env_id, "kind": kind, "tracking": tracking, "personal": personal}
+        verify(origin_sign_public, unb64(data["sig"]), canonical(inner))
+    except (CryptoError, ValueError, KeyError, TypeError) as exc:
+        raise EnvelopeError("bad_seal", f"sealed data does not open or verify: {exc}") from None
+    return dict(personal)

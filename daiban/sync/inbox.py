@@ -1,0 +1,323 @@
+"""Taking envelopes in, the same way whether they come in a push from a child,
+a pull from the parent or a bundle on a USB stick: check every envelope
+(shape, origin's certificate chain, signature, that the sender may carry it),
+then, in one transaction, store each new one exactly once, apply it if it is
+addressed here, and queue it for its next hop.
+
+Idempotency is the contract: the same envelope again is acknowledged as it was
+the first time; the same id with other content is refused as a conflict and
+flagged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from daiban.errors import TransitionRefused
+from daiban.node import lifecycle, masking
+from daiban.node.clock import stamp
+from daiban.node.lifecycle import AppState, Kind, Status
+from daiban.node.store import Event
+from daiban.sync import certs as certs_mod
+from daiban.sync import envelope as env_mod
+from daiban.sync import identity, routing
+from daiban.sync.crypto import b64
+from daiban.sync.envelope import Envelope, EnvelopeError
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+
+APPLICATION_KINDS = frozenset(k.value for k in Kind)
+
+
+@dataclass
+class Verdict:
+    id: str
+    status: str  # stored | duplicate | refused
+    code: str = ""
+    reason: str = ""
+    received_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.code:
+            out["code"], out["reason"] = self.code, self.reason
+        if self.received_at:
+            out["received_at"] = self.received_at
+        return out
+
+
+@dataclass
+class Checked:
+    accepted: list[Envelope] = field(default_factory=list)
+    duplicates: list[Verdict] = field(default_factory=list)
+    refused: list[Verdict] = field(default_factory=list)
+
+
+def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mod.Cert, list[Any]]]:
+    """Certificates that arrive with a batch, checked against the pinned root
+    but not yet stored: {code: (leaf, chain)}."""
+    root = identity.root_fingerprint(node)
+    revoked = node.store.revoked()
+    out: dict[str, tuple[certs_mod.Cert, list[Any]]] = {}
+    if root is None:
+        return out
+    for chain in chains or ():
+        if not isinstance(chain, list) or not chain or len(chain) > 5:
+            continue
+        try:
+            leaf = certs_mod.verify_chain(chain, root, revoked)
+        except certs_mod.CertError:
+            continue
+        if leaf.code != node.code:
+            out[leaf.code] = (leaf, chain)
+    return out
+
+
+def remember(node: Node, extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]]) -> None:
+    now = stamp(node.clock())
+    for code, (leaf, chain) in extra.items():
+        known = identity.known(node, code)
+        if known is None or known.serial != leaf.serial:
+            node.store.put_cert(code, leaf.serial, chain, "directory", now)
+
+
+def check(
+    node: Node,
+    raws: Sequence[Any],
+    *,
+    sender: str,
+    direction: str,
+    extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]] | None = None,
+) -> Checked:
+    """Verify a batch without changing anything. ``direction`` is "up" for
+    envelopes a child hands up, "down" for those the parent hands down."""
+    out = Checked()
+    seen: set[str] = set()
+    revoked = node.store.revoked()
+    for raw in raws:
+        try:
+            env = env_mod.parse(raw)
+        except EnvelopeError as exc:
+            out.refused.append(Verdict("?", "refused", exc.code, str(exc)))
+            continue
+        try:
+            known = node.store.envelope_row(env.id)
+            if known is not None:
+                if known["digest"] == env.digest:
+                    out.duplicates.append(Verdict(env.id, "duplicate", received_at=known["received_at"]))
+                    continue
+                raise EnvelopeError(
+                    "conflict", "an envelope with this id and other content was stored before"
+                )
+            if env.id in seen:
+                continue
+            other = node.store.envelope_at(env.origin, env.seq)
+            if other is not None:
+                raise EnvelopeError("conflict", f"sequence number {env.seq} of {env.origin} is already taken")
+            if direction == "up" and not env.origin.startswith(sender):
+                raise EnvelopeError("forged_origin", f"{sender} may not hand up envelopes of {env.origin}")
+            cert = identity.known(node, env.origin) if env.origin != node.code else None
+            if extra and env.origin in extra and (cert is None or cert.serial != extra[env.origin][0].serial):
+                cert = extra[env.origin][0]
+            if env.origin == node.code:
+                raise EnvelopeError("forged_origin", "an envelope claiming to come from this node")
+            if cert is None:
+                raise EnvelopeError("unknown_origin", f"no certificate known for {env.origin}")
+            if cert.serial in revoked:
+                raise EnvelopeError("revoked", f"{env.origin} is revoked")
+            env_mod.check_signature(env, cert.sign)
+            _check_kind(node, env)
+        except EnvelopeError as exc:
+            out.refused.append(Verdict(env.id, "refused", exc.code, str(exc)))
+            continue
+        seen.add(env.id)
+        out.accepted.append(env)
+    return out
+
+
+def _check_kind(node: Node, env: Envelope) -> None:
+    if env.kind in APPLICATION_KINDS:
+        if not env.tracking or env.to in (routing.BROADCAST, ""):
+            raise EnvelopeError(
+                "malformed", "an application envelope needs a tracking number and an addressee"
+            )
+        return
+    if env.kind == "manifest":
+        root = node.store.setting("root_code")
+        if env.origin != root or env.to != routing.BROADCAST:
+            raise EnvelopeError("forged_origin", "only the city root publishes the manifest")
+        version = env.body.get("version")
+        current = int(node.store.setting("manifest_version", "0") or 0)
+        if not isinstance(version, int) or version <= current:
+            raise EnvelopeError("rollback", f"manifest version {version} is not newer than {current}")
+        return
+    if env.kind == "revocation":
+        code = str(env.body.get("code", ""))
+        if not certs_mod.extends(code, env.origin) or env.to != routing.BROADCAST:
+            raise EnvelopeError("name_constraint", f"{env.origin} may not revoke {code}")
+        return
+    raise EnvelopeError("malformed", f"unknown envelope kind {env.kind!r}")
+
+
+def store(node: Node, envelopes: Sequence[Envelope], *, sender: str) -> list[Verdict]:
+    """Store checked envelopes and act on them; call inside a transaction."""
+    now = stamp(node.clock())
+    verdicts = []
+    for env in envelopes:
+        node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender)
+        if env.to == routing.BROADCAST:
+            _apply_broadcast(node, env, now)
+            for hop in routing.flood(node.code, sender, node.parent(), node.children()):
+                node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
+        elif env.to == node.code:
+            apply_to_application(node, env, now)
+        else:
+            node.route(env.id, env.to, now, came_from=sender)
+        verdicts.append(Verdict(env.id, "stored", received_at=now))
+    return verdicts
+
+
+def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
+    if env.kind == "manifest":
+        from daiban.sync import manifest
+
+        manifest.install(node, env, now)
+    elif env.kind == "revocation":
+        node.store.revoke(str(env.body["serial"]), str(env.body["code"]), env.origin, now)
+    node.store.set_effect(env.id, "applied")
+
+
+def apply_to_application(node: Node, env: Envelope, now: str) -> None:
+    """The effect of an application envelope at its addressee, exactly once
+    (it is stored in the same transaction). One that cannot apply yet (its
+    application's earlier events have not arrived) waits as pending."""
+    if env.kind == Kind.FILED:
+        _receive_filing(node, env, now)
+    elif not _apply_event(node, env, now):
+        node.store.set_effect(env.id, "pending")
+        return
+    node.store.set_effect(env.id, "applied")
+    _retry_pending(node, env.tracking or "", now)
+
+
+def _retry_pending(node: Node, tracking: str, now: str) -> None:
+    progress = True
+    while progress:
+        progress = False
+        for raw in node.store.pending_effects(tracking):
+            env = env_mod.parse(raw)
+            if _apply_event(node, env, now):
+                node.store.set_effect(env.id, "applied")
+                progress = True
+
+
+def _event_of(env: Envelope, now: str) -> Event:
+    return Event(
+        id=env.id,
+        origin=env.origin,
+        seq=env.seq,
+        tracking=env.tracking or "",
+        kind=env.kind,
+        actor=env.actor,
+        at=env.at,
+        recorded_at=now,
+        body=env.body,
+    )
+
+
+def _receive_filing(node: Node, env: Envelope, now: str) -> None:
+    """An application arrives at its office: keep it (personal part still
+    sealed), and send the receipt back to the filer."""
+    from daiban.node.applications import project
+
+    body = env.body
+    tracking = env.tracking or ""
+    if node.store.application(tracking) is not None:
+        return
+    node.store.insert_event(_event_of(env, now))
+    id_hash, masked = "", body.get("applicant") or {}
+    if env.sealed is not None and env.sealed_to == node.code:
+        node.store.insert_personal(env.id, tracking, b64(env.sealed), node.code)
+        cert = identity.known(node, env.origin)
+        if cert is not None:
+            try:
+                personal = env_mod.open_sealed(env, node.keys, cert.sign)
+                id_hash = node.id_hash(personal["id_number"])
+                masked = {
+                    "name": masking.mask_name(personal["name"]),
+                    "id_number": masking.mask_id_number(personal["id_number"]),
+                    "phone": masking.mask_phone(personal["phone"]),
+                }
+            except (EnvelopeError, KeyError, TypeError):
+                pass
+    item_code = str(body.get("item", ""))
+    try:
+        item = node.item(item_code)
+        item_name, time_limit = item.name, item.time_limit_days
+    except Exception:  # an item this node's catalog does not have yet
+        item_name, time_limit = str(body.get("item_name", item_code)), None
+    state = lifecycle.apply(None, Kind.FILED, body)
+    row: dict[str, Any] = {
+        "tracking": tracking,
+        "item": item_code,
+        "item_name": item_name,
+        "level": body.get("level", ""),
+        "office": body.get("office", node.code),
+        "region": body.get("region", ""),
+        "origin": env.origin,
+        "status": state.status.value,
+        "owed": list(state.owed),
+        "missing": [],
+        "materials": list(body.get("materials", [])),
+        "evaluation": None,
+        "filed_at": env.at,
+        "received_at": None,
+        "time_limit_days": time_limit,
+        "due_state": "pending",
+        "name_masked": masked.get("name", ""),
+        "id_masked": masked.get("id_number", ""),
+        "phone_masked": masked.get("phone", ""),
+        "id_hash": id_hash,
+        "updated_at": now,
+    }
+    receipt = node._event(tracking, Kind.RECEIVED, {"office": node.code}, now)
+    node._emit(receipt, row)
+    state = lifecycle.apply(state, Kind.RECEIVED, receipt.body)
+    project(row, state, Kind.RECEIVED, receipt.body, now)
+    node.store.save_application(row)
+
+
+def _apply_event(node: Node, env: Envelope, now: str) -> bool:
+    from daiban.node.applications import project
+
+    row = node.store.application(env.tracking or "")
+    if row is None:
+        return False
+    state = AppState(Status(row["status"]), tuple(row["owed"]), tuple(row["missing"]), row["evaluation"])
+    try:
+        new = lifecycle.apply(state, env.kind, env.body)
+    except TransitionRefused:
+        return False
+    node.store.insert_event(_event_of(env, now))
+    project(row, new, env.kind, env.body, now)
+    row["sync_problem"] = None
+    node.store.save_application(row)
+    return True
+
+
+def receive(
+    node: Node, raws: Sequence[Any], *, sender: str, direction: str, chains: Iterable[Any] = ()
+) -> tuple[list[Verdict], list[Verdict]]:
+    """Check and store a batch in one go: (stored and duplicate verdicts, refused)."""
+    with node.store.transaction():
+        extra = verify_chains(node, chains)
+        checked = check(node, raws, sender=sender, direction=direction, extra=extra)
+        remember(node, extra)
+        stored = store(node, checked.accepted, sender=sender)
+    return stored + checked.duplicates, checked.refused
+
+
+def as_results(verdicts: Iterable[Verdict]) -> list[Mapping[str, Any]]:
+    return [v.as_dict() for v in verdicts]

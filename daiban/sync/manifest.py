@@ -1,0 +1,86 @@
+"""The city's signed manifest: the catalog (with the working-day calendar),
+the revocation list and the offices' certificates, under one version number
+that only goes up. A node refuses a version older than the one it holds, by
+sync or on an old USB stick (checked in inbox._check_kind)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from daiban.errors import DaibanError
+from daiban.i18n import _
+from daiban.node import catalog
+from daiban.node.clock import stamp
+from daiban.sync import certs as certs_mod
+from daiban.sync import identity, routing
+from daiban.sync.crypto import random_id
+from daiban.sync.envelope import Envelope
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+
+
+def offices(node: Node) -> list[list[Any]]:
+    """Chains of every office this node knows (towns, districts, the city)."""
+    return [c["chain"] for c in node.store.certs() if len(c["code"]) < 12]
+
+
+def publish(node: Node, doc: dict[str, Any]) -> int:
+    """At the city: sign a new manifest around a checked catalog, install it
+    here and send it down to every node. Returns the new version."""
+    if node.role != "city":
+        raise DaibanError(_("Only the city publishes the catalog."), code="not_city")
+    catalog.check_document(doc)
+    with node.store.transaction():
+        version = int(node.store.setting("manifest_version", "0") or 0) + 1
+        now = stamp(node.clock())
+        body = {
+            "version": version,
+            "catalog": doc,
+            "revoked": sorted(node.store.revoked()),
+            "offices": offices(node),
+        }
+        event_id = random_id()
+        env = _make(node, event_id, body, now)
+        node.store.insert_envelope(
+            env, dest=routing.BROADCAST, received_at=now, received_from=node.code, effect="applied"
+        )
+        install(node, env, now)
+        for hop in routing.flood(node.code, None, None, node.children()):
+            node.store.enqueue(env.id, hop, "down", now)
+    return version
+
+
+def _make(node: Node, event_id: str, body: dict[str, Any], now: str) -> Envelope:
+    from daiban.sync import envelope
+
+    return envelope.make(
+        node.keys,
+        id=event_id,
+        origin=node.code,
+        seq=node._take_seq(),
+        kind="manifest",
+        to=routing.BROADCAST,
+        tracking=None,
+        actor=node.actor,
+        at=now,
+        body=body,
+    )
+
+
+def install(node: Node, env: Envelope, now: str) -> None:
+    body = env.body
+    for serial in body.get("revoked", []):
+        node.store.revoke(str(serial), "", env.origin, now)
+    for chain in body.get("offices", []):
+        try:
+            leaf = certs_mod.Cert.from_dict(chain[-1])
+            if leaf.code != node.code:
+                identity.trust(node, chain, "directory", now)
+        except (certs_mod.CertError, IndexError, TypeError):
+            continue
+    doc = body.get("catalog")
+    if doc:
+        catalog.check_document(doc)
+        node.install_catalog(doc, source=f"manifest v{body['version']}")
+    node.store.set_setting("manifest_version", str(body["version"]))

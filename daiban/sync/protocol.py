@@ -1,0 +1,64 @@
+"""The wire protocol's fixed parts: paths, headers, limits, how a request is
+signed, how bodies are compressed, and the one JSON error shape.
+
+A request from a node is signed over its method, path, body digest, the
+node's request counter and the server's code. The counter only goes up, and
+the server keeps the last one it accepted per node, so a replayed or altered
+request fails — without trusting anyone's clock, and without resting on TLS."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from typing import Any
+
+from daiban.sync.crypto import canonical
+
+PUSH, PULL, ENROLL, HEALTH = "/v1/push", "/v1/pull", "/v1/enroll", "/v1/healthz"
+H_NODE, H_COUNTER, H_SIG = "X-Daiban-Node", "X-Daiban-Counter", "X-Daiban-Signature"
+CONTENT_TYPE = "application/vnd.daiban+json+zlib"
+MAX_BODY = 8 * 1024 * 1024  # compressed, as read from the socket
+MAX_DECOMPRESSED = 32 * 1024 * 1024
+MAX_BATCH = 1000
+BATCH = 500
+REQUEST_TIMEOUT = 60.0
+
+
+class ProtocolError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+
+def request_message(method: str, path: str, body: bytes, counter: int, node: str, server: str) -> bytes:
+    digest = hashlib.sha256(body).hexdigest()
+    return "\n".join(["DAIBAN-REQUEST-1", method.upper(), path, digest, str(counter), node, server]).encode()
+
+
+def encode(value: Any) -> bytes:
+    return zlib.compress(canonical(value), 6)
+
+
+def decode(data: bytes, limit: int = MAX_DECOMPRESSED) -> Any:
+    """Decompress with the decompressed size counted, then parse JSON."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(data, limit)
+    except zlib.error:
+        raise ProtocolError(400, "malformed", "body is not zlib-compressed JSON") from None
+    if inflater.unconsumed_tail:
+        raise ProtocolError(413, "too_large", "body is too large once decompressed")
+    if not inflater.eof:
+        raise ProtocolError(400, "malformed", "body is cut short")
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError(400, "malformed", "body is not JSON") from None
+
+
+def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The one JSON error shape, for every error the server returns."""
+    return {"ok": False, "status": status, "code": code, "error": message, **extra}

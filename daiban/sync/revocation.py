@@ -1,0 +1,49 @@
+"""Revocation: an ancestor signs a revocation of a descendant's certificate;
+it takes effect here at once and floods the tree, and the city folds it into
+its next manifest. A revoked node is refused at every hop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from daiban.errors import DaibanError
+from daiban.i18n import _
+from daiban.node.clock import stamp
+from daiban.sync import certs as certs_mod
+from daiban.sync import envelope, identity, routing
+from daiban.sync.crypto import random_id
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+
+
+def revoke(node: Node, code: str) -> str:
+    if not certs_mod.extends(code, node.code):
+        raise DaibanError(
+            _("{node} may revoke only nodes below it, not {code}.").format(node=node.code, code=code),
+            code="name_constraint",
+        )
+    cert = identity.known(node, code)
+    if cert is None:
+        raise DaibanError(_("No certificate of {code} is known here.").format(code=code), code="not_found")
+    with node.store.transaction():
+        now = stamp(node.clock())
+        env = envelope.make(
+            node.keys,
+            id=random_id(),
+            origin=node.code,
+            seq=node._take_seq(),
+            kind="revocation",
+            to=routing.BROADCAST,
+            tracking=None,
+            actor=node.actor,
+            at=now,
+            body={"code": code, "serial": cert.serial},
+        )
+        node.store.insert_envelope(
+            env, dest=routing.BROADCAST, received_at=now, received_from=node.code, effect="applied"
+        )
+        node.store.revoke(cert.serial, code, node.code, now)
+        for hop in routing.flood(node.code, None, node.parent(), node.children()):
+            node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
+    return cert.serial

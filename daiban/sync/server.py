@@ -1,0 +1,173 @@
+"""The node's HTTP server for its children (aiohttp): /v1/enroll, /v1/push,
+/v1/pull, /v1/healthz. The node's database has one writer, a single thread
+that owns the connection; handlers hand it work and wait. Bodies are read
+only through aiohttp's size-checked reader, decompressed with a limit, and
+every error answers in one JSON shape."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from daiban import __version__
+from daiban.sync import protocol, service
+from daiban.sync.protocol import ProtocolError
+
+log = logging.getLogger("daiban.server")
+
+
+class Writer:
+    """One thread that owns the node (and so the SQLite connection)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._local = threading.local()
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daiban-writer")
+        self.info: dict[str, Any] = self.executor.submit(self._open).result()
+
+    def _open(self) -> dict[str, Any]:
+        from daiban.node.home import open_node
+
+        node = open_node(self.home, actor="server")
+        self._local.node = node
+        return {
+            "code": node.code,
+            "role": node.role,
+            "name": node.name,
+            "root": node.store.setting("root_fingerprint"),
+        }
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(self._local.node, *args))
+
+    def close(self) -> None:
+        def shut() -> None:
+            node = getattr(self._local, "node", None)
+            if node is not None:
+                node.close()
+
+        self.executor.submit(shut).result()
+        self.executor.shutdown(wait=True)
+
+
+WRITER = web.AppKey("writer", Writer)
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=protocol.encode(value), status=status, content_type=protocol.CONTENT_TYPE)
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return _json(protocol.error_body(status, code, message, **extra), status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    try:
+        async with asyncio.timeout(protocol.REQUEST_TIMEOUT):
+            response: web.StreamResponse = await handler(request)
+            return response
+    except ProtocolError as exc:
+        return _error(exc.status, exc.code, str(exc), **exc.extra)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "too_large", "request body is too large")
+    except web.HTTPException as exc:
+        return _error(exc.status, "http", exc.reason)
+    except TimeoutError:
+        return _error(503, "timeout", "the request took too long; try again")
+    except Exception:
+        log.exception("internal error")
+        return _error(500, "internal", "internal error; nothing half-done was stored")
+
+
+async def _body(request: web.Request) -> tuple[bytes, Any]:
+    if request.content_type != protocol.CONTENT_TYPE:
+        raise ProtocolError(415, "unsupported", f"send {protocol.CONTENT_TYPE}")
+    raw = await request.read()  # bounded by client_max_size
+    return raw, protocol.decode(raw)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    info = request.app[WRITER].info
+    body = {"ok": True, "version": __version__, **info}
+    return web.json_response(body)
+
+
+async def push(request: web.Request) -> web.Response:
+    raw, data = await _body(request)
+    result = await request.app[WRITER].call(service.push, dict(request.headers), request.path, raw, data)
+    return _json(result)
+
+
+async def pull(request: web.Request) -> web.Response:
+    raw, data = await _body(request)
+    result = await request.app[WRITER].call(service.pull, dict(request.headers), request.path, raw, data)
+    return _json(result)
+
+
+async def enroll(request: web.Request) -> web.Response:
+    _raw, data = await _body(request)
+    result = await request.app[WRITER].call(service.enroll, data)
+    return _json(result)
+
+
+def create_app(home: Path) -> web.Application:
+    app = web.Application(client_max_size=protocol.MAX_BODY, middlewares=[errors])
+
+    async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
+        writer = Writer(home)
+        app[WRITER] = writer
+        yield
+        writer.close()
+
+    app.cleanup_ctx.append(writer_ctx)
+    app.router.add_get(protocol.HEALTH, healthz)
+    app.router.add_post(protocol.PUSH, push)
+    app.router.add_post(protocol.PULL, pull)
+    app.router.add_post(protocol.ENROLL, enroll)
+    return app
+
+
+def serve(home: Path, host: str, port: int, ready: Callable[[str], None] | None = None) -> None:
+    """Run until interrupted (Ctrl-C or SIGTERM)."""
+
+    async def main() -> None:
+        app = create_app(home)
+        runner = web.AppRunner(app, keepalive_timeout=15, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, shutdown_timeout=5)
+        await site.start()
+        if ready is not None:
+            addresses = [s.getsockname() for s in getattr(site._server, "sockets", None) or []]
+            bound = addresses[0][1] if addresses else port
+            ready(f"http://{host}:{bound}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C still raises
+                pass
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+def dumps(value: Any) -> str:  # pragma: no cover - debugging aid
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,208 @@
+"""What the server does for each request, as plain functions that run on the
+node's single writer thread: authenticate, push, pull, enroll. The aiohttp
+layer (server.py) only moves bytes to and from them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from stdnum import damm
+
+from daiban.node.clock import stamp
+from daiban.sync import certs as certs_mod
+from daiban.sync import identity, inbox, routing
+from daiban.sync.crypto import CryptoError, canonical, random_id, unb64, verify
+from daiban.sync.protocol import H_COUNTER, H_NODE, H_SIG, MAX_BATCH, ProtocolError, request_message
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+
+ENROLL_DIGITS = 10
+MAX_ENROLL_FAILURES = 5
+
+
+def authenticate(
+    node: Node, headers: Mapping[str, str], method: str, path: str, body: bytes
+) -> tuple[str, int]:
+    """The child a request comes from, after checking its signature and counter."""
+    code = headers.get(H_NODE, "")
+    try:
+        counter = int(headers.get(H_COUNTER, ""))
+        sig = unb64(headers.get(H_SIG, ""))
+    except (ValueError, CryptoError):
+        raise ProtocolError(401, "unauthenticated", "request is not signed") from None
+    peer = node.store.peer(code)
+    cert = identity.known(node, code)
+    if peer is None or peer["relation"] != "child" or cert is None:
+        raise ProtocolError(401, "unknown_node", f"{code or '?'} is not enrolled here")
+    if cert.serial in node.store.revoked():
+        raise ProtocolError(403, "revoked", f"{code} is revoked")
+    try:
+        verify(cert.sign, sig, request_message(method, path, body, counter, code, node.code))
+    except CryptoError:
+        raise ProtocolError(401, "bad_signature", "request signature does not verify") from None
+    if counter <= peer["counter"]:
+        raise ProtocolError(409, "replayed", "request counter was used before", counter=peer["counter"])
+    return code, counter
+
+
+def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
+    envelopes = _list(data, "envelopes")
+    chains = data.get("certs", []) if isinstance(data, dict) else []
+    refused: list[inbox.Verdict] = []
+    with node.store.transaction():
+        code, counter = authenticate(node, headers, "POST", path, body)
+        extra = inbox.verify_chains(node, chains)
+        checked = inbox.check(node, envelopes, sender=code, direction="up", extra=extra)
+        if checked.refused:
+            refused = checked.refused
+        else:
+            inbox.remember(node, extra)
+            stored = inbox.store(node, checked.accepted, sender=code)
+            now = stamp(node.clock())
+            node.store.update_peer(code, counter=counter, last_seen_at=now, last_sync_at=now)
+            origins = sorted({e.origin for e in checked.accepted})
+            return {
+                "ok": True,
+                "results": inbox.as_results(stored + checked.duplicates),
+                "high_water": node.store.high_water(origins),
+            }
+    # Nothing from a batch with a refused envelope is stored; the child sets
+    # those aside and pushes the rest again. Conflicts are flagged all the same.
+    now = stamp(node.clock())
+    with node.store.transaction():
+        for v in refused:
+            if v.code == "conflict":
+                node.store.record_conflict(v.id, "", code, now)
+    raise ProtocolError(
+        422,
+        "refused",
+        f"{len(refused)} envelope(s) refused; nothing was stored",
+        refused=inbox.as_results(refused),
+    )
+
+
+def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
+    cursor = data.get("cursor") if isinstance(data, dict) else None
+    limit = data.get("limit", 500) if isinstance(data, dict) else None
+    if not isinstance(cursor, int) or cursor < 0 or not isinstance(limit, int) or not 0 <= limit <= MAX_BATCH:
+        raise ProtocolError(400, "malformed", "pull needs a cursor >= 0 and a limit up to 1000")
+    with node.store.transaction():
+        code, counter = authenticate(node, headers, "POST", path, body)
+        # The child has durably stored everything up to its cursor: custody ends.
+        node.store.release_through(code, cursor)
+        now = stamp(node.clock())
+        node.store.update_peer(code, counter=counter, cursor=cursor, last_seen_at=now, last_sync_at=now)
+        rows = node.store.outbox(code, after=cursor, limit=limit) if limit else []
+    raws = [raw for _, raw in rows]
+    origins = {inbox.env_mod.parse(raw).origin for raw in raws}
+    chains = [c for c in (node.store.cert_chain(o) for o in sorted(origins)) if c]
+    return {
+        "ok": True,
+        "envelopes": raws,
+        "cursor": rows[-1][0] if rows else cursor,
+        "more": len(rows) == limit and limit > 0,
+        "certs": chains,
+    }
+
+
+def _list(data: Any, key: str) -> list[Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, list) or len(value) > MAX_BATCH:
+        raise ProtocolError(400, "malformed", f"{key} must be a list of at most {MAX_BATCH}")
+    return value
+
+
+# -- enrollment -------------------------------------------------------------
+
+
+def new_enroll_code(node: Node, child: str, name: str, hours: float) -> tuple[str, str]:
+    """At a parent: a one-time code for ``child``, with a Damm check digit."""
+    if not certs_mod.extends(child, node.code):
+        raise certs_mod.CertError("name_constraint", f"{node.code} may not enroll {child}")
+    if identity.own_chain(node) is None:
+        raise certs_mod.CertError("not_enrolled", "this node is not enrolled itself yet")
+    digits = "".join(secrets.choice("0123456789") for _ in range(ENROLL_DIGITS))
+    code = digits + damm.calc_check_digit(digits)
+    expires = stamp(node.clock() + dt.timedelta(hours=hours))
+    with node.store.transaction():
+        node.store.put_enroll_code(child, code, name, expires)
+    return code, expires
+
+
+def mac(enroll_code: str, value: Mapping[str, Any]) -> str:
+    return hmac.new(
+        enroll_code.encode(), canonical({k: v for k, v in value.items() if k != "mac"}), "sha256"
+    ).hexdigest()
+
+
+def enroll(node: Node, data: Any) -> dict[str, Any]:
+    """A child enrolls with its one-time code. The code never crosses the
+    wire: both sides prove they know it with an HMAC over what they send."""
+    if not isinstance(data, dict):
+        raise ProtocolError(400, "malformed", "enrollment request must be a JSON object")
+    child = str(data.get("code", ""))
+    with node.store.transaction():
+        record = node.store.enroll_code(child)
+        if record is None:
+            raise ProtocolError(404, "no_code", f"no enrollment code was issued here for {child}")
+        if record["used_at"]:
+            raise ProtocolError(409, "code_used", "this enrollment code has been used")
+        now_dt = node.clock()
+        if dt.datetime.fromisoformat(record["expires"]) < now_dt:
+            raise ProtocolError(410, "code_expired", "this enrollment code has expired")
+        if record["failures"] >= MAX_ENROLL_FAILURES:
+            raise ProtocolError(429, "code_locked", "too many wrong attempts; issue a new code")
+        if not hmac.compare_digest(mac(record["enroll_code"], data), str(data.get("mac", ""))):
+            node.store.update_enroll_code(child, failures=record["failures"] + 1)
+            failed = True
+        else:
+            failed = False
+    if failed:
+        raise ProtocolError(403, "wrong_code", "the enrollment code does not match")
+    try:
+        sign, enc = unb64(data["sign"]), unb64(data["enc"])
+    except (KeyError, CryptoError):
+        raise ProtocolError(400, "malformed", "enrollment request lacks the child's keys") from None
+    now = stamp(node.clock())
+    with node.store.transaction():
+        previous = identity.known(node, child)
+        cert = certs_mod.issue(
+            issuer_code=node.code,
+            issuer_sign=node.keys.sign,
+            code=child,
+            name=record["name"],
+            sign=sign,
+            enc=enc,
+            serial=random_id(),
+            issued_at=now,
+        )
+        chain = [*(identity.own_chain(node) or []), cert.as_dict()]
+        if previous is not None and previous.serial != cert.serial:
+            # A replaced PC enrolls again under the same code: retire the old certificate.
+            node.store.revoke(previous.serial, child, node.code, now)
+        node.store.put_cert(child, cert.serial, chain, "child", now)
+        node.store.update_enroll_code(child, used_at=now)
+        node.store.put_peer(child, "child")
+        node._children = None
+        # Envelopes held for a child that had not enrolled yet can go now.
+        for envelope_id, dest in node.store.held():
+            if dest.startswith(child):
+                node.store.release(routing.HELD, [envelope_id])
+                node.route(envelope_id, dest, now)
+        manifest = node.store.latest_manifest()
+        response = {
+            "ok": True,
+            "chain": chain,
+            "root": identity.root_fingerprint(node),
+            "root_code": node.store.setting("root_code"),
+            "parent": {"code": node.code, "name": node.name},
+            "offices": [c["chain"] for c in node.store.certs() if len(c["code"]) < 12],
+            "manifest": manifest,
+        }
+    response["mac"] = mac(record["enroll_code"], response)
+    return response
