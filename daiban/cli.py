@@ -268,6 +268,29 @@ def build_parser() -> Parser:
     c.add_argument("--once", action="store_true", help=_("sync once (the default)"))
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
+    c = command("bundle", _("sync on a USB stick: export or import a bundle"), cmd_bundle_export)
+    bsub = c.add_subparsers(dest="bundle_command", metavar="export|import", parser_class=Parser)
+    bsub.required = True
+    be = bsub.add_parser(
+        "export",
+        help=_("write what goes to the parent (or, with --for, to a child) to FILE"),
+        description=_("write what goes to the parent (or, with --for, to a child) to FILE"),
+    )
+    be.set_defaults(func=cmd_bundle_export)
+    be.add_argument("file", metavar="FILE")
+    be.add_argument(
+        "--for", dest="child", metavar="CHILD", help=_("a child's code: export what waits for it")
+    )
+    be.add_argument("--json", action="store_true", help=_("print JSON"))
+    bi = bsub.add_parser(
+        "import",
+        help=_("take in a bundle from the parent or a child"),
+        description=_("take in a bundle from the parent or a child"),
+    )
+    bi.set_defaults(func=cmd_bundle_import)
+    bi.add_argument("file", metavar="FILE")
+    bi.add_argument("--json", action="store_true", help=_("print JSON"))
+
     c = command("revoke", _("revoke a descendant node's certificate"), cmd_revoke)
     c.add_argument("code", metavar="CODE")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
@@ -660,6 +683,49 @@ def cmd_sync(args: argparse.Namespace) -> int:
         for q in report.quarantined:
             print(_("refused: {id} {reason}").format(id=q.get("id"), reason=q.get("reason")))
     return 0 if report.left == 0 else 1
+
+
+def cmd_bundle_export(args: argparse.Namespace) -> int:
+    from daiban.sync.bundle import export
+
+    node = _open(args)
+    try:
+        result = export(node, Path(args.file), args.child)
+    finally:
+        node.close()
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            _("Wrote {n} envelopes for {to} to {file}.").format(
+                n=result["envelopes"], to=result["to"], file=result["file"]
+            )
+        )
+    return 0
+
+
+def cmd_bundle_import(args: argparse.Namespace) -> int:
+    from daiban.sync.bundle import import_
+
+    node = _open(args)
+    try:
+        result = import_(node, Path(args.file))
+    finally:
+        node.close()
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            _(
+                "Took in {stored} new envelopes from {sender} (already here: {dup}, refused: {refused})."
+            ).format(
+                stored=result["stored"],
+                sender=result["from"],
+                dup=result["duplicates"],
+                refused=result["refused"],
+            )
+        )
+    return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:

@@ -239,3 +239,22 @@ def m0002_sync(db: Database) -> None:
         ALTER TABLE applications ADD COLUMN sync_problem TEXT;
         """,
     )
+
+
+@migrations(name="0003_bundle_refusals")
+def m0003_bundle_refusals(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Envelopes a child handed up on a USB stick that this node refused;
+        -- the next bundle back tells the child, which sets them aside.
+        CREATE TABLE bundle_refusals (
+            child TEXT NOT NULL,
+            envelope_id TEXT NOT NULL,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (child, envelope_id)
+        );
+        """,
+    )

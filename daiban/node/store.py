@@ -542,6 +542,28 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def origins_from(self, sender: str) -> list[str]:
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT DISTINCT origin FROM envelopes WHERE received_from = ?", [sender]
+            )
+        ]
+
+    def add_bundle_refusal(self, child: str, envelope_id: str, code: str, reason: str, at: str) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO bundle_refusals (child, envelope_id, code, reason, at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [child, envelope_id, code, reason, at],
+        )
+
+    def bundle_refusals(self, child: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT envelope_id AS id, code, reason FROM bundle_refusals WHERE child = ?", [child]
+            )
+        )
+
 
 @lru_cache(maxsize=32)
 def _upsert_sql(columns: tuple[str, ...]) -> str:

@@ -1,0 +1,185 @@
+"""Sync on a USB stick, both ways, through the same checks as the network:
+a child exports what it hands up (and how far it has pulled); the parent
+imports it, then exports for that child what waits for it (and which of the
+child's envelopes it now holds); the child imports that. The sender signs the
+bundle; importing the same bundle twice changes nothing, and an old stick can
+neither roll the catalog back nor move a cursor backwards."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daiban.errors import DaibanError
+from daiban.i18n import _
+from daiban.node.clock import stamp
+from daiban.sync import identity, inbox, routing
+from daiban.sync.crypto import CryptoError, b64, canonical, unb64, verify
+from daiban.sync.envelope import parse
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+
+MAGIC = "daiban-bundle"
+MAX_BUNDLE = 256 * 1024 * 1024
+
+
+class BundleRefused(DaibanError):
+    code = "bundle"
+
+
+def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
+    """Write a bundle for the parent (default) or for ``child``."""
+    now = stamp(node.clock())
+    payload: dict[str, Any] = {
+        "v": 1,
+        "type": MAGIC,
+        "from": node.code,
+        "made_at": now,
+        "chain": identity.own_chain(node) or [],
+    }
+    if child is None:
+        parent = node.parent()
+        if parent is None:
+            raise BundleRefused(
+                _("This node has not enrolled with a parent yet: run `daiban enroll URL CODE`.")
+            )
+        rows = node.store.outbox(routing.UP, limit=10**9)
+        raws = [raw for _n, raw in rows]
+        origins = sorted({parse(r).origin for r in raws})
+        peer = node.store.peer(parent)
+        payload.update(
+            to=parent,
+            up={"envelopes": raws, "certs": [c for c in (node.store.cert_chain(o) for o in origins) if c]},
+            cursor_ack=peer["cursor"] if peer else 0,
+        )
+    else:
+        peer = node.store.peer(child)
+        if peer is None or peer["relation"] != "child":
+            raise BundleRefused(_("{child} is not enrolled here.").format(child=child))
+        rows = node.store.outbox(child, after=peer["cursor"], limit=10**9)
+        raws = [raw for _n, raw in rows]
+        origins = sorted({parse(r).origin for r in raws})
+        payload.update(
+            to=child,
+            down={
+                "envelopes": raws,
+                "cursor": rows[-1][0] if rows else peer["cursor"],
+                "certs": [c for c in (node.store.cert_chain(o) for o in origins) if c],
+            },
+            acks={
+                "high_water": node.store.high_water(node.store.origins_from(child)),
+                "refused": node.store.bundle_refusals(child),
+            },
+        )
+    payload["sig"] = b64(node.keys.signature(canonical(payload)))
+    data = zlib.compress(canonical(payload), 6)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    count = len(payload.get("up", payload.get("down", {})).get("envelopes", []))
+    return {"file": str(path), "to": payload["to"], "envelopes": count}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BundleRefused(_("Bundle {path} does not exist.").format(path=path)) from None
+    inflater = zlib.decompressobj()
+    try:
+        payload = json.loads(inflater.decompress(data, MAX_BUNDLE))
+    except (zlib.error, ValueError):
+        raise BundleRefused(_("{path} is not a Daiban bundle.").format(path=path.name)) from None
+    if inflater.unconsumed_tail or not isinstance(payload, dict) or payload.get("type") != MAGIC:
+        raise BundleRefused(_("{path} is not a Daiban bundle.").format(path=path.name))
+    return payload
+
+
+def import_(node: Node, path: Path) -> dict[str, Any]:
+    payload = _read(path)
+    sender, to = str(payload.get("from", "")), payload.get("to")
+    if to != node.code:
+        raise BundleRefused(
+            _("This bundle is for {to}, not for this node ({code}).").format(to=to, code=node.code)
+        )
+    cert = identity.known(node, sender)
+    if cert is None:
+        raise BundleRefused(
+            _("The bundle's sender {sender} is not a neighbour of this node.").format(sender=sender)
+        )
+    if cert.serial in node.store.revoked():
+        raise BundleRefused(
+            _("The bundle's sender {sender} is revoked; it is refused.").format(sender=sender), code="revoked"
+        )
+    unsigned = {k: v for k, v in payload.items() if k != "sig"}
+    try:
+        verify(cert.sign, unb64(str(payload.get("sig", ""))), canonical(unsigned))
+    except CryptoError:
+        raise BundleRefused(_("The bundle's signature does not verify: it was altered or forged.")) from None
+    now = stamp(node.clock())
+    peer = node.store.peer(sender)
+    if "up" in payload and peer is not None and peer["relation"] == "child":
+        return _import_from_child(node, sender, payload, now)
+    if "down" in payload and sender == node.parent():
+        return _import_from_parent(node, sender, payload, now)
+    raise BundleRefused(
+        _("The bundle's sender {sender} is not a neighbour of this node.").format(sender=sender)
+    )
+
+
+def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
+    up = payload["up"]
+    with node.store.transaction():
+        extra = inbox.verify_chains(node, up.get("certs", []))
+        checked = inbox.check(node, up.get("envelopes", []), sender=child, direction="up", extra=extra)
+        inbox.remember(node, extra)
+        stored = inbox.store(node, checked.accepted, sender=child)
+        for v in checked.refused:
+            node.store.add_bundle_refusal(child, v.id, v.code, v.reason, now)
+        cursor = int(payload.get("cursor_ack", 0))
+        node.store.release_through(child, cursor)
+        peer = node.store.peer(child)
+        node.store.update_peer(
+            child, cursor=max(cursor, peer["cursor"] if peer else 0), last_seen_at=now, last_sync_at=now
+        )
+    return {
+        "from": child,
+        "stored": len(stored),
+        "duplicates": len(checked.duplicates),
+        "refused": len(checked.refused),
+    }
+
+
+def _import_from_parent(node: Node, parent: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
+    down, acks = payload["down"], payload.get("acks", {})
+    with node.store.transaction():
+        extra = inbox.verify_chains(node, down.get("certs", []))
+        checked = inbox.check(node, down.get("envelopes", []), sender=parent, direction="down", extra=extra)
+        inbox.remember(node, extra)
+        stored = inbox.store(node, checked.accepted, sender=parent)
+        peer = node.store.peer(parent)
+        current = peer["cursor"] if peer else 0
+        node.store.update_peer(parent, cursor=max(current, int(down.get("cursor", 0))), last_sync_at=now)
+        high = acks.get("high_water", {})
+        done = []
+        for _n, raw in node.store.outbox(routing.UP, limit=10**9):
+            env = parse(raw)
+            if env.seq <= int(high.get(env.origin, 0)):
+                done.append(env.id)
+        node.store.release(routing.UP, done)
+        ids = {parse(raw).id for _n, raw in node.store.outbox(routing.UP, limit=10**9)}
+        for r in acks.get("refused", []):
+            if r.get("id") in ids:
+                node.store.quarantine(
+                    r["id"], routing.UP, str(r.get("code", "")), str(r.get("reason", "")), now
+                )
+    return {
+        "from": parent,
+        "stored": len(stored),
+        "duplicates": len(checked.duplicates),
+        "refused": len(checked.refused),
+        "released": len(done),
+    }
