@@ -84,13 +84,24 @@ def application_table(rows: Sequence[Mapping[str, Any]], *, total: int, node: st
     if not rows:
         return _("No applications at {node}.").format(node=node)
     body = [
-        [r["tracking"], r["item_name"], r["applicant"]["name"], status_label(r["status"]), due_text(r)]
+        [
+            r["tracking"],
+            r["item_name"],
+            r["applicant"]["name"],
+            status_label(r["status"]) + (" !" if r.get("sync_problem") else ""),
+            due_text(r),
+        ]
         for r in rows
     ]
     text = _table([_("tracking"), _("item"), _("applicant"), _("status"), _("due")], body)
     if total > len(rows):
         text += "\n" + _("Showing the newest {n} of {total}; use --limit or --status to see more.").format(
             n=len(rows), total=total
+        )
+    problems = [r for r in rows if r.get("sync_problem")]
+    if problems:
+        text += "\n" + _("! the parent refused {n} of these; `daiban show TRACKING` says why.").format(
+            n=len(problems)
         )
     return text
 
@@ -108,6 +119,8 @@ def application_detail(view: Mapping[str, Any]) -> str:
         _("Filed at: {at}").format(at=view["filed_at"]),
         _("Due: {due}").format(due=due_text(view)),
     ]
+    if view.get("sync_problem"):
+        lines.append(_("Refused by the parent: {reason}").format(reason=view["sync_problem"]))
     if view.get("owed"):
         lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
     if view.get("missing"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import TransitionRefused
-from daiban.node import lifecycle, masking
+from daiban.node import lifecycle
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event
@@ -96,6 +96,7 @@ def check(
     out = Checked()
     seen: set[str] = set()
     revoked = node.store.revoked()
+    certs: dict[str, certs_mod.Cert | None] = {}
     for raw in raws:
         try:
             env = env_mod.parse(raw)
@@ -118,7 +119,9 @@ def check(
                 raise EnvelopeError("conflict", f"sequence number {env.seq} of {env.origin} is already taken")
             if direction == "up" and not env.origin.startswith(sender):
                 raise EnvelopeError("forged_origin", f"{sender} may not hand up envelopes of {env.origin}")
-            cert = identity.known(node, env.origin) if env.origin != node.code else None
+            if env.origin not in certs:
+                certs[env.origin] = identity.known(node, env.origin) if env.origin != node.code else None
+            cert = certs[env.origin]
             if extra and env.origin in extra and (cert is None or cert.serial != extra[env.origin][0].serial):
                 cert = extra[env.origin][0]
             if env.origin == node.code:
@@ -237,21 +240,12 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     if node.store.application(tracking) is not None:
         return
     node.store.insert_event(_event_of(env, now))
+    # The personal part stays sealed; it is opened in memory when staff look
+    # at it, and indexed for search by ID number when first searched
+    # (Node.index_personal), so receiving costs no decryption.
     id_hash, masked = "", body.get("applicant") or {}
     if env.sealed is not None and env.sealed_to == node.code:
         node.store.insert_personal(env.id, tracking, b64(env.sealed), node.code)
-        cert = identity.known(node, env.origin)
-        if cert is not None:
-            try:
-                personal = env_mod.open_sealed(env, node.keys, cert.sign)
-                id_hash = node.id_hash(personal["id_number"])
-                masked = {
-                    "name": masking.mask_name(personal["name"]),
-                    "id_number": masking.mask_id_number(personal["id_number"]),
-                    "phone": masking.mask_phone(personal["phone"]),
-                }
-            except (EnvelopeError, KeyError, TypeError):
-                pass
     item_code = str(body.get("item", ""))
     try:
         item = node.item(item_code)
