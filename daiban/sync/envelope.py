@@ -120,6 +120,10 @@ def make(
     sealed_to: str | None = None,
 ) -> Envelope:
     """Sign an envelope around an (optional) sealed personal part."""
+    if not (tracking is None or (isinstance(tracking, str) and tracking.isdigit())):
+        raise EnvelopeError("malformed", "bad tracking number")
+    if not (sealed_to is None or (isinstance(sealed_to, str) and sealed_to.isdigit())):
+        raise EnvelopeError("malformed", "bad sealed_to")
     if (sealed is None) != (sealed_to is None):
         raise ValueError("a sealed part needs its addressee")
     unsigned = _unsigned(
