@@ -120,7 +120,7 @@ def make(
     sealed_to: str | None = None,
 ) -> Envelope:
     """Sign an envelope around an (optional) sealed personal part."""
-    if not (tracking is None or (isinstance(tracking, str) and tracking.isdigit())):
+    if not (tracking is None or isinstance(tracking, str)):
         raise EnvelopeError("malformed", "bad tracking number")
     if not (sealed_to is None or (isinstance(sealed_to, str) and sealed_to.isdigit())):
         raise EnvelopeError("malformed", "bad sealed_to")
