@@ -778,6 +778,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as exc:
         sys.stderr.write(_("error: {message}").format(message=_database_problem(exc)) + "\n")
         return 1
+    except BrokenPipeError:
+        # The reader of our output went away (`daiban apply ... | head -1`):
+        # the work is done; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write(_("interrupted; nothing half-done was stored") + "\n")
         return 130

@@ -265,13 +265,19 @@ class Store:
         return {r[0]: r[1] for r in rows}
 
     def unindexed(self, office: str) -> list[str]:
-        return [r[0] for r in self.db.conn.execute(
-            "SELECT tracking FROM applications WHERE office = ? AND id_hash = ''", [office])]
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT tracking FROM applications WHERE office = ? AND id_hash = ''", [office]
+            )
+        ]
 
     def set_resident(self, tracking: str, id_hash: str, name: str, id_masked: str, phone: str) -> None:
         self.db.conn.execute(
             "UPDATE applications SET id_hash = ?, name_masked = ?, id_masked = ?, phone_masked = ? "
-            "WHERE tracking = ?", [id_hash, name, id_masked, phone, tracking])
+            "WHERE tracking = ?",
+            [id_hash, name, id_masked, phone, tracking],
+        )
 
     def unknown_dues(self) -> list[dict[str, Any]]:
         return [_decode(r) for r in self.db.query("SELECT * FROM applications WHERE due_state = 'unknown'")]

@@ -209,7 +209,7 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
         "sign": b64(node.keys.sign_public),
         "enc": b64(node.keys.enc_public),
     }
-    request["mac"] = service.mac(enroll_code, request)
+    request["mac"] = service.mac(enroll_code, request, node.code)
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             async with session.post(
@@ -241,7 +241,7 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
             ),
             code=str(code or "enroll"),
         )
-    if not isinstance(data, dict) or service.mac(enroll_code, data) != data.get("mac"):
+    if not isinstance(data, dict) or service.mac(enroll_code, data, node.code) != data.get("mac"):
         raise SyncFailed(
             _("The answer is not from the parent that issued this code; nothing was changed."),
             code="bad_answer",

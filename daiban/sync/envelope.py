@@ -21,6 +21,7 @@ VERSION = 1
 MAX_RAW = 64 * 1024
 BROADCAST = "*"
 ID_CHARS = frozenset("0123456789abcdef")
+CODE_LENGTHS = (4, 6, 9, 12)
 
 
 class EnvelopeError(Exception):
@@ -166,8 +167,10 @@ def parse(raw: str) -> Envelope:
         raise EnvelopeError("malformed", "envelope lacks a field or has bad base64") from None
     if not (isinstance(env_id, str) and len(env_id) == 32 and set(env_id) <= ID_CHARS):
         raise EnvelopeError("malformed", "bad envelope id")
-    if not (isinstance(origin, str) and origin.isdigit() and isinstance(to, str)):
-        raise EnvelopeError("malformed", "bad origin or destination")
+    if not (isinstance(origin, str) and origin.isdigit() and len(origin) in CODE_LENGTHS):
+        raise EnvelopeError("malformed", "bad origin")
+    if not (isinstance(to, str) and (to == BROADCAST or (to.isdigit() and len(to) in CODE_LENGTHS))):
+        raise EnvelopeError("malformed", "bad destination")
     if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1):
         raise EnvelopeError("malformed", "bad sequence number")
     if not (

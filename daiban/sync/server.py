@@ -97,8 +97,17 @@ async def _body(request: web.Request) -> tuple[bytes, Any]:
     return raw, protocol.decode(raw)
 
 
+def _health(node: Any) -> dict[str, Any]:
+    return {
+        "code": node.code,
+        "role": node.role,
+        "name": node.name,
+        "root": node.store.setting("root_fingerprint"),
+    }
+
+
 async def healthz(request: web.Request) -> web.Response:
-    info = request.app[WRITER].info
+    info = await request.app[WRITER].call(_health)
     body = {"ok": True, "version": __version__, **info}
     return web.json_response(body)
 

@@ -53,6 +53,8 @@ def authenticate(
 def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
     envelopes = _list(data, "envelopes")
     chains = data.get("certs", []) if isinstance(data, dict) else []
+    if not isinstance(chains, list) or len(chains) > MAX_BATCH:
+        raise ProtocolError(400, "malformed", "certs must be a list of certificate chains")
     refused: list[inbox.Verdict] = []
     with node.store.transaction():
         code, counter = authenticate(node, headers, "POST", path, body)
@@ -89,7 +91,14 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
 def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
     cursor = data.get("cursor") if isinstance(data, dict) else None
     limit = data.get("limit", 500) if isinstance(data, dict) else None
-    if not isinstance(cursor, int) or cursor < 0 or not isinstance(limit, int) or not 0 <= limit <= MAX_BATCH:
+    if (
+        not isinstance(cursor, int)
+        or isinstance(cursor, bool)
+        or cursor < 0
+        or not isinstance(limit, int)
+        or isinstance(limit, bool)
+        or not 0 <= limit <= MAX_BATCH
+    ):
         raise ProtocolError(400, "malformed", "pull needs a cursor >= 0 and a limit up to 1000")
     with node.store.transaction():
         code, counter = authenticate(node, headers, "POST", path, body)
@@ -134,10 +143,16 @@ def new_enroll_code(node: Node, child: str, name: str, hours: float) -> tuple[st
     return code, expires
 
 
-def mac(enroll_code: str, value: Mapping[str, Any]) -> str:
-    return hmac.new(
-        enroll_code.encode(), canonical({k: v for k, v in value.items() if k != "mac"}), "sha256"
-    ).hexdigest()
+def mac(enroll_code: str, value: Mapping[str, Any], child: str) -> str:
+    """HMAC over a message, keyed by the enrollment code stretched with scrypt:
+    someone who overhears an enrollment cannot try the 10^10 codes offline
+    in any useful time."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    key = Scrypt(salt=f"daiban-enroll|{child}".encode(), length=32, n=2**15, r=8, p=1).derive(
+        enroll_code.encode()
+    )
+    return hmac.new(key, canonical({k: v for k, v in value.items() if k != "mac"}), "sha256").hexdigest()
 
 
 def enroll(node: Node, data: Any) -> dict[str, Any]:
@@ -157,7 +172,7 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             raise ProtocolError(410, "code_expired", "this enrollment code has expired")
         if record["failures"] >= MAX_ENROLL_FAILURES:
             raise ProtocolError(429, "code_locked", "too many wrong attempts; issue a new code")
-        if not hmac.compare_digest(mac(record["enroll_code"], data), str(data.get("mac", ""))):
+        if not hmac.compare_digest(mac(record["enroll_code"], data, child), str(data.get("mac", ""))):
             node.store.update_enroll_code(child, failures=record["failures"] + 1)
             failed = True
         else:
@@ -168,6 +183,8 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
         sign, enc = unb64(data["sign"]), unb64(data["enc"])
     except (KeyError, CryptoError):
         raise ProtocolError(400, "malformed", "enrollment request lacks the child's keys") from None
+    if len(sign) != 32 or len(enc) != 32:
+        raise ProtocolError(400, "malformed", "the child's keys must be 32-byte Ed25519 and X25519 keys")
     now = stamp(node.clock())
     with node.store.transaction():
         previous = identity.known(node, child)
@@ -204,5 +221,5 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             "offices": [c["chain"] for c in node.store.certs() if len(c["code"]) < 12],
             "manifest": manifest,
         }
-    response["mac"] = mac(record["enroll_code"], response)
+    response["mac"] = mac(record["enroll_code"], response, child)
     return response
