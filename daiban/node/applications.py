@@ -112,6 +112,7 @@ class Node:
         self._batch: dict[str, int] | None = None
         self._keys: NodeKeys | None = None
         self._children: list[str] | None = None
+        self._presealed: dict[str, tuple[bytes, str]] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -241,9 +242,11 @@ class Node:
         finally:
             self._batch = None
 
-    def _event(self, tracking_no: str, kind: str, body: Mapping[str, Any], now: str) -> Event:
+    def _event(
+        self, tracking_no: str, kind: str, body: Mapping[str, Any], now: str, event_id: str | None = None
+    ) -> Event:
         return Event(
-            id=uuid.uuid4().hex,
+            id=event_id or uuid.uuid4().hex,
             origin=self.code,
             seq=self._take_seq(),
             tracking=tracking_no,
@@ -265,18 +268,19 @@ class Node:
         sealed: bytes | None = None
         sealed_to: str | None = None
         if personal is not None:
-            target = row["office"]
-            enc = identity.enc_key_for(self, target)
-            if enc is None:
-                target, enc = self.code, self.keys.enc_public
-            sealed = envelope.seal_personal(
-                self.keys,
-                id=event.id,
-                kind=event.kind,
-                tracking=event.tracking,
-                personal=personal,
-                enc_public=enc,
-            )
+            pre = self._presealed.pop(event.id, None)
+            if pre is not None:
+                sealed, target = pre
+            else:
+                target, enc = self._seal_target(row["office"])
+                sealed = envelope.seal_personal(
+                    self.keys,
+                    id=event.id,
+                    kind=event.kind,
+                    tracking=event.tracking,
+                    personal=personal,
+                    enc_public=enc,
+                )
             sealed_to = target
             self.store.insert_personal(event.id, event.tracking, b64(sealed), target)
             if target != row["office"]:
@@ -299,6 +303,13 @@ class Node:
             env, dest=dest, received_at=event.recorded_at, received_from=self.code, effect="applied"
         )
         self.route(env.id, dest, event.recorded_at)
+
+    def _seal_target(self, office: str) -> tuple[str, bytes]:
+        """Whom to seal to: the office, or this node until the office's key is known."""
+        enc = identity.enc_key_for(self, office)
+        if enc is None:
+            return self.code, self.keys.enc_public
+        return office, enc
 
     def route(self, envelope_id: str, dest: str, now: str, came_from: str | None = None) -> str:
         """Queue an envelope for its next hop; returns what happened to it."""
@@ -472,7 +483,7 @@ class Node:
                 ).format(tracking=existing["tracking"], status=lifecycle.status_label(existing["status"]))
             )
 
-    def _store_filing(self, prepared: _Prepared, now: str) -> Filed:
+    def _store_filing(self, prepared: _Prepared, now: str, event_id: str | None = None) -> Filed:
         item = prepared.item
         number = tracking.make(self.code, self._take_counter())
         received = [m for m in item.material_names if m not in prepared.owed]
@@ -492,7 +503,7 @@ class Node:
             "applicant": masked,
         }
         personal = {**prepared.applicant, "fields": prepared.fields}
-        event = self._event(number, Kind.FILED, body, now)
+        event = self._event(number, Kind.FILED, body, now, event_id)
         state = lifecycle.apply(None, Kind.FILED, body)
         row = {
             "tracking": number,
@@ -593,7 +604,26 @@ class Node:
         with self.store.transaction():
             self.store.record_ledger(digest, filename, total, now, self.actor)
             with self._batched():
-                return [self._store_filing(p, now) for p in prepared]
+                assert self._batch is not None
+                ids = self._preseal(prepared, self._batch["counter"])
+                return [self._store_filing(p, now, i) for p, i in zip(prepared, ids, strict=True)]
+
+    def _preseal(self, prepared: Sequence[_Prepared], counter: int) -> list[str]:
+        """Seal a ledger's personal parts in one go (in parallel when large),
+        for the tracking numbers and event ids its rows are about to get."""
+        from daiban.sync.sealing import seal_many
+
+        ids = [uuid.uuid4().hex for _ in prepared]
+        items = []
+        targets = []
+        for n, (p, event_id) in enumerate(zip(prepared, ids, strict=True), start=1):
+            target, enc = self._seal_target(p.office)
+            number = tracking.make(self.code, counter + n)
+            items.append((event_id, Kind.FILED.value, number, {**p.applicant, "fields": p.fields}, enc))
+            targets.append(target)
+        sealed = seal_many(self.keys, items)
+        self._presealed = {i: (s, t) for i, s, t in zip(ids, sealed, targets, strict=True)}
+        return ids
 
     # -- changes after filing ---------------------------------------------
 

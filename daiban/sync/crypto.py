@@ -12,6 +12,7 @@ import json
 import os
 import zlib
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,15 @@ def verify(sign_public: bytes, signature: bytes, message: bytes) -> None:
         raise CryptoError("signature does not verify") from exc
 
 
+@lru_cache(maxsize=256)
+def _x25519(public: bytes) -> X25519PublicKey:
+    return X25519PublicKey.from_public_bytes(public)
+
+
 def seal(plaintext: bytes, enc_public: bytes, info: bytes) -> bytes:
     """Compress, then seal to a node's X25519 key with HPKE base mode. ``info``
     binds the ciphertext to its envelope (id and kind)."""
-    return SUITE.encrypt(
-        zlib.compress(plaintext, 9), X25519PublicKey.from_public_bytes(enc_public), info=info
-    )
+    return SUITE.encrypt(zlib.compress(plaintext, 6), _x25519(enc_public), info=info)
 
 
 @dataclass
@@ -79,11 +83,11 @@ class NodeKeys:
     sign: Ed25519PrivateKey
     enc: X25519PrivateKey
 
-    @property
+    @cached_property
     def sign_public(self) -> bytes:
         return raw_public(self.sign.public_key())
 
-    @property
+    @cached_property
     def enc_public(self) -> bytes:
         return raw_public(self.enc.public_key())
 
