@@ -128,13 +128,21 @@ def test_next_hop_ignores_children_that_are_not_prefixes() -> None:
     children = ["370303102", "370303101201"]
     assert routing.next_hop(DISTRICT, "370303102005", children) == routing.Hop("down", "370303102")
     # 370303101 is not a child; its village 370303101201 is not a prefix of 370303101.
-    assert routing.next_hop(DISTRICT, "370303101", children) == routing.Hop("hold")
+    assert routing.next_hop(DISTRICT, "370303101", children, from_parent=True) == routing.Hop("hold")
 
 
-def test_next_hop_holds_below_the_node_when_no_child_matches() -> None:
-    assert routing.next_hop(DISTRICT, "370303105001", ["370303101"]) == routing.Hop("hold")
-    assert routing.next_hop(TOWN, VILLAGE, []) == routing.Hop("hold")
-    assert routing.next_hop(CITY, "370305", [DISTRICT]) == routing.Hop("hold")
+def test_next_hop_holds_what_came_down_when_no_child_matches() -> None:
+    assert routing.next_hop(DISTRICT, "370303105001", ["370303101"], from_parent=True) == routing.Hop("hold")
+    assert routing.next_hop(TOWN, VILLAGE, [], from_parent=True) == routing.Hop("hold")
+    assert routing.next_hop(CITY, "370305", [DISTRICT], from_parent=True) == routing.Hop("hold")
+
+
+def test_next_hop_hands_up_what_no_child_takes_unless_it_came_down() -> None:
+    # A village enrolled directly at its district: its town's decisions go up
+    # to the district, which hands them down to the village.
+    assert routing.next_hop(TOWN, "370303101202", [VILLAGE]) == routing.Hop("up")
+    assert routing.next_hop(TOWN, "370303101202", [VILLAGE], from_parent=True) == routing.Hop("hold")
+    assert routing.next_hop(DISTRICT, "370303105001", ["370303101"]) == routing.Hop("up")
 
 
 def test_next_hop_goes_up_otherwise() -> None:

@@ -313,7 +313,10 @@ class Node:
 
     def route(self, envelope_id: str, dest: str, now: str, came_from: str | None = None) -> str:
         """Queue an envelope for its next hop; returns what happened to it."""
-        hop = routing.next_hop(self.code, dest, self.children())
+        parent = self.parent() if came_from is not None else None
+        hop = routing.next_hop(
+            self.code, dest, self.children(), from_parent=came_from is not None and came_from == parent
+        )
         if hop.action == "down":
             assert hop.child is not None
             self.store.enqueue(envelope_id, hop.child, "down", now)

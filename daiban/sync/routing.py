@@ -1,7 +1,7 @@
 """Routing by division-code prefix, as pure functions. At node N an envelope
 addressed to D is kept if D = N, handed down to the child whose code is the
-longest prefix of D, held if D lies below N but no such child has enrolled
-yet, and otherwise handed up. Broadcasts (the city's manifest, revocations)
+longest prefix of D, and otherwise handed up — except that one that came down
+from the parent for a D below N with no such child is held until one enrolls. Broadcasts (the city's manifest, revocations)
 flood the tree: every neighbour but the one it came from."""
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ class Hop:
     child: str | None = None
 
 
-def next_hop(node: str, dest: str, children: Iterable[str]) -> Hop:
+def next_hop(node: str, dest: str, children: Iterable[str], *, from_parent: bool = False) -> Hop:
+    """Hand up what no child of ours can take — unless it just came down from
+    the parent, which would only send it back: that is held here until a
+    child for it enrolls. (A village may enroll at its district directly, so
+    its town must hand envelopes for it up.)"""
     if dest == node:
         return Hop("keep")
     best: str | None = None
@@ -37,7 +41,7 @@ def next_hop(node: str, dest: str, children: Iterable[str]) -> Hop:
             best = child
     if best is not None:
         return Hop("down", best)
-    if dest.startswith(node):
+    if from_parent and dest.startswith(node):
         return Hop("hold")
     return Hop("up")
 
