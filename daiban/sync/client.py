@@ -180,8 +180,16 @@ async def sync_once(node: Node) -> Report:
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             conn = Connection(node, session, url, parent)
+            # What a pull brings can make new envelopes to send (an office's
+            # receipt for an application that came down): push again, a
+            # bounded number of rounds.
+            for _round in range(3):
+                await push(conn, report)
+                pulled = report.pulled
+                await pull(conn, report)
+                if report.pulled == pulled or not node.store.outbox_count(routing.UP):
+                    break
             await push(conn, report)
-            await pull(conn, report)
     except (TimeoutError, aiohttp.ClientError, ProtocolError, OSError) as exc:
         report.left = node.store.outbox_count(routing.UP)
         raise SyncFailed(
