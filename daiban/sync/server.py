@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from daiban import __version__
 from daiban.sync import protocol, service
@@ -85,6 +85,11 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Any]) ->
         return _error(exc.status, "http", exc.reason)
     except TimeoutError:
         return _error(503, "timeout", "the request took too long; try again")
+    except (ConnectionResetError, ClientConnectionResetError):
+        # The child's link dropped mid-request: normal on village lines.
+        # Nothing was stored; the child sends it again.
+        log.debug("connection lost during %s", request.path)
+        return _error(400, "connection_lost", "the connection was lost during the request")
     except Exception:
         log.exception("internal error")
         return _error(500, "internal", "internal error; nothing half-done was stored")
