@@ -112,7 +112,7 @@ class Node:
         self._batch: dict[str, int] | None = None
         self._keys: NodeKeys | None = None
         self._children: list[str] | None = None
-        self._presealed: dict[str, tuple[bytes, str]] = {}
+        self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -267,10 +267,13 @@ class Node:
         dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
         sealed: bytes | None = None
         sealed_to: str | None = None
+        premade: envelope.Envelope | None = None
         if personal is not None:
-            pre = self._presealed.pop(event.id, None)
+            pre = self._premade.pop(event.id, None)
             if pre is not None:
-                sealed, target = pre
+                sealed, target, premade = pre
+                if premade is not None and (premade.seq != event.seq or premade.tracking != event.tracking):
+                    raise RuntimeError("a premade envelope does not match its event")
             else:
                 target, enc = self._seal_target(row["office"])
                 sealed = envelope.seal_personal(
@@ -285,7 +288,7 @@ class Node:
             self.store.insert_personal(event.id, event.tracking, b64(sealed), target)
             if target != row["office"]:
                 return  # the envelope is made when the office's key arrives (reseal_pending)
-        env = envelope.make(
+        env = premade or envelope.make(
             self.keys,
             id=event.id,
             origin=self.code,
@@ -489,22 +492,8 @@ class Node:
     def _store_filing(self, prepared: _Prepared, now: str, event_id: str | None = None) -> Filed:
         item = prepared.item
         number = tracking.make(self.code, self._take_counter())
-        received = [m for m in item.material_names if m not in prepared.owed]
-        masked = {
-            "name": masking.mask_name(prepared.applicant["name"]),
-            "id_number": masking.mask_id_number(prepared.applicant["id_number"]),
-            "phone": masking.mask_phone(prepared.applicant["phone"]),
-        }
-        body = {
-            "item": item.code,
-            "item_name": item.name,
-            "level": item.level,
-            "region": prepared.region,
-            "office": prepared.office,
-            "materials": received,
-            "owed": prepared.owed,
-            "applicant": masked,
-        }
+        body = filing_body(prepared)
+        received, masked = body["materials"], body["applicant"]
         personal = {**prepared.applicant, "fields": prepared.fields}
         event = self._event(number, Kind.FILED, body, now, event_id)
         state = lifecycle.apply(None, Kind.FILED, body)
@@ -608,24 +597,46 @@ class Node:
             self.store.record_ledger(digest, filename, total, now, self.actor)
             with self._batched():
                 assert self._batch is not None
-                ids = self._preseal(prepared, self._batch["counter"])
-                return [self._store_filing(p, now, i) for p, i in zip(prepared, ids, strict=True)]
+                ids = self._preseal(prepared, self._batch["counter"], now)
+                try:
+                    return [self._store_filing(p, now, i) for p, i in zip(prepared, ids, strict=True)]
+                finally:
+                    self._premade = {}
 
-    def _preseal(self, prepared: Sequence[_Prepared], counter: int) -> list[str]:
-        """Seal a ledger's personal parts in one go (in parallel when large),
-        for the tracking numbers and event ids its rows are about to get."""
-        from daiban.sync.sealing import seal_many
+    def _preseal(self, prepared: Sequence[_Prepared], counter: int, now: str) -> list[str]:
+        """Seal and sign a ledger's filing envelopes in one go (in worker
+        processes when there are many), for the tracking numbers, event ids
+        and sequence numbers its rows are about to get in _store_filing."""
+        from daiban.sync.sealing import Job, make_many
 
-        ids = [uuid.uuid4().hex for _ in prepared]
-        items = []
-        targets = []
-        for n, (p, event_id) in enumerate(zip(prepared, ids, strict=True), start=1):
+        assert self._batch is not None
+        seq = self._batch["seq"]
+        ids, jobs = [], []
+        for n, p in enumerate(prepared, start=1):
+            event_id = uuid.uuid4().hex
             target, enc = self._seal_target(p.office)
-            number = tracking.make(self.code, counter + n)
-            items.append((event_id, Kind.FILED.value, number, {**p.applicant, "fields": p.fields}, enc))
-            targets.append(target)
-        sealed = seal_many(self.keys, items)
-        self._presealed = {i: (s, t) for i, s, t in zip(ids, sealed, targets, strict=True)}
+            seq += 1
+            jobs.append(
+                Job(
+                    id=event_id,
+                    origin=self.code,
+                    seq=seq,
+                    kind=Kind.FILED.value,
+                    to=p.office,
+                    tracking=tracking.make(self.code, counter + n),
+                    actor=self.actor,
+                    at=now,
+                    body=filing_body(p),
+                    personal={**p.applicant, "fields": p.fields},
+                    enc_public=enc,
+                    sealed_to=target,
+                    make_envelope=target == p.office,
+                )
+            )
+            ids.append(event_id)
+            if p.office == self.code:
+                seq += 1  # its `received` event follows at once
+        self._premade = {job.id: made for job, made in zip(jobs, make_many(self.keys, jobs), strict=True)}
         return ids
 
     # -- changes after filing ---------------------------------------------
@@ -841,6 +852,25 @@ class Node:
         if row.get("sync_problem"):
             view["sync_problem"] = row["sync_problem"]
         return view
+
+
+def filing_body(prepared: _Prepared) -> dict[str, Any]:
+    """The non-personal body of a filing event: what travels in the clear."""
+    item = prepared.item
+    return {
+        "item": item.code,
+        "item_name": item.name,
+        "level": item.level,
+        "region": prepared.region,
+        "office": prepared.office,
+        "materials": [m for m in item.material_names if m not in prepared.owed],
+        "owed": list(prepared.owed),
+        "applicant": {
+            "name": masking.mask_name(prepared.applicant["name"]),
+            "id_number": masking.mask_id_number(prepared.applicant["id_number"]),
+            "phone": masking.mask_phone(prepared.applicant["phone"]),
+        },
+    }
 
 
 def project(row: dict[str, Any], state: AppState, kind: str, body: Mapping[str, Any], at: str) -> None:

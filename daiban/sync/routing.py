@@ -1,8 +1,9 @@
 """Routing by division-code prefix, as pure functions. At node N an envelope
 addressed to D is kept if D = N, handed down to the child whose code is the
 longest prefix of D, and otherwise handed up — except that one that came down
-from the parent for a D below N with no such child is held until one enrolls. Broadcasts (the city's manifest, revocations)
-flood the tree: every neighbour but the one it came from."""
+from the parent for a D below N with no such child is held until one enrolls.
+Broadcasts (the city's manifest, revocations) flood the tree: every neighbour
+but the one it came from."""
 
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
-"""Sealing many personal parts at once, for a large ledger: HPKE sealing is
-most of the cost of filing a row, and it parallelises cleanly across
-processes (the cryptography library holds the GIL while it seals)."""
+"""Sealing and signing many filings at once, for a large ledger. HPKE sealing
+and Ed25519 signing are most of the cost of filing a row, they need nothing
+from the database, and they parallelise cleanly across processes (the
+cryptography library holds the GIL while it works)."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,28 +17,67 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from daiban.sync import envelope
 from daiban.sync.crypto import NodeKeys
 
-Item = tuple[str, str, str, Mapping[str, Any], bytes]  # id, kind, tracking, personal, enc_public
 PARALLEL_FROM = 1000
 CHUNK = 250
 
 
-def _seal_chunk(sign_private: bytes, items: Sequence[Item]) -> list[bytes]:
-    # Only the signing key is needed to seal (the inner signature); the
-    # encryption key here is a throwaway the seal never uses.
+@dataclass(frozen=True)
+class Job:
+    id: str
+    origin: str
+    seq: int
+    kind: str
+    to: str
+    tracking: str
+    actor: str
+    at: str
+    body: Mapping[str, Any]
+    personal: Mapping[str, Any]
+    enc_public: bytes
+    sealed_to: str
+    make_envelope: bool
+
+
+Made = tuple[bytes, str, "envelope.Envelope | None"]
+
+
+def _make_chunk(sign_private: bytes, jobs: Sequence[Job]) -> list[Made]:
+    # Only the signing key is needed (the inner and outer signatures); the
+    # encryption key here is a throwaway that sealing never uses.
     keys = NodeKeys(Ed25519PrivateKey.from_private_bytes(sign_private), X25519PrivateKey.generate())
-    return [
-        envelope.seal_personal(keys, id=i, kind=k, tracking=t, personal=p, enc_public=e)
-        for i, k, t, p, e in items
-    ]
+    out: list[Made] = []
+    for j in jobs:
+        sealed = envelope.seal_personal(
+            keys, id=j.id, kind=j.kind, tracking=j.tracking, personal=j.personal, enc_public=j.enc_public
+        )
+        env = None
+        if j.make_envelope:
+            env = envelope.make(
+                keys,
+                id=j.id,
+                origin=j.origin,
+                seq=j.seq,
+                kind=j.kind,
+                to=j.to,
+                tracking=j.tracking,
+                actor=j.actor,
+                at=j.at,
+                body=j.body,
+                sealed=sealed,
+                sealed_to=j.sealed_to,
+            )
+        out.append((sealed, j.sealed_to, env))
+    return out
 
 
-def seal_many(keys: NodeKeys, items: Sequence[Item]) -> list[bytes]:
-    """Seal every item, in worker processes when there are many."""
-    workers = min(4, os.cpu_count() or 1)
-    if len(items) < PARALLEL_FROM or workers < 2:
-        return _seal_chunk(keys.sign.private_bytes_raw(), items)
-    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+def make_many(keys: NodeKeys, jobs: Sequence[Job]) -> list[Made]:
+    """Seal (and, where the office's key is known, sign as envelopes) every
+    job, in worker processes when there are many."""
     secret = keys.sign.private_bytes_raw()
+    workers = min(4, os.cpu_count() or 1)
+    if len(jobs) < PARALLEL_FROM or workers < 2:
+        return _make_chunk(secret, jobs)
+    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_seal_chunk, [secret] * len(chunks), chunks)
-        return [sealed for chunk in results for sealed in chunk]
+        results = pool.map(_make_chunk, [secret] * len(chunks), chunks)
+        return [made for chunk in results for made in chunk]
