@@ -597,13 +597,20 @@ class Node:
             self.store.record_ledger(digest, filename, total, now, self.actor)
             with self._batched():
                 assert self._batch is not None
-                ids = self._preseal(prepared, self._batch["counter"], now)
+                made = self._preseal(prepared, self._batch["counter"], now)
                 try:
-                    return [self._store_filing(p, now, i) for p, i in zip(prepared, ids, strict=True)]
+                    out = []
+                    for p in prepared:
+                        event_id, premade = next(made)
+                        self._premade[event_id] = premade
+                        out.append(self._store_filing(p, now, event_id))
+                    return out
                 finally:
                     self._premade = {}
 
-    def _preseal(self, prepared: Sequence[_Prepared], counter: int, now: str) -> list[str]:
+    def _preseal(
+        self, prepared: Sequence[_Prepared], counter: int, now: str
+    ) -> Iterator[tuple[str, tuple[bytes, str, envelope.Envelope | None]]]:
         """Seal and sign a ledger's filing envelopes in one go (in worker
         processes when there are many), for the tracking numbers, event ids
         and sequence numbers its rows are about to get in _store_filing."""
@@ -636,8 +643,7 @@ class Node:
             ids.append(event_id)
             if p.office == self.code:
                 seq += 1  # its `received` event follows at once
-        self._premade = {job.id: made for job, made in zip(jobs, make_many(self.keys, jobs), strict=True)}
-        return ids
+        return zip(ids, make_many(self.keys, jobs), strict=True)
 
     # -- changes after filing ---------------------------------------------
 

@@ -210,14 +210,15 @@ class Store:
 
     def open_application_for(self, id_hash: str, item: str) -> dict[str, Any] | None:
         """An application of this resident for this item that is still in progress."""
-        rows = list(
-            self.db.query(
-                "SELECT * FROM applications WHERE id_hash = ? AND item = ? "
-                "AND status NOT IN ('rejected', 'completed', 'withdrawn') LIMIT 1",
-                [id_hash, item],
-            )
+        cur = self.db.conn.execute(
+            "SELECT * FROM applications WHERE id_hash = ? AND item = ? "
+            "AND status NOT IN ('rejected', 'completed', 'withdrawn') LIMIT 1",
+            [id_hash, item],
         )
-        return _decode(rows[0]) if rows else None
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return _decode(dict(zip([c[0] for c in cur.description], row, strict=True)))
 
     def _where(self, node_code: str, status: str | None, id_hash: str | None) -> tuple[str, list[Any]]:
         clauses = ["(office = ? OR origin = ?)"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,14 +70,16 @@ def _make_chunk(sign_private: bytes, jobs: Sequence[Job]) -> list[Made]:
     return out
 
 
-def make_many(keys: NodeKeys, jobs: Sequence[Job]) -> list[Made]:
+def make_many(keys: NodeKeys, jobs: Sequence[Job]) -> Iterator[Made]:
     """Seal (and, where the office's key is known, sign as envelopes) every
-    job, in worker processes when there are many."""
+    job, in order; in worker processes when there are many, yielding each
+    chunk as it is done so the caller can store while the rest are sealed."""
     secret = keys.sign.private_bytes_raw()
     workers = min(4, os.cpu_count() or 1)
     if len(jobs) < PARALLEL_FROM or workers < 2:
-        return _make_chunk(secret, jobs)
+        yield from _make_chunk(secret, jobs)
+        return
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_make_chunk, [secret] * len(chunks), chunks)
-        return [made for chunk in results for made in chunk]
+        for chunk in pool.map(_make_chunk, [secret] * len(chunks), chunks):
+            yield from chunk
