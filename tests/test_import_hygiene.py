@@ -59,3 +59,11 @@ def test_help_imports_no_heavy_modules() -> None:
 def test_help_runs() -> None:
     proc = subprocess.run([DAIBAN, "--help"], capture_output=True, text=True, check=True)
     assert "apply" in proc.stdout
+
+
+def test_reading_commands_do_not_load_cryptography() -> None:
+    # `daiban list` and `show` must start fast on old PCs: the node layer
+    # imports the cryptography library only when it seals, signs or opens.
+    loaded = _loaded_after("import daiban.node.home, daiban.node.applications, daiban.render")
+    assert "cryptography" not in loaded
+    assert "daiban.sync.crypto" not in loaded

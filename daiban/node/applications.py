@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daiban.errors import (
     Conflict,
@@ -33,8 +33,11 @@ from daiban.node.divisions import city_of, is_within, office_for
 from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event, Store
 from daiban.node.workdays import WorkCalendar
-from daiban.sync import envelope, identity, routing
-from daiban.sync.crypto import NodeKeys, b64, unb64
+from daiban.sync import routing
+
+if TYPE_CHECKING:
+    from daiban.sync import envelope
+    from daiban.sync.crypto import NodeKeys
 
 REVIEW_ACTIONS = ("accept", "supplement", "reject", "complete")
 
@@ -191,6 +194,8 @@ class Node:
 
     @property
     def keys(self) -> NodeKeys:
+        from daiban.sync.crypto import NodeKeys
+
         if self._keys is None:
             self._keys = NodeKeys.load(self.home)
         return self._keys
@@ -263,6 +268,11 @@ class Node:
         """Record an event this node makes: the event row, its personal part
         sealed (to the office if its key is known, else to this node until it
         is), and the signed envelope queued for its next hop."""
+        # Imported here, not at the top: reading commands (list, show) never
+        # need the cryptography library, and start faster without it.
+        from daiban.sync import envelope
+        from daiban.sync.crypto import b64
+
         self.store.insert_event(event)
         dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
         sealed: bytes | None = None
@@ -309,6 +319,8 @@ class Node:
 
     def _seal_target(self, office: str) -> tuple[str, bytes]:
         """Whom to seal to: the office, or this node until the office's key is known."""
+        from daiban.sync import identity
+
         enc = identity.enc_key_for(self, office)
         if enc is None:
             return self.code, self.keys.enc_public
@@ -332,6 +344,9 @@ class Node:
     def reseal_pending(self) -> int:
         """Seal to their office the personal parts held sealed to this node
         (filed before the office's key was known), and make their envelopes."""
+        from daiban.sync import envelope, identity
+        from daiban.sync.crypto import b64, unb64
+
         made = 0
         with self.store.transaction():
             for event in self.store.events_without_envelope():
@@ -387,6 +402,9 @@ class Node:
         """Open an application's personal data, in memory, where this node holds
         the key it is sealed to (the office; a filer that could not yet seal to
         its office). Nobody else can."""
+        from daiban.sync import envelope, identity
+        from daiban.sync.crypto import unb64
+
         number = tracking.parse(tracking_text)
         for held in self.store.personal_for(number):
             if held["sealed_to"] != self.code:

@@ -19,7 +19,6 @@ from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.divisions import check_code
 from daiban.node.store import DB_NAME, Store
 from daiban.node.validation import strip_controls
-from daiban.sync import identity
 
 LOOKUP_KEY = "keys/lookup.key"
 
@@ -76,6 +75,8 @@ def init_home(
             store.set_setting("name", name)
             store.set_setting("created_at", stamp(clock()))
             node = Node(home, store, clock=clock)
+            from daiban.sync import identity
+
             identity.create(node, stamp(clock()))
             node.install_catalog(doc, source="bundled" if catalog_path is None else str(catalog_path))
     except BaseException:
