@@ -43,10 +43,18 @@ def run(*args: str, home: Path) -> str:
 
 
 def serve(home: Path) -> tuple[subprocess.Popen[str], int]:
-    prefix = [sys.executable, "-m", "cProfile", "-o", os.environ["PROFILE_SERVER"], "-m", "daiban"] \
-        if os.environ.get("PROFILE_SERVER") and "district" in str(home) else [DAIBAN]
-    proc = subprocess.Popen([*prefix, "--home", str(home), "serve", "--port", "0"], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    prefix = (
+        [sys.executable, "-m", "cProfile", "-o", os.environ["PROFILE_SERVER"], "-m", "daiban"]
+        if os.environ.get("PROFILE_SERVER") and "district" in str(home)
+        else [DAIBAN]
+    )
+    proc = subprocess.Popen(
+        [*prefix, "--home", str(home), "serve", "--port", "0"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
@@ -178,8 +186,9 @@ def main() -> int:
             run("enroll", f"http://127.0.0.1:{city_port}", code["code"], home=district)
             district_proc, district_port = serve(district)
             relay = CountingRelay(district_port)
-            code = json.loads(run("enroll-code", "--code", "370303101201", "--name", "大张村", "--json",
-                                  home=district))
+            code = json.loads(
+                run("enroll-code", "--code", "370303101201", "--name", "大张村", "--json", home=district)
+            )
             run("enroll", f"http://127.0.0.1:{relay.port}", code["code"], home=village)
             path = root / "ledger.csv"
             ledger(path, n)
@@ -188,8 +197,13 @@ def main() -> int:
             filing_s = time.perf_counter() - t0
             relay.up = relay.down = 0
             t0 = time.perf_counter()
-            sync = subprocess.Popen([DAIBAN, "--home", str(village), "sync"], env=ENV,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            sync = subprocess.Popen(
+                [DAIBAN, "--home", str(village), "sync", "--json"],
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             client_peak = 0.0
             while sync.poll() is None:
                 try:
@@ -199,11 +213,15 @@ def main() -> int:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - t0
             out, err = sync.communicate()
+            timing = json.loads(out) if out.strip().startswith("{") else {}
             if sync.returncode != 0:
                 raise SystemExit(f"sync failed: {out} {err}")
             server_peak = peak_rss_mb(district_proc.pid)
-            stored = sqlite3.connect(str(district / "daiban.db")).execute(
-                "SELECT COUNT(*) FROM applications").fetchone()[0]
+            stored = (
+                sqlite3.connect(str(district / "daiban.db"))
+                .execute("SELECT COUNT(*) FROM applications")
+                .fetchone()[0]
+            )
             up, down = relay.up, relay.down
             doc_size = 600
             base_rate = baseline(n, doc_size, root)
@@ -215,9 +233,12 @@ def main() -> int:
                     proc.terminate()
                     proc.wait(timeout=10)
     rate = n / elapsed
+    timing = locals().get("timing") or {}
     lines = [
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}",
         f"{n} applications filed at the village in {filing_s:.1f} s (apply --from, sealed and signed)",
+        f"sync: {timing.get('push_seconds', '?')} s pushing, "
+        f"{timing.get('pull_seconds', '?')} s pulling the receipts back",
         f"applications at the district after sync: {stored}",
         "",
         f"{'measure':<44}{'daiban':>12}{'baseline':>12}{'target':>10}  ok",

@@ -5,6 +5,7 @@ Every request is signed over its body and a counter that only goes up."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ class Report:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     pulled: int = 0
     left: int = 0
+    push_seconds: float = 0.0
+    pull_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +47,8 @@ class Report:
             "pulled": self.pulled,
             "left": self.left,
             "ok": self.left == 0,
+            "push_seconds": round(self.push_seconds, 3),
+            "pull_seconds": round(self.pull_seconds, 3),
         }
 
 
@@ -184,12 +189,18 @@ async def sync_once(node: Node) -> Report:
             # receipt for an application that came down): push again, a
             # bounded number of rounds.
             for _round in range(3):
+                started = time.perf_counter()
                 await push(conn, report)
+                report.push_seconds += time.perf_counter() - started
                 pulled = report.pulled
+                started = time.perf_counter()
                 await pull(conn, report)
+                report.pull_seconds += time.perf_counter() - started
                 if report.pulled == pulled or not node.store.outbox_count(routing.UP):
                     break
+            started = time.perf_counter()
             await push(conn, report)
+            report.push_seconds += time.perf_counter() - started
     except (TimeoutError, aiohttp.ClientError, ProtocolError, OSError) as exc:
         report.left = node.store.outbox_count(routing.UP)
         raise SyncFailed(
