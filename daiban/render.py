@@ -29,14 +29,20 @@ def _console(buffer: io.StringIO) -> Any:
     )
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, shrink: int = 1) -> str:
+    """A table at 80 columns. Only column ``shrink`` (the item name) gives up
+    width when the screen is too narrow; codes and tracking numbers never do."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
-    for column in columns:
-        table.add_column(column, overflow="ellipsis", no_wrap=True)
+    for index, column in enumerate(columns):
+        if index == shrink:
+            table.add_column(column, overflow="ellipsis", no_wrap=True, ratio=1)
+        else:
+            width = max([_cells(column), *(_cells(str(r[index])) for r in rows)])
+            table.add_column(column, no_wrap=True, min_width=width)
     for row in rows:
         table.add_row(*(Text(str(cell)) for cell in row))
     buffer = io.StringIO()
@@ -44,11 +50,19 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
-def due_text(view: Mapping[str, Any]) -> str:
+def _cells(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def due_text(view: Mapping[str, Any], *, short: bool = False) -> str:
     state = view.get("due_state")
     if state == "known":
         return str(view["due"])
     if state == "unknown":
+        if short:
+            return _("unknown")
         return _("unknown (no {year} calendar)").format(year=view.get("due_missing_year") or "?")
     return "-"
 
@@ -89,7 +103,7 @@ def application_table(rows: Sequence[Mapping[str, Any]], *, total: int, node: st
             r["item_name"],
             r["applicant"]["name"],
             status_label(r["status"]) + (" !" if r.get("sync_problem") else ""),
-            due_text(r),
+            due_text(r, short=True),
         ]
         for r in rows
     ]

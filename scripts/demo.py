@@ -1,15 +1,19 @@
-"""The demo behind scripts/demo: a village agency point and its town's
-convenience center on this machine, each a real node home, and a short walk
-through filing, reviewing and listing applications with the real `daiban`
-command. Every command is printed before its output, so the session can be
-pasted and replayed by hand.
+"""The demo behind scripts/demo: a small network on this machine — the city,
+a district, a town and a village agency point, each a real node home, the
+city, district and town serving on loopback — and a walk through filing at
+the village, syncing up, deciding at the offices and seeing the statuses come
+back, with the real `daiban` command. Every command is printed before its
+output, so the session can be replayed by hand. Every server it starts is
+stopped when it ends.
 
 Usage: scripts/demo [--lang zh|en] [--keep]"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -29,119 +33,88 @@ def main() -> int:
     root = Path("demo-home").resolve() if args.keep else Path(tempfile.mkdtemp(prefix="daiban-demo-"))
     if args.keep and root.exists():
         shutil.rmtree(root)
-    village, town = root / "village", root / "town"
-    env = {**os.environ, "DAIBAN_LANG": args.lang}
-    env.pop("DAIBAN_HOME", None)
-    env.pop("DAIBAN_CLOCK", None)
+    homes = {name: root / name for name in ("city", "district", "town", "village")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}
+    env["DAIBAN_LANG"] = args.lang
+    servers: list[subprocess.Popen[str]] = []
 
-    def run(home: Path, agent: str, *argv: str, capture: bool = False) -> str:
+    def run(node: str, agent: str, *argv: str, show: bool = True) -> str:
         shown = " ".join(shlex.quote(a) for a in argv)
-        print(f"\n$ daiban --home {home.name} --agent {agent} {shown}", flush=True)
-        proc = subprocess.run(
-            [DAIBAN, "--home", str(home), "--agent", agent, *argv], env=env, capture_output=True, text=True
-        )
-        sys.stdout.write(proc.stdout)
-        sys.stderr.write(proc.stderr)
+        if show:
+            print(f"\n$ daiban --home {node} --agent {agent} {shown}", flush=True)
+        proc = subprocess.run([DAIBAN, "--home", str(homes[node]), "--agent", agent, *argv],
+                              env=env, capture_output=True, text=True)
+        if show:
+            sys.stdout.write(proc.stdout)
+            sys.stderr.write(proc.stderr)
         if proc.returncode != 0:
+            if not show:
+                sys.stderr.write(proc.stderr)
             raise SystemExit(f"demo step failed with exit code {proc.returncode}")
         return proc.stdout
 
-    try:
-        print("== 村代办点 / village agency point ==")
-        run(
-            village,
-            "张代办",
-            "init",
-            "--role",
-            "village",
-            "--code",
-            "370303101201",
-            "--name",
-            "南定镇大张村代办点",
-        )
-        run(village, "张代办", "catalog", "list", "yl")
-        first = run(
-            village,
-            "张代办",
-            "apply",
-            "--item",
-            "SB001",
-            "--name",
-            "王秀兰",
-            "--id-number",
-            "370303195603120020",
-            "--phone",
-            "13805331234",
-            "--field",
-            "contribution_grade=500",
-        )
-        run(
-            village,
-            "张代办",
-            "apply",
-            "--item",
-            "MZ001",
-            "--name",
-            "李建国",
-            "--id-number",
-            "370303196208150048",
-            "--phone",
-            "0533-2281234",
-            "--field",
-            "family_size=3",
-            "--field",
-            "monthly_income=420",
-            "--missing",
-            "承诺书",
-        )
-        run(village, "张代办", "list")
-        run(village, "张代办", "show", first.splitlines()[0])
+    def serve(node: str) -> str:
+        proc = subprocess.Popen([DAIBAN, "--home", str(homes[node]), "serve", "--port", "0"],
+                                env={**env, "DAIBAN_LANG": "en"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        servers.append(proc)
+        assert proc.stdout is not None
+        match = re.search(r"http://\S+?(?=\s|$)", proc.stdout.readline())
+        if not match:
+            raise SystemExit(f"the {node} server did not start")
+        return match.group(0)
 
-        print("\n== 镇便民服务中心 / town convenience center ==")
-        run(town, "刘窗口", "init", "--role", "town", "--code", "370303101", "--name", "南定镇便民服务中心")
-        walk_in = run(
-            town,
-            "刘窗口",
-            "apply",
-            "--item",
-            "MZ003",
-            "--name",
-            "赵德胜",
-            "--id-number",
-            "370303197511200030",
-            "--phone",
-            "15905331234",
-            "--region",
-            "370303101203",
-            "--field",
-            "assistance_kind=急难型",
-            "--field",
-            "hardship_reason=家中失火，急需生活救助",
-            "--missing",
-            "困难情况证明材料",
-        ).splitlines()[0]
-        run(town, "刘窗口", "review", walk_in, "accept", "--missing", "困难情况证明材料")
-        run(town, "刘窗口", "supplement", walk_in, "--material", "困难情况证明材料")
-        run(
-            town,
-            "刘窗口",
-            "review",
-            walk_in,
-            "complete",
-            "--delivery",
-            "post",
-            "--post-tracking",
-            "1190123456789",
-            "--note",
-            "核准救助金2000元",
-        )
-        run(town, "刘窗口", "evaluate", walk_in, "5")
-        run(town, "刘窗口", "show", walk_in)
-        print(
-            "\n(Sync between the village and the town arrives with the sync issue; "
-            "until then each node keeps its own queue.)"
-        )
+    def enroll(parent: str, child: str, code: str, name: str, url: str) -> None:
+        issued = json.loads(run(parent, "管理员", "enroll-code", "--code", code, "--name", name, "--json",
+                                show=False))
+        run(child, "管理员", "enroll", url, issued["code"])
+
+    try:
+        print("== 搭建网络 / setting up: 市 3703, 区 370303, 镇 370303101, 村 370303101201 ==")
+        run("city", "管理员", "init", "--role", "city", "--code", "3703", "--name", "淄博市")
+        run("district", "管理员", "init", "--role", "district", "--code", "370303", "--name", "张店区",
+            show=False)
+        run("town", "管理员", "init", "--role", "town", "--code", "370303101", "--name", "南定镇便民服务中心",
+            show=False)
+        run("village", "张代办", "init", "--role", "village", "--code", "370303101201",
+            "--name", "南定镇大张村代办点", show=False)
+        city_url, district_url, town_url = serve("city"), serve("district"), serve("town")
+        enroll("city", "district", "370303", "张店区", city_url)
+        enroll("district", "town", "370303101", "南定镇便民服务中心", district_url)
+        enroll("town", "village", "370303101201", "南定镇大张村代办点", town_url)
+
+        print("\n== 村代办点 / village agency point ==")
+        run("village", "张代办", "catalog", "list", "yl")
+        pension = run("village", "张代办", "apply", "--item", "SB001", "--name", "王秀兰",
+                      "--id-number", "370303195603120020", "--phone", "13805331234",
+                      "--field", "contribution_grade=500").splitlines()[0]
+        allowance = run("village", "张代办", "apply", "--item", "MZ001", "--name", "李建国",
+                        "--id-number", "370303196208150048", "--phone", "0533-2281234",
+                        "--field", "family_size=3", "--field", "monthly_income=420",
+                        "--missing", "承诺书").splitlines()[0]
+        run("village", "张代办", "sync")
+        run("town", "刘窗口", "sync")
+
+        print("\n== 办理机构 / the offices decide ==")
+        run("town", "刘窗口", "list")
+        run("town", "刘窗口", "review", allowance, "accept", "--missing", "承诺书")
+        run("district", "陈窗口", "review", pension, "supplement",
+            "--missing", "户口簿首页及本人页复印件", "--missing", "本人近期免冠照片")
+        run("town", "刘窗口", "sync", show=False)
+
+        print("\n== 回到村代办点 / back at the village ==")
+        run("village", "张代办", "sync")
+        run("village", "张代办", "list")
+        run("village", "张代办", "show", pension)
     finally:
+        for proc in servers:
+            proc.terminate()
+        for proc in servers:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         else:
