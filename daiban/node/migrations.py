@@ -258,3 +258,20 @@ def m0003_bundle_refusals(db: Database) -> None:
         );
         """,
     )
+
+
+@migrations(name="0004_bundle_acks")
+def m0004_bundle_acks(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Envelopes a child handed up on a USB stick that this node now holds:
+        -- the next bundle back acknowledges them by id, so the child lets go.
+        -- A row goes once the child's next bundle no longer carries it.
+        CREATE TABLE bundle_acks (
+            child TEXT NOT NULL,
+            envelope_id TEXT NOT NULL,
+            PRIMARY KEY (child, envelope_id)
+        );
+        """,
+    )

@@ -573,6 +573,24 @@ class Store:
             [child, envelope_id, code, reason, at],
         )
 
+    def reset_bundle_acks(self, child: str, ids: list[str]) -> None:
+        """The child's latest bundle carried ``ids``: anything acknowledged
+        before and not carried again has been let go by the child."""
+        self.db.conn.execute("DELETE FROM bundle_acks WHERE child = ?", [child])
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO bundle_acks (child, envelope_id) VALUES (?, ?)", [(child, i) for i in ids]
+        )
+        self.db.conn.execute(
+            "DELETE FROM bundle_refusals WHERE child = ? AND envelope_id NOT IN "
+            "(SELECT envelope_id FROM bundle_acks WHERE child = ?)",
+            [child, child],
+        )
+
+    def bundle_acks(self, child: str) -> list[str]:
+        return [
+            r[0] for r in self.db.conn.execute("SELECT envelope_id FROM bundle_acks WHERE child = ?", [child])
+        ]
+
     def bundle_refusals(self, child: str) -> list[dict[str, Any]]:
         return list(
             self.db.query(

@@ -70,6 +70,7 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
                 "certs": [c for c in (node.store.cert_chain(o) for o in origins) if c],
             },
             acks={
+                "ids": node.store.bundle_acks(child),
                 "high_water": node.store.high_water(node.store.origins_from(child)),
                 "refused": node.store.bundle_refusals(child),
             },
@@ -137,6 +138,7 @@ def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str
         checked = inbox.check(node, up.get("envelopes", []), sender=child, direction="up", extra=extra)
         inbox.remember(node, extra)
         stored = inbox.store(node, checked.accepted, sender=child)
+        node.store.reset_bundle_acks(child, [v.id for v in stored + checked.duplicates])
         for v in checked.refused:
             node.store.add_bundle_refusal(child, v.id, v.code, v.reason, now)
         cursor = int(payload.get("cursor_ack", 0))
@@ -164,10 +166,11 @@ def _import_from_parent(node: Node, parent: str, payload: dict[str, Any], now: s
         current = peer["cursor"] if peer else 0
         node.store.update_peer(parent, cursor=max(current, int(down.get("cursor", 0))), last_sync_at=now)
         high = acks.get("high_water", {})
+        acked = set(acks.get("ids", []))
         done = []
         for _n, raw in node.store.outbox(routing.UP, limit=10**9):
             env = parse(raw)
-            if env.seq <= int(high.get(env.origin, 0)):
+            if env.id in acked or env.seq <= int(high.get(env.origin, 0)):
                 done.append(env.id)
         node.store.release(routing.UP, done)
         ids = {parse(raw).id for _n, raw in node.store.outbox(routing.UP, limit=10**9)}
