@@ -61,3 +61,39 @@ def test_a_large_ledger_is_sealed_and_signed_in_parallel_correctly(
     expected = next(f for f in filed if f.tracking == sample.tracking)
     assert personal["id_number"] == expected.applicant["id_number"]
     assert sample.sealed_to == town.code
+
+
+def test_a_large_ledger_checked_in_parallel_reports_every_bad_row_in_chinese(
+    make_node: MakeNode, tmp_path: Path
+) -> None:
+    from daiban import i18n
+    from daiban.errors import LedgerRefused
+
+    town = make_node(role="town", code="370303101", name="南定镇便民服务中心")
+    count = PARALLEL_FROM + 200
+    path = tmp_path / "ledger.csv"
+    _ledger(path, count)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    # Break two rows far apart: a bad check character, and a missing field.
+    bad1, bad2 = 3, count - 5
+    cells = lines[bad1 - 1].split(",")
+    cells[2] = cells[2][:-1] + ("0" if cells[2][-1] != "0" else "1")
+    lines[bad1 - 1] = ",".join(cells)
+    cells = lines[bad2 - 1].split(",")
+    cells[5] = ""
+    lines[bad2 - 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = town.store.count_events()
+    i18n.set_language("zh")
+    book = read(path)
+    try:
+        town.file_ledger(filings(book, {}), digest=book.digest, filename=path.name)
+    except LedgerRefused as exc:
+        refused = {r["row"]: r["reason"] for r in exc.rows}
+    else:
+        raise AssertionError("a ledger with bad rows was filed")
+    assert sorted(refused) == [bad1, bad2]
+    assert "身份证号" in refused[bad1]
+    assert "困难原因" in refused[bad2] or "hardship_reason" in refused[bad2]
+    assert town.store.count_events() == before
+    assert town.count() == 0

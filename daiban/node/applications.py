@@ -219,7 +219,7 @@ class Node:
             from daiban.node.home import LOOKUP_KEY
 
             self._lookup_key = (self.home / LOOKUP_KEY).read_bytes()
-        return hmac.new(self._lookup_key, id_number.encode(), hashlib.sha256).hexdigest()[:32]
+        return keyed_hash(self._lookup_key, id_number)
 
     def _take_seq(self) -> int:
         if self._batch is None:
@@ -420,82 +420,21 @@ class Node:
 
     # -- filing ------------------------------------------------------------
 
+    def filing_context(self, today: dt.date | None = None) -> FilingContext:
+        from daiban.i18n import language
+
+        self.items()
+        assert self._items is not None
+        if self._lookup_key is None:
+            self.id_hash("0")
+        assert self._lookup_key is not None
+        return FilingContext(
+            self.code, dict(self._items), self._lookup_key, today or self.today(), language()
+        )
+
     def prepare(self, filing: Filing, *, today: dt.date | None = None) -> _Prepared:
         """Check one filing completely; every problem is reported at once."""
-        today = today or self.today()
-        item = self.item(filing.item)
-        problems: list[Problem] = []
-        warnings: list[str] = []
-        applicant: dict[str, str] = {}
-        for key, check in (
-            ("name", lambda v: validation.person_name(v)),
-            ("id_number", lambda v: validation.id_number(v, today=today)),
-            ("phone", lambda v: validation.phone(v)),
-        ):
-            try:
-                checked = check(getattr(filing, key))
-            except ValidationFailed as exc:
-                problems.extend(exc.problems)
-                continue
-            applicant[key] = checked.value
-            warnings.extend(checked.warnings)
-
-        region = (filing.region or self.code).strip()
-        office: str | None = None
-        if not (region.isascii() and region.isdigit() and len(region) in (4, 6, 9, 12)):
-            problems.append(
-                Problem("region", _("applicant's division"), _("must be a 6-, 9- or 12-digit division code"))
-            )
-        elif not is_within(region, city_of(self.code)):
-            problems.append(
-                Problem(
-                    "region",
-                    _("applicant's division"),
-                    _("{region} is outside this city ({city})").format(
-                        region=region, city=city_of(self.code)
-                    ),
-                )
-            )
-        else:
-            office = office_for(region, item.level)
-            if office is None:
-                problems.append(
-                    Problem(
-                        "region",
-                        _("applicant's division"),
-                        _(
-                            "{region} is too coarse for a {level}-level item; give the resident's "
-                            "village or town code with --region"
-                        ).format(region=region, level=level_label(item.level)),
-                    )
-                )
-
-        try:
-            fields = validation.fields(
-                item.fields, filing.fields, today=today, allow_unchecked_uscc=filing.allow_unchecked_uscc
-            )
-            warnings.extend(fields.warnings)
-            field_values: dict[str, Any] = fields.value
-        except ValidationFailed as exc:
-            problems.extend(exc.problems)
-            field_values = {}
-
-        owed = list(dict.fromkeys(m.strip() for m in filing.missing if m.strip()))
-        problems.extend(_owable_problems(item, owed))
-        if problems:
-            raise ValidationFailed(problems)
-        assert office is not None
-        return _Prepared(
-            filing,
-            item,
-            region,
-            office,
-            self.id_hash(applicant["id_number"]),
-            applicant,
-            field_values,
-            owed,
-            warnings,
-        )
+        return check_filing(self.filing_context(today), filing)
 
     def _check_not_duplicate(self, prepared: _Prepared) -> None:
         existing = self.store.open_application_for(prepared.id_hash, prepared.item.code)
@@ -577,15 +516,17 @@ class Node:
                     at=previous["imported_at"], rows=previous["rows"]
                 )
             )
-        today = self.today()
         prepared: list[_Prepared] = []
         refused: list[dict[str, Any]] = []
         seen: dict[tuple[str, str], int] = {}
         total = 0
-        for line, filing in rows:
+        for line, checked in check_many(self.filing_context(), list(rows)):
             total += 1
+            if isinstance(checked, dict):
+                refused.append({"row": line, **checked})
+                continue
             try:
-                p = self.prepare(filing, today=today)
+                p = checked
                 key = (p.id_hash, p.item.code)
                 if key in seen:
                     raise Conflict(_("same resident and item as row {row}").format(row=seen[key]))
@@ -876,6 +817,149 @@ class Node:
         if row.get("sync_problem"):
             view["sync_problem"] = row["sync_problem"]
         return view
+
+
+@dataclass(frozen=True)
+class FilingContext:
+    """What checking a filing needs from its node, without the database."""
+
+    code: str
+    items: Mapping[str, Item]
+    lookup_key: bytes
+    today: dt.date
+    language: str
+
+    def item(self, code: str) -> Item:
+        found = self.items.get(code.strip().upper())
+        if found is None:
+            raise NotFound(
+                _("Item {code} is not in the catalog; find it with `daiban catalog list WORD`.").format(
+                    code=code
+                ),
+                code="unknown_item",
+            )
+        return found
+
+    def id_hash(self, id_number: str) -> str:
+        return keyed_hash(self.lookup_key, id_number)
+
+
+def keyed_hash(key: bytes, id_number: str) -> str:
+    """The ID number's keyed hash: finds a resident's applications without
+    keeping the number (the key stays in the node's keys/ folder)."""
+    return hmac.new(key, id_number.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
+    """Check one filing completely; every problem is reported at once. Needs
+    no database, so a large ledger is checked in worker processes."""
+    today = ctx.today
+    item = ctx.item(filing.item)
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    applicant: dict[str, str] = {}
+    for key, check in (
+        ("name", lambda v: validation.person_name(v)),
+        ("id_number", lambda v: validation.id_number(v, today=today)),
+        ("phone", lambda v: validation.phone(v)),
+    ):
+        try:
+            checked = check(getattr(filing, key))
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+            continue
+        applicant[key] = checked.value
+        warnings.extend(checked.warnings)
+
+    region = (filing.region or ctx.code).strip()
+    office: str | None = None
+    if not (region.isascii() and region.isdigit() and len(region) in (4, 6, 9, 12)):
+        problems.append(
+            Problem("region", _("applicant's division"), _("must be a 6-, 9- or 12-digit division code"))
+        )
+    elif not is_within(region, city_of(ctx.code)):
+        problems.append(
+            Problem(
+                "region",
+                _("applicant's division"),
+                _("{region} is outside this city ({city})").format(region=region, city=city_of(ctx.code)),
+            )
+        )
+    else:
+        office = office_for(region, item.level)
+        if office is None:
+            problems.append(
+                Problem(
+                    "region",
+                    _("applicant's division"),
+                    _(
+                        "{region} is too coarse for a {level}-level item; give the resident's "
+                        "village or town code with --region"
+                    ).format(region=region, level=level_label(item.level)),
+                )
+            )
+
+    try:
+        fields = validation.fields(
+            item.fields, filing.fields, today=today, allow_unchecked_uscc=filing.allow_unchecked_uscc
+        )
+        warnings.extend(fields.warnings)
+        field_values: dict[str, Any] = fields.value
+    except ValidationFailed as exc:
+        problems.extend(exc.problems)
+        field_values = {}
+
+    owed = list(dict.fromkeys(m.strip() for m in filing.missing if m.strip()))
+    problems.extend(_owable_problems(item, owed))
+    if problems:
+        raise ValidationFailed(problems)
+    assert office is not None
+    return _Prepared(
+        filing,
+        item,
+        region,
+        office,
+        ctx.id_hash(applicant["id_number"]),
+        applicant,
+        field_values,
+        owed,
+        warnings,
+    )
+
+
+def _check_chunk(ctx: FilingContext, rows: Sequence[tuple[int, Filing]]) -> list[tuple[int, Any]]:
+    from daiban import i18n
+
+    i18n.set_language(ctx.language)
+    out: list[tuple[int, Any]] = []
+    for line, filing in rows:
+        try:
+            out.append((line, check_filing(ctx, filing)))
+        except DaibanError as exc:
+            out.append(
+                (
+                    line,
+                    {"reason": exc.message, "problems": [q.as_dict() for q in getattr(exc, "problems", [])]},
+                )
+            )
+    return out
+
+
+def check_many(ctx: FilingContext, rows: Sequence[tuple[int, Filing]]) -> list[tuple[int, Any]]:
+    """Check every row: (line, _Prepared) or (line, {"reason", "problems"}); in
+    worker processes for a large ledger."""
+    import concurrent.futures
+    import os
+
+    from daiban.sync.sealing import PARALLEL_FROM
+
+    workers = min(4, os.cpu_count() or 1)
+    if len(rows) < PARALLEL_FROM or workers < 2:
+        return _check_chunk(ctx, rows)
+    size = max(250, len(rows) // (workers * 4))
+    chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+        return [r for chunk in pool.map(_check_chunk, [ctx] * len(chunks), chunks) for r in chunk]
 
 
 def filing_body(prepared: _Prepared) -> dict[str, Any]:
