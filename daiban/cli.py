@@ -312,6 +312,15 @@ def _open(args: argparse.Namespace) -> Any:
     return open_node(_home(args), actor=args.agent or os.environ.get("DAIBAN_AGENT"))
 
 
+def _with_node(args: argparse.Namespace, action: Callable[[Any], Any]) -> Any:
+    """Open the node, do one thing with it, close it."""
+    node = _open(args)
+    try:
+        return action(node)
+    finally:
+        node.close()
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
@@ -454,11 +463,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    node = _open(args)
-    try:
-        view = node.show(args.tracking)
-    finally:
-        node.close()
+    view = _with_node(args, lambda node: node.show(args.tracking))
     if args.json:
         _print_json(view)
     else:
@@ -482,45 +487,32 @@ def _after_change(args: argparse.Namespace, row: dict[str, Any], done: str) -> i
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    node = _open(args)
-    try:
-        row = node.review(
+    row = _with_node(
+        args,
+        lambda node: node.review(
             args.tracking,
             args.action,
             note=args.note,
             missing=args.missing,
             delivery=args.delivery,
             post_tracking=args.post_tracking,
-        )
-    finally:
-        node.close()
+        ),
+    )
     return _after_change(args, row, args.action)
 
 
 def cmd_supplement(args: argparse.Namespace) -> int:
-    node = _open(args)
-    try:
-        row = node.supplement(args.tracking, args.material, note=args.note)
-    finally:
-        node.close()
+    row = _with_node(args, lambda node: node.supplement(args.tracking, args.material, note=args.note))
     return _after_change(args, row, "supplement_received")
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
-    node = _open(args)
-    try:
-        row = node.withdraw(args.tracking, note=args.note)
-    finally:
-        node.close()
+    row = _with_node(args, lambda node: node.withdraw(args.tracking, note=args.note))
     return _after_change(args, row, "withdraw")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    node = _open(args)
-    try:
-        row = node.evaluate(args.tracking, args.score, comment=args.comment)
-    finally:
-        node.close()
+    row = _with_node(args, lambda node: node.evaluate(args.tracking, args.score, comment=args.comment))
     return _after_change(args, row, "evaluate")
 
 
@@ -543,11 +535,7 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_show(args: argparse.Namespace) -> int:
-    node = _open(args)
-    try:
-        item = node.item(args.code)
-    finally:
-        node.close()
+    item = _with_node(args, lambda node: node.item(args.code))
     if args.json:
         _print_json(item.detail())
     else:

@@ -167,15 +167,7 @@ class Node:
     def item(self, code: str) -> Item:
         self.items()
         assert self._items is not None
-        found = self._items.get(code.strip().upper())
-        if found is None:
-            raise NotFound(
-                _("Item {code} is not in the catalog; find it with `daiban catalog list WORD`.").format(
-                    code=code
-                ),
-                code="unknown_item",
-            )
-        return found
+        return find_item(self._items, code)
 
     def calendar(self) -> WorkCalendar:
         if self._calendar is None:
@@ -299,6 +291,20 @@ class Node:
             self.store.insert_personal(event.id, event.tracking, b64(sealed), target)
             if target != row["office"]:
                 return  # the envelope is made when the office's key arrives (reseal_pending)
+        self._send(event, dest, sealed, sealed_to, event.recorded_at, premade)
+
+    def _send(
+        self,
+        event: Event,
+        dest: str,
+        sealed: bytes | None,
+        sealed_to: str | None,
+        now: str,
+        premade: envelope.Envelope | None = None,
+    ) -> None:
+        """Sign an event of this node's as its envelope, keep it, and queue it."""
+        from daiban.sync import envelope
+
         env = premade or envelope.make(
             self.keys,
             id=event.id,
@@ -316,7 +322,7 @@ class Node:
         self.store.insert_envelope(
             env, dest=dest, received_at=event.recorded_at, received_from=self.code, effect="applied"
         )
-        self.route(env.id, dest, event.recorded_at)
+        self.route(env.id, dest, now)
 
     def _seal_target(self, office: str) -> tuple[str, bytes]:
         """Whom to seal to: the office, or this node until the office's key is known."""
@@ -378,24 +384,7 @@ class Node:
                 )
                 self.store.update_personal(event.id, b64(sealed), row["office"])
                 dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
-                env = envelope.make(
-                    self.keys,
-                    id=event.id,
-                    origin=self.code,
-                    seq=event.seq,
-                    kind=event.kind,
-                    to=dest,
-                    tracking=event.tracking,
-                    actor=event.actor,
-                    at=event.at,
-                    body=event.body,
-                    sealed=sealed,
-                    sealed_to=row["office"],
-                )
-                self.store.insert_envelope(
-                    env, dest=dest, received_at=event.recorded_at, received_from=self.code, effect="applied"
-                )
-                self.route(env.id, dest, stamp(self.clock()))
+                self._send(event, dest, sealed, row["office"], stamp(self.clock()))
                 made += 1
         return made
 
@@ -840,18 +829,22 @@ class FilingContext:
     language: str
 
     def item(self, code: str) -> Item:
-        found = self.items.get(code.strip().upper())
-        if found is None:
-            raise NotFound(
-                _("Item {code} is not in the catalog; find it with `daiban catalog list WORD`.").format(
-                    code=code
-                ),
-                code="unknown_item",
-            )
-        return found
+        return find_item(self.items, code)
 
     def id_hash(self, id_number: str) -> str:
         return keyed_hash(self.lookup_key, id_number)
+
+
+def find_item(items: Mapping[str, Item], code: str) -> Item:
+    found = items.get(code.strip().upper())
+    if found is None:
+        raise NotFound(
+            _("Item {code} is not in the catalog; find it with `daiban catalog list WORD`.").format(
+                code=code
+            ),
+            code="unknown_item",
+        )
+    return found
 
 
 def keyed_hash(key: bytes, id_number: str) -> str:
