@@ -43,13 +43,8 @@ def run(*args: str, home: Path) -> str:
 
 
 def serve(home: Path) -> tuple[subprocess.Popen[str], int]:
-    prefix = (
-        [sys.executable, "-m", "cProfile", "-o", os.environ["PROFILE_SERVER"], "-m", "daiban"]
-        if os.environ.get("PROFILE_SERVER") and "district" in str(home)
-        else [DAIBAN]
-    )
     proc = subprocess.Popen(
-        [*prefix, "--home", str(home), "serve", "--port", "0"],
+        [DAIBAN, "--home", str(home), "serve", "--port", "0"],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

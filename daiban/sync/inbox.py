@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from daiban.errors import TransitionRefused
+from daiban.errors import NotFound, TransitionRefused
 from daiban.node import lifecycle
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import AppState, Kind, Status
@@ -250,7 +250,7 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     try:
         item = node.item(item_code)
         item_name, time_limit = item.name, item.time_limit_days
-    except Exception:  # an item this node's catalog does not have yet
+    except NotFound:  # an item this node's catalog does not have yet
         item_name, time_limit = str(body.get("item_name", item_code)), None
     state = lifecycle.apply(None, Kind.FILED, body)
     row: dict[str, Any] = {
