@@ -549,11 +549,7 @@ def cmd_catalog_publish(args: argparse.Namespace) -> int:
     from daiban.node.catalog import read_document
     from daiban.sync import manifest
 
-    node = _open(args)
-    try:
-        version = manifest.publish(node, read_document(Path(args.file)))
-    finally:
-        node.close()
+    version = _with_node(args, lambda node: manifest.publish(node, read_document(Path(args.file))))
     if args.json:
         _print_json({"version": version})
     else:
@@ -628,11 +624,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             ).format(code=args.enroll_code),
             code="bad_code",
         )
-    node = _open(args)
-    try:
-        result = asyncio.run(enroll(node, args.url, code, args.root))
-    finally:
-        node.close()
+    result = _with_node(args, lambda node: asyncio.run(enroll(node, args.url, code, args.root)))
     if args.json:
         _print_json(result)
     else:
@@ -649,11 +641,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     from daiban.sync.client import sync_once
 
-    node = _open(args)
-    try:
-        report = asyncio.run(sync_once(node))
-    finally:
-        node.close()
+    report = _with_node(args, lambda node: asyncio.run(sync_once(node)))
     if args.json:
         _print_json(report.as_dict())
     else:
@@ -676,11 +664,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_bundle_export(args: argparse.Namespace) -> int:
     from daiban.sync.bundle import export
 
-    node = _open(args)
-    try:
-        result = export(node, Path(args.file), args.child)
-    finally:
-        node.close()
+    result = _with_node(args, lambda node: export(node, Path(args.file), args.child))
     if args.json:
         _print_json(result)
     else:
@@ -695,11 +679,7 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
 def cmd_bundle_import(args: argparse.Namespace) -> int:
     from daiban.sync.bundle import import_
 
-    node = _open(args)
-    try:
-        result = import_(node, Path(args.file))
-    finally:
-        node.close()
+    result = _with_node(args, lambda node: import_(node, Path(args.file)))
     if args.json:
         _print_json(result)
     else:
@@ -720,11 +700,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from daiban.node.divisions import check_code
     from daiban.sync.revocation import revoke
 
-    node = _open(args)
-    try:
-        serial = revoke(node, check_code(args.code))
-    finally:
-        node.close()
+    serial = _with_node(args, lambda node: revoke(node, check_code(args.code)))
     if args.json:
         _print_json({"code": args.code, "serial": serial})
     else:
