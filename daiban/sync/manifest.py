@@ -11,9 +11,8 @@ from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node import catalog
 from daiban.node.clock import stamp
+from daiban.sync import broadcast, identity
 from daiban.sync import certs as certs_mod
-from daiban.sync import identity, routing
-from daiban.sync.crypto import random_id
 from daiban.sync.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -40,32 +39,9 @@ def publish(node: Node, doc: dict[str, Any]) -> int:
             "revoked": sorted(node.store.revoked()),
             "offices": offices(node),
         }
-        event_id = random_id()
-        env = _make(node, event_id, body, now)
-        node.store.insert_envelope(
-            env, dest=routing.BROADCAST, received_at=now, received_from=node.code, effect="applied"
-        )
+        env = broadcast.send(node, "manifest", body, now)
         install(node, env, now)
-        for hop in routing.flood(node.code, None, None, node.children()):
-            node.store.enqueue(env.id, hop, "down", now)
     return version
-
-
-def _make(node: Node, event_id: str, body: dict[str, Any], now: str) -> Envelope:
-    from daiban.sync import envelope
-
-    return envelope.make(
-        node.keys,
-        id=event_id,
-        origin=node.code,
-        seq=node._take_seq(),
-        kind="manifest",
-        to=routing.BROADCAST,
-        tracking=None,
-        actor=node.actor,
-        at=now,
-        body=body,
-    )
 
 
 def install(node: Node, env: Envelope, now: str) -> None:

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.clock import stamp
+from daiban.sync import broadcast, identity
 from daiban.sync import certs as certs_mod
-from daiban.sync import envelope, identity, routing
-from daiban.sync.crypto import random_id
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -28,22 +27,6 @@ def revoke(node: Node, code: str) -> str:
         raise DaibanError(_("No certificate of {code} is known here.").format(code=code), code="not_found")
     with node.store.transaction():
         now = stamp(node.clock())
-        env = envelope.make(
-            node.keys,
-            id=random_id(),
-            origin=node.code,
-            seq=node._take_seq(),
-            kind="revocation",
-            to=routing.BROADCAST,
-            tracking=None,
-            actor=node.actor,
-            at=now,
-            body={"code": code, "serial": cert.serial},
-        )
-        node.store.insert_envelope(
-            env, dest=routing.BROADCAST, received_at=now, received_from=node.code, effect="applied"
-        )
+        broadcast.send(node, "revocation", {"code": code, "serial": cert.serial}, now)
         node.store.revoke(cert.serial, code, node.code, now)
-        for hop in routing.flood(node.code, None, node.parent(), node.children()):
-            node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
     return cert.serial
