@@ -88,6 +88,13 @@ def _limit(text: str) -> int:
     return value
 
 
+def _sub(group: Any, name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Parser:
+    """A sub-subcommand (catalog list, bundle export, …) with its help and handler."""
+    parser: Parser = group.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> Parser:
     p = Parser(
         prog="daiban",
@@ -109,9 +116,7 @@ def build_parser() -> Parser:
     sub.required = True
 
     def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Parser:
-        cp = sub.add_parser(name, help=help_text, description=help_text)
-        cp.set_defaults(func=func)
-        return cp
+        return _sub(sub, name, help_text, func)
 
     c = command("init", _("make a node home: database, keys, settings and the demo catalog"), cmd_init)
     c.add_argument("--role", required=True, choices=ROLES, help=_("city, district, town or village"))
@@ -218,31 +223,18 @@ def build_parser() -> Parser:
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("catalog", _("read the service catalog"), cmd_catalog_list)
-    csub = c.add_subparsers(dest="catalog_command", metavar="list|show", parser_class=Parser)
+    csub = c.add_subparsers(dest="catalog_command", metavar="list|show|publish", parser_class=Parser)
     csub.required = True
-    cl = csub.add_parser(
-        "list",
-        help=_("find items by code, Chinese name or pinyin initials"),
-        description=_("find items by code, Chinese name or pinyin initials"),
-    )
-    cl.set_defaults(func=cmd_catalog_list)
+    cl = _sub(csub, "list", _("find items by code, Chinese name or pinyin initials"), cmd_catalog_list)
     cl.add_argument("query", nargs="?", default="", metavar="WORD", help=_("e.g. 养老 or cxjmyl"))
     cl.add_argument("--level", choices=("town", "district", "city"))
     cl.add_argument("--json", action="store_true", help=_("print JSON"))
-    cs = csub.add_parser(
-        "show",
-        help=_("one item: materials, fields, time limit"),
-        description=_("one item: materials, fields, time limit"),
-    )
-    cs.set_defaults(func=cmd_catalog_show)
+    cs = _sub(csub, "show", _("one item: materials, fields, time limit"), cmd_catalog_show)
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--json", action="store_true", help=_("print JSON"))
-    cp = csub.add_parser(
-        "publish",
-        help=_("sign and publish a new catalog version to every node (city)"),
-        description=_("sign and publish a new catalog version to every node (city)"),
+    cp = _sub(
+        csub, "publish", _("sign and publish a new catalog version to every node (city)"), cmd_catalog_publish
     )
-    cp.set_defaults(func=cmd_catalog_publish)
     cp.add_argument("file", metavar="FILE", help=_("catalog JSON file"))
     cp.add_argument("--json", action="store_true", help=_("print JSON"))
 
@@ -271,23 +263,18 @@ def build_parser() -> Parser:
     c = command("bundle", _("sync on a USB stick: export or import a bundle"), cmd_bundle_export)
     bsub = c.add_subparsers(dest="bundle_command", metavar="export|import", parser_class=Parser)
     bsub.required = True
-    be = bsub.add_parser(
+    be = _sub(
+        bsub,
         "export",
-        help=_("write what goes to the parent (or, with --for, to a child) to FILE"),
-        description=_("write what goes to the parent (or, with --for, to a child) to FILE"),
+        _("write what goes to the parent (or, with --for, to a child) to FILE"),
+        cmd_bundle_export,
     )
-    be.set_defaults(func=cmd_bundle_export)
     be.add_argument("file", metavar="FILE")
     be.add_argument(
         "--for", dest="child", metavar="CHILD", help=_("a child's code: export what waits for it")
     )
     be.add_argument("--json", action="store_true", help=_("print JSON"))
-    bi = bsub.add_parser(
-        "import",
-        help=_("take in a bundle from the parent or a child"),
-        description=_("take in a bundle from the parent or a child"),
-    )
-    bi.set_defaults(func=cmd_bundle_import)
+    bi = _sub(bsub, "import", _("take in a bundle from the parent or a child"), cmd_bundle_import)
     bi.add_argument("file", metavar="FILE")
     bi.add_argument("--json", action="store_true", help=_("print JSON"))
 

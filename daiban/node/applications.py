@@ -263,7 +263,6 @@ class Node:
         is), and the signed envelope queued for its next hop."""
         # Imported here, not at the top: reading commands (list, show) never
         # need the cryptography library, and start faster without it.
-        from daiban.sync import envelope
         from daiban.sync.crypto import b64
 
         self.store.insert_event(event)
@@ -279,14 +278,7 @@ class Node:
                     raise RuntimeError("a premade envelope does not match its event")
             else:
                 target, enc = self._seal_target(row["office"])
-                sealed = envelope.seal_personal(
-                    self.keys,
-                    id=event.id,
-                    kind=event.kind,
-                    tracking=event.tracking,
-                    personal=personal,
-                    enc_public=enc,
-                )
+                sealed = self._seal(event, personal, enc)
             sealed_to = target
             self.store.insert_personal(event.id, event.tracking, b64(sealed), target)
             if target != row["office"]:
@@ -323,6 +315,19 @@ class Node:
             env, dest=dest, received_at=event.recorded_at, received_from=self.code, effect="applied"
         )
         self.route(env.id, dest, now)
+
+    def _seal(self, event: Event, personal: Mapping[str, Any], enc_public: bytes) -> bytes:
+        """Seal an event's personal part to an X25519 key, the origin's signature inside."""
+        from daiban.sync import envelope
+
+        return envelope.seal_personal(
+            self.keys,
+            id=event.id,
+            kind=event.kind,
+            tracking=event.tracking,
+            personal=personal,
+            enc_public=enc_public,
+        )
 
     def _seal_target(self, office: str) -> tuple[str, bytes]:
         """Whom to seal to: the office, or this node until the office's key is known."""
@@ -374,14 +379,7 @@ class Node:
                     self.keys,
                     self.keys.sign_public,
                 )
-                sealed = envelope.seal_personal(
-                    self.keys,
-                    id=event.id,
-                    kind=event.kind,
-                    tracking=event.tracking,
-                    personal=personal,
-                    enc_public=enc,
-                )
+                sealed = self._seal(event, personal, enc)
                 self.store.update_personal(event.id, b64(sealed), row["office"])
                 dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
                 self._send(event, dest, sealed, row["office"], stamp(self.clock()))
