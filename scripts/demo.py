@@ -42,8 +42,12 @@ def main() -> int:
         shown = " ".join(shlex.quote(a) for a in argv)
         if show:
             print(f"\n$ daiban --home {node} --agent {agent} {shown}", flush=True)
-        proc = subprocess.run([DAIBAN, "--home", str(homes[node]), "--agent", agent, *argv],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [DAIBAN, "--home", str(homes[node]), "--agent", agent, *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if show:
             sys.stdout.write(proc.stdout)
             sys.stderr.write(proc.stderr)
@@ -54,9 +58,13 @@ def main() -> int:
         return proc.stdout
 
     def serve(node: str) -> str:
-        proc = subprocess.Popen([DAIBAN, "--home", str(homes[node]), "serve", "--port", "0"],
-                                env={**env, "DAIBAN_LANG": "en"}, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [DAIBAN, "--home", str(homes[node]), "serve", "--port", "0"],
+            env={**env, "DAIBAN_LANG": "en"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         servers.append(proc)
         assert proc.stdout is not None
         match = re.search(r"http://\S+?(?=\s|$)", proc.stdout.readline())
@@ -65,19 +73,50 @@ def main() -> int:
         return match.group(0)
 
     def enroll(parent: str, child: str, code: str, name: str, url: str) -> None:
-        issued = json.loads(run(parent, "管理员", "enroll-code", "--code", code, "--name", name, "--json",
-                                show=False))
+        issued = json.loads(
+            run(parent, "管理员", "enroll-code", "--code", code, "--name", name, "--json", show=False)
+        )
         run(child, "管理员", "enroll", url, issued["code"])
 
     try:
         print("== 搭建网络 / setting up: 市 3703, 区 370303, 镇 370303101, 村 370303101201 ==")
         run("city", "管理员", "init", "--role", "city", "--code", "3703", "--name", "淄博市")
-        run("district", "管理员", "init", "--role", "district", "--code", "370303", "--name", "张店区",
-            show=False)
-        run("town", "管理员", "init", "--role", "town", "--code", "370303101", "--name", "南定镇便民服务中心",
-            show=False)
-        run("village", "张代办", "init", "--role", "village", "--code", "370303101201",
-            "--name", "南定镇大张村代办点", show=False)
+        run(
+            "district",
+            "管理员",
+            "init",
+            "--role",
+            "district",
+            "--code",
+            "370303",
+            "--name",
+            "张店区",
+            show=False,
+        )
+        run(
+            "town",
+            "管理员",
+            "init",
+            "--role",
+            "town",
+            "--code",
+            "370303101",
+            "--name",
+            "南定镇便民服务中心",
+            show=False,
+        )
+        run(
+            "village",
+            "张代办",
+            "init",
+            "--role",
+            "village",
+            "--code",
+            "370303101201",
+            "--name",
+            "南定镇大张村代办点",
+            show=False,
+        )
         city_url, district_url, town_url = serve("city"), serve("district"), serve("town")
         enroll("city", "district", "370303", "张店区", city_url)
         enroll("district", "town", "370303101", "南定镇便民服务中心", district_url)
@@ -85,21 +124,57 @@ def main() -> int:
 
         print("\n== 村代办点 / village agency point ==")
         run("village", "张代办", "catalog", "list", "yl")
-        pension = run("village", "张代办", "apply", "--item", "SB001", "--name", "王秀兰",
-                      "--id-number", "370303195603120020", "--phone", "13805331234",
-                      "--field", "contribution_grade=500").splitlines()[0]
-        allowance = run("village", "张代办", "apply", "--item", "MZ001", "--name", "李建国",
-                        "--id-number", "370303196208150048", "--phone", "0533-2281234",
-                        "--field", "family_size=3", "--field", "monthly_income=420",
-                        "--missing", "承诺书").splitlines()[0]
+        pension = run(
+            "village",
+            "张代办",
+            "apply",
+            "--item",
+            "SB001",
+            "--name",
+            "王秀兰",
+            "--id-number",
+            "370303195603120020",
+            "--phone",
+            "13805331234",
+            "--field",
+            "contribution_grade=500",
+        ).splitlines()[0]
+        allowance = run(
+            "village",
+            "张代办",
+            "apply",
+            "--item",
+            "MZ001",
+            "--name",
+            "李建国",
+            "--id-number",
+            "370303196208150048",
+            "--phone",
+            "0533-2281234",
+            "--field",
+            "family_size=3",
+            "--field",
+            "monthly_income=420",
+            "--missing",
+            "承诺书",
+        ).splitlines()[0]
         run("village", "张代办", "sync")
         run("town", "刘窗口", "sync")
 
         print("\n== 办理机构 / the offices decide ==")
         run("town", "刘窗口", "list")
         run("town", "刘窗口", "review", allowance, "accept", "--missing", "承诺书")
-        run("district", "陈窗口", "review", pension, "supplement",
-            "--missing", "户口簿首页及本人页复印件", "--missing", "本人近期免冠照片")
+        run(
+            "district",
+            "陈窗口",
+            "review",
+            pension,
+            "supplement",
+            "--missing",
+            "户口簿首页及本人页复印件",
+            "--missing",
+            "本人近期免冠照片",
+        )
         run("town", "刘窗口", "sync", show=False)
 
         print("\n== 回到村代办点 / back at the village ==")

@@ -48,9 +48,7 @@ def env_for(home: Path) -> dict[str, str]:
 
 def daiban(home: Path, *args: str, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run the real console script on ``home`` and wait (bounded) for it."""
-    return subprocess.run(
-        [DAIBAN, *args], capture_output=True, text=True, env=env_for(home), timeout=timeout
-    )
+    return subprocess.run([DAIBAN, *args], capture_output=True, text=True, env=env_for(home), timeout=timeout)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> str:

@@ -48,11 +48,16 @@ def resident_id(serial: int, birth: str = "19800101", region: str = "370303") ->
 
 def damm_ok(number: str) -> bool:
     table = [
-        [0, 3, 1, 7, 5, 9, 8, 6, 4, 2], [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
-        [4, 2, 0, 6, 8, 7, 1, 3, 5, 9], [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
-        [6, 1, 2, 3, 0, 4, 5, 9, 7, 8], [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
-        [5, 8, 6, 9, 7, 2, 0, 1, 3, 4], [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
-        [9, 4, 3, 8, 6, 1, 7, 2, 0, 5], [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
+        [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
+        [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
+        [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
+        [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
+        [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
+        [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
+        [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
+        [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
+        [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
+        [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
     ]
     interim = 0
     for digit in number:
@@ -84,10 +89,21 @@ def refused(result: Result) -> str:
     return text
 
 
-def apply_args(item: str, serial: int, *fields: str, name: str = "王秀兰",
-               phone: str = "13805331234") -> list[str]:
-    return ["apply", "--item", item, "--name", name, "--id-number", resident_id(serial),
-            "--phone", phone, *fields]
+def apply_args(
+    item: str, serial: int, *fields: str, name: str = "王秀兰", phone: str = "13805331234"
+) -> list[str]:
+    return [
+        "apply",
+        "--item",
+        item,
+        "--name",
+        name,
+        "--id-number",
+        resident_id(serial),
+        "--phone",
+        phone,
+        *fields,
+    ]
 
 
 def file_one(cli: Run, home: Path, item: str, serial: int, *fields: str, **env: str) -> str:
@@ -142,8 +158,9 @@ def town(templates: dict[str, Path], tmp_path: Path) -> Path:
 # -- init ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role,code", [("village", VILLAGE), ("town", TOWN),
-                                       ("district", DISTRICT), ("city", CITY)])
+@pytest.mark.parametrize(
+    "role,code", [("village", VILLAGE), ("town", TOWN), ("district", DISTRICT), ("city", CITY)]
+)
 def test_init_makes_a_node_for_each_role(cli: Run, tmp_path: Path, role: str, code: str) -> None:
     home = tmp_path / role
     result = cli("init", "--role", role, "--code", code, "--name", "测试节点", "--json", home=home)
@@ -162,10 +179,12 @@ def test_init_makes_a_node_for_each_role(cli: Run, tmp_path: Path, role: str, co
     assert stored_items == info["items"]
 
 
-@pytest.mark.parametrize("role,code", [("town", "370303"), ("village", "370303101"),
-                                       ("district", "37030310")])
-def test_init_with_a_code_of_the_wrong_length_is_refused(cli: Run, tmp_path: Path, role: str,
-                                                         code: str) -> None:
+@pytest.mark.parametrize(
+    "role,code", [("town", "370303"), ("village", "370303101"), ("district", "37030310")]
+)
+def test_init_with_a_code_of_the_wrong_length_is_refused(
+    cli: Run, tmp_path: Path, role: str, code: str
+) -> None:
     home = tmp_path / "bad"
     line = refused(cli("init", "--role", role, "--code", code, "--name", "测试", home=home))
     assert code in line
@@ -266,8 +285,7 @@ def test_list_status_and_limit(cli: Run, village: Path) -> None:
         assert LIST_KEYS <= set(row)
         assert row["status"] == "submitted"
         assert row["due"] is None
-    assert {r["tracking"]: r["office"] for r in rows} == {first: DISTRICT, second: TOWN,
-                                                         third: DISTRICT}
+    assert {r["tracking"]: r["office"] for r in rows} == {first: DISTRICT, second: TOWN, third: DISTRICT}
 
     assert cli("withdraw", second, home=village).returncode == 0
     withdrawn = cli("list", "--status", "withdrawn", "--json", home=village).json()
@@ -329,8 +347,17 @@ def test_town_flow_with_owed_material(cli: Run, town: Path) -> None:
     assert supplied.json()["owed"] == []
     assert supplied.json()["status"] == "accepted"
 
-    done = cli("review", tracking, "complete", "--delivery", "post",
-               "--post-tracking", "SF1234567890", "--json", home=town)
+    done = cli(
+        "review",
+        tracking,
+        "complete",
+        "--delivery",
+        "post",
+        "--post-tracking",
+        "SF1234567890",
+        "--json",
+        home=town,
+    )
     assert done.returncode == 0, done.stderr
     assert done.json()["status"] == "completed"
     assert done.json()["delivery"] == {"method": "post", "post_tracking": "SF1234567890"}
@@ -345,7 +372,13 @@ def test_town_flow_with_owed_material(cli: Run, town: Path) -> None:
 
     shown = view(cli, town, tracking)
     assert [h["kind"] for h in shown["history"]] == [
-        "filed", "received", "accepted", "supplemented", "completed", "evaluated"]
+        "filed",
+        "received",
+        "accepted",
+        "supplemented",
+        "completed",
+        "evaluated",
+    ]
     assert shown["evaluation"] == 5
     assert shown["completed_at"]
     # The office may read the personal data it handles.
@@ -362,13 +395,21 @@ def test_postal_delivery_needs_a_tracking_number(cli: Run, town: Path) -> None:
 
 def test_supplement_request_lists_everything_at_once(cli: Run, town: Path) -> None:
     tracking = file_one(cli, town, "MZ001", 12, *MZ001_FIELDS)
-    asked = cli("review", tracking, "supplement", "--missing", "户口簿",
-                "--missing", "家庭经济状况核对授权书", "--json", home=town)
+    asked = cli(
+        "review",
+        tracking,
+        "supplement",
+        "--missing",
+        "户口簿",
+        "--missing",
+        "家庭经济状况核对授权书",
+        "--json",
+        home=town,
+    )
     assert asked.returncode == 0, asked.stderr
     assert asked.json()["status"] == "needs_supplement"
     assert asked.json()["missing"] == ["户口簿", "家庭经济状况核对授权书"]
-    request = [h for h in view(cli, town, tracking)["history"]
-               if h["kind"] == "supplement_requested"]
+    request = [h for h in view(cli, town, tracking)["history"] if h["kind"] == "supplement_requested"]
     assert len(request) == 1  # one notice with everything (一次性告知)
     assert request[0]["body"]["missing"] == ["户口簿", "家庭经济状况核对授权书"]
 
@@ -467,8 +508,10 @@ def test_review_at_a_node_that_is_not_the_office_is_refused(cli: Run, village: P
 
 
 @pytest.fixture(scope="module")
-def stocked_village(templates: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
-                    ) -> Iterator[tuple[Path, str]]:
+def stocked_village(
+    templates: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, str]]:
     """A village with applications in it, shared by the refusal tests (each
     checks that the store is the same after its refusal)."""
     home = Path(shutil.copytree(templates["village"], tmp_path_factory.mktemp("stocked") / "v"))
@@ -483,36 +526,89 @@ BAD_ID = ZIBO_ID[:-1] + "3"
 # field in English, a pattern naming it in Chinese)
 REFUSALS: dict[str, tuple[list[str], int, str, str, str]] = {
     "bad id number": (
-        ["apply", "--item", "SB001", "--name", "王秀兰", "--id-number", BAD_ID,
-         "--phone", "13805331234", *SB001_FIELDS],
-        1, "check character does not match", "ID number", "身份"),
+        [
+            "apply",
+            "--item",
+            "SB001",
+            "--name",
+            "王秀兰",
+            "--id-number",
+            BAD_ID,
+            "--phone",
+            "13805331234",
+            *SB001_FIELDS,
+        ],
+        1,
+        "check character does not match",
+        "ID number",
+        "身份",
+    ),
     "unknown item": (
-        ["apply", "--item", "XX999", "--name", "王秀兰", "--id-number", ZIBO_ID,
-         "--phone", "13805331234"],
-        1, "is not in the catalog", "XX999", "XX999"),
+        ["apply", "--item", "XX999", "--name", "王秀兰", "--id-number", ZIBO_ID, "--phone", "13805331234"],
+        1,
+        "is not in the catalog",
+        "XX999",
+        "XX999",
+    ),
     "missing required field": (
-        ["apply", "--item", "SB001", "--name", "王秀兰", "--id-number", resident_id(40),
-         "--phone", "13805331234"],
-        1, "is required", "contribution_grade", "缴费档次"),
+        [
+            "apply",
+            "--item",
+            "SB001",
+            "--name",
+            "王秀兰",
+            "--id-number",
+            resident_id(40),
+            "--phone",
+            "13805331234",
+        ],
+        1,
+        "is required",
+        "contribution_grade",
+        "缴费档次",
+    ),
     "bad phone": (
-        ["apply", "--item", "SB001", "--name", "王秀兰", "--id-number", resident_id(41),
-         "--phone", "12345", *SB001_FIELDS],
-        1, "must be an 11-digit mobile number", "phone", "电话|手机"),
+        [
+            "apply",
+            "--item",
+            "SB001",
+            "--name",
+            "王秀兰",
+            "--id-number",
+            resident_id(41),
+            "--phone",
+            "12345",
+            *SB001_FIELDS,
+        ],
+        1,
+        "must be an 11-digit mobile number",
+        "phone",
+        "电话|手机",
+    ),
     "bad tracking number": (
-        ["show", "37030310120100000010"], 1, "fails its check digit", "Tracking number",
-        "37030310120100000010"),
+        ["show", "37030310120100000010"],
+        1,
+        "fails its check digit",
+        "Tracking number",
+        "37030310120100000010",
+    ),
     "bad score": (["evaluate", "{tracking}", "9"], 2, "a score is 1 to 5", "SCORE", "SCORE"),
     "unknown command": (["frobnicate"], 2, "invalid choice", "frobnicate", "frobnicate"),
     "missing --item": (
         ["apply", "--name", "王秀兰", "--id-number", resident_id(42), "--phone", "13805331234"],
-        2, "the following arguments are required", "--item", "--item"),
+        2,
+        "the following arguments are required",
+        "--item",
+        "--item",
+    ),
 }
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_refusal_exits_with_a_reason_and_changes_nothing(
-        cli: Run, stocked_village: tuple[Path, str], case: str, lang: str) -> None:
+    cli: Run, stocked_village: tuple[Path, str], case: str, lang: str
+) -> None:
     home, tracking = stocked_village
     argv, code, english, en_field, zh_field = REFUSALS[case]
     argv = [a.replace("{tracking}", tracking) for a in argv]
@@ -538,7 +634,8 @@ def test_refusal_exits_with_a_reason_and_changes_nothing(
 
 
 def test_language_defaults_to_chinese_and_follows_daiban_lang(
-        cli: Run, stocked_village: tuple[Path, str]) -> None:
+    cli: Run, stocked_village: tuple[Path, str]
+) -> None:
     home, _tracking = stocked_village
     argv = ["show", "37030310120100000010"]
     english = refused(cli(*argv, home=home, lang="en"))
@@ -563,12 +660,10 @@ def test_a_duplicate_in_progress_is_refused(cli: Run, village: Path) -> None:
 
 def test_owing_a_material_that_cannot_be_owed_is_refused(cli: Run, village: Path) -> None:
     before = dump(village)
-    line = refused(cli(*apply_args("MZ001", 51, *MZ001_FIELDS), "--missing", "户口簿",
-                       home=village))
+    line = refused(cli(*apply_args("MZ001", 51, *MZ001_FIELDS), "--missing", "户口簿", home=village))
     assert "户口簿" in line
     assert dump(village) == before
-    filed = cli(*apply_args("MZ001", 51, *MZ001_FIELDS), "--missing", "承诺书", "--json",
-                home=village)
+    filed = cli(*apply_args("MZ001", 51, *MZ001_FIELDS), "--missing", "承诺书", "--json", home=village)
     assert filed.returncode == 0, filed.stderr
     assert filed.json()["owed"] == ["承诺书"]
 
@@ -592,8 +687,19 @@ def _commands() -> list[tuple[str, ...]]:
 
 def test_help_covers_every_command() -> None:
     commands = _commands()
-    for expected in ("init", "apply", "list", "show", "review", "supplement", "withdraw",
-                     "evaluate", "catalog", ("catalog", "list"), ("catalog", "show")):
+    for expected in (
+        "init",
+        "apply",
+        "list",
+        "show",
+        "review",
+        "supplement",
+        "withdraw",
+        "evaluate",
+        "catalog",
+        ("catalog", "list"),
+        ("catalog", "show"),
+    ):
         assert (expected if isinstance(expected, tuple) else (expected,)) in commands
 
 
@@ -614,8 +720,7 @@ def test_help_exits_0_with_text(cli: Run, tmp_path: Path, command: tuple[str, ..
 
 
 @pytest.mark.parametrize("argv", [["list"], ["catalog", "list"], ["apply", "--from", "x.csv"]])
-def test_a_home_that_does_not_exist_gives_a_hint(cli: Run, tmp_path: Path,
-                                                 argv: list[str]) -> None:
+def test_a_home_that_does_not_exist_gives_a_hint(cli: Run, tmp_path: Path, argv: list[str]) -> None:
     home = tmp_path / "nowhere"
     line = refused(cli(*argv, home=home))
     assert "init" in line

@@ -20,8 +20,7 @@ CALENDAR_2027 = {"2027": {"holidays": ["2027-01-01", "2027-02-03"], "workdays": 
 
 
 def _mz001() -> object:
-    return filing(item="MZ001", id_number=ZIBO_ID,
-                  fields={"family_size": "3", "monthly_income": "420"})
+    return filing(item="MZ001", id_number=ZIBO_ID, fields={"family_size": "3", "monthly_income": "420"})
 
 
 def _catalog_with_calendar(tmp_path: Path) -> Path:
@@ -57,8 +56,9 @@ def test_unknown_due_is_filled_in_when_the_city_publishes_the_year(
 def test_init_with_a_catalog_that_brings_a_calendar(
     make_node: MakeNode, clock: FrozenClock, tmp_path: Path
 ) -> None:
-    town = make_node(role="town", code=TOWN, name="南定镇便民服务中心",
-                     catalog=_catalog_with_calendar(tmp_path))
+    town = make_node(
+        role="town", code=TOWN, name="南定镇便民服务中心", catalog=_catalog_with_calendar(tmp_path)
+    )
     assert town.catalog_info()["version"] == 2
     tracking = town.file(_mz001()).tracking
     clock.set("2026-12-24T09:00:00")
@@ -68,8 +68,11 @@ def test_init_with_a_catalog_that_brings_a_calendar(
 def test_deadline_counts_on_the_office_clock_from_acceptance(make_node: MakeNode, clock: FrozenClock) -> None:
     town = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
     clock.set("2026-09-20T09:00:00")  # filed on a Sunday that is an adjusted workday
-    tracking = town.file(filing(item="MZ003", id_number=ZIBO_ID,
-                                fields={"assistance_kind": "急难型", "hardship_reason": "火灾"})).tracking
+    tracking = town.file(
+        filing(
+            item="MZ003", id_number=ZIBO_ID, fields={"assistance_kind": "急难型", "hardship_reason": "火灾"}
+        )
+    ).tracking
     clock.set("2026-09-30T16:00:00")  # accepted Wednesday before National Day
     row = town.review(tracking, "accept")
     # MZ003: 5 working days. Oct 1-7 off; Oct 8 (1), Oct 9 (2), Sat Oct 10 worked (3),

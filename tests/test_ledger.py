@@ -22,8 +22,15 @@ from tests.conftest import DAIBAN, Result
 VILLAGE = "370303101201"
 Run = Callable[..., Result]
 
-HEADER = ["姓名", "身份证号", "联系电话", "事项编码",
-          "缴费档次（元/年）", "共同生活家庭成员人数", "家庭月人均收入（元）"]
+HEADER = [
+    "姓名",
+    "身份证号",
+    "联系电话",
+    "事项编码",
+    "缴费档次（元/年）",
+    "共同生活家庭成员人数",
+    "家庭月人均收入（元）",
+]
 
 
 def resident_id(serial: int, birth: str = "19800101", region: str = "370303") -> str:
@@ -47,8 +54,9 @@ def good_rows() -> list[list[object]]:
     ]
 
 
-def csv_bytes(rows: Sequence[Sequence[object]], header: Sequence[str] = HEADER,
-              encoding: str = "utf-8") -> bytes:
+def csv_bytes(
+    rows: Sequence[Sequence[object]], header: Sequence[str] = HEADER, encoding: str = "utf-8"
+) -> bytes:
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
@@ -89,8 +97,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("ledger-template") / "village"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}
     env.update({"DAIBAN_HOME": str(home), "DAIBAN_LANG": "en"})
-    proc = subprocess.run([DAIBAN, "init", "--role", "village", "--code", VILLAGE,
-                           "--name", "大张村代办点"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [DAIBAN, "init", "--role", "village", "--code", VILLAGE, "--name", "大张村代办点"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     return home
 
@@ -104,7 +116,8 @@ def assert_filed_good_rows(cli: Run, home: Path) -> None:
     rows = listed(cli, home)
     assert len(rows) == 3
     assert sorted((r["item"], r["applicant"]["name"]) for r in rows) == sorted(
-        [("SB001", "王*兰"), ("MZ001", "张*"), ("SB001", "欧**娜")])
+        [("SB001", "王*兰"), ("MZ001", "张*"), ("SB001", "欧**娜")]
+    )
     assert {r["item"]: r["office"] for r in rows} == {"SB001": "370303", "MZ001": "370303101"}
     assert all(r["status"] == "submitted" for r in rows)
 
@@ -139,8 +152,7 @@ def test_xlsx_ledger_is_filed(cli: Run, village: Path, tmp_path: Path) -> None:
 
 
 def test_english_headers_and_field_keys(cli: Run, village: Path, tmp_path: Path) -> None:
-    header = ["item", "name", "id_number", "phone", "contribution_grade", "family_size",
-              "monthly_income"]
+    header = ["item", "name", "id_number", "phone", "contribution_grade", "family_size", "monthly_income"]
     rows = [[r[3], r[0], r[1], r[2], *r[4:]] for r in good_rows()]
     path = tmp_path / "ledger.csv"
     path.write_bytes(csv_bytes(rows, header=header))
@@ -182,8 +194,8 @@ def test_a_malformed_row_refuses_the_whole_ledger(cli: Run, village: Path, tmp_p
 
 def test_every_refused_row_is_reported_at_once(cli: Run, village: Path, tmp_path: Path) -> None:
     rows = good_rows()
-    rows[0][2] = "12345"           # row 2: phone
-    rows[1][5] = ""                 # row 3: required field family_size
+    rows[0][2] = "12345"  # row 2: phone
+    rows[1][5] = ""  # row 3: required field family_size
     path = write_xlsx(tmp_path / "台账.xlsx", rows)
     before = dump(village)
     result = cli("apply", "--from", str(path), home=village)
@@ -215,8 +227,7 @@ def test_the_same_ledger_twice_files_nothing_again(cli: Run, village: Path, tmp_
     assert len(listed(cli, village)) == 3
 
 
-def test_two_rows_for_the_same_resident_and_item_are_refused(cli: Run, village: Path,
-                                                             tmp_path: Path) -> None:
+def test_two_rows_for_the_same_resident_and_item_are_refused(cli: Run, village: Path, tmp_path: Path) -> None:
     rows = good_rows()
     rows.append(["王秀兰", resident_id(1), "13805331234", "SB001", 800, "", ""])  # line 5
     path = tmp_path / "台账.csv"
@@ -231,9 +242,22 @@ def test_two_rows_for_the_same_resident_and_item_are_refused(cli: Run, village: 
 
 
 def test_a_row_already_in_progress_is_refused(cli: Run, village: Path, tmp_path: Path) -> None:
-    single = cli("apply", "--item", "MZ001", "--name", "张伟", "--id-number", resident_id(2),
-                 "--phone", "13905332345", "--field", "family_size=3",
-                 "--field", "monthly_income=420", home=village)
+    single = cli(
+        "apply",
+        "--item",
+        "MZ001",
+        "--name",
+        "张伟",
+        "--id-number",
+        resident_id(2),
+        "--phone",
+        "13905332345",
+        "--field",
+        "family_size=3",
+        "--field",
+        "monthly_income=420",
+        home=village,
+    )
     assert single.returncode == 0, single.stderr
     tracking = single.stdout.splitlines()[0]
     path = tmp_path / "台账.csv"
@@ -248,14 +272,19 @@ def test_a_row_already_in_progress_is_refused(cli: Run, village: Path, tmp_path:
     assert len(listed(cli, village)) == 1
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"", "empty"),
-    (csv_bytes([]), "no rows"),
-    ("姓名,身份证号,事项编码\r\n王秀兰,{id},SB001\r\n".encode(), "phone"),
-    ("name,phone\r\n王秀兰,13805331234\r\n".encode(), "id_number"),
-], ids=["empty file", "header only", "no phone column", "no item and id columns"])
-def test_an_empty_ledger_or_missing_columns_is_refused(cli: Run, village: Path, tmp_path: Path,
-                                                       content: bytes, expected: str) -> None:
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"", "empty"),
+        (csv_bytes([]), "no rows"),
+        ("姓名,身份证号,事项编码\r\n王秀兰,{id},SB001\r\n".encode(), "phone"),
+        ("name,phone\r\n王秀兰,13805331234\r\n".encode(), "id_number"),
+    ],
+    ids=["empty file", "header only", "no phone column", "no item and id columns"],
+)
+def test_an_empty_ledger_or_missing_columns_is_refused(
+    cli: Run, village: Path, tmp_path: Path, content: bytes, expected: str
+) -> None:
     path = tmp_path / "台账.csv"
     path.write_bytes(content.replace(b"{id}", resident_id(1).encode()))
     before = dump(village)

@@ -24,58 +24,116 @@ from daiban.node.lifecycle import AppState, Status, apply, derive
 
 REFUSED = "-"
 KINDS = (
-    "filed", "received", "accepted", "supplement_requested", "supplemented",
-    "rejected", "completed", "withdrawn", "evaluated",
+    "filed",
+    "received",
+    "accepted",
+    "supplement_requested",
+    "supplemented",
+    "rejected",
+    "completed",
+    "withdrawn",
+    "evaluated",
 )
 EXPECTED: dict[str | None, dict[str, str]] = {
     None: {
-        "filed": "submitted", "received": REFUSED, "accepted": REFUSED,
-        "supplement_requested": REFUSED, "supplemented": REFUSED, "rejected": REFUSED,
-        "completed": REFUSED, "withdrawn": REFUSED, "evaluated": REFUSED,
+        "filed": "submitted",
+        "received": REFUSED,
+        "accepted": REFUSED,
+        "supplement_requested": REFUSED,
+        "supplemented": REFUSED,
+        "rejected": REFUSED,
+        "completed": REFUSED,
+        "withdrawn": REFUSED,
+        "evaluated": REFUSED,
     },
     "submitted": {
-        "filed": REFUSED, "received": "received", "accepted": REFUSED,
-        "supplement_requested": REFUSED, "supplemented": "submitted", "rejected": REFUSED,
-        "completed": REFUSED, "withdrawn": "withdrawn", "evaluated": REFUSED,
+        "filed": REFUSED,
+        "received": "received",
+        "accepted": REFUSED,
+        "supplement_requested": REFUSED,
+        "supplemented": "submitted",
+        "rejected": REFUSED,
+        "completed": REFUSED,
+        "withdrawn": "withdrawn",
+        "evaluated": REFUSED,
     },
     "received": {
-        "filed": REFUSED, "received": REFUSED, "accepted": "accepted",
-        "supplement_requested": "needs_supplement", "supplemented": "received",
-        "rejected": "rejected", "completed": REFUSED, "withdrawn": "withdrawn",
+        "filed": REFUSED,
+        "received": REFUSED,
+        "accepted": "accepted",
+        "supplement_requested": "needs_supplement",
+        "supplemented": "received",
+        "rejected": "rejected",
+        "completed": REFUSED,
+        "withdrawn": "withdrawn",
         "evaluated": REFUSED,
     },
     "needs_supplement": {
-        "filed": REFUSED, "received": REFUSED, "accepted": REFUSED,
-        "supplement_requested": REFUSED, "supplemented": "received", "rejected": "rejected",
-        "completed": REFUSED, "withdrawn": "withdrawn", "evaluated": REFUSED,
+        "filed": REFUSED,
+        "received": REFUSED,
+        "accepted": REFUSED,
+        "supplement_requested": REFUSED,
+        "supplemented": "received",
+        "rejected": "rejected",
+        "completed": REFUSED,
+        "withdrawn": "withdrawn",
+        "evaluated": REFUSED,
     },
     "accepted": {
-        "filed": REFUSED, "received": REFUSED, "accepted": REFUSED,
-        "supplement_requested": REFUSED, "supplemented": "accepted", "rejected": REFUSED,
-        "completed": "completed", "withdrawn": REFUSED, "evaluated": REFUSED,
+        "filed": REFUSED,
+        "received": REFUSED,
+        "accepted": REFUSED,
+        "supplement_requested": REFUSED,
+        "supplemented": "accepted",
+        "rejected": REFUSED,
+        "completed": "completed",
+        "withdrawn": REFUSED,
+        "evaluated": REFUSED,
     },
     "rejected": {
-        "filed": REFUSED, "received": REFUSED, "accepted": REFUSED,
-        "supplement_requested": REFUSED, "supplemented": REFUSED, "rejected": REFUSED,
-        "completed": REFUSED, "withdrawn": REFUSED, "evaluated": REFUSED,
+        "filed": REFUSED,
+        "received": REFUSED,
+        "accepted": REFUSED,
+        "supplement_requested": REFUSED,
+        "supplemented": REFUSED,
+        "rejected": REFUSED,
+        "completed": REFUSED,
+        "withdrawn": REFUSED,
+        "evaluated": REFUSED,
     },
     "completed": {
-        "filed": REFUSED, "received": REFUSED, "accepted": REFUSED,
-        "supplement_requested": REFUSED, "supplemented": REFUSED, "rejected": REFUSED,
-        "completed": REFUSED, "withdrawn": REFUSED, "evaluated": "completed",
+        "filed": REFUSED,
+        "received": REFUSED,
+        "accepted": REFUSED,
+        "supplement_requested": REFUSED,
+        "supplemented": REFUSED,
+        "rejected": REFUSED,
+        "completed": REFUSED,
+        "withdrawn": REFUSED,
+        "evaluated": "completed",
     },
     "withdrawn": {
-        "filed": REFUSED, "received": REFUSED, "accepted": REFUSED,
-        "supplement_requested": REFUSED, "supplemented": REFUSED, "rejected": REFUSED,
-        "completed": REFUSED, "withdrawn": REFUSED, "evaluated": REFUSED,
+        "filed": REFUSED,
+        "received": REFUSED,
+        "accepted": REFUSED,
+        "supplement_requested": REFUSED,
+        "supplemented": REFUSED,
+        "rejected": REFUSED,
+        "completed": REFUSED,
+        "withdrawn": REFUSED,
+        "evaluated": REFUSED,
     },
 }
 
 # English status labels, as the refusal message names them.
 STATUS_WORDS = {
-    "submitted": "submitted", "received": "received", "accepted": "accepted",
-    "needs_supplement": "needs supplement", "rejected": "rejected",
-    "completed": "completed", "withdrawn": "withdrawn",
+    "submitted": "submitted",
+    "received": "received",
+    "accepted": "accepted",
+    "needs_supplement": "needs supplement",
+    "rejected": "rejected",
+    "completed": "completed",
+    "withdrawn": "withdrawn",
 }
 
 MATERIAL = "户口簿复印件"
@@ -115,8 +173,7 @@ def test_table_covers_every_status_and_kind() -> None:
 TABLE = [(status, kind, EXPECTED[status][kind]) for status in EXPECTED for kind in KINDS]
 
 
-@pytest.mark.parametrize(("status", "kind", "expected"), TABLE,
-                         ids=[f"{s}-{k}" for s, k, _ in TABLE])
+@pytest.mark.parametrize(("status", "kind", "expected"), TABLE, ids=[f"{s}-{k}" for s, k, _ in TABLE])
 def test_transition_table(status: str | None, kind: str, expected: str) -> None:
     state = state_for(status, kind)
     if expected == REFUSED:
@@ -203,8 +260,9 @@ def test_supplement_request_must_list_at_least_one_missing(body: dict[str, Any])
 
 
 def test_supplement_request_records_everything_missing() -> None:
-    state = apply(AppState(Status.RECEIVED), "supplement_requested",
-                  {"missing": ["户口簿", "收入财产声明", "承诺书"]})
+    state = apply(
+        AppState(Status.RECEIVED), "supplement_requested", {"missing": ["户口簿", "收入财产声明", "承诺书"]}
+    )
     assert state.status == "needs_supplement"
     assert state.missing == ("户口簿", "收入财产声明", "承诺书")
     assert tuple(lifecycle.outstanding(state)) == ("户口簿", "收入财产声明", "承诺书")
@@ -280,34 +338,43 @@ def test_reject_with_reason() -> None:
     assert state.status == "rejected"
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"delivery": None},
-    {"delivery": {}},
-    {"delivery": {"method": "courier"}},
-    {"delivery": {"method": "PICKUP"}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"delivery": None},
+        {"delivery": {}},
+        {"delivery": {"method": "courier"}},
+        {"delivery": {"method": "PICKUP"}},
+    ],
+)
 def test_completion_needs_pickup_or_post(body: dict[str, Any]) -> None:
     with pytest.raises(TransitionRefused) as info:
         apply(AppState(Status.ACCEPTED), "completed", body)
     assert "pickup or post" in info.value.message
 
 
-@pytest.mark.parametrize("delivery", [
-    {"method": "post"},
-    {"method": "post", "post_tracking": ""},
-    {"method": "post", "post_tracking": "   "},
-])
+@pytest.mark.parametrize(
+    "delivery",
+    [
+        {"method": "post"},
+        {"method": "post", "post_tracking": ""},
+        {"method": "post", "post_tracking": "   "},
+    ],
+)
 def test_postal_delivery_needs_a_tracking_number(delivery: dict[str, Any]) -> None:
     with pytest.raises(TransitionRefused) as info:
         apply(AppState(Status.ACCEPTED), "completed", {"delivery": delivery})
     assert "tracking" in info.value.message
 
 
-@pytest.mark.parametrize("delivery", [
-    {"method": "pickup"},
-    {"method": "post", "post_tracking": "1180123456789"},
-])
+@pytest.mark.parametrize(
+    "delivery",
+    [
+        {"method": "pickup"},
+        {"method": "post", "post_tracking": "1180123456789"},
+    ],
+)
 def test_completion_with_delivery(delivery: dict[str, Any]) -> None:
     state = apply(AppState(Status.ACCEPTED), "completed", {"delivery": delivery})
     assert state.status == "completed"
@@ -355,8 +422,7 @@ def test_withdrawal_before_acceptance(status: Status) -> None:
     assert apply(AppState(status), "withdrawn", {}).status == "withdrawn"
 
 
-@pytest.mark.parametrize("status", [Status.ACCEPTED, Status.COMPLETED, Status.REJECTED,
-                                    Status.WITHDRAWN])
+@pytest.mark.parametrize("status", [Status.ACCEPTED, Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN])
 def test_no_withdrawal_after_acceptance_or_decision(status: Status) -> None:
     with pytest.raises(TransitionRefused):
         apply(AppState(status), "withdrawn", {})

@@ -15,12 +15,15 @@ from daiban.node import catalog, divisions, masking
 # Masking
 
 
-@pytest.mark.parametrize(("name", "masked"), [
-    ("王秀兰", "王*兰"),
-    ("王五", "王*"),
-    ("买买提·艾力", "买****力"),
-    ("王", "*"),
-])
+@pytest.mark.parametrize(
+    ("name", "masked"),
+    [
+        ("王秀兰", "王*兰"),
+        ("王五", "王*"),
+        ("买买提·艾力", "买****力"),
+        ("王", "*"),
+    ],
+)
 def test_mask_name(name: str, masked: str) -> None:
     assert masking.mask_name(name) == masked
 
@@ -45,28 +48,34 @@ def test_masked_id_hides_birth_date(value: str) -> None:
 # Division codes
 
 
-@pytest.mark.parametrize(("code", "role"), [
-    ("3703", "city"),
-    ("370303", "district"),
-    ("370303101", "town"),
-    ("370303101201", "village"),
-    ("37030", None),
-    ("37", None),
-    ("3703031012011", None),
-])
+@pytest.mark.parametrize(
+    ("code", "role"),
+    [
+        ("3703", "city"),
+        ("370303", "district"),
+        ("370303101", "town"),
+        ("370303101201", "village"),
+        ("37030", None),
+        ("37", None),
+        ("3703031012011", None),
+    ],
+)
 def test_role_of(code: str, role: str | None) -> None:
     assert divisions.role_of(code) == role
 
 
-@pytest.mark.parametrize(("code", "role"), [
-    ("3703", "city"),
-    ("370303", "district"),
-    ("370323", "district"),
-    ("370303001", "town"),   # 车站街道
-    ("370323111", "town"),   # 南鲁山镇
-    ("370303101201", "village"),
-    ("370303101001", "village"),
-])
+@pytest.mark.parametrize(
+    ("code", "role"),
+    [
+        ("3703", "city"),
+        ("370303", "district"),
+        ("370323", "district"),
+        ("370303001", "town"),  # 车站街道
+        ("370323111", "town"),  # 南鲁山镇
+        ("370303101201", "village"),
+        ("370303101001", "village"),
+    ],
+)
 def test_check_code_accepts(code: str, role: str) -> None:
     assert divisions.check_code(code) == code
     assert divisions.check_code(code, role) == code
@@ -76,8 +85,9 @@ def test_check_code_strips_whitespace() -> None:
     assert divisions.check_code(" 370303 \n") == "370303"
 
 
-@pytest.mark.parametrize("code", ["37030", "3703031", "37030310", "3703031012", "37030310120",
-                                  "3703031012011", ""])
+@pytest.mark.parametrize(
+    "code", ["37030", "3703031", "37030310", "3703031012", "37030310120", "3703031012011", ""]
+)
 def test_check_code_refuses_wrong_lengths(code: str) -> None:
     with pytest.raises(DaibanError) as info:
         divisions.check_code(code)
@@ -91,24 +101,30 @@ def test_check_code_refuses_non_digits(code: str) -> None:
     assert info.value.code == "bad_code"
 
 
-@pytest.mark.parametrize("code", [
-    "370300",        # the city written the GB/T 2260 way, not a district
-    "370303000",     # empty town segment
-    "370303101000",  # empty village segment
-    "370300101201",  # empty district segment under a village
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "370300",  # the city written the GB/T 2260 way, not a district
+        "370303000",  # empty town segment
+        "370303101000",  # empty village segment
+        "370300101201",  # empty district segment under a village
+    ],
+)
 def test_check_code_refuses_zero_segments(code: str) -> None:
     with pytest.raises(DaibanError) as info:
         divisions.check_code(code)
     assert info.value.code == "bad_code"
 
 
-@pytest.mark.parametrize(("code", "role"), [
-    ("370303", "town"),
-    ("370303101", "village"),
-    ("370303101201", "district"),
-    ("3703", "district"),
-])
+@pytest.mark.parametrize(
+    ("code", "role"),
+    [
+        ("370303", "town"),
+        ("370303101", "village"),
+        ("370303101201", "district"),
+        ("3703", "district"),
+    ],
+)
 def test_check_code_refuses_role_mismatch(code: str, role: str) -> None:
     with pytest.raises(DaibanError) as info:
         divisions.check_code(code, role)
@@ -116,25 +132,31 @@ def test_check_code_refuses_role_mismatch(code: str, role: str) -> None:
     assert code in info.value.message
 
 
-@pytest.mark.parametrize(("region", "level", "office"), [
-    ("370303101201", "town", "370303101"),
-    ("370303101201", "district", "370303"),
-    ("370303101201", "city", "3703"),
-    ("370303101", "town", "370303101"),
-    ("370303101", "district", "370303"),
-    ("370303", "district", "370303"),
-    ("370303", "city", "3703"),
-    ("3703", "city", "3703"),
-])
+@pytest.mark.parametrize(
+    ("region", "level", "office"),
+    [
+        ("370303101201", "town", "370303101"),
+        ("370303101201", "district", "370303"),
+        ("370303101201", "city", "3703"),
+        ("370303101", "town", "370303101"),
+        ("370303101", "district", "370303"),
+        ("370303", "district", "370303"),
+        ("370303", "city", "3703"),
+        ("3703", "city", "3703"),
+    ],
+)
 def test_office_for(region: str, level: str, office: str) -> None:
     assert divisions.office_for(region, level) == office
 
 
-@pytest.mark.parametrize(("region", "level"), [
-    ("370303", "town"),
-    ("3703", "town"),
-    ("3703", "district"),
-])
+@pytest.mark.parametrize(
+    ("region", "level"),
+    [
+        ("370303", "town"),
+        ("3703", "town"),
+        ("3703", "district"),
+    ],
+)
 def test_office_for_too_coarse_is_none(region: str, level: str) -> None:
     assert divisions.office_for(region, level) is None
 
@@ -152,8 +174,7 @@ def bundled_doc() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def items(bundled_doc: dict[str, Any]) -> list[catalog.Item]:
-    return [catalog.Item.from_doc(doc, catalog.initials_of(doc["name"]))
-            for doc in bundled_doc["items"]]
+    return [catalog.Item.from_doc(doc, catalog.initials_of(doc["name"])) for doc in bundled_doc["items"]]
 
 
 def codes(found: list[catalog.Item]) -> list[str]:

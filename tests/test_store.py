@@ -30,18 +30,26 @@ def dump(node: Node) -> list[str]:
 
 
 def tables(conn: sqlite3.Connection) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
 
 
 def cells(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [str(value) for row in conn.execute(f'SELECT * FROM "{table}"') for value in row
-            if value is not None]
+    return [
+        str(value) for row in conn.execute(f'SELECT * FROM "{table}"') for value in row if value is not None
+    ]
 
 
 def mz001(**overrides: object) -> object:
     values: dict[str, object] = {
-        "item": "MZ001", "name": NAME, "id_number": ZIBO_ID, "phone": PHONE,
+        "item": "MZ001",
+        "name": NAME,
+        "id_number": ZIBO_ID,
+        "phone": PHONE,
         "fields": {"family_size": "3", "monthly_income": "420", "bank_account": BANK},
     }
     values.update(overrides)
@@ -69,8 +77,7 @@ def test_pragmas(make_node: MakeNode) -> None:
 
 def test_schema_is_recorded_as_migrations(make_node: MakeNode) -> None:
     node = make_node()
-    rows = node.store.db.execute(
-        "SELECT migration_set, name FROM _sqlite_migrations").fetchall()
+    rows = node.store.db.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
     assert ("daiban", "0001_initial") in rows
     names = set(tables(node.store.db.conn))
     assert {"events", "personal", "applications", "node", "catalog_items"} <= names
@@ -116,16 +123,23 @@ def _long_town_flow(node: Node) -> list[str]:
     node.review(a, "complete", delivery="post", post_tracking="SF1234567890")
     node.evaluate(a, 4, comment="办事快")
 
-    b = node.file(mz001(id_number=BEIJING_ID, name="李四", phone="13905332345",
-                        missing=["承诺书"])).tracking
+    b = node.file(mz001(id_number=BEIJING_ID, name="李四", phone="13905332345", missing=["承诺书"])).tracking
     node.review(b, "accept")  # owed from filing stays owed
 
-    c = node.file(filing(item="MZ003", id_number=BEIJING_ID, name="李四", phone="13905332345",
-                         fields={"assistance_kind": "急难型", "hardship_reason": "火灾"})).tracking
+    c = node.file(
+        filing(
+            item="MZ003",
+            id_number=BEIJING_ID,
+            name="李四",
+            phone="13905332345",
+            fields={"assistance_kind": "急难型", "hardship_reason": "火灾"},
+        )
+    ).tracking
     node.review(c, "reject", note="不符合条件")
 
-    d = node.file(filing(item="MZ003", fields={"assistance_kind": "支出型",
-                                               "hardship_reason": "重病"})).tracking
+    d = node.file(
+        filing(item="MZ003", fields={"assistance_kind": "支出型", "hardship_reason": "重病"})
+    ).tracking
     node.withdraw(d, note="本人撤回")
     return [a, b, c, d]
 
@@ -184,8 +198,7 @@ def test_the_summary_row_holds_masked_values(make_node: MakeNode) -> None:
     assert row["phone_masked"] == "138****1234"
     assert row["id_hash"] != ZIBO_ID and ZIBO_ID not in row["id_hash"]
     (body,) = [e.body for e in node.store.events_for(tracking)]
-    assert body["applicant"] == {"name": "欧**兰", "id_number": "3703**********0012",
-                                 "phone": "138****1234"}
+    assert body["applicant"] == {"name": "欧**兰", "id_number": "3703**********0012", "phone": "138****1234"}
     personal = node.personal(tracking)
     assert personal is not None
     assert personal["id_number"] == ZIBO_ID and personal["fields"]["bank_account"] == BANK
@@ -217,8 +230,7 @@ def test_a_refused_change_stores_nothing(make_node: MakeNode) -> None:
     assert _state(node, tracking) == before
 
 
-def test_a_failure_midway_rolls_back_everything(make_node: MakeNode,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_midway_rolls_back_everything(make_node: MakeNode, monkeypatch: pytest.MonkeyPatch) -> None:
     node = make_node(role="town", code=TOWN, name="南定镇")
     tracking = node.file(mz001()).tracking
     before = _state(node, tracking)
@@ -260,6 +272,7 @@ def test_the_summary_equals_what_the_events_add_up_to(make_node: MakeNode) -> No
         assert derived.evaluation == row["evaluation"]
         assert (row["status"], row["owed"], row["missing"], row["evaluation"]) == expected[tracking]
     # The stored body is JSON text and decodes to what the events carry.
-    raw = node.store.db.execute("SELECT body FROM events WHERE tracking = ? AND kind = 'completed'",
-                                [trackings[0]]).fetchone()[0]
+    raw = node.store.db.execute(
+        "SELECT body FROM events WHERE tracking = ? AND kind = 'completed'", [trackings[0]]
+    ).fetchone()[0]
     assert json.loads(raw)["delivery"] == {"method": "post", "post_tracking": "SF1234567890"}

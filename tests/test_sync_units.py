@@ -608,7 +608,7 @@ def test_filing_before_the_office_key_is_known_then_resealed(make_node: MakeNode
     assert village.store.personal_sealed(env.id)["sealed_to"] == TOWN  # type: ignore[index]
     assert village.personal(tracking) is None
     # Queued for the parent; nothing more to reseal.
-    assert [raw for _n, raw in village.store.outbox(routing.UP)] == raws
+    assert [row.raw for row in village.store.outbox(routing.UP)] == raws
     assert village.reseal_pending() == 0
 
 

@@ -24,13 +24,16 @@ SAMPLES = [
 ]
 
 
-@pytest.mark.parametrize(("code", "counter", "body"), [
-    (VILLAGE, 1, "370303101201" + "0000001"),
-    (VILLAGE, 427, "370303101201" + "0000427"),
-    (TOWN, 427, "370303101000" + "0000427"),
-    (DISTRICT, 9_999_999, "370303000000" + "9999999"),
-    (CITY, 12, "370300000000" + "0000012"),
-])
+@pytest.mark.parametrize(
+    ("code", "counter", "body"),
+    [
+        (VILLAGE, 1, "370303101201" + "0000001"),
+        (VILLAGE, 427, "370303101201" + "0000427"),
+        (TOWN, 427, "370303101000" + "0000427"),
+        (DISTRICT, 9_999_999, "370303000000" + "9999999"),
+        (CITY, 12, "370300000000" + "0000012"),
+    ],
+)
 def test_make_layout(code: str, counter: int, body: str) -> None:
     number = tracking.make(code, counter)
     assert len(number) == 20
@@ -49,8 +52,8 @@ def test_make_refuses_counter_out_of_range(counter: int) -> None:
 
 def test_parse_accepts_spaces_and_dashes() -> None:
     number = tracking.make(VILLAGE, 427)
-    spaced = " ".join(number[i:i + 4] for i in range(0, 20, 4))
-    dashed = "-".join(number[i:i + 5] for i in range(0, 20, 5))
+    spaced = " ".join(number[i : i + 4] for i in range(0, 20, 4))
+    dashed = "-".join(number[i : i + 5] for i in range(0, 20, 5))
     assert tracking.parse(spaced) == number
     assert tracking.parse(dashed) == number
     assert tracking.parse(f"  {number}\n") == number
@@ -59,9 +62,7 @@ def test_parse_accepts_spaces_and_dashes() -> None:
 
 def test_grouped() -> None:
     number = tracking.make(VILLAGE, 427)
-    assert tracking.grouped(number) == (
-        f"3703 0310 1201 0000 427{number[-1]}"
-    )
+    assert tracking.grouped(number) == (f"3703 0310 1201 0000 427{number[-1]}")
     assert tracking.parse(tracking.grouped(number)) == number
 
 
@@ -69,14 +70,17 @@ def test_grouped_docstring_example() -> None:
     assert tracking.grouped("37030300120100000427") == "3703 0300 1201 0000 0427"
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "3703031012010000427",     # 19 digits
-    "370303101201000042700",   # 21 digits
-    "3703031012010000427A",    # a letter
-    "３７０３０３１０１２０１００００４２７５",  # full-width digits
-    "37030310120100004275/",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "3703031012010000427",  # 19 digits
+        "370303101201000042700",  # 21 digits
+        "3703031012010000427A",  # a letter
+        "３７０３０３１０１２０１００００４２７５",  # full-width digits
+        "37030310120100004275/",
+    ],
+)
 def test_parse_refuses_malformed(text: str) -> None:
     with pytest.raises(DaibanError) as info:
         tracking.parse(text)
@@ -90,7 +94,7 @@ def test_every_single_digit_substitution_is_rejected(number: str) -> None:
         for digit in "0123456789":
             if digit == number[i]:
                 continue
-            typo = number[:i] + digit + number[i + 1:]
+            typo = number[:i] + digit + number[i + 1 :]
             with pytest.raises(DaibanError):
                 tracking.parse(typo)
             tried += 1
@@ -104,7 +108,7 @@ def test_every_adjacent_transposition_is_rejected(number: str) -> None:
         a, b = number[i], number[i + 1]
         if a == b:
             continue
-        swapped = number[:i] + b + a + number[i + 2:]
+        swapped = number[:i] + b + a + number[i + 2 :]
         with pytest.raises(DaibanError):
             tracking.parse(swapped)
         tried += 1

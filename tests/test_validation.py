@@ -68,12 +68,15 @@ def test_surrounding_whitespace_is_dropped() -> None:
     assert v.id_number(" 370303198001010012 ", today=TODAY).value == "370303198001010012"
 
 
-@pytest.mark.parametrize("number", [
-    "370303198001010013",  # last digit off by one
-    "370303198001010010",
-    "110105194912310020",  # X replaced by 0
-    "370303198001010021",  # two sequence digits swapped: 12 → 21
-])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "370303198001010013",  # last digit off by one
+        "370303198001010010",
+        "110105194912310020",  # X replaced by 0
+        "370303198001010021",  # two sequence digits swapped: 12 → 21
+    ],
+)
 def test_wrong_check_character(number: str) -> None:
     error = refused(v.id_number, number, today=TODAY)
     assert [p.field for p in error.problems] == ["id_number"]
@@ -168,12 +171,15 @@ def test_legacy_code_accepted_when_allowed_with_warning() -> None:
     assert len(checked.warnings) == 1
 
 
-@pytest.mark.parametrize("code", [
-    "91370303MAKEJDBW7",    # 17 characters
-    "91370303MAKEJDBWIN",   # I is not in the symbol set
-    "91370303MAKEJDBW7O",   # nor O
-    "913703A3MAKEJDBW7N",   # a letter in the region digits
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "91370303MAKEJDBW7",  # 17 characters
+        "91370303MAKEJDBWIN",  # I is not in the symbol set
+        "91370303MAKEJDBW7O",  # nor O
+        "913703A3MAKEJDBW7N",  # a letter in the region digits
+    ],
+)
 def test_malformed_credit_code_refused_even_when_unchecked_allowed(code: str) -> None:
     error = refused(v.credit_code, code, allow_unchecked=True)
     assert error.problems[0].field == "uscc"
@@ -187,25 +193,31 @@ def test_credit_code_wrong_check_character() -> None:
 # Phone
 
 
-@pytest.mark.parametrize(("raw", "value"), [
-    ("13805331234", "13805331234"),
-    ("19905331234", "19905331234"),
-    ("0533-2281234", "0533-2281234"),
-    ("05332281234", "05332281234"),
-    ("+86 138 0533 1234", "13805331234"),
-])
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("13805331234", "13805331234"),
+        ("19905331234", "19905331234"),
+        ("0533-2281234", "0533-2281234"),
+        ("05332281234", "05332281234"),
+        ("+86 138 0533 1234", "13805331234"),
+    ],
+)
 def test_phone_accepted(raw: str, value: str) -> None:
     assert v.phone(raw).value == value
 
 
-@pytest.mark.parametrize("raw", [
-    "12345678901",   # 12x is no mobile prefix
-    "1380533123",    # 10 digits
-    "138053312345",  # 12 digits
-    "10086",
-    "abcdefghijk",
-    "",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "12345678901",  # 12x is no mobile prefix
+        "1380533123",  # 10 digits
+        "138053312345",  # 12 digits
+        "10086",
+        "abcdefghijk",
+        "",
+    ],
+)
 def test_phone_refused(raw: str) -> None:
     error = refused(v.phone, raw)
     assert [p.field for p in error.problems] == ["phone"]
@@ -224,13 +236,16 @@ def test_person_name_collapses_spaces() -> None:
     assert v.person_name("  John   Smith ").value == "John Smith"
 
 
-@pytest.mark.parametrize("name", [
-    "[@click=app.quit]张三[/]",  # Textual markup
-    "张\x1b[31m三",               # ANSI escape
-    "张三<script>",
-    "张三1",
-    "王" * 41,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "[@click=app.quit]张三[/]",  # Textual markup
+        "张\x1b[31m三",  # ANSI escape
+        "张三<script>",
+        "张三1",
+        "王" * 41,
+    ],
+)
 def test_person_name_refuses_markup_and_junk(name: str) -> None:
     error = refused(v.person_name, name)
     assert [p.field for p in error.problems] == ["name"]
@@ -251,8 +266,7 @@ def test_strip_controls() -> None:
     assert v.strip_controls(dirty) == "王[31m秀兰2J你好\n第二行\t完"
 
 
-@pytest.mark.parametrize("ch", ["\x1b", "\x07", "\x9b", "\u202e", "\u202d", "\u2066", "\x7f",
-                                "\r", "\u2028"])
+@pytest.mark.parametrize("ch", ["\x1b", "\x07", "\x9b", "\u202e", "\u202d", "\u2066", "\x7f", "\r", "\u2028"])
 def test_strip_controls_removes_each(ch: str) -> None:
     assert v.strip_controls(f"a{ch}b") == "ab"
 
@@ -290,40 +304,55 @@ SCHEMA: dict[str, Any] = {
 # One bad value for each kind of rule, plus an unknown key and a required
 # field left out: 7 problems, one per field.
 BAD = {
-    "grade": "800",                       # not in the enum
-    "members": "0",                       # below the minimum
-    "disabled": "也许",                    # not yes/no
-    "start": "2026-02-30",                # no such date
-    "spouse_id": "370303198001010013",    # wrong check character
-    "color": "红",                         # not a field of the item
+    "grade": "800",  # not in the enum
+    "members": "0",  # below the minimum
+    "disabled": "也许",  # not yes/no
+    "start": "2026-02-30",  # no such date
+    "spouse_id": "370303198001010013",  # wrong check character
+    "color": "红",  # not a field of the item
     # "village" is required and missing
 }
 BAD_FIELDS = {"grade", "members", "disabled", "start", "spouse_id", "color", "village"}
 
 
 def test_fields_accepts_and_types_values() -> None:
-    checked = v.fields(SCHEMA, {
-        "grade": "500", "members": " 3 ", "disabled": "是", "start": "2026/11/01",
-        "spouse_id": "11010519491231002x", "village": "大张村",
-    }, today=TODAY)
+    checked = v.fields(
+        SCHEMA,
+        {
+            "grade": "500",
+            "members": " 3 ",
+            "disabled": "是",
+            "start": "2026/11/01",
+            "spouse_id": "11010519491231002x",
+            "village": "大张村",
+        },
+        today=TODAY,
+    )
     assert checked.value == {
-        "grade": "500", "members": 3, "disabled": True, "start": "2026-11-01",
-        "spouse_id": "11010519491231002X", "village": "大张村",
+        "grade": "500",
+        "members": 3,
+        "disabled": True,
+        "start": "2026-11-01",
+        "spouse_id": "11010519491231002X",
+        "village": "大张村",
     }
     assert checked.warnings == []
 
 
-@pytest.mark.parametrize(("word", "value"), [("是", True), ("否", False), ("yes", True),
-                                             ("No", False), ("1", True), ("0", False)])
+@pytest.mark.parametrize(
+    ("word", "value"), [("是", True), ("否", False), ("yes", True), ("No", False), ("1", True), ("0", False)]
+)
 def test_fields_boolean_words(word: str, value: bool) -> None:
-    checked = v.fields(SCHEMA, {"grade": "300", "village": "大张村", "disabled": word},
-                       today=TODAY)
+    checked = v.fields(SCHEMA, {"grade": "300", "village": "大张村", "disabled": word}, today=TODAY)
     assert checked.value["disabled"] is value
 
 
 def test_fields_empty_values_count_as_absent() -> None:
-    checked = v.fields(SCHEMA, {"grade": "300", "village": "大张村", "members": "",
-                                "start": "  ", "disabled": None}, today=TODAY)
+    checked = v.fields(
+        SCHEMA,
+        {"grade": "300", "village": "大张村", "members": "", "start": "  ", "disabled": None},
+        today=TODAY,
+    )
     assert checked.value == {"grade": "300", "village": "大张村"}
     error = refused(v.fields, SCHEMA, {"grade": "300", "village": "  "}, today=TODAY)
     assert [p.field for p in error.problems] == ["village"]
@@ -331,8 +360,7 @@ def test_fields_empty_values_count_as_absent() -> None:
 
 def test_fields_warnings_pass_through() -> None:
     odd = with_check("99030319800101001")
-    checked = v.fields(SCHEMA, {"grade": "300", "village": "大张村", "spouse_id": odd},
-                       today=TODAY)
+    checked = v.fields(SCHEMA, {"grade": "300", "village": "大张村", "spouse_id": odd}, today=TODAY)
     assert checked.value["spouse_id"] == odd
     assert len(checked.warnings) == 1
 
@@ -355,8 +383,7 @@ def test_fields_reports_every_problem_at_once() -> None:
 
 
 def test_fields_non_integer() -> None:
-    error = refused(v.fields, SCHEMA, {"grade": "300", "village": "大张村", "members": "三"},
-                    today=TODAY)
+    error = refused(v.fields, SCHEMA, {"grade": "300", "village": "大张村", "members": "三"}, today=TODAY)
     assert [p.field for p in error.problems] == ["members"]
     assert "whole number" in error.problems[0].reason
 

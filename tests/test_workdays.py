@@ -34,17 +34,20 @@ def with_2027() -> WorkCalendar:
 # Single days
 
 
-@pytest.mark.parametrize(("day", "expected"), [
-    ("2026-09-20", True),   # Sun, 调休 workday
-    ("2026-10-10", True),   # Sat, 调休 workday
-    ("2026-10-11", False),  # Sun, ordinary weekend
-    ("2026-09-19", False),  # Sat, ordinary weekend
-    ("2026-09-25", False),  # Fri, Mid-Autumn
-    ("2026-10-01", False),  # Thu, National Day
-    ("2026-10-07", False),  # Wed, last day of the National Day holiday
-    ("2026-10-08", True),   # Thu, first day back
-    ("2026-12-31", True),   # Thu, ordinary weekday
-])
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        ("2026-09-20", True),  # Sun, 调休 workday
+        ("2026-10-10", True),  # Sat, 调休 workday
+        ("2026-10-11", False),  # Sun, ordinary weekend
+        ("2026-09-19", False),  # Sat, ordinary weekend
+        ("2026-09-25", False),  # Fri, Mid-Autumn
+        ("2026-10-01", False),  # Thu, National Day
+        ("2026-10-07", False),  # Wed, last day of the National Day holiday
+        ("2026-10-08", True),  # Thu, first day back
+        ("2026-12-31", True),  # Thu, ordinary weekday
+    ],
+)
 def test_bundled_2026_days(bundled: WorkCalendar, day: str, expected: bool) -> None:
     assert bundled.is_workday(D(day)) is expected
 
@@ -144,9 +147,9 @@ def test_published_calendar_is_read(with_2027: WorkCalendar) -> None:
     assert with_2027.knows(2027) is True
     assert with_2027.knows(2028) is False
     assert with_2027.is_workday(D("2027-01-01")) is False  # Fri, published holiday
-    assert with_2027.is_workday(D("2027-01-09")) is True   # Sat, published 调休
+    assert with_2027.is_workday(D("2027-01-09")) is True  # Sat, published 调休
     assert with_2027.is_workday(D("2027-01-10")) is False  # Sun, ordinary weekend
-    assert with_2027.is_workday(D("2027-01-04")) is True   # Mon, ordinary weekday
+    assert with_2027.is_workday(D("2027-01-04")) is True  # Mon, ordinary weekday
 
 
 def test_due_date_into_2027_with_published_calendar(with_2027: WorkCalendar) -> None:
@@ -190,8 +193,7 @@ def test_working_days_between_same_or_reversed(bundled: WorkCalendar) -> None:
     assert bundled.working_days_between(D("2026-10-13"), D("2026-09-30")) == 0
 
 
-def test_working_days_between_into_2027(bundled: WorkCalendar,
-                                        with_2027: WorkCalendar) -> None:
+def test_working_days_between_into_2027(bundled: WorkCalendar, with_2027: WorkCalendar) -> None:
     assert bundled.working_days_between(D("2026-12-28"), D("2027-01-05")) is None
     # Dec 29, 30, 31, (Jan 1 holiday, 2–3 weekend) Jan 4, Jan 5 = 5.
     assert with_2027.working_days_between(D("2026-12-28"), D("2027-01-05")) == 5

@@ -340,18 +340,22 @@ class Node:
 
     def route(self, envelope_id: str, dest: str, now: str, came_from: str | None = None) -> str:
         """Queue an envelope for its next hop; returns what happened to it."""
-        parent = self.parent() if came_from is not None else None
-        hop = routing.next_hop(
-            self.code, dest, self.children(), from_parent=came_from is not None and came_from == parent
-        )
-        if hop.action == "down":
-            assert hop.child is not None
-            self.store.enqueue(envelope_id, hop.child, "down", now)
-        elif hop.action == "up":
-            self.store.enqueue(envelope_id, routing.UP, "up", now)
-        elif hop.action == "hold":
-            self.store.enqueue(envelope_id, routing.HELD, "down", now)
+        hop = self._hop(dest, self._from_parent(came_from))
+        self.store.enqueue_many(_queue_rows(envelope_id, hop), now)
         return hop.action
+
+    def route_many(self, pairs: list[tuple[str, str]], now: str, came_from: str | None = None) -> None:
+        """route() for many (envelope id, destination) pairs, queued in one statement."""
+        if pairs:
+            from_parent = self._from_parent(came_from)
+            rows = [row for i, dest in pairs for row in _queue_rows(i, self._hop(dest, from_parent))]
+            self.store.enqueue_many(rows, now)
+
+    def _from_parent(self, came_from: str | None) -> bool:
+        return came_from is not None and came_from == self.parent()
+
+    def _hop(self, dest: str, from_parent: bool) -> routing.Hop:
+        return routing.next_hop(self.code, dest, self.children(), from_parent=from_parent)
 
     def reseal_pending(self) -> int:
         """Seal to their office the personal parts held sealed to this node
@@ -1084,3 +1088,16 @@ def _default_actor() -> str:
 
 
 __all__ = ["REVIEW_ACTIONS", "Filed", "Filing", "Node", "join", "public_view"]
+
+
+def _queue_rows(envelope_id: str, hop: routing.Hop) -> list[tuple[str, str, str]]:
+    """The outbox row (envelope, hop, direction) for a routing decision; none
+    when the envelope has arrived."""
+    if hop.action == "down":
+        assert hop.child is not None
+        return [(envelope_id, hop.child, "down")]
+    if hop.action == "up":
+        return [(envelope_id, routing.UP, "up")]
+    if hop.action == "hold":
+        return [(envelope_id, routing.HELD, "down")]
+    return []

@@ -100,4 +100,11 @@ def open_node(home: Path, *, clock: Clock = system_clock, actor: str | None = No
         raise HomeError(
             _("The node at {home} was not fully initialised; remove it and run init again.").format(home=home)
         )
-    return Node(home, store, clock=clock, actor=actor)
+    node = Node(home, store, clock=clock, actor=actor)
+    if store.has_queued_effects():
+        # A server stored a push and stopped before applying all of it:
+        # apply the rest now, so every reader sees it.
+        from daiban.sync.inbox import drain
+
+        drain(node)
+    return node

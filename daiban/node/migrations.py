@@ -275,3 +275,17 @@ def m0004_bundle_acks(db: Database) -> None:
         );
         """,
     )
+
+
+@migrations(name="0009_queued_effects")
+def m0009_queued_effects(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- A server stores what a child pushes first and applies its effect
+        -- (an application arriving at its office, a status) right after, so a
+        -- push is acknowledged as soon as it is durable. effect = 'queued'
+        -- marks those not applied yet; this index finds them.
+        CREATE INDEX envelopes_queued ON envelopes (n) WHERE effect = 'queued';
+        """,
+    )

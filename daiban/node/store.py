@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
@@ -22,6 +22,16 @@ from daiban.node.migrations import migrations
 
 BUSY_TIMEOUT_MS = 10_000
 DB_NAME = "daiban.db"
+
+
+class OutboxRow(NamedTuple):
+    """An envelope waiting in the outbox for a hop."""
+
+    n: int
+    raw: str
+    id: str
+    origin: str
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,14 @@ class Store:
         else:
             conn.execute("COMMIT")
 
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        """Rows as dicts. (sqlite-utils' query() wraps each in a savepoint,
+        three statements where a read needs one.)"""
+        cur = self.db.conn.execute(sql, params)
+        names = [c[0] for c in cur.description]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
+
     def pragma(self, name: str) -> Any:
         return self.db.execute(f"PRAGMA {name}").fetchone()[0]
 
@@ -178,17 +196,17 @@ class Store:
         )
 
     def personal_sealed(self, event_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM personal WHERE event_id = ?", [event_id]))
+        rows = list(self._query("SELECT * FROM personal WHERE event_id = ?", [event_id]))
         return rows[0] if rows else None
 
     def events_for(self, tracking: str) -> list[Event]:
-        rows = self.db.query("SELECT * FROM events WHERE tracking = ? ORDER BY rowid", [tracking])
+        rows = self._query("SELECT * FROM events WHERE tracking = ? ORDER BY rowid", [tracking])
         return [Event.from_row(r) for r in rows]
 
     def personal_for(self, tracking: str) -> list[dict[str, Any]]:
         """The sealed personal parts of an application, with their event's origin and kind."""
         return list(
-            self.db.query(
+            self._query(
                 "SELECT p.event_id, p.data, p.sealed_to, e.origin, e.kind FROM personal p "
                 "JOIN events e ON e.id = p.event_id WHERE p.tracking = ? ORDER BY e.rowid",
                 [tracking],
@@ -205,7 +223,7 @@ class Store:
         self.db.conn.execute(_upsert_sql(tuple(values)), values)
 
     def application(self, tracking: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM applications WHERE tracking = ?", [tracking]))
+        rows = list(self._query("SELECT * FROM applications WHERE tracking = ?", [tracking]))
         return _decode(rows[0]) if rows else None
 
     def open_application_for(self, id_hash: str, item: str) -> dict[str, Any] | None:
@@ -250,7 +268,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [_decode(r) for r in self.db.query(sql, params)]
+        return [_decode(r) for r in self._query(sql, params)]
 
     def count_applications(
         self, node_code: str, *, status: str | None = None, id_hash: str | None = None
@@ -281,7 +299,7 @@ class Store:
         )
 
     def unknown_dues(self) -> list[dict[str, Any]]:
-        return [_decode(r) for r in self.db.query("SELECT * FROM applications WHERE due_state = 'unknown'")]
+        return [_decode(r) for r in self._query("SELECT * FROM applications WHERE due_state = 'unknown'")]
 
     def set_due(self, tracking: str, due: str | None, state: str, missing_year: int | None) -> None:
         self.db.execute(
@@ -304,11 +322,11 @@ class Store:
     def catalog_rows(self) -> list[dict[str, Any]]:
         return [
             {**r, "doc": json.loads(r["doc"])}
-            for r in self.db.query("SELECT * FROM catalog_items ORDER BY code")
+            for r in self._query("SELECT * FROM catalog_items ORDER BY code")
         ]
 
     def catalog_row(self, code: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM catalog_items WHERE code = ?", [code]))
+        rows = list(self._query("SELECT * FROM catalog_items WHERE code = ?", [code]))
         return {**rows[0], "doc": json.loads(rows[0]["doc"])} if rows else None
 
     def calendar(self) -> dict[str, Any]:
@@ -320,7 +338,7 @@ class Store:
     # -- ledgers -----------------------------------------------------------
 
     def ledger_import(self, digest: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM ledger_imports WHERE digest = ?", [digest]))
+        rows = list(self._query("SELECT * FROM ledger_imports WHERE digest = ?", [digest]))
         return rows[0] if rows else None
 
     def record_ledger(self, digest: str, filename: str, rows: int, at: str, actor: str) -> None:
@@ -359,6 +377,69 @@ class Store:
             "SELECT id, digest, received_at, effect FROM envelopes WHERE id = ?", [envelope_id]
         ).fetchone()
         return {"id": row[0], "digest": row[1], "received_at": row[2], "effect": row[3]} if row else None
+
+    def envelope_rows(self, envelope_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored envelopes among ``envelope_ids``, in one query."""
+        rows = self.db.conn.execute(
+            "SELECT id, digest, received_at, effect FROM envelopes "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            [json.dumps(envelope_ids)],
+        )
+        return {r[0]: {"id": r[0], "digest": r[1], "received_at": r[2], "effect": r[3]} for r in rows}
+
+    def envelopes_at(self, slots: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """{(origin, seq): id} for those of ``slots`` already taken, in one query."""
+        rows = self.db.conn.execute(
+            "SELECT v.origin, v.seq, v.id FROM json_each(?) j JOIN envelopes v "
+            "ON v.origin = json_extract(j.value, '$[0]') AND v.seq = json_extract(j.value, '$[1]')",
+            [json.dumps(slots)],
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def insert_envelopes(self, rows: list[tuple[Any, str]], *, received_at: str, received_from: str) -> None:
+        """Store many checked (envelope, effect) pairs; each envelope's
+        destination is its addressee."""
+        self.db.conn.executemany(
+            "INSERT INTO envelopes (id, origin, seq, kind, dest, tracking, digest, raw, origin_at, "
+            "received_at, received_from, effect) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    e.id,
+                    e.origin,
+                    e.seq,
+                    e.kind,
+                    e.to,
+                    e.tracking,
+                    e.digest,
+                    e.raw,
+                    e.at,
+                    received_at,
+                    received_from,
+                    effect,
+                )
+                for e, effect in rows
+            ],
+        )
+
+    def queued_effects(self, limit: int) -> list[str]:
+        """Raw envelopes stored here whose effect has not been applied yet, oldest first."""
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT raw FROM envelopes WHERE effect = 'queued' ORDER BY n LIMIT ?", [limit]
+            )
+        ]
+
+    def has_queued_effects(self) -> bool:
+        row = self.db.conn.execute("SELECT 1 FROM envelopes WHERE effect = 'queued' LIMIT 1").fetchone()
+        return row is not None
+
+    def enqueue_many(self, rows: list[tuple[str, str, str]], at: str) -> None:
+        """Queue many (envelope id, hop, direction) at once."""
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO outbox (envelope_id, hop, direction, queued_at) VALUES (?, ?, ?, ?)",
+            [(i, hop, direction, at) for i, hop, direction in rows],
+        )
 
     def envelope_at(self, origin: str, seq: int) -> str | None:
         row = self.db.conn.execute(
@@ -406,7 +487,7 @@ class Store:
         return out
 
     def events_without_envelope(self) -> list[Event]:
-        rows = self.db.query(
+        rows = self._query(
             "SELECT e.* FROM events e LEFT JOIN envelopes v ON v.id = e.id "
             "WHERE v.id IS NULL ORDER BY e.rowid"
         )
@@ -418,12 +499,13 @@ class Store:
             [envelope_id, hop, direction, at],
         )
 
-    def outbox(self, hop: str, *, after: int = 0, limit: int = 500) -> list[tuple[int, str]]:
-        """(outbox number, raw envelope) waiting for ``hop``, oldest first."""
+    def outbox(self, hop: str, *, after: int = 0, limit: int = 500) -> list[OutboxRow]:
+        """Envelopes waiting for ``hop``, oldest first."""
         return [
-            (r[0], r[1])
+            OutboxRow(*r)
             for r in self.db.conn.execute(
-                "SELECT o.n, v.raw FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
+                "SELECT o.n, v.raw, v.id, v.origin, v.seq FROM outbox o "
+                "JOIN envelopes v ON v.id = o.envelope_id "
                 "WHERE o.hop = ? AND o.n > ? ORDER BY o.n LIMIT ?",
                 [hop, after, limit],
             )
@@ -463,7 +545,7 @@ class Store:
 
     def quarantined(self) -> list[dict[str, Any]]:
         return list(
-            self.db.query(
+            self._query(
                 "SELECT q.*, v.tracking, v.kind FROM quarantine q JOIN envelopes v ON v.id = q.envelope_id "
                 "ORDER BY q.at"
             )
@@ -497,7 +579,7 @@ class Store:
         sql, params = "SELECT * FROM certs", []
         if relation:
             sql, params = sql + " WHERE relation = ?", [relation]
-        return [{**r, "chain": json.loads(r["chain"])} for r in self.db.query(sql, params)]
+        return [{**r, "chain": json.loads(r["chain"])} for r in self._query(sql, params)]
 
     def revoke(self, serial: str, code: str, by: str, at: str) -> None:
         self.db.conn.execute(
@@ -509,11 +591,11 @@ class Store:
         return {r[0] for r in self.db.conn.execute("SELECT serial FROM revocations")}
 
     def peer(self, code: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM peers WHERE code = ?", [code]))
+        rows = list(self._query("SELECT * FROM peers WHERE code = ?", [code]))
         return rows[0] if rows else None
 
     def peers(self, relation: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM peers WHERE relation = ? ORDER BY code", [relation]))
+        return list(self._query("SELECT * FROM peers WHERE relation = ? ORDER BY code", [relation]))
 
     def put_peer(self, code: str, relation: str) -> None:
         self.db.conn.execute(
@@ -536,7 +618,7 @@ class Store:
         )
 
     def enroll_code(self, code: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM enroll_codes WHERE code = ?", [code]))
+        rows = list(self._query("SELECT * FROM enroll_codes WHERE code = ?", [code]))
         return rows[0] if rows else None
 
     def update_enroll_code(self, code: str, **values: Any) -> None:
@@ -593,7 +675,7 @@ class Store:
 
     def bundle_refusals(self, child: str) -> list[dict[str, Any]]:
         return list(
-            self.db.query(
+            self._query(
                 "SELECT envelope_id AS id, code, reason FROM bundle_refusals WHERE child = ?", [child]
             )
         )

@@ -17,7 +17,6 @@ from daiban.i18n import _
 from daiban.node.clock import stamp
 from daiban.sync import identity, inbox, routing
 from daiban.sync.crypto import CryptoError, b64, canonical, unb64, verify
-from daiban.sync.envelope import parse
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -47,12 +46,10 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
                 _("This node has not enrolled with a parent yet: run `daiban enroll URL CODE`.")
             )
         rows = node.store.outbox(routing.UP, limit=10**9)
-        raws = [raw for _n, raw in rows]
-        origins = sorted({parse(r).origin for r in raws})
         peer = node.store.peer(parent)
         payload.update(
             to=parent,
-            up={"envelopes": raws, "certs": [c for c in (node.store.cert_chain(o) for o in origins) if c]},
+            up={"envelopes": [r.raw for r in rows], "certs": identity.chains_for(node, rows)},
             cursor_ack=peer["cursor"] if peer else 0,
         )
     else:
@@ -60,14 +57,12 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
         if peer is None or peer["relation"] != "child":
             raise BundleRefused(_("{child} is not enrolled here.").format(child=child))
         rows = node.store.outbox(child, after=peer["cursor"], limit=10**9)
-        raws = [raw for _n, raw in rows]
-        origins = sorted({parse(r).origin for r in raws})
         payload.update(
             to=child,
             down={
-                "envelopes": raws,
-                "cursor": rows[-1][0] if rows else peer["cursor"],
-                "certs": [c for c in (node.store.cert_chain(o) for o in origins) if c],
+                "envelopes": [r.raw for r in rows],
+                "cursor": rows[-1].n if rows else peer["cursor"],
+                "certs": identity.chains_for(node, rows),
             },
             acks={
                 "ids": node.store.bundle_acks(child),
@@ -168,12 +163,11 @@ def _import_from_parent(node: Node, parent: str, payload: dict[str, Any], now: s
         high = acks.get("high_water", {})
         acked = set(acks.get("ids", []))
         done = []
-        for _n, raw in node.store.outbox(routing.UP, limit=10**9):
-            env = parse(raw)
-            if env.id in acked or env.seq <= int(high.get(env.origin, 0)):
-                done.append(env.id)
+        for row in node.store.outbox(routing.UP, limit=10**9):
+            if row.id in acked or row.seq <= int(high.get(row.origin, 0)):
+                done.append(row.id)
         node.store.release(routing.UP, done)
-        ids = {parse(raw).id for _n, raw in node.store.outbox(routing.UP, limit=10**9)}
+        ids = {row.id for row in node.store.outbox(routing.UP, limit=10**9)}
         for r in acks.get("refused", []):
             if r.get("id") in ids:
                 node.store.quarantine(

@@ -16,7 +16,6 @@ from daiban.i18n import _
 from daiban.node.clock import stamp
 from daiban.sync import identity, inbox, protocol, routing
 from daiban.sync.crypto import b64
-from daiban.sync.envelope import parse
 from daiban.sync.protocol import ProtocolError
 
 if TYPE_CHECKING:
@@ -113,11 +112,10 @@ async def push(conn: Connection, report: Report) -> None:
         batch = node.store.outbox(routing.UP, limit=protocol.BATCH)
         if not batch:
             return
-        raws = [raw for _n, raw in batch]
-        envs = [parse(raw) for raw in raws]
-        origins = sorted({e.origin for e in envs})
-        chains = [c for c in (node.store.cert_chain(o) for o in origins) if c]
-        status, data = await conn.post(protocol.PUSH, {"certs": chains, "envelopes": raws})
+        chains = identity.chains_for(node, batch)
+        status, data = await conn.post(
+            protocol.PUSH, {"certs": chains, "envelopes": [row.raw for row in batch]}
+        )
         if status == 200:
             done = [r["id"] for r in data.get("results", []) if r.get("status") in ("stored", "duplicate")]
             with node.store.transaction():
@@ -126,7 +124,7 @@ async def push(conn: Connection, report: Report) -> None:
             report.duplicates += sum(1 for r in data["results"] if r.get("status") == "duplicate")
         elif status == 422 and isinstance(data, dict) and data.get("refused"):
             now = stamp(node.clock())
-            ids = {e.id for e in envs}
+            ids = {row.id for row in batch}
             refused = [r for r in data["refused"] if r.get("id") in ids]
             if not refused:
                 raise _refusal(status, data)

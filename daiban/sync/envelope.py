@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from daiban.sync.crypto import CryptoError, NodeKeys, b64, canonical, seal, unb64, verify
 
 VERSION = 1
@@ -147,12 +149,15 @@ def make(
     )
 
 
-def parse(raw: str) -> Envelope:
-    """Parse an envelope's exact text and check its shape (not yet its signature)."""
+def parse(raw: str, *, checked: bool = False) -> Envelope:
+    """Parse an envelope's exact text and check its shape (not yet its signature).
+    ``checked``: text this node stored after checking it, parsed again
+    without re-encoding it to prove it canonical."""
     if not isinstance(raw, str) or len(raw) > MAX_RAW:
         raise EnvelopeError("malformed", "envelope is not text or is too large")
+    text = raw.encode()
     try:
-        data = json.loads(raw)
+        data = orjson.loads(text)
     except ValueError:
         raise EnvelopeError("malformed", "envelope is not JSON") from None
     if not isinstance(data, dict) or data.get("v") != VERSION:
@@ -179,10 +184,17 @@ def parse(raw: str) -> Envelope:
         raise EnvelopeError("malformed", "bad kind, body, actor or time")
     if (sealed is None) != (sealed_to is None):
         raise EnvelopeError("malformed", "sealed data without its addressee")
-    if canonical(data).decode() != raw:
+    if not checked and not _is_canonical(data, text):
         # Only the canonical form is signed; anything else has been re-encoded.
         raise EnvelopeError("malformed", "envelope is not in canonical form")
     return Envelope(env_id, origin, seq, kind, to, tracking, actor, at, body, sealed, sealed_to, sig, raw)
+
+
+def _is_canonical(data: Any, text: bytes) -> bool:
+    """Whether ``text`` is the canonical form of ``data``. orjson renders
+    almost every envelope exactly as canonical() does, several times faster;
+    where it differs (some floats), canonical() decides."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS) == text or canonical(data) == text
 
 
 def signed_bytes(env: Envelope) -> bytes:

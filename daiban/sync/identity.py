@@ -4,7 +4,7 @@ the store only after their chain has been verified against the pinned root."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from daiban.sync import certs as certs_mod
@@ -12,6 +12,7 @@ from daiban.sync.crypto import NodeKeys, random_id
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
+    from daiban.node.store import OutboxRow
 
 
 def create(node: Node, now: str) -> None:
@@ -76,3 +77,10 @@ def sign_key_for(node: Node, code: str) -> bytes | None:
     if cert is None or cert.serial in node.store.revoked():
         return None
     return cert.sign
+
+
+def chains_for(node: Node, rows: Iterable[OutboxRow]) -> list[Any]:
+    """The certificate chains of the origins of outbox rows, sent along so
+    the next hop can check envelopes from nodes it has not met."""
+    origins = sorted({row.origin for row in rows})
+    return [c for c in (node.store.cert_chain(o) for o in origins) if c]

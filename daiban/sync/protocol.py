@@ -9,9 +9,10 @@ request fails — without trusting anyone's clock, and without resting on TLS.""
 from __future__ import annotations
 
 import hashlib
-import json
 import zlib
 from typing import Any
+
+import orjson
 
 from daiban.sync.crypto import canonical
 
@@ -21,7 +22,7 @@ CONTENT_TYPE = "application/vnd.daiban+json+zlib"
 MAX_BODY = 8 * 1024 * 1024  # compressed, as read from the socket
 MAX_DECOMPRESSED = 32 * 1024 * 1024
 MAX_BATCH = 1000
-BATCH = 500
+BATCH = 1000
 REQUEST_TIMEOUT = 60.0
 
 
@@ -39,7 +40,13 @@ def request_message(method: str, path: str, body: bytes, counter: int, node: str
 
 
 def encode(value: Any) -> bytes:
-    return zlib.compress(canonical(value), 6)
+    """A request or response body: compact JSON with sorted keys (rendered by
+    orjson, several times faster than the json module), zlib-compressed."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a value orjson does not take (e.g. a mapping proxy)
+        text = canonical(value)
+    return zlib.compress(text, 6)
 
 
 def decode(data: bytes, limit: int = MAX_DECOMPRESSED) -> Any:
@@ -54,8 +61,8 @@ def decode(data: bytes, limit: int = MAX_DECOMPRESSED) -> Any:
     if not inflater.eof:
         raise ProtocolError(400, "malformed", "body is cut short")
     try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        return orjson.loads(text)
+    except ValueError:
         raise ProtocolError(400, "malformed", "body is not JSON") from None
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,14 @@ from typing import Any
 from aiohttp import ClientConnectionResetError, web
 
 from daiban import __version__
-from daiban.sync import protocol, service
+from daiban.sync import inbox, protocol, service
 from daiban.sync.protocol import ProtocolError
 
 log = logging.getLogger("daiban.server")
+
+
+IDLE_BEFORE_APPLY = 0.25  # seconds without a request before queued effects are applied
+APPLY_CHUNK = 100
 
 
 class Writer:
@@ -31,6 +37,8 @@ class Writer:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._local = threading.local()
+        self._last_request = 0.0
+        self._applier: asyncio.Task[None] | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daiban-writer")
         self.info: dict[str, Any] = self.executor.submit(self._open).result()
 
@@ -49,6 +57,30 @@ class Writer:
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(self._local.node, *args))
+
+    def busy(self) -> None:
+        self._last_request = time.monotonic()
+
+    def apply_later(self) -> None:
+        """After a push: apply the effects it queued once requests pause, so a
+        child pushing batch after batch is never kept waiting for them."""
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.get_running_loop().create_task(self._apply_when_idle())
+
+    async def _apply_when_idle(self) -> None:
+        for _round in range(1_000_000):  # bounded: each round applies a chunk or waits for a pause
+            idle = time.monotonic() - self._last_request
+            if idle < IDLE_BEFORE_APPLY:
+                await asyncio.sleep(IDLE_BEFORE_APPLY - idle)
+                continue
+            if not await self.call(inbox.apply_queued, APPLY_CHUNK):
+                return
+
+    async def stop_applying(self) -> None:
+        if self._applier is not None:
+            self._applier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._applier
 
     def close(self) -> None:
         def shut() -> None:
@@ -118,14 +150,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def push(request: web.Request) -> web.Response:
+    writer = request.app[WRITER]
+    writer.busy()
     raw, data = await _body(request)
-    result = await request.app[WRITER].call(service.push, dict(request.headers), request.path, raw, data)
+    try:
+        result = await writer.call(service.push, dict(request.headers), request.path, raw, data)
+    finally:
+        writer.busy()
+    writer.apply_later()
     return _json(result)
 
 
 async def pull(request: web.Request) -> web.Response:
+    writer = request.app[WRITER]
+    writer.busy()
     raw, data = await _body(request)
-    result = await request.app[WRITER].call(service.pull, dict(request.headers), request.path, raw, data)
+    result = await writer.call(service.pull, dict(request.headers), request.path, raw, data)
     return _json(result)
 
 
@@ -142,6 +182,7 @@ def create_app(home: Path) -> web.Application:
         writer = Writer(home)
         app[WRITER] = writer
         yield
+        await writer.stop_applying()
         writer.close()
 
     app.cleanup_ctx.append(writer_ctx)

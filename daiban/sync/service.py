@@ -16,7 +16,7 @@ from daiban.node.clock import stamp
 from daiban.sync import certs as certs_mod
 from daiban.sync import identity, inbox, routing
 from daiban.sync.crypto import CryptoError, canonical, random_id, unb64, verify
-from daiban.sync.protocol import H_COUNTER, H_NODE, H_SIG, MAX_BATCH, ProtocolError, request_message
+from daiban.sync.protocol import BATCH, H_COUNTER, H_NODE, H_SIG, MAX_BATCH, ProtocolError, request_message
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -64,7 +64,7 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
             refused = checked.refused
         else:
             inbox.remember(node, extra)
-            stored = inbox.store(node, checked.accepted, sender=code)
+            stored = inbox.store(node, checked.accepted, sender=code, defer=True)
             now = stamp(node.clock())
             node.store.update_peer(code, counter=counter, last_seen_at=now, last_sync_at=now)
             origins = sorted({e.origin for e in checked.accepted})
@@ -90,7 +90,7 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
 
 def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
     cursor = data.get("cursor") if isinstance(data, dict) else None
-    limit = data.get("limit", 500) if isinstance(data, dict) else None
+    limit = data.get("limit", BATCH) if isinstance(data, dict) else None
     if (
         not isinstance(cursor, int)
         or isinstance(cursor, bool)
@@ -100,6 +100,9 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         or not 0 <= limit <= MAX_BATCH
     ):
         raise ProtocolError(400, "malformed", "pull needs a cursor >= 0 and a limit up to 1000")
+    # What was pushed is applied before anything is pulled, so a child's
+    # push-then-pull brings back the receipts of what it just pushed.
+    inbox.drain(node)
     with node.store.transaction():
         code, counter = authenticate(node, headers, "POST", path, body)
         # The child has durably stored everything up to its cursor: custody ends.
@@ -107,13 +110,11 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         now = stamp(node.clock())
         node.store.update_peer(code, counter=counter, cursor=cursor, last_seen_at=now, last_sync_at=now)
         rows = node.store.outbox(code, after=cursor, limit=limit) if limit else []
-    raws = [raw for _, raw in rows]
-    origins = {inbox.env_mod.parse(raw).origin for raw in raws}
-    chains = [c for c in (node.store.cert_chain(o) for o in sorted(origins)) if c]
+        chains = identity.chains_for(node, rows)
     return {
         "ok": True,
-        "envelopes": raws,
-        "cursor": rows[-1][0] if rows else cursor,
+        "envelopes": [row.raw for row in rows],
+        "cursor": rows[-1].n if rows else cursor,
         "more": len(rows) == limit and limit > 0,
         "certs": chains,
     }
