@@ -46,7 +46,7 @@ def encode(value: Any) -> bytes:
         text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # a value orjson does not take (e.g. a mapping proxy)
         text = canonical(value)
-    return zlib.compress(text, 6)
+    return zlib.compress(text, 3)  # level 3: nearly level 6's size at two thirds of its time
 
 
 def decode(data: bytes, limit: int = MAX_DECOMPRESSED) -> Any:
