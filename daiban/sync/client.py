@@ -5,6 +5,8 @@ Every request is signed over its body and a counter that only goes up."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ from daiban.sync.protocol import ProtocolError
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
+    from daiban.node.store import OutboxRow
 
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10, sock_read=60)
 
@@ -81,7 +84,11 @@ class Connection:
                 if resp.status == 409 and isinstance(data, dict) and data.get("code") == "replayed":
                     # Our counter is behind the parent's (a restored home): jump past it.
                     with self.node.store.transaction():
-                        self.node.store.update_peer(self.parent, counter=int(data.get("counter", 0)))
+                        peer = self.node.store.peer(self.parent)
+                        mine = peer["counter"] if peer else 0
+                        self.node.store.update_peer(
+                            self.parent, counter=max(mine, int(data.get("counter", 0)))
+                        )
                     continue
                 return resp.status, data
         raise SyncFailed(_("The parent keeps refusing this node's request counter."))
@@ -107,35 +114,58 @@ def _refusal(status: int, data: Any) -> SyncFailed:
 
 
 async def push(conn: Connection, report: Report) -> None:
+    """Push the outbox in batches, two in flight: while the parent checks
+    and stores one batch, the next is read, encoded and sent. A batch stays
+    in the outbox until the parent's answer for it has been recorded."""
     node = conn.node
-    while True:
-        batch = node.store.outbox(routing.UP, limit=protocol.BATCH)
-        if not batch:
-            return
-        chains = identity.chains_for(node, batch)
-        status, data = await conn.post(
-            protocol.PUSH, {"certs": chains, "envelopes": [row.raw for row in batch]}
-        )
-        if status == 200:
-            done = [r["id"] for r in data.get("results", []) if r.get("status") in ("stored", "duplicate")]
-            with node.store.transaction():
-                node.store.release(routing.UP, done)
-            report.pushed += sum(1 for r in data["results"] if r.get("status") == "stored")
-            report.duplicates += sum(1 for r in data["results"] if r.get("status") == "duplicate")
-        elif status == 422 and isinstance(data, dict) and data.get("refused"):
-            now = stamp(node.clock())
-            ids = {row.id for row in batch}
-            refused = [r for r in data["refused"] if r.get("id") in ids]
-            if not refused:
-                raise _refusal(status, data)
-            with node.store.transaction():
-                for r in refused:
-                    node.store.quarantine(
-                        r["id"], routing.UP, str(r.get("code", "")), str(r.get("reason", "")), now
-                    )
-            report.quarantined.extend(refused)
-        else:
+    after = 0
+    inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
+    try:
+        for _round in range(1_000_000):  # bounded: each round sends a batch or settles the last
+            batch = node.store.outbox(routing.UP, after=after, limit=protocol.BATCH)
+            sent = None
+            if batch:
+                value = {"certs": identity.chains_for(node, batch), "envelopes": [row.raw for row in batch]}
+                sent = (batch, asyncio.ensure_future(conn.post(protocol.PUSH, value)))
+                after = batch[-1].n
+            current, inflight = inflight, sent
+            if current is None and inflight is None:
+                return
+            if current is not None:
+                status, data = await current[1]
+                if not _settle(node, current[0], status, data, report):
+                    after = 0  # some were set aside: read the rest of that batch again
+    finally:
+        if inflight is not None and not inflight[1].done():
+            inflight[1].cancel()
+            with contextlib.suppress(BaseException):
+                await inflight[1]
+
+
+def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: Report) -> bool:
+    """Record the parent's answer to a push; False when envelopes were set aside."""
+    if status == 200:
+        results = data.get("results", [])
+        done = [r["id"] for r in results if r.get("status") in ("stored", "duplicate")]
+        with node.store.transaction():
+            node.store.release(routing.UP, done)
+        report.pushed += sum(1 for r in results if r.get("status") == "stored")
+        report.duplicates += sum(1 for r in results if r.get("status") == "duplicate")
+        return True
+    if status == 422 and isinstance(data, dict) and data.get("refused"):
+        now = stamp(node.clock())
+        ids = {row.id for row in rows}
+        refused = [r for r in data["refused"] if r.get("id") in ids]
+        if not refused:
             raise _refusal(status, data)
+        with node.store.transaction():
+            for r in refused:
+                node.store.quarantine(
+                    r["id"], routing.UP, str(r.get("code", "")), str(r.get("reason", "")), now
+                )
+        report.quarantined.extend(refused)
+        return False
+    raise _refusal(status, data)
 
 
 async def pull(conn: Connection, report: Report) -> None:
