@@ -23,7 +23,7 @@ from daiban.node.applications import Filing
 from daiban.node.catalog import Item, level_label, search
 from daiban.node.validation import field_label
 from daiban.tui.base import Base
-from daiban.tui.safe import N_, Plain, cell
+from daiban.tui.safe import N_, Plain, SafeInput, cell
 
 
 class ItemScreen(Base):
@@ -39,7 +39,7 @@ class ItemScreen(Base):
         yield Plain(
             _("New application: find the item by name or pinyin initials (e.g. yl, cxjm)"), classes="title"
         )
-        yield Input(id="query", compact=True, placeholder=_("item name, initials or code"))
+        yield SafeInput(id="query", compact=True, placeholder=_("item name, initials or code"))
         table: DataTable[object] = DataTable(id="items", cursor_type="row")
         yield table
         yield self.footer()
@@ -118,7 +118,7 @@ class FormScreen(Base):
                 yield Plain(item.guide, classes="hint")
             for key, label in APPLICANT:
                 placeholder = _("default {code}").format(code=self.node.code) if key == "region" else ""
-                widget = Input(id=f"f-{key}", compact=True, placeholder=placeholder, max_length=60)
+                widget = SafeInput(id=f"f-{key}", compact=True, placeholder=placeholder, max_length=60)
                 yield from self._row(key, _(label), widget)
             for n, (key, spec) in enumerate(self.props.items()):
                 label = field_label(key, spec) + ("*" if key in self.required else "")
@@ -162,7 +162,7 @@ class FormScreen(Base):
         placeholder = {"date": "2026-11-27"}.get(
             spec.get("format", ""), str(spec.get("description", ""))[:30]
         )
-        return Input(id=f"x-{n}", compact=True, placeholder=placeholder, max_length=100)
+        return SafeInput(id=f"x-{n}", compact=True, placeholder=placeholder, max_length=100)
 
     def on_mount(self) -> None:
         self.widgets["name"].focus()

@@ -18,7 +18,7 @@ from textual.widgets.selection_list import Selection
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.tui.base import Base
-from daiban.tui.safe import N_, Plain
+from daiban.tui.safe import N_, Plain, SafeInput
 
 ACTIONS = (
     ("accept", N_("Accept (受理)")),
@@ -81,7 +81,7 @@ class DecideScreen(Base):
             )
             with Horizontal(classes="row part-other"):
                 yield Plain(_("Also missing"), classes="label")
-                yield Input(
+                yield SafeInput(
                     id="other", compact=True, placeholder=_("others, separated by ；"), max_length=300
                 )
             with Horizontal(classes="row part-delivery"):
@@ -94,10 +94,10 @@ class DecideScreen(Base):
                 )
             with Horizontal(classes="row part-post"):
                 yield Plain(_("Postal number"), classes="label")
-                yield Input(id="post", compact=True, max_length=40)
+                yield SafeInput(id="post", compact=True, max_length=40)
             with Horizontal(classes="row part-note"):
                 yield Plain(_("Note / reason"), id="note-label", classes="label")
-                yield Input(id="note", compact=True, max_length=500)
+                yield SafeInput(id="note", compact=True, max_length=500)
         yield self.footer()
 
     def on_mount(self) -> None:

@@ -18,7 +18,7 @@ from daiban.node import masking, tracking
 from daiban.node.lifecycle import status_label
 from daiban.render import due_text
 from daiban.tui.base import Base
-from daiban.tui.safe import N_, Plain, cell
+from daiban.tui.safe import N_, Plain, SafeInput, cell
 
 ID_SHAPE = re.compile(r"^\d{17}[\dXx]$")
 
@@ -44,7 +44,7 @@ class FindScreen(Base):
         yield Plain(
             _("Find by tracking number, resident ID number or name; Enter searches."), classes="title"
         )
-        yield Input(id="query", compact=True, max_length=40)
+        yield SafeInput(id="query", compact=True, max_length=40)
         yield Plain("", id="summary", classes="hint")
         table: DataTable[object] = DataTable(id="results", cursor_type="row")
         yield table

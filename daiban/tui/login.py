@@ -12,7 +12,7 @@ from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node import agents
 from daiban.tui.base import Base
-from daiban.tui.safe import N_, Plain
+from daiban.tui.safe import N_, Plain, SafeInput
 
 
 class LoginScreen(Base):
@@ -42,12 +42,12 @@ class LoginScreen(Base):
                 names = _("、").join(a["name"] for a in agents.listing(self.node))
                 yield Plain(_("Agents here: {names}").format(names=names), classes="hint")
             yield Plain(_("Name"), classes="label")
-            yield Input(value=self.hint, id="name", compact=True, max_length=40)
+            yield SafeInput(value=self.hint, id="name", compact=True, max_length=40)
             yield Plain(_("PIN"), classes="label")
-            yield Input(password=True, id="pin", compact=True, max_length=12, restrict=r"[0-9]*")
+            yield SafeInput(password=True, id="pin", compact=True, max_length=12, restrict=r"[0-9]*")
             if self.first:
                 yield Plain(_("PIN again"), classes="label")
-                yield Input(password=True, id="pin2", compact=True, max_length=12, restrict=r"[0-9]*")
+                yield SafeInput(password=True, id="pin2", compact=True, max_length=12, restrict=r"[0-9]*")
             yield Plain("", id="problem", classes="reason")
         yield self.footer()
 

@@ -48,7 +48,12 @@ class ReceiptScreen(Base):
         yield self.header()
         with VerticalScroll():
             yield Plain(self.text)
-            yield Plain(_("Saved as {path}").format(path=self.path), classes="hint", id="saved")
+            shown = (
+                self.path.relative_to(self.dapp.home)
+                if self.path.is_relative_to(self.dapp.home)
+                else self.path
+            )
+            yield Plain(_("Saved as {path}").format(path=shown), classes="hint", id="saved")
         yield self.footer()
 
     def action_print(self) -> None:

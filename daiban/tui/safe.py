@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Input, Static
 from textual.widgets._footer import FooterKey
 
 from daiban.i18n import _
@@ -55,3 +55,10 @@ class KeyFooter(Footer):
 
 def footer() -> Footer:
     return KeyFooter(compact=True, show_command_palette=False)
+
+
+class SafeInput(Input):
+    """An input that never holds control characters, typed or pasted."""
+
+    def validate_value(self, value: str) -> str:
+        return one_line(value) if not value.isprintable() else value
