@@ -17,7 +17,7 @@ from daiban.i18n import _
 from daiban.node.lifecycle import status_label
 from daiban.node.workdays import WorkCalendar
 from daiban.tui.base import Base
-from daiban.tui.safe import N_, Plain, cell
+from daiban.tui.safe import N_, Plain, cell, short
 
 
 def deadline_text(
@@ -84,7 +84,7 @@ class InboxScreen(Base):
         table.add_rows(
             (
                 cell(r["tracking"]),
-                cell(r["item_name"]),
+                short(r["item_name"], 18),
                 cell(r["name_masked"]),
                 cell(status_label(r["status"]) + (" !" if r.get("sync_problem") else "")),
                 cell(deadline),

@@ -62,3 +62,10 @@ class SafeInput(Input):
 
     def validate_value(self, value: str) -> str:
         return one_line(value) if not value.isprintable() else value
+
+
+def short(value: Any, width: int) -> Text:
+    """A table cell cut to ``width`` terminal cells (CJK counted double), with an ellipsis."""
+    text = cell(value)
+    text.truncate(width, overflow="ellipsis")
+    return text
