@@ -3,10 +3,13 @@ a district, a town and a village agency point, each a real node home, the
 city, district and town serving on loopback — and a walk through filing at
 the village, syncing up, deciding at the offices and seeing the statuses come
 back, with the real `daiban` command. Every command is printed before its
-output, so the session can be replayed by hand. Every server it starts is
-stopped when it ends.
+output, so the session can be replayed by hand. In a terminal it then opens
+the terminal app (`daiban tui`) at the village as its agent, with the
+servers still running, so Sync now works; without a terminal (CI, tests) it
+stops after the printed walk-through. Every server it starts is stopped when
+it ends — normally, on an error, on Ctrl+C or on SIGTERM.
 
-Usage: scripts/demo [--lang zh|en] [--keep]"""
+Usage: scripts/demo [--lang zh|en] [--keep] [--no-tui]"""
 
 from __future__ import annotations
 
@@ -16,19 +19,28 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 DAIBAN = str(Path(sys.executable).with_name("daiban"))
+AGENT, PIN = "张代办", "246810"
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs the finally that stops the servers
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lang", choices=["zh", "en"], default=os.environ.get("DAIBAN_LANG", "zh"))
     parser.add_argument("--keep", action="store_true", help="keep the demo homes (in ./demo-home)")
+    parser.add_argument("--no-tui", action="store_true", help="only the printed walk-through")
     args = parser.parse_args()
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_tui
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     root = Path("demo-home").resolve() if args.keep else Path(tempfile.mkdtemp(prefix="daiban-demo-"))
     if args.keep and root.exists():
@@ -93,11 +105,18 @@ def main() -> int:
                         "--field", "family_size=3", "--field", "monthly_income=420",
                         "--missing", "承诺书").splitlines()[0]
         run("village", "张代办", "sync")
+        insurance = run("village", "张代办", "apply", "--item", "YB001", "--name", "赵德胜",
+                        "--id-number", "370303197511200030", "--phone", "13905339876",
+                        "--field", "pay_year=2027", "--field", "person_category=一般居民",
+                        show=False).splitlines()[0]
+        run("village", "张代办", "sync")
         run("town", "刘窗口", "sync")
 
         print("\n== 办理机构 / the offices decide ==")
         run("town", "刘窗口", "list")
         run("town", "刘窗口", "review", allowance, "accept", "--missing", "承诺书")
+        run("town", "刘窗口", "review", insurance, "accept", show=False)
+        run("town", "刘窗口", "review", insurance, "complete", show=False)
         run("district", "陈窗口", "review", pension, "supplement",
             "--missing", "户口簿首页及本人页复印件", "--missing", "本人近期免冠照片")
         run("town", "刘窗口", "sync", show=False)
@@ -106,6 +125,8 @@ def main() -> int:
         run("village", "张代办", "sync")
         run("village", "张代办", "list")
         run("village", "张代办", "show", pension)
+        if interactive:
+            open_app(run, env, homes["village"], args.lang)
     finally:
         for proc in servers:
             proc.terminate()
@@ -120,6 +141,17 @@ def main() -> int:
         else:
             print(f"\nDemo homes kept in {root}")
     return 0
+
+
+def open_app(run: object, env: dict[str, str], village: Path, lang: str) -> None:
+    """The terminal app at the village, as its agent (the servers keep running)."""
+    proc = subprocess.run([DAIBAN, "--home", str(village), "agent", "add", AGENT, "--pin-stdin"],
+                          input=PIN + "\n", env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    print(f"\n== 终端界面 / the terminal app: log in as {AGENT}, PIN {PIN}; Ctrl+Q quits ==", flush=True)
+    input("按回车打开 / press Enter to open it ")
+    subprocess.run([DAIBAN, "--home", str(village), "--lang", lang, "--agent", AGENT, "tui"], env=env)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """The office's inbox: the open applications it handles, by deadline —
 accepted ones by due date with the working days left, overdue ones marked
 (with a "!" and a word, not only a colour); then those awaiting a decision,
-longest waiting first. Enter opens one (its personal data is opened here)."""
+longest waiting first. Enter opens one (its personal data is opened here).
+
+The table holds the most urgent ``PAGE`` of them: nobody scrolls through
+thousands of rows on an 80x24 screen, and filling a table that large takes
+seconds on an old PC. The rest are a search (F) away; the count says so."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from daiban.node.lifecycle import status_label
 from daiban.node.workdays import WorkCalendar
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, cell, short
+
+PAGE = 100
 
 
 def deadline_text(
@@ -74,7 +80,8 @@ class InboxScreen(Base):
 
     def load(self) -> None:
         node = self.node
-        rows = node.store.inbox(node.code)
+        rows = node.store.inbox(node.code, limit=PAGE)
+        total = node.store.count_inbox(node.code) if len(rows) == PAGE else len(rows)
         today, calendar = node.today(), node.calendar()
         cache: dict[str, str] = {}
         table = self.query_one(DataTable)
@@ -94,8 +101,13 @@ class InboxScreen(Base):
         self._keys = [r["tracking"] for r in rows]
         overdue = sum(1 for text in deadlines if text.startswith("!"))
         self.query_one("#count", Plain).show(
-            _("Inbox of {office}: {n} open").format(office=node.code, n=len(rows))
+            _("Inbox of {office}: {n} open").format(office=node.code, n=total)
             + ("  " + _("overdue: {n}").format(n=overdue) if overdue else "")
+            + (
+                "  " + _("(the {n} most urgent shown; F finds the others)").format(n=len(rows))
+                if total > len(rows)
+                else ""
+            )
         )
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
