@@ -281,6 +281,25 @@ def build_parser() -> Parser:
     c = command("revoke", _("revoke a descendant node's certificate"), cmd_revoke)
     c.add_argument("code", metavar="CODE")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command("agent", _("the agents and staff who log in at this node"), cmd_agent_list)
+    asub = c.add_subparsers(dest="agent_command", metavar="add|list|pin|remove", parser_class=Parser)
+    asub.required = True
+    aa = _sub(asub, "add", _("add an agent; the PIN (6-12 digits) is asked for twice"), cmd_agent_add)
+    aa.add_argument("name", metavar="NAME")
+    aa.add_argument("--pin-stdin", action="store_true", help=_("read the PIN from standard input"))
+    aa.add_argument("--json", action="store_true", help=_("print JSON"))
+    al = _sub(asub, "list", _("list the agents (never their PINs)"), cmd_agent_list)
+    al.add_argument("--json", action="store_true", help=_("print JSON"))
+    ap = _sub(asub, "pin", _("set a new PIN for an agent (forgotten or locked)"), cmd_agent_pin)
+    ap.add_argument("name", metavar="NAME")
+    ap.add_argument("--pin-stdin", action="store_true", help=_("read the PIN from standard input"))
+    ar = _sub(
+        asub, "remove", _("stop an agent from logging in (their events keep their name)"), cmd_agent_remove
+    )
+    ar.add_argument("name", metavar="NAME")
+
+    c = command("tui", _("the terminal app for village agents and office staff"), cmd_tui)
     return p
 
 
@@ -697,6 +716,74 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _read_pin(from_stdin: bool) -> str:
+    """The PIN from standard input, or asked for twice at the terminal."""
+    if from_stdin:
+        return sys.stdin.readline().strip()
+    import getpass
+
+    if not sys.stdin.isatty():
+        raise UsageError(_("no terminal to ask for the PIN; use --pin-stdin"))
+    pin = getpass.getpass(_("PIN (6-12 digits): "))
+    if getpass.getpass(_("PIN again: ")) != pin:
+        raise DaibanError(_("The two PINs differ; nothing was changed."), code="pin_mismatch")
+    return pin
+
+
+def cmd_agent_add(args: argparse.Namespace) -> int:
+    from daiban.node import agents
+
+    pin = _read_pin(args.pin_stdin)
+    info = _with_node(args, lambda node: agents.add(node, args.name, pin))
+    if args.json:
+        _print_json(info)
+    else:
+        print(_("Agent {name} added; they log in to `daiban tui` with their PIN.").format(name=info["name"]))
+    return 0
+
+
+def cmd_agent_list(args: argparse.Namespace) -> int:
+    from daiban.node import agents
+
+    rows = _with_node(args, agents.listing)
+    if getattr(args, "json", False):
+        _print_json(rows)
+    elif not rows:
+        print(_("No agents yet; add one with `daiban agent add NAME`."))
+    else:
+        from daiban.render import agent_table
+
+        print(agent_table(rows))
+    return 0
+
+
+def cmd_agent_pin(args: argparse.Namespace) -> int:
+    from daiban.node import agents
+
+    pin = _read_pin(args.pin_stdin)
+    _with_node(args, lambda node: agents.set_pin(node, args.name, pin))
+    print(_("New PIN set for {name}.").format(name=args.name))
+    return 0
+
+
+def cmd_agent_remove(args: argparse.Namespace) -> int:
+    from daiban.node import agents
+
+    _with_node(args, lambda node: agents.remove(node, args.name))
+    print(_("{name} can no longer log in here.").format(name=args.name))
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise DaibanError(_("`daiban tui` needs a terminal; run it in a console window."), code="no_terminal")
+    node = _open(args)  # refuse a missing home with one line, before the screen changes
+    node.close()
+    from daiban.tui.app import run
+
+    return run(_home(args), language=i18n.language(), agent=args.agent or os.environ.get("DAIBAN_AGENT"))
 
 
 # -- entry point ----------------------------------------------------------------

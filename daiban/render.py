@@ -247,3 +247,16 @@ def catalog_detail(item: Item) -> str:
             mark = _("required") if key in required else _("optional")
             lines.append(f"  {key}  {spec.get('title', '')}  [{mark}]" + (f"  {extra}" if extra else ""))
     return "\n".join(lines)
+
+
+def agent_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    body = [
+        [
+            str(r["name"]),
+            str(r["created_at"] or "")[:16],
+            str(r["last_login_at"] or "-")[:16],
+            _("locked") if r.get("locked_until") else "",
+        ]
+        for r in rows
+    ]
+    return _table([_("agent"), _("added"), _("last login"), ""], body, shrink=0)

@@ -277,6 +277,29 @@ def m0004_bundle_acks(db: Database) -> None:
     )
 
 
+@migrations(name="0005_agents")
+def m0005_agents(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The people who work at this node (agents, office staff): a name and
+        -- a PIN kept only as an Argon2 hash. Failed logins are counted so a
+        -- guessed PIN locks the name for a while. A removed agent keeps its
+        -- row (events name it) but can no longer log in.
+        CREATE TABLE agents (
+            name TEXT PRIMARY KEY,
+            pin_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            locked_until TEXT,
+            last_login_at TEXT,
+            removed_at TEXT
+        );
+        """,
+    )
+
+
 @migrations(name="0009_queued_effects")
 def m0009_queued_effects(db: Database) -> None:
     _run(

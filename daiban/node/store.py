@@ -680,6 +680,83 @@ class Store:
             )
         )
 
+    # -- agents (people who log in here) -------------------------------------
+
+    def add_agent(self, name: str, pin_hash: str, at: str, by: str) -> None:
+        """A new agent, or a removed one given a new PIN."""
+        self.db.conn.execute(
+            "INSERT INTO agents (name, pin_hash, created_at, created_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET pin_hash = excluded.pin_hash, "
+            "created_at = excluded.created_at, created_by = excluded.created_by, failures = 0, "
+            "locked_until = NULL, removed_at = NULL",
+            [name, pin_hash, at, by],
+        )
+
+    def agent(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM agents WHERE name = ?", [name]))
+        return rows[0] if rows else None
+
+    def agents(self, *, include_removed: bool = False) -> list[dict[str, Any]]:
+        where = "" if include_removed else " WHERE removed_at IS NULL"
+        return list(self.db.query(f"SELECT * FROM agents{where} ORDER BY created_at, name"))
+
+    def update_agent(self, name: str, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.conn.execute(f"UPDATE agents SET {sets} WHERE name = ?", [*values.values(), name])
+
+    # -- views for the terminal app ------------------------------------------
+
+    def find_by_masked_name(self, node_code: str, name_masked: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Applications whose masked name matches (a village keeps only 王*兰)."""
+        where, params = self._where(node_code, None, None)
+        sql = f"SELECT * FROM applications WHERE {where} AND name_masked = ? ORDER BY rowid DESC LIMIT ?"
+        return [_decode(r) for r in self.db.query(sql, [*params, name_masked, limit])]
+
+    def needing_attention(self, origin: str, limit: int = 50) -> list[dict[str, Any]]:
+        """What a filing node must act on: returned for supplement, completed
+        and not yet evaluated, refused by the parent."""
+        sql = (
+            "SELECT * FROM applications WHERE origin = ? AND (status = 'needs_supplement' "
+            "OR (status = 'completed' AND evaluation IS NULL) OR sync_problem IS NOT NULL) "
+            "ORDER BY updated_at DESC LIMIT ?"
+        )
+        return [_decode(r) for r in self.db.query(sql, [origin, limit])]
+
+    def inbox(self, office: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Open applications this office handles, by deadline: accepted ones by
+        due date, then those awaiting a decision by arrival, oldest first."""
+        sql = (
+            "SELECT tracking, item, item_name, status, origin, region, due, due_state, received_at, "
+            "filed_at, name_masked, owed, missing, sync_problem FROM applications "
+            "WHERE office = ? AND status IN ('submitted', 'received', 'needs_supplement', 'accepted') "
+            "ORDER BY due IS NULL, due, COALESCE(received_at, filed_at)"
+        )
+        params: list[Any] = [office]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        cur = self.db.conn.execute(sql, params)
+        names = [c[0] for c in cur.description]
+        return [_decode(dict(zip(names, r, strict=True))) for r in cur]
+
+    def count_inbox(self, office: str) -> int:
+        row = self.db.conn.execute(
+            "SELECT COUNT(*) FROM applications WHERE office = ? "
+            "AND status IN ('submitted', 'received', 'needs_supplement', 'accepted')",
+            [office],
+        ).fetchone()
+        return int(row[0])
+
+    def dashboard_rows(self, office: str) -> list[dict[str, Any]]:
+        """What the office dashboard counts, per application it handles."""
+        return list(
+            self.db.query(
+                "SELECT origin, region, status, filed_at, received_at, accepted_on, due, completed_at, "
+                "evaluation FROM applications WHERE office = ?",
+                [office],
+            )
+        )
+
 
 @lru_cache(maxsize=32)
 def _upsert_sql(columns: tuple[str, ...]) -> str:

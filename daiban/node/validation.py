@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,11 +31,9 @@ MAX_TEXT = 500
 def strip_controls(text: str) -> str:
     """Remove control characters (C0 but newline and tab, C1, bidi overrides)
     from untrusted text where it enters."""
-    return "".join(
-        ch
-        for ch in text
-        if ch in "\n\t" or not (unicodedata.category(ch) in ("Cc", "Cf") or "\u2028" <= ch <= "\u2029")
-    )
+    from daiban.node.text import clean_text
+
+    return clean_text(text)
 
 
 @dataclass

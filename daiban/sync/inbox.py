@@ -11,7 +11,7 @@ flagged."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import NotFound, TransitionRefused
@@ -19,6 +19,7 @@ from daiban.node import lifecycle
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event
+from daiban.node.text import clean_text, clean_tree
 from daiban.sync import certs as certs_mod
 from daiban.sync import envelope as env_mod
 from daiban.sync import identity, routing
@@ -246,6 +247,7 @@ def apply_to_application(node: Node, env: Envelope, now: str) -> None:
     """The effect of an application envelope at its addressee, exactly once
     (it is stored in the same transaction). One that cannot apply yet (its
     application's earlier events have not arrived) waits as pending."""
+    env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
     if env.kind == Kind.FILED:
         _receive_filing(node, env, now)
     elif not _apply_event(node, env, now):
@@ -261,6 +263,7 @@ def _retry_pending(node: Node, tracking: str, now: str) -> None:
         progress = False
         for raw in node.store.pending_effects(tracking):
             env = env_mod.parse(raw)
+            env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
             if _apply_event(node, env, now):
                 node.store.set_effect(env.id, "applied")
                 progress = True

@@ -1,0 +1,155 @@
+"""The Daiban terminal app: one Textual app for village agents and office
+staff, keyboard only, at 80x24 and larger, Chinese unless ``--lang en``.
+
+The app holds the node (one SQLite connection, used on the UI thread only;
+slow work — sync, printing — runs in workers with their own connections).
+Whoever logs in is the actor on every event the app records. A refusal is a
+message in the app; an unexpected error is logged to the home's logs/ folder
+and the app ends with one line, never a traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from daiban import i18n
+from daiban.errors import DaibanError
+from daiban.i18n import _
+from daiban.node.applications import Node
+from daiban.node.clock import Clock, system_clock
+from daiban.node.home import open_node
+from daiban.tui.safe import N_
+
+CSS = """
+Screen { background: $background; }
+.title { text-style: bold; padding: 0 1; }
+.hint { color: $text-muted; padding: 0 1; }
+.reason { color: $error; text-style: bold; padding: 0 1; }
+.panel { height: auto; padding: 0 1; }
+.row { height: auto; }
+.row > .label { width: 16; padding: 0 1; }
+.row > Input { width: 32; }
+.row > Select { width: 32; }
+.row > .reason { width: 1fr; }
+DataTable { height: 1fr; }
+"""
+
+
+class DaibanApp(App[int]):
+    TITLE = "Daiban"
+    CSS = CSS
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q", "quit", N_("Quit"), show=False, priority=True)]
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        clock: Clock = system_clock,
+        agent: str | None = None,
+        node: Node | None = None,
+    ) -> None:
+        super().__init__()
+        self.home = home
+        self.clock = clock
+        self.node = node or open_node(home, clock=clock, actor="-")
+        self.agent_hint = agent or ""
+        self.agent = ""
+        self.crash_log: str | None = None
+
+    @property
+    def is_office(self) -> bool:
+        return self.node.role in ("town", "district", "city")
+
+    def on_mount(self) -> None:
+        from daiban.tui.login import LoginScreen
+
+        self.title = f"{self.node.name} {self.node.code}"
+        self.push_screen(LoginScreen(self.agent_hint))
+
+    def on_unmount(self) -> None:
+        self.node.close()
+
+    # -- who is acting ---------------------------------------------------------
+
+    def logged_in(self, name: str) -> None:
+        from daiban.tui.home import HomeScreen
+
+        self.agent = name
+        self.node.actor = name
+        self.sub_title = _("agent: {name}").format(name=name)
+        self.switch_screen(HomeScreen())
+
+    def action_logout(self) -> None:
+        from daiban.tui.login import LoginScreen
+
+        self.agent = ""
+        self.node.actor = "-"
+        self.sub_title = ""
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(LoginScreen(""))
+
+    # -- errors --------------------------------------------------------------------
+
+    def error(self, message: str) -> None:
+        self.notify(message, severity="error", markup=False, timeout=8)
+
+    def info(self, message: str) -> None:
+        self.notify(message, markup=False)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A refusal is a message; anything else is logged and ends the app
+        with one line (tests still see the exception through Pilot)."""
+        if isinstance(error, DaibanError):
+            self.error(error.message)
+            return
+        if isinstance(error, sqlite3.Error):
+            from daiban.cli import _database_problem
+
+            self.error(_database_problem(error))
+            return
+        self.crash_log = _log_crash(self.home, error)
+        if self._exception is None:
+            self._exception = error
+            self._exception_event.set()
+        self.exit(
+            1,
+            return_code=1,
+            message=_(
+                "error: an internal error occurred ({kind}); nothing half-done was stored. Details: {log}"
+            ).format(kind=type(error).__name__, log=self.crash_log),
+        )
+
+
+def _log_crash(home: Path, error: BaseException) -> str:
+    import datetime
+    import tempfile
+    import traceback
+
+    from daiban import __version__
+
+    text = "".join(traceback.format_exception(error))
+    text = f"{datetime.datetime.now().isoformat()} daiban {__version__} tui\n{text}\n"
+    for folder in (home / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "daiban-error.log"
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+            return str(path)
+        except OSError:
+            continue
+    return "-"
+
+
+def run(home: Path, *, language: str, agent: str | None = None, **kwargs: Any) -> int:
+    """Run the app in this terminal; its exit code."""
+    i18n.set_language(language)
+    app = DaibanApp(home, agent=agent, **kwargs)
+    app.run()
+    return app.return_code or 0

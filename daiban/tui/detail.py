@@ -1,0 +1,256 @@
+"""One application: its summary and its whole history (who did what, when,
+where). At the office that handles it, its personal data is opened here, in
+memory. The actions the application's state allows: the resident's
+evaluation, materials handed in, withdrawal, the receipt and the one-time
+notice; at the office, the decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, SelectionList
+from textual.widgets.selection_list import Selection
+
+from daiban.errors import DaibanError
+from daiban.i18n import _
+from daiban.node.lifecycle import kind_label, status_label
+from daiban.node.validation import field_label
+from daiban.render import _event_detail, due_text
+from daiban.tui.base import Base, Modal
+from daiban.tui.safe import N_, Plain, cell
+
+OPEN_AT_OFFICE = ("received", "needs_supplement", "accepted")
+
+
+class DetailScreen(Base):
+    BINDINGS = [
+        Binding("d", "decide", N_("Decide")),
+        Binding("e", "evaluate", N_("Evaluate")),
+        Binding("m", "supplied", N_("Materials in")),
+        Binding("w", "withdraw", N_("Withdraw")),
+        Binding("r", "receipt", N_("Receipt")),
+        Binding("o", "notice", N_("Notice")),
+        Binding("escape", "app.pop_screen", N_("Back")),
+    ]
+
+    def __init__(self, tracking: str) -> None:
+        super().__init__()
+        self.tracking = tracking
+        self.view: dict[str, Any] = {}
+
+    def compose(self) -> ComposeResult:
+        yield self.header()
+        with Vertical(classes="panel"):
+            yield Plain("", id="summary")
+        table: DataTable[object] = DataTable(id="history", cursor_type="row")
+        yield table
+        yield self.footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(_("when"), _("what"), _("who"), _("detail"))
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def load(self) -> None:
+        self.view = view = self.node.show(self.tracking)
+        self.query_one("#summary", Plain).show("\n".join(summary_lines(view, self.node)))
+        table = self.query_one(DataTable)
+        table.clear()
+        for e in view["history"]:
+            table.add_row(
+                cell(str(e["at"])[5:16].replace("T", " ")),
+                cell(kind_label(e["kind"])),
+                cell(f"{e['actor']}@{e['origin']}"),
+                cell(_event_detail(e["kind"], e["body"])),
+            )
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        v = self.view
+        if not v:
+            return True
+        here = self.node.code
+        status = v["status"]
+        if action == "decide":
+            return v["office"] == here and status in OPEN_AT_OFFICE
+        if action == "evaluate":
+            return status == "completed" and not v.get("evaluation")
+        if action == "supplied":
+            return status == "needs_supplement" or bool(v.get("owed") and status != "completed")
+        if action == "withdraw":
+            return status in ("submitted", "received", "needs_supplement")
+        if action == "notice":
+            return status == "needs_supplement"
+        if action == "receipt":
+            return v["origin"] == here
+        return True
+
+    def action_decide(self) -> None:
+        from daiban.tui.decide import DecideScreen
+
+        self.app.push_screen(DecideScreen(self.view["tracking"]))
+
+    def action_evaluate(self) -> None:
+        self.app.push_screen(EvaluateModal(self.view["tracking"]))
+
+    def action_supplied(self) -> None:
+        outstanding = self.view["missing"] if self.view["status"] == "needs_supplement" else self.view["owed"]
+        self.app.push_screen(SuppliedModal(self.view["tracking"], list(outstanding)))
+
+    def action_withdraw(self) -> None:
+        self.app.push_screen(WithdrawModal(self.view["tracking"]))
+
+    def action_receipt(self) -> None:
+        from daiban.tui.receipt import ReceiptScreen
+
+        self.app.push_screen(ReceiptScreen(self.view["tracking"], "receipt"))
+
+    def action_notice(self) -> None:
+        from daiban.tui.receipt import ReceiptScreen
+
+        self.app.push_screen(ReceiptScreen(self.view["tracking"], "notice"))
+
+
+def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
+    a = view["applicant"]
+    lines = [
+        f"{view['tracking']}  {view['item_name']} ({view['item']})",
+        _("Status: {status}   Due: {due}").format(status=status_label(view["status"]), due=due_text(view)),
+        _("Applicant: {name}  {id_number}  {phone}").format(**a),
+        _("Office: {office}   Filed by: {origin}   Division: {region}").format(
+            office=view["office"], origin=view["origin"], region=view["region"]
+        ),
+    ]
+    if view.get("sync_problem"):
+        lines.append(_("Refused by the parent: {reason}").format(reason=view["sync_problem"]))
+    if view.get("owed"):
+        lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
+    if view.get("missing"):
+        lines.append(
+            _("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"]))
+        )
+    if view.get("evaluation"):
+        lines.append(_("Evaluation: {score} / 5").format(score=view["evaluation"]))
+    personal = view.get("personal")
+    if personal:
+        lines.append(
+            _("Applicant (opened at this office): {name}  {id_number}  {phone}").format(
+                name=personal["name"], id_number=personal["id_number"], phone=personal["phone"]
+            )
+        )
+        try:
+            props = node.item(view["item"]).fields.get("properties", {})
+        except DaibanError:
+            props = {}
+        fields = [
+            f"{field_label(k, props.get(k, {}))}: {v}" for k, v in (personal.get("fields") or {}).items()
+        ]
+        if fields:
+            lines.append("  ".join(fields))
+    return lines
+
+
+class EvaluateModal(Modal):
+    """The resident's five-level evaluation (好差评)."""
+
+    BINDINGS = [
+        *(Binding(str(n), f"score({n})", str(n), show=False) for n in (1, 2, 3, 4, 5)),
+        Binding("escape", "app.pop_screen", N_("Cancel")),
+    ]
+
+    def __init__(self, tracking: str) -> None:
+        super().__init__()
+        self.tracking = tracking
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Plain(
+                _("The resident's evaluation of {tracking}").format(tracking=self.tracking), classes="title"
+            )
+            yield Plain(
+                _(
+                    "Press 5 very satisfied, 4 satisfied, 3 fair, 2 dissatisfied, "
+                    "1 very dissatisfied; Esc cancels."
+                )
+            )
+        yield self.footer()
+
+    def action_score(self, score: int) -> None:
+        try:
+            self.node.evaluate(self.tracking, score)
+        except DaibanError as exc:
+            self.dapp.error(exc.message)
+            return
+        self.dapp.info(_("Evaluation {score} / 5 recorded.").format(score=score))
+        self.dismiss()
+
+
+class SuppliedModal(Modal):
+    """Materials the resident handed in later (补正, or owed under 容缺受理)."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", N_("Record")),
+        Binding("escape", "app.pop_screen", N_("Cancel")),
+    ]
+
+    def __init__(self, tracking: str, outstanding: list[str]) -> None:
+        super().__init__()
+        self.tracking = tracking
+        self.outstanding = outstanding
+
+    def compose(self) -> ComposeResult:
+        from rich.text import Text
+
+        with Vertical(classes="dialog"):
+            yield Plain(_("Tick what the resident handed in, then Ctrl+S."), classes="title")
+            yield SelectionList[str](
+                *[Selection(Text(m), m, True) for m in self.outstanding], id="supplied", compact=True
+            )
+        yield self.footer()
+
+    def action_save(self) -> None:
+        chosen = list(self.query_one(SelectionList).selected)
+        if not chosen:
+            self.dapp.error(_("Tick at least one material."))
+            return
+        try:
+            self.node.supplement(self.tracking, chosen)
+        except DaibanError as exc:
+            self.dapp.error(exc.message)
+            return
+        self.dapp.info(_("Recorded; it goes to the office at the next sync."))
+        self.dismiss()
+
+
+class WithdrawModal(Modal):
+    BINDINGS = [
+        Binding("y", "yes", N_("Yes, withdraw")),
+        Binding("escape", "app.pop_screen", N_("No")),
+    ]
+
+    def __init__(self, tracking: str) -> None:
+        super().__init__()
+        self.tracking = tracking
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Plain(
+                _("Withdraw {tracking} at the resident's request? Y withdraws, Esc keeps it.").format(
+                    tracking=self.tracking
+                ),
+                classes="title",
+            )
+        yield self.footer()
+
+    def action_yes(self) -> None:
+        try:
+            self.node.withdraw(self.tracking)
+        except DaibanError as exc:
+            self.dapp.error(exc.message)
+            return
+        self.dismiss()

@@ -1,0 +1,141 @@
+"""Home: counts by status, whether the parent answers, the last successful
+sync, what waits to go up, and what needs the agent's attention (returned for
+supplement, completed and not yet evaluated, refused by the parent)."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable
+
+from daiban.i18n import _
+from daiban.node.lifecycle import Status, status_label
+from daiban.sync import routing
+from daiban.tui.base import Base
+from daiban.tui.safe import N_, Plain, cell
+
+PROBE_TIMEOUT = 3.0
+
+
+class HomeScreen(Base):
+    BINDINGS = [
+        Binding("n", "new", N_("New")),
+        Binding("f", "find", N_("Find")),
+        Binding("i", "inbox", N_("Inbox")),
+        Binding("d", "dashboard", N_("Dashboard")),
+        Binding("s", "sync", N_("Sync")),
+        Binding("l", "app.logout", N_("Log out")),
+        Binding("q", "app.quit", N_("Quit")),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield self.header()
+        with Vertical(classes="panel"):
+            yield Plain("", id="counts")
+            yield Plain("", id="parent")
+            yield Plain("", id="queue")
+            yield Plain(_("Needs your attention:"), classes="title")
+        table: DataTable[object] = DataTable(id="attention", cursor_type="row", zebra_stripes=False)
+        yield table
+        yield self.footer()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("inbox", "dashboard"):
+            return self.dapp.is_office
+        return True
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns(_("tracking"), _("item"), _("applicant"), _("to do"))
+        self.refresh_view()
+        parent, url = self.node.parent(), self.node.store.setting("parent_url")
+        if parent and url:
+            self.query_one("#parent", Plain).show(_("Parent {code}: checking…").format(code=parent))
+            self.probe_parent(parent, url)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        node = self.node
+        counts = node.store.status_counts(node.code)
+        parts = [f"{status_label(s)} {counts.get(s.value, 0)}" for s in Status]
+        self.query_one("#counts", Plain).show(_("Applications: ") + "  ".join(parts))
+        parent = node.parent()
+        peer = node.store.peer(parent) if parent else None
+        last = (peer or {}).get("last_sync_at")
+        waiting = node.store.outbox_count(routing.UP)
+        self.query_one("#queue", Plain).show(
+            _("Last successful sync: {at}   Waiting to go up: {n}").format(
+                at=str(last)[:16].replace("T", " ") if last else _("never"), n=waiting
+            )
+        )
+        if parent is None and node.role != "city":
+            self.query_one("#parent", Plain).show(_("Parent: not enrolled yet"))
+        table = self.query_one(DataTable)
+        table.clear()
+        for row in node.store.needing_attention(node.code):
+            table.add_row(
+                cell(row["tracking"]),
+                cell(row["item_name"]),
+                cell(row["name_masked"]),
+                cell(_todo(row)),
+                key=row["tracking"],
+            )
+
+    @work(thread=True, exclusive=True, group="probe")
+    def probe_parent(self, parent: str, url: str) -> None:
+        """Ask the parent's /v1/healthz, briefly, off the UI thread (and off
+        the node's database, which belongs to the UI thread)."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url + "/v1/healthz", timeout=PROBE_TIMEOUT) as resp:
+                ok = resp.status == 200
+        except (OSError, ValueError):
+            ok = False
+        text = (_("Parent {code}: reachable") if ok else _("Parent {code}: not reachable now")).format(
+            code=parent
+        )
+        self.app.call_from_thread(self.query_one("#parent", Plain).show, text)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        from daiban.tui.detail import DetailScreen
+
+        if event.row_key.value:
+            self.app.push_screen(DetailScreen(event.row_key.value))
+
+    def action_new(self) -> None:
+        from daiban.tui.apply import ItemScreen
+
+        self.app.push_screen(ItemScreen())
+
+    def action_find(self) -> None:
+        from daiban.tui.find import FindScreen
+
+        self.app.push_screen(FindScreen())
+
+    def action_sync(self) -> None:
+        from daiban.tui.sync import SyncScreen
+
+        self.app.push_screen(SyncScreen())
+
+    def action_inbox(self) -> None:
+        from daiban.tui.inbox import InboxScreen
+
+        self.app.push_screen(InboxScreen())
+
+    def action_dashboard(self) -> None:
+        from daiban.tui.dashboard import DashboardScreen
+
+        self.app.push_screen(DashboardScreen())
+
+
+def _todo(row: dict[str, object]) -> str:
+    if row.get("sync_problem"):
+        return _("refused by the parent: {reason}").format(reason=row["sync_problem"])
+    if row["status"] == Status.NEEDS_SUPPLEMENT:
+        return _("supplement: {materials}").format(materials=_("、").join(row.get("missing") or []))  # type: ignore[arg-type]
+    return _("completed: record the evaluation")
