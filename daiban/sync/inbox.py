@@ -21,7 +21,7 @@ from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event
 from daiban.sync import certs as certs_mod
 from daiban.sync import envelope as env_mod
-from daiban.sync import identity, routing
+from daiban.sync import identity, routing, statistics
 from daiban.sync.crypto import b64
 from daiban.sync.envelope import Envelope, EnvelopeError
 
@@ -161,6 +161,8 @@ def _check_kind(node: Node, env: Envelope) -> None:
         if not certs_mod.extends(code, env.origin) or env.to != routing.BROADCAST:
             raise EnvelopeError("name_constraint", f"{env.origin} may not revoke {code}")
         return
+    if env.kind == statistics.KIND:
+        return statistics.check(node, env)
     raise EnvelopeError("malformed", f"unknown envelope kind {env.kind!r}")
 
 
@@ -174,6 +176,8 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str) -> list[Ver
             _apply_broadcast(node, env, now)
             for hop in routing.flood(node.code, sender, node.parent(), node.children()):
                 node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
+        elif env.kind == statistics.KIND:
+            statistics.take(node, env, now, sender)
         elif env.to == node.code:
             apply_to_application(node, env, now)
         else:
