@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
@@ -42,12 +43,17 @@ def filed_day(record: Record) -> str | None:
     return day
 
 
-def within(day: str | None, start: dt.date | None, end: dt.date | None) -> bool:
+def within(day: str | None, start: str | None, end: str | None) -> bool:
+    """Whether an ISO day lies in [start, end] (ISO days; None an open end)."""
     if day is None:
         return False
-    if start is not None and day < start.isoformat():
+    if start is not None and day < start:
         return False
-    return end is None or day <= end.isoformat()
+    return end is None or day <= end
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None
 
 
 def group_key(record: Record, by: str) -> str | None:
@@ -60,8 +66,8 @@ def group_key(record: Record, by: str) -> str | None:
     return region[:length] if len(region) >= length else None
 
 
-def figures(records: Iterable[Record], start: dt.date | None, end: dt.date | None) -> dict[str, Any]:
-    """The report's figures over some records."""
+def figures(records: Iterable[Record], start: str | None, end: str | None) -> dict[str, Any]:
+    """The report's figures over some records, within ISO days [start, end]."""
     filed = completed = on_time = timed = proxy = 0
     days: list[int] = []
     scores: Counter[int] = Counter()
@@ -105,6 +111,12 @@ def period_label(day: dt.date, unit: str) -> str:
     return f"{day.year}-{day.month:02d}"
 
 
+@lru_cache(maxsize=4096)
+def _label(day: str, unit: str) -> str:
+    """The period of an ISO day (a year's worth of days is a few hundred)."""
+    return period_label(dt.date.fromisoformat(day), unit)
+
+
 def _periods(first: dt.date, last: dt.date, unit: str) -> list[str]:
     labels: list[str] = []
     day = first
@@ -123,26 +135,28 @@ def _periods(first: dt.date, last: dt.date, unit: str) -> list[str]:
 def trend(records: Sequence[Record], start: dt.date | None, end: dt.date | None) -> dict[str, Any]:
     """Filed and completed per period, every period of the span listed (an
     open end is taken from the records)."""
+    lo, hi = _iso(start), _iso(end)
     days: list[str] = [
         d
         for r in records
         for d in (filed_day(r), r["completed_on"] if r["status"] == "completed" else None)
-        if d is not None and within(d, start, end)
+        if d is not None and within(d, lo, hi)
     ]
     if not days and (start is None or end is None):
         return {"unit": "month", "periods": []}
     first = start or dt.date.fromisoformat(min(days))
     last = end or dt.date.fromisoformat(max(days))
     unit = "week" if (last - first).days < WEEKLY_UP_TO_DAYS else "month"
+    lo, hi = first.isoformat(), last.isoformat()
     filed: Counter[str] = Counter()
     completed: Counter[str] = Counter()
     for r in records:
         day = filed_day(r)
-        if day is not None and within(day, first, last):
-            filed[period_label(dt.date.fromisoformat(day), unit)] += 1
+        if day is not None and within(day, lo, hi):
+            filed[_label(day, unit)] += 1
         done = r["completed_on"]
-        if r["status"] == "completed" and within(done, first, last):
-            completed[period_label(dt.date.fromisoformat(done), unit)] += 1
+        if done is not None and r["status"] == "completed" and within(done, lo, hi):
+            completed[_label(done, unit)] += 1
     return {
         "unit": unit,
         "periods": [
@@ -166,7 +180,7 @@ def summarize(
         "from": start.isoformat() if start else None,
         "to": end.isoformat() if end else None,
         "by": by,
-        "total": figures(records, start, end),
+        "total": figures(records, _iso(start), _iso(end)),
         "groups": [],
         "trend": trend(records, start, end),
     }
@@ -175,7 +189,7 @@ def summarize(
         for r in records:
             grouped[group_key(r, by)].append(r)
         for key in sorted(grouped, key=lambda k: (k is None, k or "")):
-            row = figures(grouped[key], start, end)
+            row = figures(grouped[key], _iso(start), _iso(end))
             if row["filed"] or row["completed"] or row["evaluated"]:
                 out["groups"].append({"key": key, "name": name_of(key) if key else "", **row})
     return out
@@ -210,7 +224,7 @@ def for_node(
     statistics.flush(node)
     names = _names(node)
     report = summarize(
-        node.store.stats_records(node.code),
+        node.store.stats_records(node.code, _iso(start), _iso(end)),
         start=start,
         end=end,
         by=by,

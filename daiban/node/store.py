@@ -655,13 +655,28 @@ class Store:
             ],
         )
 
-    def stats_records(self, prefix: str) -> list[dict[str, Any]]:
-        """Every record held for applications whose office is ``prefix`` or below it."""
-        rows = self.db.query(
-            f"SELECT {_STATS_COLUMNS} FROM stats WHERE substr(office, 1, ?) = ? ORDER BY tracking",
-            [len(prefix), prefix],
+    def stats_records(
+        self, prefix: str, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The records held for applications whose office is ``prefix`` or
+        below it, that were received, completed or evaluated between the ISO
+        days ``start`` and ``end`` (either may be open)."""
+        lo, hi = start or "0000-00-00", end or "9999-99-99"
+        cursor = self.db.conn.execute(
+            f"SELECT {_STATS_COLUMNS} FROM stats WHERE substr(office, 1, ?1) = ?2 AND ("
+            "COALESCE(received_on, filed_on) BETWEEN ?3 AND ?4 OR completed_on BETWEEN ?3 AND ?4 "
+            "OR evaluated_on BETWEEN ?3 AND ?4)",
+            [len(prefix), prefix, lo, hi],
         )
-        return [_stats_record(r) for r in rows]
+        # One dict per row, built once: a city's year is 100,000s of rows.
+        out = []
+        for row in cursor:
+            record = dict(zip(STATS_FIELDS, row, strict=True))
+            record["proxy"] = bool(record["proxy"])
+            if record["on_time"] is not None:
+                record["on_time"] = bool(record["on_time"])
+            out.append(record)
+        return out
 
     def stats_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
