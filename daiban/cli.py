@@ -6,6 +6,7 @@ so ``daiban --help`` starts fast."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -86,6 +87,15 @@ def _limit(text: str) -> int:
             _("must be a whole number of at least 1, got {text!r}").format(text=text)
         )
     return value
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            _("expected a date as YYYY-MM-DD, got {text!r}").format(text=text)
+        ) from None
 
 
 def _sub(group: Any, name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Parser:
@@ -300,6 +310,21 @@ def build_parser() -> Parser:
     ar.add_argument("name", metavar="NAME")
 
     c = command("tui", _("the terminal app for village agents and office staff"), cmd_tui)
+    c = command(
+        "report",
+        _("statistics at a district or the city: filed, completed, on time, working days, evaluations"),
+        cmd_report,
+    )
+    c.add_argument("--from", dest="start", type=_day, metavar="DATE", help=_("first day, YYYY-MM-DD"))
+    c.add_argument("--to", dest="end", type=_day, metavar="DATE", help=_("last day, YYYY-MM-DD"))
+    c.add_argument(
+        "--by",
+        choices=("district", "town", "village", "item"),
+        help=_("one row per district, town, village or item"),
+    )
+    form = c.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help=_("print JSON"))
+    form.add_argument("--csv", action="store_true", help=_("print CSV"))
     return p
 
 
@@ -784,6 +809,28 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from daiban.tui.app import run
 
     return run(_home(args), language=i18n.language(), agent=args.agent or os.environ.get("DAIBAN_AGENT"))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from daiban.node.report import check_period, for_node
+
+    if args.start and args.end and args.start > args.end:
+        try:
+            check_period(args.start, args.end)
+        except DaibanError as exc:
+            raise UsageError(exc.message) from None
+    report = _with_node(args, lambda node: for_node(node, start=args.start, end=args.end, by=args.by))
+    if args.json:
+        _print_json(report)
+    elif args.csv:
+        from daiban.render import report_csv
+
+        sys.stdout.write(report_csv(report))
+    else:
+        from daiban.render import report_text
+
+        print(report_text(report))
+    return 0
 
 
 # -- entry point ----------------------------------------------------------------

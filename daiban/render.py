@@ -260,3 +260,179 @@ def agent_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     return _table([_("agent"), _("added"), _("last login"), ""], body, shrink=0)
+# -- reports ------------------------------------------------------------------
+
+TREND_ROWS = 24
+BAR_WIDTH = 24
+
+
+def score_label(score: int) -> str:
+    return {
+        5: _("very satisfied"),
+        4: _("satisfied"),
+        3: _("fairly satisfied"),
+        2: _("dissatisfied"),
+        1: _("very dissatisfied"),
+    }[score]
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def report_text(report: Mapping[str, Any]) -> str:
+    """A report for the terminal: totals, the groups (with --by), and a bar
+    chart of the trend."""
+    total = report["total"]
+    period = _("{start} to {end}").format(
+        start=report["from"] or _("the beginning"), end=report["to"] or _("now")
+    )
+    lines = [
+        _("Report for {code} {name}, {period}").format(
+            code=report["node"], name=report["name"], period=period
+        ),
+        _("Filed {filed}   completed {completed}   on time {rate} ({on_time} of {known})").format(
+            filed=total["filed"],
+            completed=total["completed"],
+            rate=_percent(total["on_time_rate"]),
+            on_time=total["on_time"],
+            known=total["on_time_known"],
+        ),
+        _("Average working days from acceptance to completion: {days}").format(
+            days=_number(total["avg_working_days"])
+        ),
+        _("Filed by proxy at village points: {share} ({proxy} of {filed})").format(
+            share=_percent(total["proxy_share"]), proxy=total["proxy"], filed=total["filed"]
+        ),
+        _("Evaluations: {n}, average {avg}").format(n=total["evaluated"], avg=_number(total["avg_score"])),
+    ]
+    lines.append(
+        "  "
+        + "  ".join(f"{score_label(int(score))} {count}" for score, count in total["evaluations"].items())
+    )
+    if report["by"]:
+        lines.append("")
+        if report["groups"]:
+            lines.append(_report_groups(report))
+        else:
+            lines.append(_("Nothing in this period."))
+    chart = _trend_chart(report["trend"])
+    if chart:
+        lines += ["", chart]
+    return "\n".join(lines)
+
+
+def _report_groups(report: Mapping[str, Any]) -> str:
+    heading = {
+        "district": _("district"),
+        "town": _("town"),
+        "village": _("village"),
+        "item": _("item"),
+    }[report["by"]]
+    rows = [
+        [
+            f"{g['key']} {g['name']}".rstrip() if g["key"] else _("(coarser)"),
+            str(g["filed"]),
+            str(g["completed"]),
+            _percent(g["on_time_rate"]),
+            _number(g["avg_working_days"]),
+            _percent(g["proxy_share"]),
+            _number(g["avg_score"]),
+        ]
+        for g in report["groups"]
+    ]
+    columns = [
+        heading,
+        _("new"),
+        _("done"),
+        _("on time"),
+        _("days"),
+        _("proxy"),
+        _("score"),
+    ]
+    # Only the first column (code and name) gives up width on a narrow screen:
+    # cut to what the figures leave of 80 columns (3 between columns).
+    from rich.text import Text
+
+    figures = sum(max(_cells(c), *(_cells(r[i]) for r in rows)) for i, c in enumerate(columns) if i)
+    room = max(12, WIDTH - figures - 3 * (len(columns) - 1))
+    for row in rows:
+        cut = Text(row[0])
+        cut.truncate(room, overflow="ellipsis")
+        row[0] = cut.plain
+    return _table(columns, rows, shrink=len(columns))
+
+
+def _trend_chart(trend: Mapping[str, Any]) -> str:
+    from rich import box
+    from rich.bar import Bar
+    from rich.table import Table
+
+    periods = list(trend["periods"])
+    if not periods:
+        return ""
+    shown = periods[-TREND_ROWS:]
+    top = max(max(p["filed"], p["completed"]) for p in shown) or 1
+    title = _("Trend per week") if trend["unit"] == "week" else _("Trend per month")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column(_("period"), no_wrap=True)
+    table.add_column(_("new"), justify="right", no_wrap=True)
+    table.add_column("", width=BAR_WIDTH, no_wrap=True)
+    table.add_column(_("done"), justify="right", no_wrap=True)
+    table.add_column("", width=BAR_WIDTH, no_wrap=True)
+    for p in shown:
+        table.add_row(
+            p["period"],
+            str(p["filed"]),
+            Bar(top, 0, p["filed"], width=BAR_WIDTH),
+            str(p["completed"]),
+            Bar(top, 0, p["completed"], width=BAR_WIDTH),
+        )
+    buffer = io.StringIO()
+    _console(buffer).print(table)
+    text = title + "\n" + "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+    if len(periods) > len(shown):
+        text += "\n" + _("(the last {n} of {total} periods; --json has them all)").format(
+            n=len(shown), total=len(periods)
+        )
+    return text
+
+
+REPORT_CSV_COLUMNS = (
+    "key",
+    "name",
+    "filed",
+    "completed",
+    "on_time",
+    "on_time_known",
+    "on_time_rate",
+    "avg_working_days",
+    "proxy",
+    "proxy_share",
+    "evaluated",
+    "avg_score",
+    "score_5",
+    "score_4",
+    "score_3",
+    "score_2",
+    "score_1",
+)
+
+
+def report_csv(report: Mapping[str, Any]) -> str:
+    """The report's groups (with --by) and its total as CSV, one row each;
+    the total's key is "total"."""
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REPORT_CSV_COLUMNS)
+    rows = [*report["groups"], {"key": "total", "name": report["name"], **report["total"]}]
+    for row in rows:
+        values = {**row, **{f"score_{s}": n for s, n in row["evaluations"].items()}}
+        writer.writerow(["" if values.get(c) is None else values[c] for c in REPORT_CSV_COLUMNS])
+    return buffer.getvalue()

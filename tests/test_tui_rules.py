@@ -9,7 +9,7 @@ import datetime as dt
 from rich.cells import cell_len
 
 from daiban import notices
-from daiban.node.stats import dashboard
+from daiban.node.dashboard import dashboard
 from daiban.node.workdays import WorkCalendar
 from daiban.tui.dashboard import bar
 from daiban.tui.find import kind_of

@@ -300,6 +300,64 @@ def m0005_agents(db: Database) -> None:
     )
 
 
+@migrations(name="0008_stats")
+def m0008_stats(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The statistics stream (no personal data): the latest record of each
+        -- application, as its office last published it. An office keeps its
+        -- own; a district and the city also keep those passing up to them.
+        -- version is the office's sequence number of the envelope that carried
+        -- the record: a higher one wins, so re-delivery and reordering are harmless.
+        CREATE TABLE stats (
+            tracking TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            office TEXT NOT NULL,
+            level TEXT NOT NULL,
+            item TEXT NOT NULL,
+            region TEXT NOT NULL,
+            filer TEXT NOT NULL,
+            proxy INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            filed_on TEXT NOT NULL,
+            received_on TEXT,
+            accepted_on TEXT,
+            decided_on TEXT,
+            completed_on TEXT,
+            due TEXT,
+            time_limit_days INTEGER,
+            working_days INTEGER,
+            on_time INTEGER,
+            evaluation INTEGER,
+            evaluated_on TEXT,
+            taken_at TEXT NOT NULL
+        );
+        CREATE INDEX stats_office ON stats (office);
+
+        -- Applications this office changed since it last published their
+        -- records: kept by triggers, so no write path has to remember it.
+        CREATE TABLE stats_pending (
+            tracking TEXT PRIMARY KEY
+        );
+        -- (NOT EXISTS, not INSERT OR IGNORE: an outer statement's conflict
+        -- policy overrides a trigger's, and the summary is saved by upsert.)
+        CREATE TRIGGER applications_stats_insert AFTER INSERT ON applications
+        WHEN NEW.office = (SELECT value FROM node WHERE key = 'code')
+        AND NOT EXISTS (SELECT 1 FROM stats_pending WHERE tracking = NEW.tracking)
+        BEGIN INSERT INTO stats_pending (tracking) VALUES (NEW.tracking); END;
+        CREATE TRIGGER applications_stats_update AFTER UPDATE ON applications
+        WHEN NEW.office = (SELECT value FROM node WHERE key = 'code')
+        AND NOT EXISTS (SELECT 1 FROM stats_pending WHERE tracking = NEW.tracking)
+        BEGIN INSERT INTO stats_pending (tracking) VALUES (NEW.tracking); END;
+
+        -- What an office held before this migration is published too.
+        INSERT OR IGNORE INTO stats_pending (tracking)
+        SELECT tracking FROM applications WHERE office = (SELECT value FROM node WHERE key = 'code');
+        """,
+    )
+
+
 @migrations(name="0009_queued_effects")
 def m0009_queued_effects(db: Database) -> None:
     _run(

@@ -1,78 +1,89 @@
-"""The office dashboard's figures, from the office's summary rows: volume per
-day, on-time completion, working days from acceptance to completion and the
-residents' evaluations, overall and by village. Pure: rows in, numbers out."""
+"""The statistics record of one application: what its office publishes up to
+the city for reports. Non-personal by construction: it is built from a fixed
+list of the summary row's codes, dates, counts and the evaluation score —
+never from the personal part, the masked applicant or any free text.
+
+Dates are calendar days in China Standard Time. Working days and the on-time
+flag are counted on the handling office's calendar, from acceptance (受理) to
+completion (办结), as the statutory time limit is."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
+from daiban.node.clock import CST
 from daiban.node.workdays import WorkCalendar
 
-
-@dataclass
-class Figures:
-    filed: int = 0
-    completed: int = 0
-    on_time: int = 0
-    working_days: list[int] = field(default_factory=list)
-    scores: Counter[int] = field(default_factory=Counter)
-
-    @property
-    def on_time_rate(self) -> float | None:
-        """Share of completed applications completed by their due date."""
-        return self.on_time / self.completed if self.completed else None
-
-    @property
-    def average_days(self) -> float | None:
-        return sum(self.working_days) / len(self.working_days) if self.working_days else None
-
-    @property
-    def average_score(self) -> float | None:
-        n = sum(self.scores.values())
-        return sum(s * c for s, c in self.scores.items()) / n if n else None
-
-
-@dataclass
-class Dashboard:
-    per_day: list[tuple[dt.date, int]]
-    total: Figures
-    by_village: dict[str, Figures]
+FIELDS = (
+    "tracking",
+    "office",
+    "level",
+    "item",
+    "region",
+    "filer",
+    "proxy",
+    "status",
+    "filed_on",
+    "received_on",
+    "accepted_on",
+    "decided_on",
+    "completed_on",
+    "due",
+    "time_limit_days",
+    "working_days",
+    "on_time",
+    "evaluation",
+    "evaluated_on",
+)
+BOOLEAN_FIELDS = ("proxy", "on_time")
+VILLAGE_DIGITS = 12
 
 
-def _date(value: Any) -> dt.date | None:
-    return dt.date.fromisoformat(str(value)[:10]) if value else None
+def day(stamp: str | None) -> str | None:
+    """The CST calendar day of an ISO date-time, as YYYY-MM-DD."""
+    if not stamp:
+        return None
+    moment = dt.datetime.fromisoformat(stamp)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=CST)
+    return moment.astimezone(CST).date().isoformat()
 
 
-def dashboard(
-    rows: Iterable[Mapping[str, Any]], *, today: dt.date, calendar: WorkCalendar, days: int = 14
-) -> Dashboard:
-    first = today - dt.timedelta(days=days - 1)
-    per_day: Counter[dt.date] = Counter()
-    total = Figures()
-    villages: dict[str, Figures] = defaultdict(Figures)
-    span: dict[tuple[str, str], int | None] = {}  # many rows share their dates
-    for row in rows:
-        filed = _date(row["filed_at"])
-        if filed is not None and first <= filed <= today:
-            per_day[filed] += 1
-        for figures in (total, villages[str(row["region"])]):
-            figures.filed += 1
-            if row["status"] == "completed":
-                figures.completed += 1
-                done, due, accepted = _date(row["completed_at"]), _date(row["due"]), _date(row["accepted_on"])
-                if done is not None and due is not None and done <= due:
-                    figures.on_time += 1
-                if done is not None and accepted is not None:
-                    key = (accepted.isoformat(), done.isoformat())
-                    if key not in span:
-                        span[key] = calendar.working_days_between(accepted, done)
-                    if span[key] is not None:
-                        figures.working_days.append(int(span[key] or 0))
-            if row["evaluation"]:
-                figures.scores[int(row["evaluation"])] += 1
-    series = [(first + dt.timedelta(days=n), per_day[first + dt.timedelta(days=n)]) for n in range(days)]
-    return Dashboard(series, total, dict(sorted(villages.items())))
+def record_of(row: Mapping[str, Any], calendar: WorkCalendar) -> dict[str, Any]:
+    """The record of an application's summary row, at its office."""
+    completed_on = day(row.get("completed_at"))
+    accepted_on = row.get("accepted_on")
+    due = row.get("due")
+    working_days = None
+    if completed_on and accepted_on:
+        working_days = calendar.working_days_between(
+            dt.date.fromisoformat(accepted_on), dt.date.fromisoformat(completed_on)
+        )
+    evaluation = row.get("evaluation")
+    return {
+        "tracking": row["tracking"],
+        "office": row["office"],
+        "level": row["level"],
+        "item": row["item"],
+        "region": row["region"],
+        "filer": row["origin"],
+        # 代办: filed for the resident at a village agency point.
+        "proxy": len(row["origin"]) == VILLAGE_DIGITS,
+        "status": row["status"],
+        "filed_on": day(row["filed_at"]),
+        "received_on": day(row.get("received_at")),
+        "accepted_on": accepted_on,
+        "decided_on": day(row.get("decided_at")),
+        "completed_on": completed_on,
+        "due": due,
+        "time_limit_days": row.get("time_limit_days"),
+        "working_days": working_days,
+        # ISO dates compare as text; done on the due day is on time.
+        "on_time": (completed_on <= due) if completed_on and due else None,
+        "evaluation": evaluation,
+        # An evaluation is the last event an application can have, so the
+        # row's last change is when it was recorded.
+        "evaluated_on": day(row["updated_at"]) if evaluation is not None else None,
+    }

@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 from sqlite_utils import Database
 
 from daiban.node.migrations import migrations
+from daiban.node.stats import BOOLEAN_FIELDS as STATS_BOOLEANS
+from daiban.node.stats import FIELDS as STATS_FIELDS
 
 BUSY_TIMEOUT_MS = 10_000
 DB_NAME = "daiban.db"
@@ -757,6 +759,87 @@ class Store:
             )
         )
 
+    # -- statistics (no personal data) ----------------------------------------
+
+    def stats_pending(self, limit: int) -> list[str]:
+        """Applications this office changed since it last published their records."""
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT tracking FROM stats_pending ORDER BY rowid LIMIT ?", [limit]
+            )
+        ]
+
+    def clear_stats_pending(self, trackings: Sequence[str]) -> None:
+        self.db.conn.executemany("DELETE FROM stats_pending WHERE tracking = ?", [(t,) for t in trackings])
+
+    def applications_in(self, trackings: Sequence[str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(trackings), 500):
+            chunk = list(trackings[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows.extend(
+                _decode(r)
+                for r in self.db.query(f"SELECT * FROM applications WHERE tracking IN ({marks})", chunk)
+            )
+        return rows
+
+    def stats_records_in(self, trackings: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The records held for these applications, by tracking number."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(trackings), 500):
+            chunk = list(trackings[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            for row in self.db.query(
+                f"SELECT {_STATS_COLUMNS} FROM stats WHERE tracking IN ({marks})", chunk
+            ):
+                out[row["tracking"]] = _stats_record(row)
+        return out
+
+    def put_stats(self, records: Sequence[Mapping[str, Any]], *, version: int, taken_at: str) -> None:
+        """Keep records carried at ``version``; one already held at a higher or
+        equal version stays (latest wins, whatever order they come in)."""
+        self.db.conn.executemany(
+            _STATS_UPSERT,
+            [
+                {
+                    **{
+                        k: (int(r[k]) if k in STATS_BOOLEANS and r[k] is not None else r[k])
+                        for k in STATS_FIELDS
+                    },
+                    "version": version,
+                    "taken_at": taken_at,
+                }
+                for r in records
+            ],
+        )
+
+    def stats_records(
+        self, prefix: str, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The records held for applications whose office is ``prefix`` or
+        below it, that were received, completed or evaluated between the ISO
+        days ``start`` and ``end`` (either may be open)."""
+        lo, hi = start or "0000-00-00", end or "9999-99-99"
+        cursor = self.db.conn.execute(
+            f"SELECT {_STATS_COLUMNS} FROM stats WHERE substr(office, 1, ?1) = ?2 AND ("
+            "COALESCE(received_on, filed_on) BETWEEN ?3 AND ?4 OR completed_on BETWEEN ?3 AND ?4 "
+            "OR evaluated_on BETWEEN ?3 AND ?4)",
+            [len(prefix), prefix, lo, hi],
+        )
+        # One dict per row, built once: a city's year is 100,000s of rows.
+        out = []
+        for row in cursor:
+            record = dict(zip(STATS_FIELDS, row, strict=True))
+            record["proxy"] = bool(record["proxy"])
+            if record["on_time"] is not None:
+                record["on_time"] = bool(record["on_time"])
+            out.append(record)
+        return out
+
+    def stats_count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
+
 
 @lru_cache(maxsize=32)
 def _upsert_sql(columns: tuple[str, ...]) -> str:
@@ -766,6 +849,20 @@ def _upsert_sql(columns: tuple[str, ...]) -> str:
         "ON CONFLICT (tracking) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns if c != "tracking")
     )
+
+
+_STATS_COLUMNS = ", ".join(STATS_FIELDS)
+_STATS_UPSERT = (
+    f"INSERT INTO stats ({_STATS_COLUMNS}, version, taken_at) "
+    f"VALUES ({', '.join(':' + c for c in STATS_FIELDS)}, :version, :taken_at) "
+    "ON CONFLICT (tracking) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in (*STATS_FIELDS[1:], "version", "taken_at"))
+    + " WHERE excluded.version > stats.version"
+)
+
+
+def _stats_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (bool(row[k]) if k in STATS_BOOLEANS and row[k] is not None else row[k]) for k in STATS_FIELDS}
 
 
 def _decode(row: Mapping[str, Any]) -> dict[str, Any]:

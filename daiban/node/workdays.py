@@ -24,6 +24,15 @@ def _bundled_has(year: int) -> bool:
     return True
 
 
+@lru_cache(maxsize=8192)
+def _bundled_workday(day: dt.date) -> bool:
+    """chinesecalendar's answer, remembered: it checks the date's range against
+    its whole table on every call (~50 µs), and reports count many days."""
+    import chinese_calendar
+
+    return bool(chinese_calendar.is_workday(day))
+
+
 @dataclass(frozen=True)
 class PublishedYear:
     """One year of a city-published calendar: weekdays that are off, and
@@ -54,9 +63,7 @@ class WorkCalendar:
     def is_workday(self, day: dt.date) -> bool | None:
         """True or False, or None when no calendar covers the day's year."""
         if _bundled_has(day.year):
-            import chinese_calendar
-
-            return bool(chinese_calendar.is_workday(day))
+            return _bundled_workday(day)
         spec = self.published.get(day.year)
         if spec is None:
             return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.clock import stamp
-from daiban.sync import identity, inbox, routing
+from daiban.sync import identity, inbox, routing, statistics
 from daiban.sync.crypto import CryptoError, b64, canonical, unb64, verify
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
             raise BundleRefused(
                 _("This node has not enrolled with a parent yet: run `daiban enroll URL CODE`.")
             )
+        statistics.flush(node)
         rows = node.store.outbox(routing.UP, limit=10**9)
         peer = node.store.peer(parent)
         payload.update(

@@ -16,7 +16,7 @@ import aiohttp
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.clock import stamp
-from daiban.sync import identity, inbox, protocol, routing
+from daiban.sync import identity, inbox, protocol, routing, statistics
 from daiban.sync.crypto import b64
 from daiban.sync.protocol import ProtocolError
 
@@ -209,6 +209,7 @@ async def sync_once(node: Node) -> Report:
             code="not_enrolled",
         )
     node.reseal_pending()
+    statistics.flush(node)
     report = Report()
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:

@@ -22,7 +22,7 @@ from daiban.node.store import Event
 from daiban.node.text import clean_text, clean_tree
 from daiban.sync import certs as certs_mod
 from daiban.sync import envelope as env_mod
-from daiban.sync import identity, routing
+from daiban.sync import identity, routing, statistics
 from daiban.sync.crypto import b64, verify_many
 from daiban.sync.envelope import Envelope, EnvelopeError
 
@@ -178,6 +178,8 @@ def _check_kind(node: Node, env: Envelope) -> None:
         if not certs_mod.extends(code, env.origin) or env.to != routing.BROADCAST:
             raise EnvelopeError("name_constraint", f"{env.origin} may not revoke {code}")
         return
+    if env.kind == statistics.KIND:
+        return statistics.check(node, env)
     raise EnvelopeError("malformed", f"unknown envelope kind {env.kind!r}")
 
 
@@ -193,8 +195,8 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str, defer: bool
     relayed: list[Envelope] = []
     inline: list[Envelope] = []
     for env in envelopes:
-        if env.to == routing.BROADCAST or (env.to == node.code and not defer):
-            inline.append(env)
+        if env.to == routing.BROADCAST or env.kind == statistics.KIND or (env.to == node.code and not defer):
+            inline.append(env)  # broadcasts and statistics are few, and act at every hop
         elif env.to == node.code:
             rows.append((env, "queued"))
         else:
@@ -208,6 +210,8 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str, defer: bool
             _apply_broadcast(node, env, now)
             for hop in routing.flood(node.code, sender, node.parent(), node.children()):
                 node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
+        elif env.kind == statistics.KIND:
+            statistics.take(node, env, now, sender)
         else:
             apply_to_application(node, env, now)
     return [Verdict(env.id, "stored", received_at=now) for env in envelopes]

@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from daiban.i18n import _
-from daiban.node.stats import Figures, dashboard
+from daiban.node.dashboard import Figures, dashboard
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain
 
