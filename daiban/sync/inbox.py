@@ -21,7 +21,7 @@ from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event
 from daiban.sync import certs as certs_mod
 from daiban.sync import envelope as env_mod
-from daiban.sync import identity, routing
+from daiban.sync import identity, retired, routing
 from daiban.sync.crypto import b64
 from daiban.sync.envelope import Envelope, EnvelopeError
 
@@ -128,9 +128,14 @@ def check(
                 raise EnvelopeError("forged_origin", "an envelope claiming to come from this node")
             if cert is None:
                 raise EnvelopeError("unknown_origin", f"no certificate known for {env.origin}")
-            if cert.serial in revoked:
-                raise EnvelopeError("revoked", f"{env.origin} is revoked")
-            env_mod.check_signature(env, cert.sign)
+            try:
+                if cert.serial in revoked:
+                    raise EnvelopeError("revoked", f"{env.origin} is revoked")
+                env_mod.check_signature(env, cert.sign)
+            except EnvelopeError:
+                # Made by a replaced PC before it was lost (retired.py)?
+                if not retired.signed_before_retirement(node, env, out.accepted):
+                    raise
             _check_kind(node, env)
         except EnvelopeError as exc:
             out.refused.append(Verdict(env.id, "refused", exc.code, str(exc)))
@@ -189,6 +194,7 @@ def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
         manifest.install(node, env, now)
     elif env.kind == "revocation":
         node.store.revoke(str(env.body["serial"]), str(env.body["code"]), env.origin, now)
+        retired.remember(node, env)
     node.store.set_effect(env.id, "applied")
 
 
