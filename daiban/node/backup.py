@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
@@ -91,7 +91,9 @@ def replica_url(text: str) -> str:
     if scheme in REMOTE_SCHEMES:
         return text
     if scheme == "file":
-        return Path(unquote(urlparse(text).path)).resolve().as_uri()
+        folder = folder_of(text)
+        assert folder is not None
+        return folder.resolve().as_uri()
     if "://" in text:
         raise BackupError(
             _("Unknown replica {url}: give a folder, or an sftp:// or s3:// URL.").format(url=text)
@@ -100,9 +102,13 @@ def replica_url(text: str) -> str:
 
 
 def folder_of(url: str) -> Path | None:
-    """The local folder of a file:// replica, else None."""
+    """The local folder of a file:// replica (a network share's host kept), else None."""
+    from urllib.request import url2pathname
+
     parsed = urlparse(url)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+    if parsed.scheme != "file":
+        return None
+    return Path(url2pathname(("//" + parsed.netloc if parsed.netloc else "") + parsed.path))
 
 
 def config_text(db_path: Path, url: str) -> str:
@@ -384,7 +390,7 @@ def restore(home: Path, url: str, *, litestream: str | None = None) -> dict[str,
             )
     elif snap is not None and snap.is_file():
         mode = "snapshot"
-        source = sqlite3.connect(f"file:{snap}?mode=ro", uri=True)
+        source = sqlite3.connect(snap.as_uri() + "?mode=ro", uri=True)
         try:
             copy = sqlite3.connect(str(tmp))
             try:

@@ -646,6 +646,16 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def unsent_sealed_to(self, code: str) -> int:
+        """Events whose personal part is still sealed to ``code`` and that have no envelope yet."""
+        return int(
+            self.db.conn.execute(
+                "SELECT COUNT(*) FROM events e JOIN personal p ON p.event_id = e.id "
+                "LEFT JOIN envelopes v ON v.id = e.id WHERE v.id IS NULL AND p.sealed_to = ?",
+                [code],
+            ).fetchone()[0]
+        )
+
     def application_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
 

@@ -119,11 +119,7 @@ def after_restore(home: Path, now: str) -> Restored:
                 # The old PC's key still vouches for what it signed up to here.
                 store.put_retired_key(str(own["serial"]), code, str(own["sign"]), last_seq, now)
             if new_keys:
-                unopenable = sum(
-                    1
-                    for event in store.events_without_envelope()
-                    if (store.personal_sealed(event.id) or {}).get("sealed_to") == code
-                )
+                unopenable = store.unsent_sealed_to(code)
             if role != "city":  # the root has no parent to catch up with
                 store.set_setting(PENDING, "1")
             store.set_setting("restored_at", now)
