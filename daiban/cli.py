@@ -288,6 +288,37 @@ def build_parser() -> Parser:
     bi.add_argument("file", metavar="FILE")
     bi.add_argument("--json", action="store_true", help=_("print JSON"))
 
+    c = command(
+        "backup",
+        _("back up this node's database continuously (Litestream) or on a schedule (snapshots)"),
+        cmd_backup,
+    )
+    c.add_argument(
+        "--replica",
+        metavar="URL",
+        help=_("a folder (USB stick, network share), or an sftp:// or s3:// URL; remembered"),
+    )
+    c.add_argument(
+        "--mode",
+        choices=("auto", "litestream", "snapshot"),
+        default="auto",
+        help=_("auto (default): Litestream where it is installed, else SQLite snapshots"),
+    )
+    c.add_argument(
+        "--every",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help=_("snapshot mode: seconds between snapshots (default 300)"),
+    )
+    c.add_argument("--once", action="store_true", help=_("back up once and exit"))
+
+    c = command("restore", _("bring the database back from its backup into an empty home"), cmd_restore)
+    c.add_argument(
+        "--replica", metavar="URL", help=_("where it was backed up (default: the home's litestream.yml)")
+    )
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
     c = command("revoke", _("revoke a descendant node's certificate"), cmd_revoke)
     c.add_argument("code", metavar="CODE")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
@@ -593,16 +624,22 @@ def cmd_catalog_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from daiban.node.backup import SETTING, alongside
     from daiban.node.home import open_node
     from daiban.sync.server import serve
 
     node = open_node(_home(args))  # refuse a missing home before binding the port
+    replica = node.store.setting(SETTING)
     node.close()
 
     def ready(url: str) -> None:
         print(_("Serving {url} (Ctrl-C stops).").format(url=url), flush=True)
 
-    serve(_home(args), args.host, args.port, ready)
+    def notice(text: str) -> None:
+        sys.stderr.write(text + "\n")
+
+    with alongside(_home(args), replica, notice):
+        serve(_home(args), args.host, args.port, ready)
     return 0
 
 
@@ -689,6 +726,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
         )
         for q in report.quarantined:
             print(_("refused: {id} {reason}").format(id=q.get("id"), reason=q.get("reason")))
+        if report.recovered:
+            print(
+                _("Caught up after the restore: {n} envelopes taken back from the parent.").format(
+                    n=report.recovered
+                )
+            )
     return 0 if report.left == 0 else 1
 
 
@@ -723,6 +766,119 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
                 dup=result["duplicates"],
                 refused=result["refused"],
             )
+        )
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from daiban.node import backup
+
+    home = _home(args)
+
+    def configure(node: Any) -> tuple[str, backup.Plan]:
+        replica = args.replica or node.store.setting(backup.SETTING)
+        if not replica:
+            raise backup.BackupError(
+                _(
+                    "No backup is configured: give --replica with a folder (a USB stick, a network "
+                    "share) or an sftp:// or s3:// URL."
+                )
+            )
+        url = backup.replica_url(replica)
+        plan = backup.plan(home, url, mode=args.mode, every=args.every)
+        if url != node.store.setting(backup.SETTING):
+            with node.store.transaction():
+                node.store.set_setting(backup.SETTING, url)
+        return node.code, plan
+
+    code, plan = _with_node(args, configure)
+    if plan.mode == "litestream":
+        assert plan.litestream is not None
+        print(
+            _("Backing up {code} continuously with Litestream {version} to {url} (Ctrl-C stops).").format(
+                code=code, version=backup.litestream_version(plan.litestream), url=plan.url
+            ),
+            flush=True,
+        )
+    else:
+        reason = (
+            _("Litestream is not installed on this computer")
+            if backup.find_litestream() is None
+            else _("as asked with --mode snapshot")
+        )
+        print(
+            _(
+                "Backing up {code} with SQLite snapshots every {every:g} s to {url} ({reason}; Ctrl-C stops)."
+            ).format(code=code, every=plan.every, url=plan.url, reason=reason),
+            flush=True,
+        )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_a: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        backup.run(
+            plan,
+            code,
+            stop,
+            once=args.once,
+            on_snapshot=lambda info: print(
+                _("Snapshot written: {bytes} bytes in {seconds} s.").format(**info), flush=True
+            ),
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from daiban.node import backup
+    from daiban.node.clock import stamp, system_clock
+    from daiban.sync.recovery import restore_node
+
+    home = _home(args)
+    replica = args.replica or backup.replica_from_config(home)
+    if not replica:
+        raise UsageError(_("give --replica: the folder or URL this node was backed up to"))
+    done = restore_node(home, backup.replica_url(replica), stamp(system_clock()))
+    if args.json:
+        _print_json(done)
+        return 0
+    print(
+        _(
+            "Restored {code} from {url} ({mode}, {seconds} s): {applications} applications, {events} events."
+        ).format(
+            code=done["code"],
+            url=done["replica"],
+            mode=done["mode"],
+            seconds=done["seconds"],
+            applications=done["applications"],
+            events=done["events"],
+        )
+    )
+    if done["must_enroll"]:
+        print(
+            _(
+                "This home had no keys, so new ones were made: enroll again with a fresh code from "
+                "the parent (`daiban enroll URL CODE`), then run `daiban sync`."
+            )
+        )
+        print(
+            _(
+                "Searching the applications filed before by ID number no longer works here: the "
+                "lookup key stayed on the old PC."
+            )
+        )
+    elif done["role"] != "city":
+        print(_("Run `daiban sync` now: the node catches up with its parent before it files again."))
+    if done["unopenable"]:
+        print(
+            _(
+                "{n} personal parts were sealed to the old PC's key and can no longer be sent: "
+                "file those applications again."
+            ).format(n=done["unopenable"])
         )
     return 0
 

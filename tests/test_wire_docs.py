@@ -72,6 +72,7 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     ("HEAD", protocol.HEALTH): {200, 500},
     ("POST", protocol.PUSH): POST_COMMON | SIGNED | {422},
     ("POST", protocol.PULL): POST_COMMON | SIGNED,
+    ("POST", "/v1/recover"): POST_COMMON | SIGNED,
     ("POST", protocol.ENROLL): POST_COMMON | {403, 404, 409, 410, 429},
 }
 # Tracking numbers and filing data as in tests/conftest.py.
@@ -268,7 +269,7 @@ def test_auth_headers_limits_and_content_type_match_the_protocol_module() -> Non
     schemes = OPENAPI["components"]["securitySchemes"]
     assert {s["name"] for s in schemes.values()} == {protocol.H_NODE, protocol.H_COUNTER, protocol.H_SIG}
     for method, path, operation in operations():
-        signed = path in (protocol.PUSH, protocol.PULL)
+        signed = path in (protocol.PUSH, protocol.PULL, "/v1/recover")
         assert (operation.get("security", OPENAPI["security"]) != []) == signed, path
         names = {resolve(p)["name"] for p in operation.get("parameters", [])}
         assert names == ({protocol.H_NODE, protocol.H_COUNTER, protocol.H_SIG} if signed else set()), path

@@ -117,6 +117,9 @@ class Node:
         self._children: list[str] | None = None
         self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
         self._prefilled: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        # Restored from a backup and not yet caught up with the parent: no new
+        # sequence number until then, so none is taken twice (sync/recovery.py).
+        self._rejoin_pending = settings.get("rejoin_pending") == "1"
 
     def close(self) -> None:
         self.store.close()
@@ -215,6 +218,14 @@ class Node:
         return keyed_hash(self._lookup_key, id_number)
 
     def _take_seq(self) -> int:
+        if self._rejoin_pending:
+            raise DaibanError(
+                _(
+                    "This node was restored from a backup and has not caught up with its parent "
+                    "yet: run `daiban sync` first (on a new PC, enroll again before that)."
+                ),
+                code="rejoin_pending",
+            )
         if self._batch is None:
             return self.store.next_seq(self.code)
         self._batch["seq"] += 1
@@ -375,14 +386,19 @@ class Node:
                 held = self.store.personal_sealed(event.id)
                 if held is None:
                     continue
-                personal = envelope.open_blob(
-                    unb64(held["data"]),
-                    event.id,
-                    event.kind,
-                    event.tracking,
-                    self.keys,
-                    self.keys.sign_public,
-                )
+                try:
+                    personal = envelope.open_blob(
+                        unb64(held["data"]),
+                        event.id,
+                        event.kind,
+                        event.tracking,
+                        self.keys,
+                        self.keys.sign_public,
+                    )
+                except envelope.EnvelopeError:
+                    # Sealed to the key of a PC since replaced (restored from
+                    # its backup): nobody can open it; `daiban restore` said so.
+                    continue
                 sealed = self._seal(event, personal, enc)
                 self.store.update_personal(event.id, b64(sealed), row["office"])
                 dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
@@ -394,7 +410,7 @@ class Node:
         """Open an application's personal data, in memory, where this node holds
         the key it is sealed to (the office; a filer that could not yet seal to
         its office). Nobody else can."""
-        from daiban.sync import envelope, identity
+        from daiban.sync import envelope, identity, retired
         from daiban.sync.crypto import unb64
 
         number = tracking.parse(tracking_text)
@@ -403,11 +419,16 @@ class Node:
                 continue
             origin = held["origin"]
             sign = identity.sign_key_for(self, origin) if origin != self.code else self.keys.sign_public
-            if sign is None:
-                continue
-            return envelope.open_blob(
-                unb64(held["data"]), held["event_id"], held["kind"], number, self.keys, sign
-            )
+            # A replaced PC signed its earlier filings with its retired key.
+            candidates = retired.signing_keys(self, origin, sign)
+            for n, key in enumerate(candidates, start=1):
+                try:
+                    return envelope.open_blob(
+                        unb64(held["data"]), held["event_id"], held["kind"], number, self.keys, key
+                    )
+                except envelope.EnvelopeError:
+                    if n == len(candidates):
+                        raise
         return None
 
     # -- filing ------------------------------------------------------------

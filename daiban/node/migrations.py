@@ -300,6 +300,28 @@ def m0005_agents(db: Database) -> None:
     )
 
 
+@migrations(name="0006_retired_keys")
+def m0006_retired_keys(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Signing keys of certificates retired when a node's PC was replaced
+        -- and it enrolled again under the same code. A retired key still
+        -- vouches for that node's envelopes up to upto_seq (made before the
+        -- replacement, restored from its backup); never for a request, nor
+        -- for a later envelope.
+        CREATE TABLE retired_keys (
+            serial TEXT PRIMARY KEY,
+            code TEXT NOT NULL,
+            sign TEXT NOT NULL,
+            upto_seq INTEGER NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX retired_keys_code ON retired_keys (code);
+        """,
+    )
+
+
 @migrations(name="0008_stats")
 def m0008_stats(db: Database) -> None:
     _run(

@@ -1,5 +1,6 @@
 """The node's local store: one SQLite file per node home, through sqlite-utils.
-WAL mode with full sync, foreign keys, a busy timeout. All SQL lives here.
+WAL mode with full sync, foreign keys, a busy timeout, and no forced
+checkpoint (Litestream replicates the WAL). All SQL lives here.
 
 Writes go through ``transaction()``, which takes the write lock up front
 (BEGIN IMMEDIATE) so a read-then-write never fails half-way on a busy
@@ -103,6 +104,14 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before the agent is told it is filed.
         conn.execute("PRAGMA synchronous=FULL")
+        # Checkpoints stay SQLite's own PASSIVE auto-checkpoint (every 1000
+        # pages), set here so nobody lowers or disables it by accident, and
+        # Daiban never forces one: a PASSIVE checkpoint neither waits for nor
+        # blocks readers, so it cannot fight Litestream, which holds a read
+        # transaction while it copies the WAL and checkpoints on its own
+        # schedule. A RESTART or TRUNCATE checkpoint here would. The busy
+        # timeout above covers the moments Litestream holds the write lock.
+        conn.execute("PRAGMA wal_autocheckpoint=1000")
         conn.execute("PRAGMA foreign_keys=ON")
         # Deleted or overwritten rows are zeroed on disk, not left in free pages.
         conn.execute("PRAGMA secure_delete=ON")
@@ -839,6 +848,57 @@ class Store:
 
     def stats_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
+    # -- backup and recovery (restored homes, replaced PCs) ------------------
+
+    def put_retired_key(self, serial: str, code: str, sign: str, upto_seq: int, at: str) -> None:
+        self.db.conn.execute(
+            "INSERT INTO retired_keys (serial, code, sign, upto_seq, at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (serial) DO UPDATE SET upto_seq = MAX(upto_seq, excluded.upto_seq)",
+            [serial, code, sign, upto_seq, at],
+        )
+
+    def retired_keys(self, code: str) -> list[tuple[str, int]]:
+        """(base64 signing key, highest sequence number it vouches for) of ``code``."""
+        return [
+            (r[0], int(r[1]))
+            for r in self.db.conn.execute(
+                "SELECT sign, upto_seq FROM retired_keys WHERE code = ? ORDER BY at", [code]
+            )
+        ]
+
+    def recovery_page(self, child: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """At a parent, for a child restored from its backup: (arrival number,
+        raw) of every envelope held here that the child made, or that is
+        addressed to it or to everyone, after ``after``, oldest first — the
+        order they arrived here, which keeps each application's events in
+        the order they happened."""
+        return [
+            (r[0], r[1])
+            for r in self.db.conn.execute(
+                "SELECT n, raw FROM envelopes WHERE n > ? AND (origin = ? OR dest = ? OR dest = '*') "
+                "ORDER BY n LIMIT ?",
+                [after, child, child, limit],
+            )
+        ]
+
+    def highest_own_tracking(self, code: str) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT MAX(tracking) FROM applications WHERE origin = ?", [code]
+        ).fetchone()
+        return row[0] if row else None
+
+    def unsent_sealed_to(self, code: str) -> int:
+        """Events whose personal part is still sealed to ``code`` and that have no envelope yet."""
+        return int(
+            self.db.conn.execute(
+                "SELECT COUNT(*) FROM events e JOIN personal p ON p.event_id = e.id "
+                "LEFT JOIN envelopes v ON v.id = e.id WHERE v.id IS NULL AND p.sealed_to = ?",
+                [code],
+            ).fetchone()[0]
+        )
+
+    def application_count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
 
 
 @lru_cache(maxsize=32)

@@ -16,7 +16,7 @@ import aiohttp
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.clock import stamp
-from daiban.sync import identity, inbox, protocol, routing, statistics
+from daiban.sync import identity, inbox, protocol, recovery, routing, statistics
 from daiban.sync.crypto import b64
 from daiban.sync.protocol import ProtocolError
 
@@ -38,6 +38,7 @@ class Report:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     pulled: int = 0
     left: int = 0
+    recovered: int = 0  # taken back from the parent after a restore (recovery.py)
     push_seconds: float = 0.0
     pull_seconds: float = 0.0
 
@@ -48,6 +49,7 @@ class Report:
             "quarantined": self.quarantined,
             "pulled": self.pulled,
             "left": self.left,
+            "recovered": self.recovered,
             "ok": self.left == 0,
             "push_seconds": round(self.push_seconds, 3),
             "pull_seconds": round(self.pull_seconds, 3),
@@ -214,6 +216,9 @@ async def sync_once(node: Node) -> Report:
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             conn = Connection(node, session, url, parent)
+            if recovery.pending(node):  # restored from a backup: catch up first
+                caught = await recovery.rejoin(conn)
+                report.recovered = caught.own + caught.other
             # What a pull brings can make new envelopes to send (an office's
             # receipt for an application that came down): push again, a
             # bounded number of rounds.
@@ -256,6 +261,9 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
         "name": node.name,
         "sign": b64(node.keys.sign_public),
         "enc": b64(node.keys.enc_public),
+        # Should this node have had a certificate before (a replaced PC), its
+        # old key still vouches for envelopes up to here (retired.py).
+        "resume_seq": node.store.next_seq(node.code) - 1,
     }
     request["mac"] = service.mac(enroll_code, request, node.code)
     try:

@@ -22,7 +22,7 @@ from daiban.node.store import Event
 from daiban.node.text import clean_text, clean_tree
 from daiban.sync import certs as certs_mod
 from daiban.sync import envelope as env_mod
-from daiban.sync import identity, routing, statistics
+from daiban.sync import identity, retired, routing, statistics
 from daiban.sync.crypto import b64, verify_many
 from daiban.sync.envelope import Envelope, EnvelopeError
 
@@ -109,7 +109,7 @@ def check(
     certs: dict[str, certs_mod.Cert | None] = {}
     seen: set[str] = set()
     slots: set[tuple[str, int]] = set()
-    candidates: list[tuple[Envelope, certs_mod.Cert, bytes]] = []
+    candidates: list[tuple[Envelope, certs_mod.Cert, bytes, bool]] = []
     for env in parsed:
         try:
             stored = known.get(env.id)
@@ -135,19 +135,21 @@ def check(
                 raise EnvelopeError("forged_origin", "an envelope claiming to come from this node")
             if cert is None:
                 raise EnvelopeError("unknown_origin", f"no certificate known for {env.origin}")
-            if cert.serial in revoked:
-                raise EnvelopeError("revoked", f"{env.origin} is revoked")
+            was_revoked = cert.serial in revoked
             message = env_mod.signed_bytes(env)
         except EnvelopeError as exc:
             out.refused.append(Verdict(env.id, "refused", exc.code, str(exc)))
             continue
         seen.add(env.id)
         slots.add((env.origin, env.seq))
-        candidates.append((env, cert, message))
-    verified = verify_many([(cert.sign, env.sig, message) for env, cert, message in candidates])
-    for (env, _cert, _message), ok in zip(candidates, verified, strict=True):
+        candidates.append((env, cert, message, was_revoked))
+    verified = verify_many([(cert.sign, env.sig, message) for env, cert, message, _r in candidates])
+    for (env, _cert, _message, was_revoked), ok in zip(candidates, verified, strict=True):
         try:
-            if not ok:
+            # Made by a replaced PC before it was lost (retired.py)?
+            if (was_revoked or not ok) and not retired.signed_before_retirement(node, env, out.accepted):
+                if was_revoked:
+                    raise EnvelopeError("revoked", f"{env.origin} is revoked")
                 raise EnvelopeError("bad_signature", "envelope signature does not verify: tampered or forged")
             _check_kind(node, env)
         except EnvelopeError as exc:
@@ -244,6 +246,7 @@ def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
         manifest.install(node, env, now)
     elif env.kind == "revocation":
         node.store.revoke(str(env.body["serial"]), str(env.body["code"]), env.origin, now)
+        retired.remember(node, env)
     node.store.set_effect(env.id, "applied")
 
 

@@ -1,8 +1,9 @@
 """The node's HTTP server for its children (aiohttp): /v1/enroll, /v1/push,
-/v1/pull, /v1/healthz. The node's database has one writer, a single thread
-that owns the connection; handlers hand it work and wait. Bodies are read
-only through aiohttp's size-checked reader, decompressed with a limit, and
-every error answers in one JSON shape."""
+/v1/pull, /v1/recover (a child restored from its backup), /v1/healthz. The
+node's database has one writer, a single thread that owns the connection;
+handlers hand it work and wait. Bodies are read only through aiohttp's
+size-checked reader, decompressed with a limit, and every error answers in
+one JSON shape."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 from aiohttp import ClientConnectionResetError, web
 
 from daiban import __version__
-from daiban.sync import inbox, protocol, service
+from daiban.sync import inbox, protocol, recovery, service
 from daiban.sync.protocol import ProtocolError
 
 log = logging.getLogger("daiban.server")
@@ -169,6 +170,13 @@ async def pull(request: web.Request) -> web.Response:
     return _json(result)
 
 
+async def recover(request: web.Request) -> web.Response:
+    raw, data = await _body(request)
+    headers = dict(request.headers)
+    result = await request.app[WRITER].call(recovery.serve_recover, headers, request.path, raw, data)
+    return _json(result)
+
+
 async def enroll(request: web.Request) -> web.Response:
     _raw, data = await _body(request)
     result = await request.app[WRITER].call(service.enroll, data)
@@ -190,6 +198,7 @@ def create_app(home: Path) -> web.Application:
     app.router.add_post(protocol.PUSH, push)
     app.router.add_post(protocol.PULL, pull)
     app.router.add_post(protocol.ENROLL, enroll)
+    app.router.add_post(recovery.RECOVER, recover)
     return app
 
 

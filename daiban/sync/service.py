@@ -14,7 +14,7 @@ from stdnum import damm
 
 from daiban.node.clock import stamp
 from daiban.sync import certs as certs_mod
-from daiban.sync import identity, inbox, routing
+from daiban.sync import identity, inbox, retired, routing
 from daiban.sync.crypto import CryptoError, canonical, random_id, unb64, verify
 from daiban.sync.protocol import BATCH, H_COUNTER, H_NODE, H_SIG, MAX_BATCH, ProtocolError, request_message
 
@@ -202,7 +202,7 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
         chain = [*(identity.own_chain(node) or []), cert.as_dict()]
         if previous is not None and previous.serial != cert.serial:
             # A replaced PC enrolls again under the same code: retire the old certificate.
-            node.store.revoke(previous.serial, child, node.code, now)
+            retired.retire(node, child, previous, data.get("resume_seq"), now)
         node.store.put_cert(child, cert.serial, chain, "child", now)
         node.store.update_enroll_code(child, used_at=now)
         node.store.put_peer(child, "child")
