@@ -311,7 +311,7 @@ def build_parser() -> Parser:
     mode.add_argument(
         "--watch",
         action="store_true",
-        help=_("keep syncing whenever the parent is reachable, until Ctrl-C; one line per sync that moved"),
+        help=_("keep syncing whenever the parent is reachable, until Ctrl-C; a line per sync that moved anything"),
     )
     c.add_argument(
         "--interval",
