@@ -311,7 +311,9 @@ def build_parser() -> Parser:
     mode.add_argument(
         "--watch",
         action="store_true",
-        help=_("keep syncing whenever the parent is reachable, until Ctrl-C; a line per sync that moved anything"),
+        help=_(
+            "keep syncing whenever the parent is reachable, until Ctrl-C; a line per sync that moved anything"
+        ),
     )
     c.add_argument(
         "--interval",
