@@ -5,9 +5,10 @@ jitter, never waiting longer than the back-off's cap (60 s), so a returning
 link is used within a minute.
 
 The sleep is an argument (tests drive the loop without real waiting), and
-``stop()`` ends the loop at once — mid-wait or mid-sync: a sync cut off
-stores nothing half-done (custody ends only on the parent's
-acknowledgement), so the next run picks up where this one stopped."""
+``stop()`` ends the loop: at once when waiting; a sync under way gets a few
+seconds to finish (so its line is printed), then is cut off — which stores
+nothing half-done (custody ends only on the parent's acknowledgement), so
+the next run picks up where this one stopped."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("daiban.watch")
 
 INTERVAL = 30.0
+STOP_GRACE = 10.0  # seconds a sync under way may take to finish once stop() is called
 BACKOFF = Backoff(base=1.0, cap=60.0)
 # Failures no retry can mend: the operator must act (enroll again).
 PERMANENT = frozenset({"not_enrolled", "revoked", "unknown_node", "bad_signature"})
@@ -89,12 +91,15 @@ class Watcher:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    async def _until_stopped(self, work: Awaitable[Any]) -> tuple[bool, Any]:
-        """Run ``work`` unless stop() comes first: (finished, its result)."""
+    async def _until_stopped(self, work: Awaitable[Any], grace: float = 0.0) -> tuple[bool, Any]:
+        """Run ``work`` unless stop() comes first (then give it ``grace``
+        seconds more): (finished, its result)."""
         task = asyncio.ensure_future(work)
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and grace > 0:
+                await asyncio.wait({task}, timeout=grace)
         finally:
             for pending in (task, stopper):
                 if not pending.done():
@@ -113,7 +118,7 @@ class Watcher:
         """One sync; the seconds to wait before the next. Raises SyncFailed
         for a failure no retry can mend."""
         try:
-            finished, report = await self._until_stopped(sync_once(self.node))
+            finished, report = await self._until_stopped(sync_once(self.node), STOP_GRACE)
         except SyncFailed as exc:
             if exc.code in PERMANENT:
                 log.error("sync refused for good", extra={"error": exc.code})
