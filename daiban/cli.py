@@ -98,6 +98,40 @@ def _day(text: str) -> dt.date:
         ) from None
 
 
+def _window(text: str) -> Any:
+    from daiban.sync.schedule import parse_window
+
+    try:
+        return parse_window(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            _("expected a daily window such as 01:00-05:00, or off; got {text!r}").format(text=text)
+        ) from None
+
+
+def _duration(text: str) -> Any:
+    from daiban.node.children import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            _("expected a time such as 48h, 2d or 90m; got {text!r}").format(text=text)
+        ) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 86400.0:
+        raise argparse.ArgumentTypeError(
+            _("expected a number of seconds from 1 to 86400, got {text!r}").format(text=text)
+        )
+    return value
+
+
 def _sub(group: Any, name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Parser:
     """A sub-subcommand (catalog list, bundle export, …) with its help and handler."""
     parser: Parser = group.add_parser(name, help=help_text, description=help_text)
@@ -251,6 +285,21 @@ def build_parser() -> Parser:
     c = command("serve", _("run the HTTP server for this node's children"), cmd_serve)
     c.add_argument("--host", default="127.0.0.1", help=_("address to listen on (default 127.0.0.1)"))
     c.add_argument("--port", type=int, default=8720, help=_("port (default 8720; 0 picks a free one)"))
+    c.add_argument(
+        "--forward-window",
+        type=_window,
+        metavar="HH:MM-HH:MM",
+        help=_(
+            "when to sync with this node's own parent, daily, with retries (default: 01:00-05:00 "
+            "at a district, off elsewhere; off: never)"
+        ),
+    )
+    c.add_argument(
+        "--stale-after",
+        type=_duration,
+        metavar="TIME",
+        help=_("a child silent this long is stale in the metrics (default 48h)"),
+    )
 
     c = command(
         "enroll-code", _("at a parent: print a one-time enrollment code for a child"), cmd_enroll_code
@@ -267,7 +316,34 @@ def build_parser() -> Parser:
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("sync", _("push and pull with the parent; exit 0 when nothing is left undelivered"), cmd_sync)
-    c.add_argument("--once", action="store_true", help=_("sync once (the default)"))
+    mode = c.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help=_("sync once (the default)"))
+    mode.add_argument(
+        "--watch",
+        action="store_true",
+        help=_(
+            "keep syncing whenever the parent is reachable, until Ctrl-C; a line per sync that moved anything"
+        ),
+    )
+    c.add_argument(
+        "--interval",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help=_("--watch: seconds between syncs while the link is up (default 30)"),
+    )
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command(
+        "children", _("at a parent: each child's last sync, and which have gone stale"), cmd_children
+    )
+    c.add_argument(
+        "--stale-after",
+        type=_duration,
+        metavar="TIME",
+        help=_("a child silent longer than this is stale (default 48h)"),
+    )
+    c.add_argument("--stale", action="store_true", help=_("list only the stale children"))
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("bundle", _("sync on a USB stick: export or import a bundle"), cmd_bundle_export)
@@ -625,12 +701,21 @@ def cmd_catalog_publish(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from daiban.node.backup import SETTING, alongside
+    from daiban.node.children import DEFAULT_STALE_AFTER
     from daiban.node.home import open_node
+    from daiban.sync.schedule import default_window
+    from daiban.sync.serve_config import ServeConfig
     from daiban.sync.server import serve
 
     node = open_node(_home(args))  # refuse a missing home before binding the port
-    replica = node.store.setting(SETTING)
-    node.close()
+    try:
+        replica = node.store.setting(SETTING)
+        window = default_window(node.role) if args.forward_window is None else args.forward_window
+        if window is not None and node.role == "city":
+            raise UsageError(_("the city has no parent to forward to; leave out --forward-window"))
+    finally:
+        node.close()
+    config = ServeConfig(forward_window=window, stale_after=args.stale_after or DEFAULT_STALE_AFTER)
 
     def ready(url: str) -> None:
         print(_("Serving {url} (Ctrl-C stops).").format(url=url), flush=True)
@@ -639,7 +724,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sys.stderr.write(text + "\n")
 
     with alongside(_home(args), replica, notice):
-        serve(_home(args), args.host, args.port, ready)
+        serve(_home(args), args.host, args.port, ready, config)
     return 0
 
 
@@ -704,26 +789,29 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync_summary(report: Any) -> str:
+    text = _("Sent {pushed} (already there: {dup}), received {pulled}, refused {q}, still queued {left}.")
+    return text.format(
+        pushed=report.pushed,
+        dup=report.duplicates,
+        pulled=report.pulled,
+        q=len(report.quarantined),
+        left=report.left,
+    )
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     import asyncio
 
     from daiban.sync.client import sync_once
 
+    if args.watch:
+        return _sync_watch(args)
     report = _with_node(args, lambda node: asyncio.run(sync_once(node)))
     if args.json:
         _print_json(report.as_dict())
     else:
-        print(
-            _(
-                "Sent {pushed} (already there: {dup}), received {pulled}, refused {q}, still queued {left}."
-            ).format(
-                pushed=report.pushed,
-                dup=report.duplicates,
-                pulled=report.pulled,
-                q=len(report.quarantined),
-                left=report.left,
-            )
-        )
+        print(_sync_summary(report))
         for q in report.quarantined:
             print(_("refused: {id} {reason}").format(id=q.get("id"), reason=q.get("reason")))
         if report.recovered:
@@ -733,6 +821,74 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 )
             )
     return 0 if report.left == 0 else 1
+
+
+def _sync_watch(args: argparse.Namespace) -> int:
+    """``sync --watch``: one line per sync that moved something, a line on
+    stderr when the link goes and when it comes back; SIGINT/SIGTERM stop it."""
+    import asyncio
+    import datetime
+    import signal
+
+    from daiban import logs
+    from daiban.sync.watch import Watcher
+
+    logs.setup(_home(args), "watch", stream=None)
+    down = False
+
+    def on_report(report: Any) -> None:
+        if args.json:
+            line = json.dumps(report.as_dict(), ensure_ascii=False)
+        else:
+            line = f"{datetime.datetime.now():%H:%M:%S} {_sync_summary(report)}"
+            for q in report.quarantined:
+                line += "\n" + _("refused: {id} {reason}").format(id=q.get("id"), reason=q.get("reason"))
+        print(line, flush=True)
+
+    def on_reachable(up: bool, message: str) -> None:
+        nonlocal down
+        if not up:
+            sys.stderr.write(_("note: {text}").format(text=message) + " " + _("Retrying.") + "\n")
+        elif down:
+            sys.stderr.write(_("note: {text}").format(text=_("The parent is reachable again.")) + "\n")
+        sys.stderr.flush()
+        down = not up
+
+    async def main(node: Any) -> None:
+        watcher = Watcher(node, interval=args.interval, on_report=on_report, on_reachable=on_reachable)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, watcher.stop)
+            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt
+                pass
+        await watcher.run()
+
+    _with_node(args, lambda node: asyncio.run(main(node)))
+    return 0
+
+
+def cmd_children(args: argparse.Namespace) -> int:
+    from daiban.node.children import DEFAULT_STALE_AFTER, child_statuses
+
+    after = args.stale_after or DEFAULT_STALE_AFTER
+    children = _with_node(args, lambda node: child_statuses(node.store.children_sync(), node.clock(), after))
+    if args.stale:
+        children = [c for c in children if c.stale]
+    if args.json:
+        _print_json([c.as_dict() for c in children])
+    else:
+        from daiban.render import children_table
+
+        print(children_table(children, stale_after=_format_duration(after.total_seconds())))
+    return 0
+
+
+def _format_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 def cmd_bundle_export(args: argparse.Namespace) -> int:
@@ -1059,6 +1215,12 @@ def _log_crash(args: argparse.Namespace) -> str:
     import traceback
 
     text = f"{datetime.datetime.now().isoformat()} daiban {__version__}\n{traceback.format_exc()}\n"
+    try:  # an exception's message may quote what was typed: no ID number or phone in a log
+        from daiban.logs import redact
+
+        text = redact(text)
+    except ImportError:  # pragma: no cover - a broken install still gets its log
+        pass
     for folder in (_home(args) / "logs", Path(tempfile.gettempdir())):
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -436,3 +436,38 @@ def report_csv(report: Mapping[str, Any]) -> str:
         values = {**row, **{f"score_{s}": n for s, n in row["evaluations"].items()}}
         writer.writerow(["" if values.get(c) is None else values[c] for c in REPORT_CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def _silence(seconds: float | None) -> str:
+    if seconds is None:
+        return _("unknown")
+    hours = int(seconds // 3600)
+    if hours >= 48:
+        return _("{n} days").format(n=hours // 24)
+    if hours >= 1:
+        return _("{n} h").format(n=hours)
+    return _("{n} min").format(n=int(seconds // 60))
+
+
+def children_table(children: Sequence[Any], *, stale_after: str) -> str:
+    """The children of this node: last sync, silence, queue, stale or not."""
+    if not children:
+        return _("No children are enrolled here.")
+    rows = [
+        (
+            c.code,
+            c.name,
+            (c.last_sync_at or _("never"))[:16].replace("T", " "),
+            _silence(c.silent_seconds),
+            str(c.queued),
+            _("stale") if c.stale else _("ok"),
+        )
+        for c in children
+    ]
+    table = _table(
+        [_("Code"), _("Name"), _("Last sync"), _("Silent"), _("Queued"), _("State")], rows, shrink=1
+    )
+    stale = sum(1 for c in children if c.stale)
+    return table + "\n" + _("{stale} of {n} children have not synced for more than {after}.").format(
+        stale=stale, n=len(children), after=stale_after
+    )

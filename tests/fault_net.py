@@ -313,12 +313,21 @@ def sync_until_converged(home: Path, max_runs: int, timeout: float = 90.0) -> Co
 
 def server_errors(root: Path) -> list[str]:
     """The last line (the exception) of every traceback in the server logs
-    (serve-*.err) under ``root``."""
+    (serve-*.err) under ``root``: in a JSON log line's exc_info, or printed
+    as plain text."""
     errors = []
     for path in sorted(root.rglob("serve-*.err")):
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         inside = False
         for line in lines:
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = {}
+                if isinstance(record, dict) and record.get("exc_info"):
+                    errors.append(str(record["exc_info"]).rstrip().splitlines()[-1])
+                continue
             if line.startswith("Traceback"):
                 inside = True
             elif inside and line and not line.startswith(" "):

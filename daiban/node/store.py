@@ -530,6 +530,46 @@ class Store:
     def outbox_counts(self) -> dict[str, int]:
         return dict(self.db.conn.execute("SELECT hop, COUNT(*) FROM outbox GROUP BY hop").fetchall())
 
+    # -- operations: metrics and stale children --------------------------------
+
+    def envelope_kinds(self, envelope_ids: Sequence[str]) -> dict[str, int]:
+        """How many of these envelopes are of each kind (for the metrics)."""
+        if not envelope_ids:
+            return {}
+        return dict(
+            self.db.conn.execute(
+                "SELECT kind, COUNT(*) FROM envelopes WHERE id IN (SELECT value FROM json_each(?)) "
+                "GROUP BY kind",
+                [json.dumps(list(envelope_ids))],
+            ).fetchall()
+        )
+
+    def outbox_kinds(self, hop: str, after: int, through: int) -> dict[str, int]:
+        """Kinds of the envelopes queued for ``hop`` with outbox numbers in
+        (after, through]: what one pull handed out."""
+        if through <= after:
+            return {}
+        return dict(
+            self.db.conn.execute(
+                "SELECT v.kind, COUNT(*) FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
+                "WHERE o.hop = ? AND o.n > ? AND o.n <= ? GROUP BY v.kind",
+                [hop, after, through],
+            ).fetchall()
+        )
+
+    def children_sync(self) -> list[dict[str, Any]]:
+        """Every enrolled child: its name, when it last synced and was last
+        seen, when it enrolled, and how many envelopes wait for it."""
+        return list(
+            self.db.query(
+                "SELECT p.code, COALESCE(e.name, '') AS name, p.last_sync_at, p.last_seen_at, "
+                "e.used_at AS enrolled_at, "
+                "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued "
+                "FROM peers p LEFT JOIN enroll_codes e ON e.code = p.code "
+                "WHERE p.relation = 'child' ORDER BY p.code"
+            )
+        )
+
     def release(self, hop: str, envelope_ids: list[str]) -> None:
         """Custody ends: the neighbour has durably stored these."""
         self.db.conn.executemany(

@@ -1,9 +1,11 @@
 """The node's HTTP server for its children (aiohttp): /v1/enroll, /v1/push,
-/v1/pull, /v1/recover (a child restored from its backup), /v1/healthz. The
-node's database has one writer, a single thread that owns the connection;
-handlers hand it work and wait. Bodies are read only through aiohttp's
-size-checked reader, decompressed with a limit, and every error answers in
-one JSON shape."""
+/v1/pull, /v1/recover (a child restored from its backup), /v1/healthz,
+/metrics. The node's database has one writer, a single thread that owns the
+connection; handlers hand it work and wait. Bodies are read only through
+aiohttp's size-checked reader, decompressed with a limit, and every error
+answers in one JSON shape. Every request is timed and logged (route, status,
+the sending node's code — never a body); a district also syncs with its
+parent on a schedule (sync/schedule.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import random
 import signal
 import threading
 import time
@@ -22,8 +25,9 @@ from typing import Any
 from aiohttp import ClientConnectionResetError, web
 
 from daiban import __version__
-from daiban.sync import inbox, protocol, recovery, service
+from daiban.sync import inbox, metrics, protocol, recovery, service
 from daiban.sync.protocol import ProtocolError
+from daiban.sync.serve_config import ServeConfig
 
 log = logging.getLogger("daiban.server")
 
@@ -94,6 +98,9 @@ class Writer:
 
 
 WRITER = web.AppKey("writer", Writer)
+METRICS = web.AppKey("metrics", metrics.ServerMetrics)
+CONFIG = web.AppKey("config", ServeConfig)
+METRICS_PATH = "/metrics"
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -104,6 +111,48 @@ def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
     return _json(protocol.error_body(status, code, message, **extra), status)
 
 
+def _route(request: web.Request) -> str:
+    """The route's pattern, never the raw path: bounded label values, and
+    nothing a client typed ends up in a metric or a log line."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _sender(request: web.Request) -> str:
+    """The division code a request claims to come from, if it is shaped like
+    one; anything else a client put there stays out of the log."""
+    code = request.headers.get(protocol.H_NODE, "")
+    if not code or (code.isascii() and code.isdigit() and len(code) in (4, 6, 9, 12)):
+        return code
+    return "invalid"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Time and count every request, and log one line for it."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        return response
+    finally:
+        seconds = time.perf_counter() - started
+        path = _route(request)
+        request.app[METRICS].answered(path, status, seconds)
+        if path != METRICS_PATH:  # a scrape every few seconds would drown the log
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": path,
+                    "status": status,
+                    "seconds": round(seconds, 4),
+                    "node": _sender(request),
+                },
+            )
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
     try:
@@ -111,6 +160,7 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Any]) ->
             response: web.StreamResponse = await handler(request)
             return response
     except ProtocolError as exc:
+        request.app[METRICS].refused(exc.code, exc.extra)
         return _error(exc.status, exc.code, str(exc), **exc.extra)
     except web.HTTPRequestEntityTooLarge:
         return _error(413, "too_large", "request body is too large")
@@ -150,15 +200,27 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _push_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:
+    result = service.push(node, headers, path, raw, data)
+    return result, metrics.push_kinds(node, result)
+
+
+def _pull_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:
+    result = service.pull(node, headers, path, raw, data)
+    # service.pull has checked the cursor and the sender by now.
+    return result, metrics.pull_kinds(node, headers.get(protocol.H_NODE, ""), data["cursor"], result)
+
+
 async def push(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
     raw, data = await _body(request)
     try:
-        result = await writer.call(service.push, dict(request.headers), request.path, raw, data)
+        result, kinds = await writer.call(_push_counted, dict(request.headers), request.path, raw, data)
     finally:
         writer.busy()
     writer.apply_later()
+    request.app[METRICS].pushed(result, kinds)
     return _json(result)
 
 
@@ -166,7 +228,8 @@ async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
     raw, data = await _body(request)
-    result = await writer.call(service.pull, dict(request.headers), request.path, raw, data)
+    result, kinds = await writer.call(_pull_counted, dict(request.headers), request.path, raw, data)
+    request.app[METRICS].count_kinds(request.app[METRICS].envelopes_out, kinds, "child")
     return _json(result)
 
 
@@ -177,14 +240,25 @@ async def recover(request: web.Request) -> web.Response:
     return _json(result)
 
 
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus text format (OpenMetrics if the scraper asks for it)."""
+    registry = request.app[METRICS]
+    snap = await request.app[WRITER].call(metrics.snapshot, registry.stale_after)
+    body, content_type = registry.render(snap, request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 async def enroll(request: web.Request) -> web.Response:
     _raw, data = await _body(request)
     result = await request.app[WRITER].call(service.enroll, data)
     return _json(result)
 
 
-def create_app(home: Path) -> web.Application:
-    app = web.Application(client_max_size=protocol.MAX_BODY, middlewares=[errors])
+def create_app(home: Path, config: ServeConfig | None = None) -> web.Application:
+    config = config or ServeConfig()
+    app = web.Application(client_max_size=protocol.MAX_BODY, middlewares=[observe, errors])
+    app[CONFIG] = config
+    app[METRICS] = metrics.ServerMetrics(config.stale_after)
 
     async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = Writer(home)
@@ -194,23 +268,70 @@ def create_app(home: Path) -> web.Application:
         writer.close()
 
     app.cleanup_ctx.append(writer_ctx)
+    if config.forward_window is not None:
+        app.cleanup_ctx.append(_forward_ctx(home, config))
     app.router.add_get(protocol.HEALTH, healthz)
     app.router.add_post(protocol.PUSH, push)
     app.router.add_post(protocol.PULL, pull)
     app.router.add_post(protocol.ENROLL, enroll)
     app.router.add_post(recovery.RECOVER, recover)
+    app.router.add_get(METRICS_PATH, metrics_page)
     return app
 
 
-def serve(home: Path, host: str, port: int, ready: Callable[[str], None] | None = None) -> None:
+def _forward_ctx(home: Path, config: ServeConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The scheduled sync with the parent, as a background task of the app."""
+    from daiban.sync.schedule import ForwardScheduler, forward_once
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        assert config.forward_window is not None
+        registry = app[METRICS]
+
+        def on_result(ok: bool, outcome: Any, at: Any) -> None:
+            if ok:
+                registry.forwarded(True, outcome.pushed, outcome.pulled, at.timestamp())
+            else:
+                registry.forwarded(False)
+
+        scheduler = ForwardScheduler(
+            lambda: asyncio.to_thread(forward_once, home),
+            config.forward_window,
+            rng=random.Random(),
+            on_result=on_result,
+        )
+        task = asyncio.create_task(scheduler.run(), name="daiban-forward")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+def serve(
+    home: Path,
+    host: str,
+    port: int,
+    ready: Callable[[str], None] | None = None,
+    config: ServeConfig | None = None,
+) -> None:
     """Run until interrupted (Ctrl-C or SIGTERM)."""
+    config = config or ServeConfig()
+    if config.log:
+        from daiban import logs
+
+        logs.setup(home, "serve")
 
     async def main() -> None:
-        app = create_app(home)
+        app = create_app(home, config)
         runner = web.AppRunner(app, keepalive_timeout=15, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port, shutdown_timeout=5)
         await site.start()
+        log.info(
+            "serving",
+            extra={"version": __version__, "forward_window": str(config.forward_window or "off")},
+        )
         if ready is not None:
             addresses = [s.getsockname() for s in getattr(site._server, "sockets", None) or []]
             bound = addresses[0][1] if addresses else port

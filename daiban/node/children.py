@@ -1,0 +1,97 @@
+"""Which children have gone quiet: a pure rule over the rows
+``Store.children_sync()`` returns. A child is stale when it has not synced
+for longer than ``stale_after``; one that never synced counts from its
+enrollment, and one with neither time on record is stale (nobody can say
+when it was last heard from). Used by ``daiban children``, the server's
+metrics, the reports and the staff TUI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_STALE_AFTER = dt.timedelta(hours=48)
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+
+
+@dataclass(frozen=True)
+class ChildSync:
+    """One child as its parent sees it."""
+
+    code: str
+    name: str
+    last_sync_at: str | None
+    """The parent's clock at the child's last successful push or pull, ISO 8601."""
+    enrolled_at: str | None
+    queued: int
+    """Envelopes waiting at the parent for this child."""
+    silent_seconds: float | None
+    """Seconds since the last sync (since enrollment if it never synced); None if unknown."""
+    stale: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "last_sync_at": self.last_sync_at,
+            "enrolled_at": self.enrolled_at,
+            "queued": self.queued,
+            "silent_seconds": None if self.silent_seconds is None else int(self.silent_seconds),
+            "stale": self.stale,
+        }
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``48h``, ``2d``, ``90m``, ``3600s``, ``1d12h`` (a bare number is hours)."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        value += "h"
+    if not value or _DURATION.sub("", value):
+        raise ValueError(text)
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(value))
+    if seconds <= 0:
+        raise ValueError(text)
+    return dt.timedelta(seconds=seconds)
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def child_statuses(
+    rows: Iterable[Mapping[str, Any]], now: dt.datetime, stale_after: dt.timedelta = DEFAULT_STALE_AFTER
+) -> list[ChildSync]:
+    """Every child with its silence and whether it is stale, in the rows' order."""
+    out = []
+    for row in rows:
+        since = _moment(row.get("last_sync_at")) or _moment(row.get("enrolled_at"))
+        silent = max(0.0, (now - since).total_seconds()) if since is not None else None
+        out.append(
+            ChildSync(
+                code=str(row["code"]),
+                name=str(row.get("name") or ""),
+                last_sync_at=row.get("last_sync_at"),
+                enrolled_at=row.get("enrolled_at"),
+                queued=int(row.get("queued") or 0),
+                silent_seconds=silent,
+                stale=silent is None or silent > stale_after.total_seconds(),
+            )
+        )
+    return out
+
+
+def stale_children(
+    rows: Iterable[Mapping[str, Any]], now: dt.datetime, stale_after: dt.timedelta = DEFAULT_STALE_AFTER
+) -> list[ChildSync]:
+    """Only the stale children, the longest silent first (unknown first of all)."""
+    stale = [c for c in child_statuses(rows, now, stale_after) if c.stale]
+    return sorted(stale, key=lambda c: (c.silent_seconds is not None, -(c.silent_seconds or 0), c.code))
