@@ -290,22 +290,13 @@ def _event_of(env: Envelope, now: str) -> Event:
     )
 
 
-def _receive_filing(node: Node, env: Envelope, now: str) -> None:
-    """An application arrives at its office: keep it (personal part still
-    sealed), and send the receipt back to the filer."""
-    from daiban.node.applications import project
-
+def filed_summary(node: Node, env: Envelope, now: str, *, office: str) -> tuple[AppState, dict[str, Any]]:
+    """The state and the masked summary row of an application from its
+    filing envelope (``office``: where it goes when the body does not say).
+    The ID number's hash stays empty: it is sealed to the office, which keys
+    it when first searched (Node.index_personal)."""
     body = env.body
-    tracking = env.tracking or ""
-    if node.store.application(tracking) is not None:
-        return
-    node.store.insert_event(_event_of(env, now))
-    # The personal part stays sealed; it is opened in memory when staff look
-    # at it, and indexed for search by ID number when first searched
-    # (Node.index_personal), so receiving costs no decryption.
-    id_hash, masked = "", body.get("applicant") or {}
-    if env.sealed is not None and env.sealed_to == node.code:
-        node.store.insert_personal(env.id, tracking, b64(env.sealed), node.code)
+    masked = body.get("applicant") or {}
     item_code = str(body.get("item", ""))
     try:
         item = node.item(item_code)
@@ -314,11 +305,11 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
         item_name, time_limit = str(body.get("item_name", item_code)), None
     state = lifecycle.apply(None, Kind.FILED, body)
     row: dict[str, Any] = {
-        "tracking": tracking,
+        "tracking": env.tracking or "",
         "item": item_code,
         "item_name": item_name,
         "level": body.get("level", ""),
-        "office": body.get("office", node.code),
+        "office": body.get("office", office),
         "region": body.get("region", ""),
         "origin": env.origin,
         "status": state.status.value,
@@ -333,9 +324,27 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
         "name_masked": masked.get("name", ""),
         "id_masked": masked.get("id_number", ""),
         "phone_masked": masked.get("phone", ""),
-        "id_hash": id_hash,
+        "id_hash": "",
         "updated_at": now,
     }
+    return state, row
+
+
+def _receive_filing(node: Node, env: Envelope, now: str) -> None:
+    """An application arrives at its office: keep it (personal part still
+    sealed), and send the receipt back to the filer."""
+    from daiban.node.applications import project
+
+    tracking = env.tracking or ""
+    if node.store.application(tracking) is not None:
+        return
+    node.store.insert_event(_event_of(env, now))
+    # The personal part stays sealed; it is opened in memory when staff look
+    # at it, and indexed for search by ID number when first searched
+    # (Node.index_personal), so receiving costs no decryption.
+    if env.sealed is not None and env.sealed_to == node.code:
+        node.store.insert_personal(env.id, tracking, b64(env.sealed), node.code)
+    state, row = filed_summary(node, env, now, office=node.code)
     receipt = node._event(tracking, Kind.RECEIVED, {"office": node.code}, now)
     node._emit(receipt, row)
     state = lifecycle.apply(state, Kind.RECEIVED, receipt.body)

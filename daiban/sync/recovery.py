@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daiban.errors import NotFound
-from daiban.node import lifecycle
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
 from daiban.sync import envelope as env_mod
@@ -290,41 +288,8 @@ def _store_filed(node: Node, env: Envelope, parent: str, now: str) -> None:
     tracking = env.tracking or ""
     if env.sealed is not None and env.sealed_to is not None:
         node.store.insert_personal(env.id, tracking, b64(env.sealed), env.sealed_to)
-    body = env.body
-    masked = body.get("applicant") or {}
-    item_code = str(body.get("item", ""))
-    try:
-        item = node.item(item_code)
-        item_name, time_limit = item.name, item.time_limit_days
-    except NotFound:
-        item_name, time_limit = str(body.get("item_name", item_code)), None
-    state = lifecycle.apply(None, Kind.FILED, body)
-    row: dict[str, Any] = {
-        "tracking": tracking,
-        "item": item_code,
-        "item_name": item_name,
-        "level": body.get("level", ""),
-        "office": body.get("office", ""),
-        "region": body.get("region", ""),
-        "origin": env.origin,
-        "status": state.status.value,
-        "owed": list(state.owed),
-        "missing": [],
-        "materials": list(body.get("materials", [])),
-        "evaluation": None,
-        "filed_at": env.at,
-        "received_at": None,
-        "time_limit_days": time_limit,
-        "due_state": "pending",
-        "name_masked": masked.get("name", ""),
-        "id_masked": masked.get("id_number", ""),
-        "phone_masked": masked.get("phone", ""),
-        # The ID number is sealed to the office: a filer cannot key its hash
-        # again; an office does when first searched (Node.index_personal).
-        "id_hash": "",
-        "updated_at": now,
-    }
-    project(row, state, Kind.FILED, body, env.at)
+    state, row = inbox.filed_summary(node, env, now, office="")
+    project(row, state, Kind.FILED, env.body, env.at)
     node.store.save_application(row)
     inbox._retry_pending(node, tracking, now)
 
