@@ -37,12 +37,16 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, shrink: int
     from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    widths = [max([_cells(column), *(_cells(str(r[i])) for r in rows)]) for i, column in enumerate(columns)]
+    # Three cells between columns; the shrinking column gets what is left of
+    # 80 (rich, left to itself, may squeeze the last column instead).
+    room = WIDTH - 3 * (len(columns) - 1) - sum(w for i, w in enumerate(widths) if i != shrink)
     for index, column in enumerate(columns):
         if index == shrink:
-            table.add_column(column, overflow="ellipsis", no_wrap=True, ratio=1)
+            width = max(4, min(widths[index], room))
+            table.add_column(column, overflow="ellipsis", no_wrap=True, width=width)
         else:
-            width = max([_cells(column), *(_cells(str(r[index])) for r in rows)])
-            table.add_column(column, no_wrap=True, min_width=width)
+            table.add_column(column, no_wrap=True, width=widths[index])
     for row in rows:
         table.add_row(*(Text(str(cell)) for cell in row))
     buffer = io.StringIO()
