@@ -429,6 +429,12 @@ def build_parser() -> Parser:
         choices=("district", "town", "village", "item"),
         help=_("one row per district, town, village or item"),
     )
+    c.add_argument(
+        "--stale-after",
+        type=_duration,
+        metavar="TIME",
+        help=_("a child silent longer than this is stale (default 48h)"),
+    )
     form = c.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help=_("print JSON"))
     form.add_argument("--csv", action="store_true", help=_("print CSV"))
@@ -869,7 +875,7 @@ def _sync_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_children(args: argparse.Namespace) -> int:
-    from daiban.node.children import DEFAULT_STALE_AFTER, child_statuses
+    from daiban.node.children import DEFAULT_STALE_AFTER, child_statuses, format_duration
 
     after = args.stale_after or DEFAULT_STALE_AFTER
     children = _with_node(args, lambda node: child_statuses(node.store.children_sync(), node.clock(), after))
@@ -880,15 +886,8 @@ def cmd_children(args: argparse.Namespace) -> int:
     else:
         from daiban.render import children_table
 
-        print(children_table(children, stale_after=_format_duration(after.total_seconds())))
+        print(children_table(children, stale_after=format_duration(after.total_seconds())))
     return 0
-
-
-def _format_duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 def cmd_bundle_export(args: argparse.Namespace) -> int:
@@ -1124,6 +1123,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from daiban.node.children import DEFAULT_STALE_AFTER
     from daiban.node.report import check_period, for_node
 
     if args.start and args.end and args.start > args.end:
@@ -1131,7 +1131,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             check_period(args.start, args.end)
         except DaibanError as exc:
             raise UsageError(exc.message) from None
-    report = _with_node(args, lambda node: for_node(node, start=args.start, end=args.end, by=args.by))
+    after = args.stale_after or DEFAULT_STALE_AFTER
+    report = _with_node(
+        args, lambda node: for_node(node, start=args.start, end=args.end, by=args.by, stale_after=after)
+    )
     if args.json:
         _print_json(report)
     elif args.csv:

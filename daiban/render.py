@@ -324,6 +324,8 @@ def report_text(report: Mapping[str, Any]) -> str:
             lines.append(_report_groups(report))
         else:
             lines.append(_("Nothing in this period."))
+    if "stale_children" in report:  # only a node's own report has its children
+        lines += ["", _report_stale(report)]
     chart = _trend_chart(report["trend"])
     if chart:
         lines += ["", chart]
@@ -369,6 +371,31 @@ def _report_groups(report: Mapping[str, Any]) -> str:
         cut.truncate(room, overflow="ellipsis")
         row[0] = cut.plain
     return _table(columns, rows, shrink=len(columns))
+
+
+def _report_stale(report: Mapping[str, Any]) -> str:
+    """The children silent longer than --stale-after, the longest first."""
+    from daiban.node.children import format_duration
+
+    after = format_duration(report["stale_after"])
+    enrolled, stale = report["children_enrolled"], report["stale_children"]
+    if not enrolled:
+        return _("No children are enrolled here.")
+    if not stale:
+        return _("All {n} children have synced within {after}.").format(n=enrolled, after=after)
+    rows = [
+        (
+            c["code"],
+            c["name"],
+            (c["last_sync_at"] or _("never"))[:16].replace("T", " "),
+            _silence(c["silent_seconds"]),
+        )
+        for c in stale
+    ]
+    heading = _("Children not synced for more than {after}: {stale} of {n}").format(
+        after=after, stale=len(stale), n=enrolled
+    )
+    return heading + "\n" + _table([_("Code"), _("Name"), _("Last sync"), _("Silent")], rows, shrink=1)
 
 
 def _trend_chart(trend: Mapping[str, Any]) -> str:

@@ -58,6 +58,14 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest of ``2d``, ``48h``, ``90m`` or ``3600s`` that is exact."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
 def _moment(text: str | None) -> dt.datetime | None:
     if not text:
         return None

@@ -13,7 +13,11 @@ Within the period ``[start, end]`` (either end may be open):
 - *evaluations*: scores (five levels) recorded in the period.
 
 The trend counts filed and completed per month, or per ISO week for a
-period of at most 13 weeks."""
+period of at most 13 weeks.
+
+``for_node`` adds the node's own children that have not synced for longer
+than ``stale_after`` (node/children.py), as ``daiban children --stale`` lists
+them: a report is where an operator looks first for a silent office."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node.children import DEFAULT_STALE_AFTER, stale_children
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -206,10 +211,16 @@ def check_period(start: dt.date | None, end: dt.date | None) -> None:
 
 
 def for_node(
-    node: Node, *, start: dt.date | None = None, end: dt.date | None = None, by: str | None = None
+    node: Node,
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    by: str | None = None,
+    stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
 ) -> dict[str, Any]:
-    """The report at a district or the city, over the offices in its area.
-    Publishes this node's own changed records first, so they count."""
+    """The report at a district or the city, over the offices in its area,
+    with its stale children. Publishes this node's own changed records
+    first, so they count."""
     from daiban.node.divisions import role_name
     from daiban.sync import statistics
 
@@ -230,7 +241,16 @@ def for_node(
         by=by,
         name_of=lambda key: names.get(key, ""),
     )
-    return {"node": node.code, "name": node.name, **report}
+    children = node.store.children_sync()
+    stale = stale_children(children, node.clock(), stale_after)
+    return {
+        "node": node.code,
+        "name": node.name,
+        **report,
+        "stale_after": int(stale_after.total_seconds()),
+        "children_enrolled": len(children),
+        "stale_children": [c.as_dict() for c in stale],
+    }
 
 
 def _names(node: Node) -> dict[str, str]:
