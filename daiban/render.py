@@ -280,6 +280,17 @@ def score_label(score: int) -> str:
     }[score]
 
 
+def _fill(parts: Sequence[str], indent: str = "  ") -> list[str]:
+    """Parts two cells apart, on as many indented lines of 80 cells as they need."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and _cells(lines[-1] + "  " + part) <= WIDTH:
+            lines[-1] += "  " + part
+        else:
+            lines.append(indent + part)
+    return lines
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
@@ -314,10 +325,7 @@ def report_text(report: Mapping[str, Any]) -> str:
         ),
         _("Evaluations: {n}, average {avg}").format(n=total["evaluated"], avg=_number(total["avg_score"])),
     ]
-    lines.append(
-        "  "
-        + "  ".join(f"{score_label(int(score))} {count}" for score, count in total["evaluations"].items())
-    )
+    lines.extend(_fill([f"{score_label(int(s))} {n}" for s, n in total["evaluations"].items()]))
     if report["by"]:
         lines.append("")
         if report["groups"]:

@@ -24,3 +24,12 @@ def test_a_long_item_name_is_cut_and_the_other_columns_stay_whole() -> None:
 def test_a_short_table_keeps_every_cell() -> None:
     text = _table(["code", "item"], [["SB001", "pension"]])
     assert "SB001" in text and "pension" in text and "…" not in text
+
+
+def test_long_runs_of_figures_wrap_at_80_columns() -> None:
+    from daiban.render import _fill
+
+    parts = [f"very dissatisfied {n}" for n in range(10)]
+    lines = _fill(parts)
+    assert len(lines) > 1 and all(cell_len(line) <= 80 for line in lines)
+    assert sum(line.count("very dissatisfied") for line in lines) == 10
