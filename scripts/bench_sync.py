@@ -7,12 +7,14 @@ phase of `daiban sync`, which reports its own timing). Beside it, the whole
 `daiban sync` command: process start-up, the push, the district applying
 every application (its receipt event, signed) and the receipts pulled back
 and applied at the village. Also bytes on the wire per application (counted
-by a relay on loopback) and the peak resident memory of client and server. Beside it,
+by a relay on loopback) and the peak resident memory of client and server.
+Each round files --count applications and syncs them; medians are printed,
+since a shared machine's figures vary from run to run. Beside each round,
 in the same run, a baseline: the same number of bare JSON documents of a
 similar size POSTed in batches of 500 to a minimal aiohttp server that stores
 them in SQLite with the same durability, without signatures or sealing.
 
-Usage: .venv/bin/python scripts/bench_sync.py [--count N]"""
+Usage: .venv/bin/python scripts/bench_sync.py [--count N] [--rounds R]"""
 
 from __future__ import annotations
 
@@ -25,13 +27,13 @@ import os
 import re
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from stdnum.cn import ric
 
@@ -119,21 +121,21 @@ class CountingRelay:
         self.sock.close()
 
 
-def ledger(path: Path, count: int) -> None:
+def ledger(path: Path, count: int, start: int = 0) -> None:
     base = dt.date(1940, 1, 1)
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["item", "name", "id_number", "phone", "contribution_grade"])
-        for i in range(count):
+        for i in range(start, start + count):
             body = f"370303{base + dt.timedelta(days=i // 900):%Y%m%d}{i % 900 + 100:03d}"
             w.writerow(["SB001", "王秀兰", body + ric.calc_check_digit(body + "0"), f"138{i:08d}", "500"])
 
 
-def baseline(count: int, doc_size: int, root: Path) -> float:
+def baseline(count: int, doc_size: int, root: Path, number: int = 0) -> float:
     """Bare JSON documents POSTed in batches to a minimal aiohttp+SQLite server."""
     from aiohttp import ClientSession, web
 
-    db = sqlite3.connect(str(root / "baseline.db"), isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(str(root / f"baseline{number}.db"), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE docs (id TEXT PRIMARY KEY, doc TEXT)")
@@ -169,9 +171,14 @@ def baseline(count: int, doc_size: int, root: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of --count applications; medians printed"
+    )
     args = parser.parse_args()
     n = args.count
-    timing: dict[str, Any] = {}
+    rounds: list[dict[str, float]] = []
+    filing_s: list[float] = []
+    client_peak = 0.0
     with tempfile.TemporaryDirectory(prefix="daiban-bench-sync-") as tmp:
         root = Path(tmp)
         city, district, village = root / "city", root / "district", root / "village"
@@ -190,41 +197,49 @@ def main() -> int:
                 run("enroll-code", "--code", "370303101201", "--name", "大张村", "--json", home=district)
             )
             run("enroll", f"http://127.0.0.1:{relay.port}", code["code"], home=village)
-            path = root / "ledger.csv"
-            ledger(path, n)
-            t0 = time.perf_counter()
-            run("apply", "--from", str(path), home=village)
-            filing_s = time.perf_counter() - t0
-            relay.up = relay.down = 0
-            t0 = time.perf_counter()
-            sync = subprocess.Popen(
-                [DAIBAN, "--home", str(village), "sync", "--json"],
-                env=ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            client_peak = 0.0
-            while sync.poll() is None:
-                try:
-                    client_peak = max(client_peak, peak_rss_mb(sync.pid))
-                except (FileNotFoundError, ProcessLookupError):
-                    break
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - t0
-            out, err = sync.communicate()
-            timing = json.loads(out) if out.strip().startswith("{") else {}
-            if sync.returncode != 0:
-                raise SystemExit(f"sync failed: {out} {err}")
+            for number in range(args.rounds):
+                path = root / f"ledger{number}.csv"
+                ledger(path, n, start=number * n)
+                t0 = time.perf_counter()
+                run("apply", "--from", str(path), home=village)
+                filing_s.append(time.perf_counter() - t0)
+                relay.up = relay.down = 0
+                t0 = time.perf_counter()
+                sync = subprocess.Popen(
+                    [DAIBAN, "--home", str(village), "sync", "--json"],
+                    env=ENV,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                while sync.poll() is None:
+                    try:
+                        client_peak = max(client_peak, peak_rss_mb(sync.pid))
+                    except (FileNotFoundError, ProcessLookupError):
+                        break
+                    time.sleep(0.05)
+                elapsed = time.perf_counter() - t0
+                out, err = sync.communicate()
+                if sync.returncode != 0:
+                    raise SystemExit(f"sync failed: {out} {err}")
+                timing = json.loads(out)
+                rounds.append(
+                    {
+                        "push_rate": n / float(timing["push_seconds"]),
+                        "whole_rate": n / elapsed,
+                        "push_s": timing["push_seconds"],
+                        "pull_s": timing["pull_seconds"],
+                        "up": relay.up / n,
+                        "down": relay.down / n,
+                        "baseline": baseline(n, 600, root, number),
+                    }
+                )
             server_peak = peak_rss_mb(district_proc.pid)
             stored = (
                 sqlite3.connect(str(district / "daiban.db"))
                 .execute("SELECT COUNT(*) FROM applications")
                 .fetchone()[0]
             )
-            up, down = relay.up, relay.down
-            doc_size = 600
-            base_rate = baseline(n, doc_size, root)
         finally:
             if relay is not None:
                 relay.close()
@@ -232,28 +247,38 @@ def main() -> int:
                 if proc is not None:
                     proc.terminate()
                     proc.wait(timeout=10)
-    rate = n / float(timing.get("push_seconds") or "nan")
-    round_trip = n / elapsed
+    rate = statistics.median(r["push_rate"] for r in rounds)
+    round_trip = statistics.median(r["whole_rate"] for r in rounds)
+    base_rate = statistics.median(r["baseline"] for r in rounds)
+    up = statistics.median(r["up"] for r in rounds)
+    down = statistics.median(r["down"] for r in rounds)
     lines = [
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}",
-        f"{n} applications filed at the village in {filing_s:.1f} s (apply --from, sealed and signed)",
-        f"sync: {timing.get('push_seconds', '?')} s pushing, "
-        f"{timing.get('pull_seconds', '?')} s pulling the receipts back",
-        f"applications at the district after sync: {stored}",
+        f"{args.rounds} rounds of {n} applications filed at the village (apply --from, sealed and signed),",
+        "then one `daiban sync`; the district keeps what earlier rounds brought.",
         "",
-        f"{'measure':<44}{'daiban':>12}{'baseline':>12}{'target':>10}  ok",
+        f"{'round':<7}{'filing s':>10}{'push s':>9}{'pull s':>9}{'push/s':>9}{'whole/s':>9}"
+        f"{'baseline/s':>12}",
+        *(
+            f"{i + 1:<7}{filing_s[i]:>10.1f}{r['push_s']:>9.3f}{r['pull_s']:>9.3f}"
+            f"{r['push_rate']:>9.0f}{r['whole_rate']:>9.0f}{r['baseline']:>12.0f}"
+            for i, r in enumerate(rounds)
+        ),
+        f"applications at the district after the last round: {stored}",
+        "",
+        f"{'measure (median of the rounds)':<44}{'daiban':>12}{'baseline':>12}{'target':>10}  ok",
         f"{'applications/s end to end (push, acked)':<44}{rate:>12.0f}{base_rate:>12.0f}{'>= 5000':>10}  "
         f"{'yes' if rate >= 5000 else 'NO'}",
         f"{'applications/s, whole sync with receipts':<44}{round_trip:>12.0f}",
-        f"{'bytes on the wire per application (up)':<44}{up / n:>12.0f}{'':>12}{'<= 700':>10}  "
-        f"{'yes' if up / n <= 700 else 'NO'}",
-        f"{'bytes on the wire per application (down)':<44}{down / n:>12.0f}",
+        f"{'bytes on the wire per application (up)':<44}{up:>12.0f}{'':>12}{'<= 700':>10}  "
+        f"{'yes' if up <= 700 else 'NO'}",
+        f"{'bytes on the wire per application (down)':<44}{down:>12.0f}",
         f"{'peak RSS, client `daiban sync` (MB)':<44}{client_peak:>12.1f}{'':>12}{'<= 150':>10}  "
         f"{'yes' if client_peak <= 150 else 'NO'}",
         f"{'peak RSS, server `daiban serve` (MB)':<44}{server_peak:>12.1f}{'':>12}{'<= 150':>10}  "
         f"{'yes' if server_peak <= 150 else 'NO'}",
         "",
-        f"baseline: {n} bare JSON documents of ~{doc_size} bytes POSTed in batches of 500 to a minimal",
+        f"baseline: {n} bare JSON documents of ~600 bytes POSTed in batches of 500 to a minimal",
         "aiohttp server inserting them into SQLite (WAL, synchronous=FULL): no signatures, no sealing.",
     ]
     print("\n".join(lines))
