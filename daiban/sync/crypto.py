@@ -84,25 +84,49 @@ VERIFY_THREADS = 2
 VERIFY_CHUNK = 64
 
 
+def _check_chunk(chunk: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    out = []
+    for public, signature, message in chunk:
+        try:
+            verify(public, signature, message)
+            out.append(True)
+        except CryptoError:
+            out.append(False)
+    return out
+
+
+class Verifier:
+    """Signatures checked in the background while the caller goes on (say,
+    parsing the next envelopes of a batch): each full chunk goes to a thread
+    as soon as it is added; libsodium releases the GIL, so the checks run on
+    the other core. results() waits for them all."""
+
+    def __init__(self) -> None:
+        self._chunk: list[tuple[bytes, bytes, bytes]] = []
+        self._parts: list[Any] = []
+        self._count = 0
+
+    def add(self, public: bytes, signature: bytes, message: bytes) -> int:
+        """Queue a check; returns its index in results()."""
+        self._chunk.append((public, signature, message))
+        if len(self._chunk) == VERIFY_CHUNK:
+            self._parts.append(_verify_pool().submit(_check_chunk, self._chunk))
+            self._chunk = []
+        self._count += 1
+        return self._count - 1
+
+    def results(self) -> list[bool]:
+        done = [ok for part in self._parts for ok in part.result()]
+        return done + _check_chunk(self._chunk)
+
+
 def verify_many(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
     """Check many (public key, signature, message) triples; True where the
-    signature verifies. Large batches are spread over threads: libsodium
-    releases the GIL, so a push of a thousand envelopes uses every core."""
-
-    def check(chunk: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
-        out = []
-        for public, signature, message in chunk:
-            try:
-                verify(public, signature, message)
-                out.append(True)
-            except CryptoError:
-                out.append(False)
-        return out
-
-    if len(items) < 2 * VERIFY_CHUNK:
-        return check(items)
-    chunks = [items[i : i + VERIFY_CHUNK] for i in range(0, len(items), VERIFY_CHUNK)]
-    return [ok for part in _verify_pool().map(check, chunks) for ok in part]
+    signature verifies. Large batches are spread over threads."""
+    verifier = Verifier()
+    for item in items:
+        verifier.add(*item)
+    return verifier.results()
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from daiban.node.text import clean_text, clean_tree
 from daiban.sync import certs as certs_mod
 from daiban.sync import envelope as env_mod
 from daiban.sync import identity, retired, routing, statistics
-from daiban.sync.crypto import b64, verify_many
+from daiban.sync.crypto import Verifier, b64
 from daiban.sync.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
@@ -94,23 +94,35 @@ def check(
 ) -> Checked:
     """Verify a batch without changing anything. ``direction`` is "up" for
     envelopes a child hands up, "down" for those the parent hands down.
-    The store is asked once per batch, and the signatures are checked
-    together (verify_many spreads a large batch over the cores)."""
+    The store is asked once per batch, and the signatures are checked on
+    the other core while the batch is parsed (crypto.Verifier)."""
     out = Checked()
     parsed: list[Envelope] = []
+    certs: dict[str, certs_mod.Cert | None] = {}
+    # Signatures are checked on the other core while the rest is parsed:
+    # ahead of the checks below, for every envelope whose origin is known.
+    verifier = Verifier()
+    ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
     for raw in raws:
         try:
-            parsed.append(env_mod.parse(raw))
+            env = env_mod.parse(raw)
         except EnvelopeError as exc:
             out.refused.append(Verdict("?", "refused", exc.code, str(exc)))
+            continue
+        parsed.append(env)
+        cert = _origin_cert(node, env.origin, certs, extra)
+        if cert is not None:
+            try:
+                ahead[len(parsed) - 1] = verifier.add(cert.sign, env.sig, env_mod.signed_bytes(env))
+            except EnvelopeError:
+                pass  # refused below, in its turn
     known = node.store.envelope_rows([e.id for e in parsed]) if parsed else {}
     taken = node.store.envelopes_at([(e.origin, e.seq) for e in parsed]) if parsed else {}
     revoked = node.store.revoked()
-    certs: dict[str, certs_mod.Cert | None] = {}
     seen: set[str] = set()
     slots: set[tuple[str, int]] = set()
-    candidates: list[tuple[Envelope, certs_mod.Cert, bytes, bool]] = []
-    for env in parsed:
+    candidates: list[tuple[Envelope, int, bool]] = []
+    for position, env in enumerate(parsed):
         try:
             stored = known.get(env.id)
             if stored is not None:
@@ -126,25 +138,22 @@ def check(
                 raise EnvelopeError("conflict", f"sequence number {env.seq} of {env.origin} is already taken")
             if direction == "up" and not env.origin.startswith(sender):
                 raise EnvelopeError("forged_origin", f"{sender} may not hand up envelopes of {env.origin}")
-            if env.origin not in certs:
-                certs[env.origin] = identity.known(node, env.origin) if env.origin != node.code else None
-            cert = certs[env.origin]
-            if extra and env.origin in extra and (cert is None or cert.serial != extra[env.origin][0].serial):
-                cert = extra[env.origin][0]
+            cert = _origin_cert(node, env.origin, certs, extra)
             if env.origin == node.code:
                 raise EnvelopeError("forged_origin", "an envelope claiming to come from this node")
             if cert is None:
                 raise EnvelopeError("unknown_origin", f"no certificate known for {env.origin}")
             was_revoked = cert.serial in revoked
-            message = env_mod.signed_bytes(env)
+            env_mod.signed_bytes(env)  # refused as malformed if the signature is not where it belongs
         except EnvelopeError as exc:
             out.refused.append(Verdict(env.id, "refused", exc.code, str(exc)))
             continue
         seen.add(env.id)
         slots.add((env.origin, env.seq))
-        candidates.append((env, cert, message, was_revoked))
-    verified = verify_many([(cert.sign, env.sig, message) for env, cert, message, _r in candidates])
-    for (env, _cert, _message, was_revoked), ok in zip(candidates, verified, strict=True):
+        candidates.append((env, position, was_revoked))
+    checked = verifier.results()
+    for env, position, was_revoked in candidates:
+        ok = position in ahead and checked[ahead[position]]
         try:
             # Made by a replaced PC before it was lost (retired.py)?
             if (was_revoked or not ok) and not retired.signed_before_retirement(node, env, out.accepted):
@@ -157,6 +166,22 @@ def check(
             continue
         out.accepted.append(env)
     return out
+
+
+def _origin_cert(
+    node: Node,
+    origin: str,
+    certs: dict[str, certs_mod.Cert | None],
+    extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]] | None,
+) -> certs_mod.Cert | None:
+    """The certificate an origin's envelopes are checked against (one that came
+    with the batch wins over an older one held here); remembered per batch."""
+    if origin not in certs:
+        cert = identity.known(node, origin) if origin != node.code else None
+        if extra and origin in extra and (cert is None or cert.serial != extra[origin][0].serial):
+            cert = extra[origin][0]
+        certs[origin] = cert
+    return certs[origin]
 
 
 def _check_kind(node: Node, env: Envelope) -> None:
