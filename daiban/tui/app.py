@@ -2,7 +2,8 @@
 staff, keyboard only, at 80x24 and larger, Chinese unless ``--lang en``.
 
 The app holds the node (one SQLite connection, used on the UI thread only;
-slow work — sync, printing — runs in workers with their own connections).
+slow work — sync, printing — runs in workers with their own connections; a
+village or town with a parent also syncs in the background, background.py).
 Whoever logs in is the actor on every event the app records. A refusal is a
 message in the app; an unexpected error is logged to the home's logs/ folder
 and the app ends with one line, never a traceback."""
@@ -10,6 +11,7 @@ and the app ends with one line, never a traceback."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from daiban.i18n import _
 from daiban.node.applications import Node
 from daiban.node.clock import Clock, system_clock
 from daiban.node.home import open_node
+from daiban.tui.background import BackgroundSync
 from daiban.tui.safe import N_
 
 CSS = """
@@ -52,6 +55,7 @@ class DaibanApp(App[int]):
         clock: Clock = system_clock,
         agent: str | None = None,
         node: Node | None = None,
+        background_sync: bool = True,
     ) -> None:
         super().__init__()
         self.home = home
@@ -60,6 +64,12 @@ class DaibanApp(App[int]):
         self.agent_hint = agent or ""
         self.agent = ""
         self.crash_log: str | None = None
+        self.sync_lock = threading.Lock()
+        """Held by every sync this app runs (background or "Sync now"): never two at once."""
+        self.background: BackgroundSync | None = None
+        if background_sync and self.node.role in ("village", "town") and self.node.parent():
+            if self.node.store.setting("parent_url"):
+                self.background = BackgroundSync(home, clock, self.sync_lock)
 
     @property
     def is_office(self) -> bool:
@@ -70,8 +80,12 @@ class DaibanApp(App[int]):
 
         self.title = f"{self.node.name} {self.node.code}"
         self.push_screen(LoginScreen(self.agent_hint))
+        if self.background is not None:
+            self.background.start()
 
     def on_unmount(self) -> None:
+        if self.background is not None:
+            self.background.stop()
         self.node.close()
 
     # -- who is acting ---------------------------------------------------------
@@ -149,7 +163,10 @@ def _log_crash(home: Path, error: BaseException) -> str:
 
 def run(home: Path, *, language: str, agent: str | None = None, **kwargs: Any) -> int:
     """Run the app in this terminal; its exit code."""
+    from daiban import logs
+
     i18n.set_language(language)
+    logs.setup(home, "tui", stream=None)  # the background sync's lines, never on the screen
     app = DaibanApp(home, agent=agent, **kwargs)
     app.run()
     return app.return_code or 0

@@ -17,6 +17,7 @@ from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, cell
 
 PROBE_TIMEOUT = 3.0
+LINK_EVERY = 1.0  # seconds between looks at the background sync's state
 
 
 class HomeScreen(Base):
@@ -51,7 +52,11 @@ class HomeScreen(Base):
         table.add_columns(_("tracking"), _("item"), _("applicant"), _("to do"))
         self.refresh_view()
         parent, url = self.node.parent(), self.node.store.setting("parent_url")
-        if parent and url:
+        self.seen_syncs = -1
+        if parent and self.dapp.background is not None:
+            self.show_link()
+            self.set_interval(LINK_EVERY, self.show_link)
+        elif parent and url:
             self.query_one("#parent", Plain).show(_("Parent {code}: checking…").format(code=parent))
             self.probe_parent(parent, url)
 
@@ -84,6 +89,28 @@ class HomeScreen(Base):
                 cell(_todo(row)),
                 key=row["tracking"],
             )
+
+    def show_link(self) -> None:
+        """The background sync's view of the parent; the figures again after
+        each of its syncs (they may have moved)."""
+        background, parent = self.dapp.background, self.node.parent()
+        if background is None or parent is None:
+            return
+        state = background.state
+        if background.stopped_because:
+            text = _("Parent {code}: background sync stopped: {why}").format(
+                code=parent, why=background.stopped_because
+            )
+        elif state.reachable is None:
+            text = _("Parent {code}: checking…").format(code=parent)
+        elif state.reachable:
+            text = _("Parent {code}: reachable; syncing in the background").format(code=parent)
+        else:
+            text = _("Parent {code}: not reachable now; retrying by itself").format(code=parent)
+        self.query_one("#parent", Plain).show(text)
+        if state.syncs != self.seen_syncs:
+            self.seen_syncs = state.syncs
+            self.refresh_view()
 
     @work(thread=True, exclusive=True, group="probe")
     def probe_parent(self, parent: str, url: str) -> None:

@@ -3,12 +3,13 @@ own database connection, so the screen never freezes. The bar follows the
 queue going up (read on the UI's own connection); the summary says what
 moved, and a failure says why and what to do.
 
-Hook for a background sync (``sync --watch`` is another issue's): call
-``sync_in_thread`` from a Textual timer's thread worker the same way."""
+The background sync (background.py) holds the same lock, so the two never
+run at once: "Sync now" waits for one under way to end."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,26 @@ HINTS = {
 }
 
 
-def sync_in_thread(home: Path, clock: Clock, actor: str) -> Any:
-    """One sync on a connection of the calling thread's own; the report."""
+LOCK_WAIT = 120.0  # seconds "Sync now" waits for a background sync under way
+
+
+def sync_in_thread(home: Path, clock: Clock, actor: str, lock: threading.Lock | None = None) -> Any:
+    """One sync on a connection of the calling thread's own, holding ``lock``
+    (the app's: no other sync at the same time); the report."""
     from daiban.node.home import open_node
     from daiban.sync.client import sync_once
 
-    node = open_node(home, clock=clock, actor=actor)
+    if lock is not None and not lock.acquire(timeout=LOCK_WAIT):
+        raise DaibanError(_("A background sync is still running; try again in a minute."), code="busy")
     try:
-        return asyncio.run(sync_once(node))
+        node = open_node(home, clock=clock, actor=actor)
+        try:
+            return asyncio.run(sync_once(node))
+        finally:
+            node.close()
     finally:
-        node.close()
+        if lock is not None:
+            lock.release()
 
 
 class SyncScreen(Base):
@@ -85,7 +96,7 @@ class SyncScreen(Base):
     @work(thread=True, exclusive=True, group="sync")
     def run_sync(self, home: Path, clock: Clock, actor: str) -> None:
         try:
-            report = sync_in_thread(home, clock, actor)
+            report = sync_in_thread(home, clock, actor, self.dapp.sync_lock)
         except DaibanError as exc:
             self.app.call_from_thread(self.finished, None, exc)
             return

@@ -1,0 +1,151 @@
+"""The app's background sync on a real network (tests/sync_net.py: real
+`daiban serve` processes on 127.0.0.1): an application filed in the app
+reaches the town without "Sync now", Home shows the parent reachable and the
+last sync, "Sync now" holds the same lock (no two syncs at once), a parent
+gone away shows as not reachable, and leaving the app leaves no thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daiban import i18n
+from daiban.tui.app import DaibanApp
+from tests.sync_net import Network, network_at
+from tests.tui_helpers import add_agent, login, screen_text
+
+SIZE = (80, 24)
+WITHIN = 20.0  # seconds: a filing goes up at once (the watcher wakes on a growing outbox)
+THREAD = "daiban-background-sync"
+
+
+@pytest.fixture(autouse=True)
+def _chinese() -> Iterator[None]:
+    i18n.set_language("zh")
+    yield
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    with network_at(tmp_path / "net") as net:
+        yield net
+
+
+async def _until(pilot: Any, condition: Any, timeout: float, what: str) -> float:
+    """Let the app run until ``condition()`` holds (bounded); the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}\n{screen_text(pilot.app)}")
+        await pilot.pause(0.2)
+    return time.monotonic() - started
+
+
+def _town_has(net: Network, name_masked: str) -> bool:
+    rows = net.query("town", "SELECT 1 FROM applications WHERE name_masked = ?", (name_masked,))
+    return bool(rows)
+
+
+async def _file_in_app(pilot: Any) -> None:
+    """File a minimum-living-allowance application through the form."""
+    app = pilot.app
+    await pilot.press("n", *"zdsh")
+    await pilot.pause()
+    await pilot.press("enter", "enter")
+    await pilot.pause()
+    form = app.screen
+    form.widgets["name"].value = "李建国"
+    form.widgets["id_number"].value = "370303196208150048"
+    form.widgets["phone"].value = "0533-2281234"
+    form.widgets["family_size"].value = "3"
+    form.widgets["monthly_income"].value = "420"
+    await pilot.pause()
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+    assert "受理回执" in screen_text(app), screen_text(app)
+    await pilot.press("escape")
+    await pilot.pause()
+
+
+def test_filed_in_the_app_reaches_the_town_without_sync_now(network: Network, clock) -> None:
+    net = network.build(("city", "district", "town", "village"))
+    village = net.home("village")
+    add_agent(village, "张代办", clock)
+
+    async def scenario() -> None:
+        app = DaibanApp(village, clock=clock)
+        async with app.run_test(size=SIZE) as pilot:
+            background = app.background
+            assert background is not None and background.running
+            await login(pilot, "张代办")
+            # The first sync happens by itself; Home says the parent answers.
+            await _until(pilot, lambda: background.state.syncs >= 1, WITHIN, "a first background sync")
+            await _until(pilot, lambda: "连通正常" in screen_text(app), 3, "Home shows the link")
+            assert "从未" not in screen_text(app)  # the last successful sync is shown
+
+            # "Sync now" and the background share one lock: while it is held
+            # (as during a "Sync now"), nothing goes up by itself.
+            with app.sync_lock:
+                await _file_in_app(pilot)
+                await pilot.pause(2.0)
+                assert not _town_has(net, "李*国")
+            took = await _until(pilot, lambda: _town_has(net, "李*国"), WITHIN, "the filing at the town")
+            assert took < WITHIN
+            assert app.node.store.outbox_count("up") == 0
+
+            # Sync now still works beside it.
+            await pilot.press("s")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert "同步完成" in screen_text(app), screen_text(app)
+            await pilot.press("escape")
+
+            # The town goes away: the next attempt (woken by a filing from the
+            # command line) finds it unreachable, and Home says so.
+            net.stop("town")
+            net.run(
+                "village",
+                "apply",
+                "--item",
+                "SF002",
+                "--name",
+                "王秀兰",
+                "--id-number",
+                "370303195603120020",
+                "--phone",
+                "13805331234",
+                "--field",
+                "dispute_type=邻里",
+                "--field",
+                "other_party=赵某",
+            ).ok()
+            await _until(pilot, lambda: background.state.reachable is False, WITHIN, "the link seen down")
+            await _until(pilot, lambda: "当前无法连通" in screen_text(app), 3, "Home shows the link down")
+        # Leaving the app stopped the watcher's thread.
+        assert not background.running
+        assert THREAD not in {t.name for t in threading.enumerate()}
+
+    asyncio.run(scenario())
+
+
+def test_no_background_sync_without_a_parent(make_node, clock) -> None:
+    node = make_node()
+    home = node.home
+    node.close()
+
+    async def scenario() -> None:
+        app = DaibanApp(home, clock=clock)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.background is None
+            assert THREAD not in {t.name for t in threading.enumerate()}
+
+    asyncio.run(scenario())
