@@ -927,8 +927,7 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+    import contextlib
 
     from daiban.node import backup
 
@@ -950,7 +949,19 @@ def cmd_backup(args: argparse.Namespace) -> int:
                 node.store.set_setting(backup.SETTING, url)
         return node.code, plan
 
-    code, plan = _with_node(args, configure)
+    # One backup per node, refused before anything is stored or said (a
+    # missing home is refused by opening it).
+    with backup.only_one(home) if home.is_dir() else contextlib.nullcontext():
+        code, plan = _with_node(args, configure)
+        return _backing_up(args, code, plan)
+
+
+def _backing_up(args: argparse.Namespace, code: str, plan: Any) -> int:
+    import signal
+    import threading
+
+    from daiban.node import backup
+
     if plan.mode == "litestream":
         assert plan.litestream is not None
         print(

@@ -2,11 +2,15 @@
 `daiban serve` processes on 127.0.0.1): an application filed in the app
 reaches the town without "Sync now", Home shows the parent reachable and the
 last sync, "Sync now" holds the same lock (no two syncs at once), a parent
-gone away shows as not reachable, and leaving the app leaves no thread."""
+gone away shows as not reachable, and leaving the app leaves no thread. With
+a replica configured the app runs `daiban backup` beside it and stops it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +20,9 @@ from typing import Any
 import pytest
 
 from daiban import i18n
+from daiban.node import backup
 from daiban.tui.app import DaibanApp
+from tests.conftest import DAIBAN, filing
 from tests.sync_net import Network, network_at
 from tests.tui_helpers import add_agent, login, screen_text
 
@@ -149,3 +155,76 @@ def test_no_background_sync_without_a_parent(make_node, clock) -> None:
             assert THREAD not in {t.name for t in threading.enumerate()}
 
     asyncio.run(scenario())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_app_runs_the_backup_alongside_and_stops_it(
+    make_node, clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configured replica on a PC without Litestream: the app starts
+    `daiban backup` (snapshot mode), which writes a snapshot holding what
+    was filed; leaving the app stops that process."""
+    i18n.set_language("en")
+    monkeypatch.setenv(backup.LITESTREAM_ENV, "none")
+    replica = tmp_path / "usb"
+    node = make_node()
+    filed = node.file(filing()).tracking
+    with node.store.transaction():
+        node.store.set_setting(backup.SETTING, backup.replica_url(str(replica)))
+    home = node.home
+    add_agent(home, "张代办", clock)
+    snap = replica / backup.SNAPSHOT_NAME
+    pids: list[int] = []
+
+    async def scenario() -> None:
+        app = DaibanApp(home, clock=clock)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            [notice] = app.backup_notices
+            assert "Backup runs alongside" in notice
+            pids.append(int(notice.split("(process ", 1)[1].split(")", 1)[0]))
+            assert _alive(pids[0])
+            await _until(pilot, snap.is_file, WITHIN, "the first snapshot")
+            # A second backup of the same node (say, `daiban serve` beside the app) is refused.
+            second = subprocess.run(
+                [DAIBAN, "--home", str(home), "--lang", "en", "backup", "--once"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert second.returncode == 1 and "already running" in second.stderr, second.stderr
+            assert second.stderr.count("\n") == 1 and second.stdout == ""
+            await login(pilot, "张代办")  # the app works as usual beside it
+            assert "Needs your attention" in screen_text(app)
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 20
+    while _alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pids[0])
+    with contextlib.closing(sqlite3.connect(f"file:{snap}?mode=ro", uri=True)) as conn:
+        assert [r[0] for r in conn.execute("SELECT tracking FROM applications")] == [filed]
+    log = (home / "logs" / "backup.log").read_text(encoding="utf-8", errors="replace")
+    assert "SQLite 快照" in log and "未安装 Litestream" in log  # the mode, said plainly (in Chinese)
+
+
+def test_no_backup_process_without_a_replica(make_node, clock) -> None:
+    node = make_node()
+    home = node.home
+    node.close()
+
+    async def scenario() -> None:
+        app = DaibanApp(home, clock=clock)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.backup_notices == []
+
+    asyncio.run(scenario())
+    assert not (home / "logs" / "backup.log").exists()

@@ -10,6 +10,8 @@ and the app ends with one line, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -26,6 +28,8 @@ from daiban.node.clock import Clock, system_clock
 from daiban.node.home import open_node
 from daiban.tui.background import BackgroundSync
 from daiban.tui.safe import N_
+
+log = logging.getLogger("daiban.tui")
 
 CSS = """
 Screen { background: $background; }
@@ -56,6 +60,7 @@ class DaibanApp(App[int]):
         agent: str | None = None,
         node: Node | None = None,
         background_sync: bool = True,
+        backup: bool = True,
     ) -> None:
         super().__init__()
         self.home = home
@@ -70,6 +75,9 @@ class DaibanApp(App[int]):
         if background_sync and self.node.role in ("village", "town") and self.node.parent():
             if self.node.store.setting("parent_url"):
                 self.background = BackgroundSync(home, clock, self.sync_lock)
+        self.backup = backup
+        self.backup_notices: list[str] = []
+        self._alongside = contextlib.ExitStack()
 
     @property
     def is_office(self) -> bool:
@@ -82,11 +90,28 @@ class DaibanApp(App[int]):
         self.push_screen(LoginScreen(self.agent_hint))
         if self.background is not None:
             self.background.start()
+        if self.backup:
+            self.start_backup()
 
     def on_unmount(self) -> None:
         if self.background is not None:
             self.background.stop()
+        self._alongside.close()  # stops the backup process, by its PID
         self.node.close()
+
+    def start_backup(self) -> None:
+        """``daiban backup`` as a child process while the app runs, when
+        the node has a replica configured (as ``daiban serve`` does)."""
+        from daiban.node.backup import SETTING, alongside
+
+        replica = self.node.store.setting(SETTING)
+        if replica:
+            self._alongside.enter_context(alongside(self.home, replica, self._backup_notice))
+
+    def _backup_notice(self, text: str) -> None:
+        self.backup_notices.append(text)
+        log.info("backup", extra={"notice": text})
+        self.info(text)
 
     # -- who is acting ---------------------------------------------------------
 
