@@ -417,6 +417,14 @@ def build_parser() -> Parser:
     ar.add_argument("name", metavar="NAME")
 
     c = command("tui", _("the terminal app for village agents and office staff"), cmd_tui)
+    c.add_argument(
+        "--stale-after",
+        type=_duration,
+        metavar="TIME",
+        help=_(
+            "at an office: a child silent longer than this is named on Home and the dashboard (default 48h)"
+        ),
+    )
     c = command(
         "report",
         _("statistics at a district or the city: filed, completed, on time, working days, evaluations"),
@@ -1131,7 +1139,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
     node.close()
     from daiban.tui.app import run
 
-    return run(_home(args), language=i18n.language(), agent=args.agent or os.environ.get("DAIBAN_AGENT"))
+    return run(
+        _home(args),
+        language=i18n.language(),
+        agent=args.agent or os.environ.get("DAIBAN_AGENT"),
+        stale_after=args.stale_after,
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -438,12 +438,13 @@ def report_csv(report: Mapping[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def _silence(seconds: float | None) -> str:
+def silence(seconds: float | None) -> str:
+    """How long a child has been silent, in the largest unit that reads well."""
     if seconds is None:
         return _("unknown")
     hours = int(seconds // 3600)
     if hours >= 48:
-        return _("{n} days").format(n=hours // 24)
+        return _("{n} d").format(n=hours // 24)
     if hours >= 1:
         return _("{n} h").format(n=hours)
     return _("{n} min").format(n=int(seconds // 60))
@@ -458,7 +459,7 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
             c.code,
             c.name,
             (c.last_sync_at or _("never"))[:16].replace("T", " "),
-            _silence(c.silent_seconds),
+            silence(c.silent_seconds),
             str(c.queued),
             _("stale") if c.stale else _("ok"),
         )

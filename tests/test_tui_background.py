@@ -3,12 +3,14 @@
 reaches the town without "Sync now", Home shows the parent reachable and the
 last sync, "Sync now" holds the same lock (no two syncs at once), a parent
 gone away shows as not reachable, and leaving the app leaves no thread. With
-a replica configured the app runs `daiban backup` beside it and stops it."""
+a replica configured the app runs `daiban backup` beside it and stops it. An
+office's Home and dashboard name the children gone stale."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import sqlite3
 import subprocess
 import threading
@@ -21,8 +23,9 @@ import pytest
 
 from daiban import i18n
 from daiban.node import backup
+from daiban.node.clock import CST
 from daiban.tui.app import DaibanApp
-from tests.conftest import DAIBAN, filing
+from tests.conftest import DAIBAN, FrozenClock, filing
 from tests.sync_net import Network, network_at
 from tests.tui_helpers import add_agent, login, screen_text
 
@@ -228,3 +231,34 @@ def test_no_backup_process_without_a_replica(make_node, clock) -> None:
 
     asyncio.run(scenario())
     assert not (home / "logs" / "backup.log").exists()
+
+
+def test_office_home_and_dashboard_name_the_stale_children(network: Network) -> None:
+    """The town enrolled the village just now: on the town's own clock three
+    days later (and 48 h the limit) the village is stale on Home and on the
+    dashboard; with a one-week limit, or on today's clock, it is not."""
+    net = network.build(("city", "district", "town", "village"))
+    town, village_code = net.home("town"), net.code("village")
+    later = FrozenClock(dt.datetime.now(CST) + dt.timedelta(days=3))
+    add_agent(town, "刘窗口", later)
+
+    async def office(clock: Any, after: dt.timedelta | None) -> tuple[str, str]:
+        app = DaibanApp(town, clock=clock, stale_after=after, background_sync=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await login(pilot, "刘窗口")
+            home = screen_text(app)
+            await pilot.press("d")
+            await pilot.pause()
+            await pilot.press("end")
+            await pilot.pause()
+            return home, screen_text(app)
+
+    home, board = asyncio.run(office(later, None))
+    assert "下级超过 2 天未同步：1/1 个" in home and village_code in home, home
+    assert "超过 2 天未同步的下级（1/1 个）" in board and village_code in board, board
+    assert "3 天" in board  # silent since the enrollment
+
+    home, board = asyncio.run(office(later, dt.timedelta(days=7)))
+    assert "下级：全部 1 个均在 7 天内同步过" in home and village_code not in home, home
+    home, _board = asyncio.run(office(FrozenClock(dt.datetime.now(CST)), None))
+    assert "下级：全部 1 个均在 2 天内同步过" in home, home

@@ -11,6 +11,7 @@ and the app ends with one line, never a traceback."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from daiban import i18n
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.applications import Node
+from daiban.node.children import DEFAULT_STALE_AFTER
 from daiban.node.clock import Clock, system_clock
 from daiban.node.home import open_node
 from daiban.tui.background import BackgroundSync
@@ -61,6 +63,7 @@ class DaibanApp(App[int]):
         node: Node | None = None,
         background_sync: bool = True,
         backup: bool = True,
+        stale_after: dt.timedelta | None = None,
     ) -> None:
         super().__init__()
         self.home = home
@@ -76,6 +79,8 @@ class DaibanApp(App[int]):
             if self.node.store.setting("parent_url"):
                 self.background = BackgroundSync(home, clock, self.sync_lock)
         self.backup = backup
+        self.stale_after = stale_after or DEFAULT_STALE_AFTER
+        """An office's child silent longer than this is named on Home and the dashboard."""
         self.backup_notices: list[str] = []
         self._alongside = contextlib.ExitStack()
 

@@ -1,7 +1,7 @@
 """The office dashboard: applications per day over the last two weeks,
 on-time completion, working days from acceptance to completion, and the
 residents' evaluations, overall and by village — as text bars, readable
-without colour."""
+without colour — and the children that have gone quiet."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from daiban.i18n import _
 from daiban.node.dashboard import Figures, dashboard
+from daiban.tui import children
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain
 
@@ -64,6 +65,7 @@ class DashboardScreen(Base):
             yield Static(id="per-day", classes="panel")
             yield Static(id="scores", classes="panel")
             yield Static(id="villages", classes="panel")
+            yield Static(id="children", classes="panel")
         yield self.footer()
 
     def on_mount(self) -> None:
@@ -106,3 +108,4 @@ class DashboardScreen(Base):
                 Text(_num(f.average_score)),
             )
         self.query_one("#villages", Static).update(villages)
+        self.query_one("#children", Static).update(children.table(node, self.dapp.stale_after))

@@ -1,6 +1,7 @@
 """Home: counts by status, whether the parent answers, the last successful
-sync, what waits to go up, and what needs the agent's attention (returned for
-supplement, completed and not yet evaluated, refused by the parent)."""
+sync, what waits to go up, at an office the children gone quiet, and what
+needs the agent's attention (returned for supplement, completed and not yet
+evaluated, refused by the parent)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from textual.widgets import DataTable
 from daiban.i18n import _
 from daiban.node.lifecycle import Status, status_label
 from daiban.sync import routing
+from daiban.tui import children
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, cell
 
@@ -37,6 +39,8 @@ class HomeScreen(Base):
             yield Plain("", id="counts")
             yield Plain("", id="parent")
             yield Plain("", id="queue")
+            if self.dapp.is_office:
+                yield Plain("", id="children")
             yield Plain(_("Needs your attention:"), classes="title")
         table: DataTable[object] = DataTable(id="attention", cursor_type="row", zebra_stripes=False)
         yield table
@@ -77,6 +81,8 @@ class HomeScreen(Base):
                 at=str(last)[:16].replace("T", " ") if last else _("never"), n=waiting
             )
         )
+        if self.dapp.is_office:
+            self.query_one("#children", Plain).show(children.home_line(node, self.dapp.stale_after))
         if parent is None and node.role != "city":
             self.query_one("#parent", Plain).show(_("Parent: not enrolled yet"))
         table = self.query_one(DataTable)
