@@ -56,6 +56,14 @@ async def _until(pilot: Any, condition: Any, timeout: float, what: str) -> float
     return time.monotonic() - started
 
 
+def _state(app: DaibanApp) -> Any:
+    """The background sync's state (an empty one until its loop runs)."""
+    from daiban.sync.watch import WatchState
+
+    assert app.background is not None
+    return app.background.state or WatchState()
+
+
 def _town_has(net: Network, name_masked: str) -> bool:
     rows = net.query("town", "SELECT 1 FROM applications WHERE name_masked = ?", (name_masked,))
     return bool(rows)
@@ -93,10 +101,11 @@ def test_filed_in_the_app_reaches_the_town_without_sync_now(network: Network, cl
         app = DaibanApp(village, clock=clock)
         async with app.run_test(size=SIZE) as pilot:
             background = app.background
-            assert background is not None and background.running
+            assert background is not None
+            await _until(pilot, lambda: background.running, 5, "the background sync started")
             await login(pilot, "张代办")
             # The first sync happens by itself; Home says the parent answers.
-            await _until(pilot, lambda: background.state.syncs >= 1, WITHIN, "a first background sync")
+            await _until(pilot, lambda: _state(app).syncs >= 1, WITHIN, "a first background sync")
             await _until(pilot, lambda: "连通正常" in screen_text(app), 3, "Home shows the link")
             assert "从未" not in screen_text(app)  # the last successful sync is shown
 
@@ -136,7 +145,7 @@ def test_filed_in_the_app_reaches_the_town_without_sync_now(network: Network, cl
                 "--field",
                 "other_party=赵某",
             ).ok()
-            await _until(pilot, lambda: background.state.reachable is False, WITHIN, "the link seen down")
+            await _until(pilot, lambda: _state(app).reachable is False, WITHIN, "the link seen down")
             await _until(pilot, lambda: "当前无法连通" in screen_text(app), 3, "Home shows the link down")
         # Leaving the app stopped the watcher's thread.
         assert not background.running

@@ -32,6 +32,7 @@ from daiban.tui.background import BackgroundSync
 from daiban.tui.safe import N_
 
 log = logging.getLogger("daiban.tui")
+BACKGROUND_AFTER = 1.0  # seconds after the app starts before the background sync does
 
 CSS = """
 Screen { background: $background; }
@@ -94,7 +95,9 @@ class DaibanApp(App[int]):
         self.title = f"{self.node.name} {self.node.code}"
         self.push_screen(LoginScreen(self.agent_hint))
         if self.background is not None:
-            self.background.start()
+            # A moment after the first screen: the sync's imports (aiohttp,
+            # cryptography) then never slow the app's start.
+            self.set_timer(BACKGROUND_AFTER, self.background.start)
         if self.backup:
             self.start_backup()
 

@@ -22,17 +22,19 @@ from typing import TYPE_CHECKING, Any
 from daiban.i18n import _
 from daiban.node.clock import Clock
 from daiban.sync import routing
-from daiban.sync.client import Report, SyncFailed, sync_once
-from daiban.sync.watch import INTERVAL, STOP_GRACE, Watcher, WatchState, start_in_background
 
 if TYPE_CHECKING:
+    # Imported in the thread: aiohttp and cryptography load there, after the
+    # first screen, not while the app starts.
     from daiban.node.applications import Node
+    from daiban.sync.client import Report
+    from daiban.sync.watch import Watcher, WatchState
 
 log = logging.getLogger("daiban.tui.background")
 
+STOP_WAIT = 15.0  # seconds: the watcher's grace for a sync under way (10 s), and some
 POLL = 0.5  # seconds between looks at the outbox while waiting
 LOCK_POLL = 0.1  # seconds between tries of the sync lock
-JOIN_EXTRA = 5.0  # beyond the watcher's own grace, before giving up on the thread
 
 
 class BackgroundSync:
@@ -45,7 +47,7 @@ class BackgroundSync:
         clock: Clock,
         lock: threading.Lock,
         *,
-        interval: float = INTERVAL,
+        interval: float | None = None,
         poll: float = POLL,
     ) -> None:
         self.home = home
@@ -53,7 +55,8 @@ class BackgroundSync:
         self.lock = lock
         self.interval = interval
         self.poll = poll
-        self.state = WatchState()
+        self.state: WatchState | None = None
+        """None until the loop runs."""
         self.stopped_because = ""
         """The message of a failure no retry mends (revoked, not enrolled): the loop has ended."""
         self._thread: threading.Thread | None = None
@@ -66,10 +69,12 @@ class BackgroundSync:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
+        if self._stopping or self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._run, name="daiban-background-sync", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = STOP_GRACE + JOIN_EXTRA) -> bool:
+    def stop(self, timeout: float = STOP_WAIT) -> bool:
         """End the loop and wait for its thread (bounded); whether it ended."""
         self._stopping = True
         loop, watcher = self._loop, self._watcher
@@ -94,11 +99,14 @@ class BackgroundSync:
 
     async def _main(self) -> None:
         from daiban.node.home import open_node
+        from daiban.sync.client import SyncFailed
+        from daiban.sync.watch import start_in_background
 
         node = open_node(self.home, clock=self.clock)
         try:
+            options = {} if self.interval is None else {"interval": self.interval}
             watcher, task = start_in_background(
-                node, interval=self.interval, sleep=self._waiter(node), sync=self._locked_sync
+                node, sleep=self._waiter(node), sync=self._locked_sync, **options
             )
             self._watcher, self.state = watcher, watcher.state
             self._loop = asyncio.get_running_loop()
@@ -112,6 +120,8 @@ class BackgroundSync:
             node.close()
 
     async def _locked_sync(self, node: Node) -> Report:
+        from daiban.sync.client import sync_once
+
         while not self.lock.acquire(blocking=False):  # "Sync now" is under way
             await asyncio.sleep(LOCK_POLL)
         try:
@@ -127,7 +137,8 @@ class BackgroundSync:
             queued = node.store.outbox_count(routing.UP)
             while (left := until - loop.time()) > 0:
                 await asyncio.sleep(min(self.poll, left))
-                if self.state.failures == 0 and node.store.outbox_count(routing.UP) > queued:
+                failing = self.state is None or self.state.failures > 0
+                if not failing and node.store.outbox_count(routing.UP) > queued:
                     return
 
         return wait

@@ -107,14 +107,14 @@ class HomeScreen(Base):
             text = _("Parent {code}: background sync stopped: {why}").format(
                 code=parent, why=background.stopped_because
             )
-        elif state.reachable is None:
+        elif state is None or state.reachable is None:
             text = _("Parent {code}: checking…").format(code=parent)
         elif state.reachable:
             text = _("Parent {code}: reachable; syncing in the background").format(code=parent)
         else:
             text = _("Parent {code}: not reachable now; retrying by itself").format(code=parent)
         self.query_one("#parent", Plain).show(text)
-        if state.syncs != self.seen_syncs:
+        if state is not None and state.syncs != self.seen_syncs:
             self.seen_syncs = state.syncs
             self.refresh_view()
 
