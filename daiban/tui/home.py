@@ -54,7 +54,6 @@ class HomeScreen(Base):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns(_("tracking"), _("item"), _("applicant"), _("to do"))
-        self.refresh_view()
         parent, url = self.node.parent(), self.node.store.setting("parent_url")
         self.seen_syncs = -1
         if parent and self.dapp.background is not None:
@@ -65,7 +64,7 @@ class HomeScreen(Base):
             self.probe_parent(parent, url)
 
     def on_screen_resume(self) -> None:
-        self.refresh_view()
+        self.refresh_view()  # also when first shown: Textual resumes a screen it shows, after its mount
 
     def refresh_view(self) -> None:
         node = self.node
