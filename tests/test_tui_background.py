@@ -119,11 +119,23 @@ def test_filed_in_the_app_reaches_the_town_without_sync_now(network: Network, cl
             assert took < WITHIN
             assert app.node.store.outbox_count("up") == 0
 
-            # Sync now still works beside it.
+            # Sync now still works beside it; its screen read the sync's own
+            # report as it was filled, and the summary gives the same counts.
             await pilot.press("s")
             await app.workers.wait_for_complete()
             await pilot.pause()
-            assert "同步完成" in screen_text(app), screen_text(app)
+            text = screen_text(app)
+            assert "同步完成" in text, text
+            report = app.screen.report
+            assert f"已接收 {report.pulled} 件" in text and f"已上传 {report.pushed} 件" in text
+            # While something comes down, the bar pulses and the count grows.
+            sync_screen = app.screen
+            sync_screen.running, sync_screen.start_waiting = True, 0
+            report.pulled = 7
+            sync_screen.poll()
+            await pilot.pause()
+            assert "已接收 7 件" in screen_text(app) and sync_screen.query_one("#bar").total is None
+            sync_screen.running = False
             await pilot.press("escape")
 
             # The town goes away: the next attempt (woken by a filing from the
