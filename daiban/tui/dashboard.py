@@ -98,7 +98,9 @@ class DashboardScreen(Base):
         most = max(board.total.scores.values(), default=0)
         for s in (5, 4, 3, 2, 1):
             n = board.total.scores.get(s, 0)
-            scores.add_row(Text(_("score {score}").format(score=s)), Text(str(n)), Text(bar(n, most, SCORE_BAR)))
+            scores.add_row(
+                Text(_("score {score}").format(score=s)), Text(str(n)), Text(bar(n, most, SCORE_BAR))
+            )
         self.query_one("#scores", Static).update(scores)
         villages = Table(title=Text(_("By village")), box=None, show_edge=False, pad_edge=False, expand=True)
         villages.add_column(_("division"), no_wrap=True)
