@@ -438,16 +438,20 @@ def report_csv(report: Mapping[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def silence(seconds: float | None) -> str:
+def _silence(seconds: float | None) -> str:
     """How long a child has been silent, in the largest unit that reads well."""
     if seconds is None:
         return _("unknown")
     hours = int(seconds // 3600)
     if hours >= 48:
-        return _("{n} d").format(n=hours // 24)
+        # Calendar days: "{n} days" is the catalog's working days.
+        return _("{days} days").format(days=hours // 24)
     if hours >= 1:
         return _("{n} h").format(n=hours)
     return _("{n} min").format(n=int(seconds // 60))
+
+
+silence = _silence  # public: the TUI names stale children with it too
 
 
 def children_table(children: Sequence[Any], *, stale_after: str) -> str:
@@ -459,7 +463,7 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
             c.code,
             c.name,
             (c.last_sync_at or _("never"))[:16].replace("T", " "),
-            silence(c.silent_seconds),
+            _silence(c.silent_seconds),
             str(c.queued),
             _("stale") if c.stale else _("ok"),
         )
