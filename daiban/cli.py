@@ -417,6 +417,14 @@ def build_parser() -> Parser:
     ar.add_argument("name", metavar="NAME")
 
     c = command("tui", _("the terminal app for village agents and office staff"), cmd_tui)
+    c.add_argument(
+        "--stale-after",
+        type=_duration,
+        metavar="TIME",
+        help=_(
+            "at an office: a child silent longer than this is named on Home and the dashboard (default 48h)"
+        ),
+    )
     c = command(
         "report",
         _("statistics at a district or the city: filed, completed, on time, working days, evaluations"),
@@ -926,8 +934,7 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+    import contextlib
 
     from daiban.node import backup
 
@@ -949,7 +956,19 @@ def cmd_backup(args: argparse.Namespace) -> int:
                 node.store.set_setting(backup.SETTING, url)
         return node.code, plan
 
-    code, plan = _with_node(args, configure)
+    # One backup per node, refused before anything is stored or said (a
+    # missing home is refused by opening it).
+    with backup.only_one(home) if home.is_dir() else contextlib.nullcontext():
+        code, plan = _with_node(args, configure)
+        return _backing_up(args, code, plan)
+
+
+def _backing_up(args: argparse.Namespace, code: str, plan: Any) -> int:
+    import signal
+    import threading
+
+    from daiban.node import backup
+
     if plan.mode == "litestream":
         assert plan.litestream is not None
         print(
@@ -1119,7 +1138,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
     node.close()
     from daiban.tui.app import run
 
-    return run(_home(args), language=i18n.language(), agent=args.agent or os.environ.get("DAIBAN_AGENT"))
+    return run(
+        _home(args),
+        language=i18n.language(),
+        agent=args.agent or os.environ.get("DAIBAN_AGENT"),
+        stale_after=args.stale_after,
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

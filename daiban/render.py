@@ -478,14 +478,19 @@ def report_csv(report: Mapping[str, Any]) -> str:
 
 
 def _silence(seconds: float | None) -> str:
+    """How long a child has been silent, in the largest unit that reads well."""
     if seconds is None:
         return _("unknown")
     hours = int(seconds // 3600)
     if hours >= 48:
-        return _("{n} days").format(n=hours // 24)
+        # Calendar days: "{n} days" is the catalog's working days.
+        return _("{days} days").format(days=hours // 24)
     if hours >= 1:
         return _("{n} h").format(n=hours)
     return _("{n} min").format(n=int(seconds // 60))
+
+
+silence = _silence  # public: the TUI names stale children with it too
 
 
 def children_table(children: Sequence[Any], *, stale_after: str) -> str:

@@ -135,6 +135,12 @@ def test_office_inbox(snap_compare, town: Node, clock) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=_logged_in("刘窗口", "i"))
 
 
+def test_office_dashboard(snap_compare, town: Node, clock) -> None:
+    """The fortnight and the evaluations side by side: all fourteen days on one screen."""
+    app = DaibanApp(town.home, clock=clock)
+    assert snap_compare(app, terminal_size=SIZE, run_before=_logged_in("刘窗口", "d"))
+
+
 def test_village_home_in_english(snap_compare, village: Node, clock) -> None:
     i18n.set_language("en")
     app = DaibanApp(village.home, clock=clock)

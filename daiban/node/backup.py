@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import filelock
+
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.store import BUSY_TIMEOUT_MS, DB_NAME
@@ -43,6 +45,7 @@ CONFIG_NAME = "litestream.yml"
 SETTING = "backup_replica"
 SNAPSHOT_NAME = "daiban-backup.db"
 SNAPSHOT_INFO = "daiban-backup.json"
+LOCK_NAME = "backup.lock"
 DEFAULT_EVERY = 300.0
 MODES = ("auto", "litestream", "snapshot")
 REMOTE_SCHEMES = ("s3", "sftp", "gs", "abs", "webdav", "nats")
@@ -318,10 +321,42 @@ def _last_line(path: Path) -> str:
 
 
 @contextlib.contextmanager
+def only_one(home: Path) -> Iterator[None]:
+    """Hold the node's backup lock while backing up: two backups of one
+    database (``daiban serve`` and the app on a town's PC) would fight over
+    one replica. The operating system frees the lock if the process dies."""
+    lock = filelock.FileLock(str(home / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise BackupError(
+            _("A backup of this node is already running (beside `daiban serve` or the app); one is enough.")
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def running(home: Path) -> bool:
+    """Whether a backup of this node runs now (another process holds the lock)."""
+    try:
+        with only_one(home):
+            return False
+    except BackupError:
+        return True
+
+
+@contextlib.contextmanager
 def alongside(home: Path, replica: str | None, notice: Callable[[str], None]) -> Iterator[None]:
-    """While ``daiban serve`` runs: ``daiban backup`` as a child process when
-    the node has a replica configured; stopped by its PID when serve stops."""
+    """While ``daiban serve`` or the app runs: ``daiban backup`` as a child
+    process when the node has a replica configured (unless a backup of this
+    node already runs); stopped by its PID when they stop."""
     if not replica:
+        yield
+        return
+    if running(home):
+        notice(_("A backup of this node is already running; no second one is started."))
         yield
         return
     logs = home / "logs"

@@ -200,11 +200,14 @@ async def pull(conn: Connection, report: Report) -> None:
         await conn.post(protocol.PULL, {"cursor": peer["cursor"] if peer else 0, "limit": 0})
 
 
-async def sync_once(node: Node) -> Report:
+async def sync_once(node: Node, report: Report | None = None) -> Report:
+    """Push what waits, pull what came. ``report`` is filled as the sync goes
+    (a screen in another thread reads its counts growing) and returned."""
+    report = Report() if report is None else report
     parent = node.parent()
     url = node.store.setting("parent_url")
     if node.role == "city":
-        return Report()  # the root has no parent; its children come to it
+        return report  # the root has no parent; its children come to it
     if parent is None or not url:
         raise SyncFailed(
             _("This node has not enrolled with a parent yet: run `daiban enroll URL CODE`."),
@@ -212,7 +215,6 @@ async def sync_once(node: Node) -> Report:
         )
     node.reseal_pending()
     statistics.flush(node)
-    report = Report()
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             conn = Connection(node, session, url, parent)

@@ -72,8 +72,10 @@ class Watcher:
         rng: random.Random | None = None,
         on_report: Callable[[Report], None] | None = None,
         on_reachable: Callable[[bool, str], None] | None = None,
+        sync: Callable[[Node], Awaitable[Report]] = sync_once,
     ) -> None:
         self.node = node
+        self.sync = sync  # the TUI wraps it so its own "Sync now" never overlaps
         self.interval = interval
         self.backoff = backoff
         self.sleep = sleep
@@ -118,7 +120,7 @@ class Watcher:
         """One sync; the seconds to wait before the next. Raises SyncFailed
         for a failure no retry can mend."""
         try:
-            finished, report = await self._until_stopped(sync_once(self.node), STOP_GRACE)
+            finished, report = await self._until_stopped(self.sync(self.node), STOP_GRACE)
         except SyncFailed as exc:
             if exc.code in PERMANENT:
                 log.error("sync refused for good", extra={"error": exc.code})
@@ -170,7 +172,8 @@ class Watcher:
 
 
 def start_in_background(node: Node, **options: Any) -> tuple[Watcher, asyncio.Task[None]]:
-    """For the TUI: a Watcher running as a task on the current event loop.
+    """A Watcher running as a task on the current event loop (the TUI runs
+    it on a loop of its own in a thread of its own, daiban/tui/background.py).
     Call ``watcher.stop()`` and await the task to end it; read
     ``watcher.state`` to show the link's state."""
     watcher = Watcher(node, **options)

@@ -2,14 +2,19 @@
 staff, keyboard only, at 80x24 and larger, Chinese unless ``--lang en``.
 
 The app holds the node (one SQLite connection, used on the UI thread only;
-slow work — sync, printing — runs in workers with their own connections).
+slow work — sync, printing — runs in workers with their own connections; a
+village or town with a parent also syncs in the background, background.py).
 Whoever logs in is the actor on every event the app records. A refusal is a
 message in the app; an unexpected error is logged to the home's logs/ folder
 and the app ends with one line, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import logging
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +25,14 @@ from daiban import i18n
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.applications import Node
+from daiban.node.children import DEFAULT_STALE_AFTER
 from daiban.node.clock import Clock, system_clock
 from daiban.node.home import open_node
+from daiban.tui.background import BackgroundSync
 from daiban.tui.safe import N_
+
+log = logging.getLogger("daiban.tui")
+BACKGROUND_AFTER = 1.0  # seconds after the app starts before the background sync does
 
 CSS = """
 Screen { background: $background; }
@@ -52,6 +62,9 @@ class DaibanApp(App[int]):
         clock: Clock = system_clock,
         agent: str | None = None,
         node: Node | None = None,
+        background_sync: bool = True,
+        backup: bool = True,
+        stale_after: dt.timedelta | None = None,
     ) -> None:
         super().__init__()
         self.home = home
@@ -60,6 +73,17 @@ class DaibanApp(App[int]):
         self.agent_hint = agent or ""
         self.agent = ""
         self.crash_log: str | None = None
+        self.sync_lock = threading.Lock()
+        """Held by every sync this app runs (background or "Sync now"): never two at once."""
+        self.background: BackgroundSync | None = None
+        if background_sync and self.node.role in ("village", "town") and self.node.parent():
+            if self.node.store.setting("parent_url"):
+                self.background = BackgroundSync(home, clock, self.sync_lock)
+        self.backup = backup
+        self.stale_after = stale_after or DEFAULT_STALE_AFTER
+        """An office's child silent longer than this is named on Home and the dashboard."""
+        self.backup_notices: list[str] = []
+        self._alongside = contextlib.ExitStack()
 
     @property
     def is_office(self) -> bool:
@@ -70,9 +94,32 @@ class DaibanApp(App[int]):
 
         self.title = f"{self.node.name} {self.node.code}"
         self.push_screen(LoginScreen(self.agent_hint))
+        if self.background is not None:
+            # A moment after the first screen: the sync's imports (aiohttp,
+            # cryptography) then never slow the app's start.
+            self.set_timer(BACKGROUND_AFTER, self.background.start)
+        if self.backup:
+            self.start_backup()
 
     def on_unmount(self) -> None:
+        if self.background is not None:
+            self.background.stop()
+        self._alongside.close()  # stops the backup process, by its PID
         self.node.close()
+
+    def start_backup(self) -> None:
+        """``daiban backup`` as a child process while the app runs, when
+        the node has a replica configured (as ``daiban serve`` does)."""
+        from daiban.node.backup import SETTING, alongside
+
+        replica = self.node.store.setting(SETTING)
+        if replica:
+            self._alongside.enter_context(alongside(self.home, replica, self._backup_notice))
+
+    def _backup_notice(self, text: str) -> None:
+        self.backup_notices.append(text)
+        log.info("backup", extra={"notice": text})
+        self.info(text)
 
     # -- who is acting ---------------------------------------------------------
 
@@ -149,7 +196,10 @@ def _log_crash(home: Path, error: BaseException) -> str:
 
 def run(home: Path, *, language: str, agent: str | None = None, **kwargs: Any) -> int:
     """Run the app in this terminal; its exit code."""
+    from daiban import logs
+
     i18n.set_language(language)
+    logs.setup(home, "tui", stream=None)  # the background sync's lines, never on the screen
     app = DaibanApp(home, agent=agent, **kwargs)
     app.run()
     return app.return_code or 0

@@ -1,7 +1,7 @@
 """The office dashboard: applications per day over the last two weeks,
 on-time completion, working days from acceptance to completion, and the
 residents' evaluations, overall and by village — as text bars, readable
-without colour."""
+without colour — and the children that have gone quiet."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from daiban.i18n import _
 from daiban.node.dashboard import Figures, dashboard
+from daiban.tui import children
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain
 
-BAR = 40
+BAR = 26  # the days' bars; the evaluations' beside them are shorter, so both fit in 80 columns
+SCORE_BAR = 16
 
 
 def bar(value: float, top: float, width: int = BAR) -> str:
@@ -52,6 +54,13 @@ def figures_line(f: Figures) -> str:
 
 
 class DashboardScreen(Base):
+    # The two weeks and the evaluations side by side: the whole fortnight on
+    # one 80x24 screen, no scrolling.
+    DEFAULT_CSS = """
+    DashboardScreen .charts { height: auto; }
+    DashboardScreen #per-day { width: 42; }
+    DashboardScreen #scores { width: 1fr; }
+    """
     BINDINGS = [
         Binding("g", "reload", N_("Reload")),
         Binding("escape", "app.pop_screen", N_("Back")),
@@ -61,9 +70,11 @@ class DashboardScreen(Base):
         yield self.header()
         with VerticalScroll():
             yield Plain("", id="total", classes="panel")
-            yield Static(id="per-day", classes="panel")
-            yield Static(id="scores", classes="panel")
+            with Horizontal(classes="charts"):
+                yield Static(id="per-day", classes="panel")
+                yield Static(id="scores", classes="panel")
             yield Static(id="villages", classes="panel")
+            yield Static(id="children", classes="panel")
         yield self.footer()
 
     def on_mount(self) -> None:
@@ -87,7 +98,9 @@ class DashboardScreen(Base):
         most = max(board.total.scores.values(), default=0)
         for s in (5, 4, 3, 2, 1):
             n = board.total.scores.get(s, 0)
-            scores.add_row(Text(_("score {score}").format(score=s)), Text(str(n)), Text(bar(n, most, 30)))
+            scores.add_row(
+                Text(_("score {score}").format(score=s)), Text(str(n)), Text(bar(n, most, SCORE_BAR))
+            )
         self.query_one("#scores", Static).update(scores)
         villages = Table(title=Text(_("By village")), box=None, show_edge=False, pad_edge=False, expand=True)
         villages.add_column(_("division"), no_wrap=True)
@@ -106,3 +119,4 @@ class DashboardScreen(Base):
                 Text(_num(f.average_score)),
             )
         self.query_one("#villages", Static).update(villages)
+        self.query_one("#children", Static).update(children.table(node, self.dapp.stale_after))

@@ -51,10 +51,9 @@ class DetailScreen(Base):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(_("when"), _("what"), _("who"), _("detail"))
-        self.load()
 
     def on_screen_resume(self) -> None:
-        self.load()
+        self.load()  # also when first shown: Textual resumes a screen it pushes, after its mount
 
     def load(self) -> None:
         self.view = view = self.node.show(self.tracking)

@@ -1,6 +1,7 @@
 """Home: counts by status, whether the parent answers, the last successful
-sync, what waits to go up, and what needs the agent's attention (returned for
-supplement, completed and not yet evaluated, refused by the parent)."""
+sync, what waits to go up, at an office the children gone quiet, and what
+needs the agent's attention (returned for supplement, completed and not yet
+evaluated, refused by the parent)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from textual.widgets import DataTable
 from daiban.i18n import _
 from daiban.node.lifecycle import Status, status_label
 from daiban.sync import routing
+from daiban.tui import children
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, cell
 
 PROBE_TIMEOUT = 3.0
+LINK_EVERY = 1.0  # seconds between looks at the background sync's state
 
 
 class HomeScreen(Base):
@@ -36,6 +39,8 @@ class HomeScreen(Base):
             yield Plain("", id="counts")
             yield Plain("", id="parent")
             yield Plain("", id="queue")
+            if self.dapp.is_office:
+                yield Plain("", id="children")
             yield Plain(_("Needs your attention:"), classes="title")
         table: DataTable[object] = DataTable(id="attention", cursor_type="row", zebra_stripes=False)
         yield table
@@ -49,14 +54,17 @@ class HomeScreen(Base):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns(_("tracking"), _("item"), _("applicant"), _("to do"))
-        self.refresh_view()
         parent, url = self.node.parent(), self.node.store.setting("parent_url")
-        if parent and url:
+        self.seen_syncs = -1
+        if parent and self.dapp.background is not None:
+            self.show_link()
+            self.set_interval(LINK_EVERY, self.show_link)
+        elif parent and url:
             self.query_one("#parent", Plain).show(_("Parent {code}: checking…").format(code=parent))
             self.probe_parent(parent, url)
 
     def on_screen_resume(self) -> None:
-        self.refresh_view()
+        self.refresh_view()  # also when first shown: Textual resumes a screen it shows, after its mount
 
     def refresh_view(self) -> None:
         node = self.node
@@ -72,6 +80,8 @@ class HomeScreen(Base):
                 at=str(last)[:16].replace("T", " ") if last else _("never"), n=waiting
             )
         )
+        if self.dapp.is_office:
+            self.query_one("#children", Plain).show(children.home_line(node, self.dapp.stale_after))
         if parent is None and node.role != "city":
             self.query_one("#parent", Plain).show(_("Parent: not enrolled yet"))
         table = self.query_one(DataTable)
@@ -84,6 +94,28 @@ class HomeScreen(Base):
                 cell(_todo(row)),
                 key=row["tracking"],
             )
+
+    def show_link(self) -> None:
+        """The background sync's view of the parent; the figures again after
+        each of its syncs (they may have moved)."""
+        background, parent = self.dapp.background, self.node.parent()
+        if background is None or parent is None:
+            return
+        state = background.state
+        if background.stopped_because:
+            text = _("Parent {code}: background sync stopped: {why}").format(
+                code=parent, why=background.stopped_because
+            )
+        elif state is None or state.reachable is None:
+            text = _("Parent {code}: checking…").format(code=parent)
+        elif state.reachable:
+            text = _("Parent {code}: reachable; syncing in the background").format(code=parent)
+        else:
+            text = _("Parent {code}: not reachable now; retrying by itself").format(code=parent)
+        self.query_one("#parent", Plain).show(text)
+        if state is not None and state.syncs != self.seen_syncs:
+            self.seen_syncs = state.syncs
+            self.refresh_view()
 
     @work(thread=True, exclusive=True, group="probe")
     def probe_parent(self, parent: str, url: str) -> None:

@@ -69,11 +69,10 @@ class InboxScreen(Base):
         self.query_one(DataTable).add_columns(
             _("tracking"), _("item"), _("applicant"), _("status"), _("deadline")
         )
-        self.load()
         self.query_one(DataTable).focus()
 
     def on_screen_resume(self) -> None:
-        self.load()
+        self.load()  # also when first shown: Textual resumes a screen it pushes, after its mount
 
     def action_reload(self) -> None:
         self.load()

@@ -1,14 +1,17 @@
 """Sync now: push what waits and pull what came, in a worker thread with its
 own database connection, so the screen never freezes. The bar follows the
-queue going up (read on the UI's own connection); the summary says what
-moved, and a failure says why and what to do.
+queue going up (read on the UI's own connection), then pulses while what the
+parent holds comes down, with the counts sent and received so far (the
+sync's report, filled as it goes); the summary says what moved, and a
+failure says why and what to do.
 
-Hook for a background sync (``sync --watch`` is another issue's): call
-``sync_in_thread`` from a Textual timer's thread worker the same way."""
+The background sync (background.py) holds the same lock, so the two never
+run at once: "Sync now" waits for one under way to end."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +35,29 @@ HINTS = {
 }
 
 
-def sync_in_thread(home: Path, clock: Clock, actor: str) -> Any:
-    """One sync on a connection of the calling thread's own; the report."""
+LOCK_WAIT = 120.0  # seconds "Sync now" waits for a background sync under way
+
+
+def sync_in_thread(
+    home: Path, clock: Clock, actor: str, lock: threading.Lock | None = None, report: Any = None
+) -> Any:
+    """One sync on a connection of the calling thread's own, holding ``lock``
+    (the app's: no other sync at the same time); the report (``report``, if
+    given, filled as the sync goes)."""
     from daiban.node.home import open_node
     from daiban.sync.client import sync_once
 
-    node = open_node(home, clock=clock, actor=actor)
+    if lock is not None and not lock.acquire(timeout=LOCK_WAIT):
+        raise DaibanError(_("A background sync is still running; try again in a minute."), code="busy")
     try:
-        return asyncio.run(sync_once(node))
+        node = open_node(home, clock=clock, actor=actor)
+        try:
+            return asyncio.run(sync_once(node, report))
+        finally:
+            node.close()
     finally:
-        node.close()
+        if lock is not None:
+            lock.release()
 
 
 class SyncScreen(Base):
@@ -74,18 +90,34 @@ class SyncScreen(Base):
             _("Syncing… {n} envelopes to send.").format(n=self.start_waiting)
         )
         self.query_one("#result", Plain).show("")
+        self.report: Any = None  # the worker's, filled as it goes; poll() reads its counts
         self.timer = self.set_interval(0.2, self.poll)
         self.run_sync(self.dapp.home, self.dapp.clock, self.node.actor)
 
     def poll(self) -> None:
-        if self.start_waiting:
-            left = self.node.store.outbox_count(routing.UP)
-            self.query_one(ProgressBar).update(progress=max(0, self.start_waiting - left))
+        if not self.running:  # a tick queued before finished() stopped the timer
+            return
+        left = self.node.store.outbox_count(routing.UP) if self.start_waiting else 0
+        bar = self.query_one(ProgressBar)
+        if left:  # sending
+            bar.update(progress=max(0, self.start_waiting - left))
+        elif bar.total is not None:  # sent: what comes down has no known size, so the bar pulses
+            bar.update(total=None)
+        report = self.report
+        if report is not None:
+            self.query_one("#state", Plain).show(
+                _("Syncing… sent {pushed}, received {pulled}; {left} still to send.").format(
+                    pushed=report.pushed + report.duplicates, pulled=report.pulled, left=left
+                )
+            )
 
     @work(thread=True, exclusive=True, group="sync")
     def run_sync(self, home: Path, clock: Clock, actor: str) -> None:
+        from daiban.sync.client import Report  # here: aiohttp loads off the UI thread
+
+        self.report = Report()
         try:
-            report = sync_in_thread(home, clock, actor)
+            report = sync_in_thread(home, clock, actor, self.dapp.sync_lock, self.report)
         except DaibanError as exc:
             self.app.call_from_thread(self.finished, None, exc)
             return
