@@ -1212,7 +1212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(_("interrupted; nothing half-done was stored") + "\n")
         return 130
     except Exception as exc:  # never a traceback for an agent; the operator gets the log
-        log = _log_crash(args)
+        log = _log_crash(args, exc)
         sys.stderr.write(
             _(
                 "error: an internal error occurred ({kind}); nothing half-done was stored. Details: {log}"
@@ -1236,28 +1236,10 @@ def _database_problem(exc: Exception) -> str:
     return _("database error ({detail}); nothing half-done was stored").format(detail=exc)
 
 
-def _log_crash(args: argparse.Namespace) -> str:
-    import datetime
-    import tempfile
-    import traceback
+def _log_crash(args: argparse.Namespace, error: BaseException) -> str:
+    from daiban.logs import write_crash_log
 
-    text = f"{datetime.datetime.now().isoformat()} daiban {__version__}\n{traceback.format_exc()}\n"
-    try:  # an exception's message may quote what was typed: no ID number or phone in a log
-        from daiban.logs import redact
-
-        text = redact(text)
-    except ImportError:  # pragma: no cover - a broken install still gets its log
-        pass
-    for folder in (_home(args) / "logs", Path(tempfile.gettempdir())):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / "daiban-error.log"
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(text)
-            return str(path)
-        except OSError:
-            continue
-    return "-"
+    return write_crash_log(_home(args), error)
 
 
 if __name__ == "__main__":  # pragma: no cover

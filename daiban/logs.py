@@ -41,6 +41,31 @@ def redact(text: str) -> str:
     return text
 
 
+def write_crash_log(home: Path, error: BaseException, label: str = "") -> str:
+    """Append an unexpected error's traceback, scrubbed by ``redact`` (its
+    message may quote what was typed), to logs/daiban-error.log in the node
+    home, or in the temp folder if the home cannot be written; returns the
+    path, for the one line the user sees instead of the traceback."""
+    import datetime
+    import tempfile
+    import traceback
+
+    from daiban import __version__
+
+    trace = "".join(traceback.format_exception(error))
+    text = redact(f"{datetime.datetime.now().isoformat()} daiban {__version__} {label}\n{trace}\n")
+    for folder in (log_dir(home), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "daiban-error.log"
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+            return str(path)
+        except OSError:
+            continue
+    return "-"
+
+
 class Formatter(JsonFormatter):
     """One JSON object a line: level, logger, message, time, any extras;
     Chinese kept readable; the finished line scrubbed by ``redact``."""

@@ -174,24 +174,9 @@ class DaibanApp(App[int]):
 
 
 def _log_crash(home: Path, error: BaseException) -> str:
-    import datetime
-    import tempfile
-    import traceback
+    from daiban.logs import write_crash_log
 
-    from daiban import __version__
-
-    text = "".join(traceback.format_exception(error))
-    text = f"{datetime.datetime.now().isoformat()} daiban {__version__} tui\n{text}\n"
-    for folder in (home / "logs", Path(tempfile.gettempdir())):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / "daiban-error.log"
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(text)
-            return str(path)
-        except OSError:
-            continue
-    return "-"
+    return write_crash_log(home, error, "tui")
 
 
 def run(home: Path, *, language: str, agent: str | None = None, **kwargs: Any) -> int:
