@@ -124,6 +124,21 @@ def application_table(rows: Sequence[Mapping[str, Any]], *, total: int, node: st
     return text
 
 
+def attention_lines(view: Mapping[str, Any]) -> list[str]:
+    """What an application still waits for: a refusal by the parent, the
+    materials owed (容缺) and those asked for at once (一次性告知)."""
+    lines = []
+    if view.get("sync_problem"):
+        lines.append(_("Refused by the parent: {reason}").format(reason=view["sync_problem"]))
+    if view.get("owed"):
+        lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
+    if view.get("missing"):
+        lines.append(
+            _("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"]))
+        )
+    return lines
+
+
 def application_detail(view: Mapping[str, Any]) -> str:
     a = view["applicant"]
     lines = [
@@ -137,14 +152,7 @@ def application_detail(view: Mapping[str, Any]) -> str:
         _("Filed at: {at}").format(at=view["filed_at"]),
         _("Due: {due}").format(due=due_text(view)),
     ]
-    if view.get("sync_problem"):
-        lines.append(_("Refused by the parent: {reason}").format(reason=view["sync_problem"]))
-    if view.get("owed"):
-        lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
-    if view.get("missing"):
-        lines.append(
-            _("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"]))
-        )
+    lines.extend(attention_lines(view))
     if view.get("delivery"):
         d = view["delivery"]
         lines.append(

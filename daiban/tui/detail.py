@@ -18,7 +18,7 @@ from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.lifecycle import kind_label, status_label
 from daiban.node.validation import field_label
-from daiban.render import _event_detail, due_text
+from daiban.render import _event_detail, attention_lines, due_text
 from daiban.tui.base import Base, Modal
 from daiban.tui.safe import N_, Plain, cell
 
@@ -125,14 +125,7 @@ def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
             office=view["office"], origin=view["origin"], region=view["region"]
         ),
     ]
-    if view.get("sync_problem"):
-        lines.append(_("Refused by the parent: {reason}").format(reason=view["sync_problem"]))
-    if view.get("owed"):
-        lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
-    if view.get("missing"):
-        lines.append(
-            _("To supplement (一次性告知): {materials}").format(materials=_("、").join(view["missing"]))
-        )
+    lines.extend(attention_lines(view))
     if view.get("evaluation"):
         lines.append(_("Evaluation: {score} / 5").format(score=view["evaluation"]))
     personal = view.get("personal")
