@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ MAX_RAW = 64 * 1024
 BROADCAST = "*"
 ID_CHARS = frozenset("0123456789abcdef")
 CODE_LENGTHS = (4, 6, 9, 12)
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class EnvelopeError(Exception):
@@ -45,10 +47,14 @@ class Envelope:
     actor: str
     at: str
     body: Mapping[str, Any]
-    sealed: bytes | None
+    sealed_text: str | None  # base64url, as it stands in the text; decoded only where it is opened
     sealed_to: str | None
     sig: bytes
     raw: str
+
+    @property
+    def sealed(self) -> bytes | None:
+        return unb64(self.sealed_text) if self.sealed_text is not None else None
 
     @property
     def digest(self) -> str:
@@ -145,7 +151,19 @@ def make(
     sig = keys.signature(canonical(unsigned))
     raw = canonical({**unsigned, "sig": b64(sig)}).decode()
     return Envelope(
-        id, origin, seq, kind, to, tracking, actor, at, unsigned["body"], sealed, sealed_to, sig, raw
+        id,
+        origin,
+        seq,
+        kind,
+        to,
+        tracking,
+        actor,
+        at,
+        unsigned["body"],
+        unsigned["sealed"],
+        sealed_to,
+        sig,
+        raw,
     )
 
 
@@ -167,9 +185,12 @@ def parse(raw: str, *, checked: bool = False) -> Envelope:
         body, actor, at = data["body"], data["actor"], data["at"]
         tracking, sealed_text, sealed_to = data.get("tracking"), data.get("sealed"), data.get("sealed_to")
         sig = unb64(data["sig"])
-        sealed = unb64(sealed_text) if sealed_text is not None else None
     except (KeyError, CryptoError):
         raise EnvelopeError("malformed", "envelope lacks a field or has bad base64") from None
+    if sealed_text is not None and not (
+        isinstance(sealed_text, str) and len(sealed_text) % 4 != 1 and _B64URL.fullmatch(sealed_text)
+    ):
+        raise EnvelopeError("malformed", "envelope lacks a field or has bad base64")
     if not (isinstance(env_id, str) and len(env_id) == 32 and set(env_id) <= ID_CHARS):
         raise EnvelopeError("malformed", "bad envelope id")
     if not (isinstance(origin, str) and origin.isdigit() and len(origin) in CODE_LENGTHS):
@@ -182,12 +203,14 @@ def parse(raw: str, *, checked: bool = False) -> Envelope:
         isinstance(kind, str) and isinstance(body, dict) and isinstance(actor, str) and isinstance(at, str)
     ):
         raise EnvelopeError("malformed", "bad kind, body, actor or time")
-    if (sealed is None) != (sealed_to is None):
+    if (sealed_text is None) != (sealed_to is None):
         raise EnvelopeError("malformed", "sealed data without its addressee")
     if not checked and not _is_canonical(data, text):
         # Only the canonical form is signed; anything else has been re-encoded.
         raise EnvelopeError("malformed", "envelope is not in canonical form")
-    return Envelope(env_id, origin, seq, kind, to, tracking, actor, at, body, sealed, sealed_to, sig, raw)
+    return Envelope(
+        env_id, origin, seq, kind, to, tracking, actor, at, body, sealed_text, sealed_to, sig, raw
+    )
 
 
 def _is_canonical(data: Any, text: bytes) -> bool:
@@ -218,9 +241,13 @@ def check_signature(env: Envelope, sign_public: bytes) -> None:
 
 def open_sealed(env: Envelope, keys: NodeKeys, origin_sign_public: bytes) -> dict[str, Any]:
     """Open the personal part at its addressee and check the origin's inner signature."""
-    if env.sealed is None:
+    if env.sealed_text is None:
         raise EnvelopeError("not_sealed", "envelope carries no personal data")
-    return open_blob(env.sealed, env.id, env.kind, env.tracking, keys, origin_sign_public)
+    try:
+        sealed = unb64(env.sealed_text)
+    except CryptoError:
+        raise EnvelopeError("bad_seal", "sealed data is not base64") from None
+    return open_blob(sealed, env.id, env.kind, env.tracking, keys, origin_sign_public)
 
 
 def open_blob(

@@ -23,7 +23,7 @@ from daiban.node.text import clean_text, clean_tree
 from daiban.sync import certs as certs_mod
 from daiban.sync import envelope as env_mod
 from daiban.sync import identity, retired, routing, statistics
-from daiban.sync.crypto import Verifier, b64
+from daiban.sync.crypto import Verifier
 from daiban.sync.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ def check(
     # ahead of the checks below, for every envelope whose origin is known.
     verifier = Verifier()
     ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
+    misplaced: dict[int, EnvelopeError] = {}  # position -> why its signature cannot be cut out
     for raw in raws:
         try:
             env = env_mod.parse(raw)
@@ -114,8 +115,8 @@ def check(
         if cert is not None:
             try:
                 ahead[len(parsed) - 1] = verifier.add(cert.sign, env.sig, env_mod.signed_bytes(env))
-            except EnvelopeError:
-                pass  # refused below, in its turn
+            except EnvelopeError as exc:
+                misplaced[len(parsed) - 1] = exc  # refused below, in its turn
     known = node.store.envelope_rows([e.id for e in parsed]) if parsed else {}
     taken = node.store.envelopes_at([(e.origin, e.seq) for e in parsed]) if parsed else {}
     revoked = node.store.revoked()
@@ -144,7 +145,8 @@ def check(
             if cert is None:
                 raise EnvelopeError("unknown_origin", f"no certificate known for {env.origin}")
             was_revoked = cert.serial in revoked
-            env_mod.signed_bytes(env)  # refused as malformed if the signature is not where it belongs
+            if position in misplaced:
+                raise misplaced[position]
         except EnvelopeError as exc:
             out.refused.append(Verdict(env.id, "refused", exc.code, str(exc)))
             continue
@@ -367,8 +369,8 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     # The personal part stays sealed; it is opened in memory when staff look
     # at it, and indexed for search by ID number when first searched
     # (Node.index_personal), so receiving costs no decryption.
-    if env.sealed is not None and env.sealed_to == node.code:
-        node.store.insert_personal(env.id, tracking, b64(env.sealed), node.code)
+    if env.sealed_text is not None and env.sealed_to == node.code:
+        node.store.insert_personal(env.id, tracking, env.sealed_text, node.code)
     state, row = filed_summary(node, env, now, office=node.code)
     receipt = node._event(tracking, Kind.RECEIVED, {"office": node.code}, now)
     node._emit(receipt, row)

@@ -286,8 +286,8 @@ def _store_filed(node: Node, env: Envelope, parent: str, now: str) -> None:
     node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=parent, effect="applied")
     node.store.insert_event(inbox._event_of(env, now))
     tracking = env.tracking or ""
-    if env.sealed is not None and env.sealed_to is not None:
-        node.store.insert_personal(env.id, tracking, b64(env.sealed), env.sealed_to)
+    if env.sealed_text is not None and env.sealed_to is not None:
+        node.store.insert_personal(env.id, tracking, env.sealed_text, env.sealed_to)
     state, row = inbox.filed_summary(node, env, now, office="")
     project(row, state, Kind.FILED, env.body, env.at)
     node.store.save_application(row)
