@@ -34,11 +34,12 @@ from typing import Any
 
 import pytest
 
+from daiban.node.backup import stop_process
+
 DAIBAN = str(Path(sys.executable).with_name("daiban"))
 AGENT = "同步测试员"
 CMD_TIMEOUT = 60.0
 READY_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 # Every server process any Network started and has not stopped yet: stopped
 # at interpreter exit too, should a fixture's teardown never run.
 _LIVE: set[subprocess.Popen[bytes]] = set()
@@ -274,16 +275,7 @@ class Network:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     _LIVE.discard(proc)
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT)
+    stop_process(proc)
 
 
 @atexit.register

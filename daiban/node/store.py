@@ -906,16 +906,17 @@ class Store:
             )
         ]
 
-    def recovery_page(self, child: str, after: int, limit: int) -> list[tuple[int, str]]:
-        """At a parent, for a child restored from its backup: (arrival number,
-        raw) of every envelope held here that the child made, or that is
+    def recovery_page(self, child: str, after: int, limit: int) -> list[OutboxRow]:
+        """At a parent, for a child restored from its backup (n: the arrival
+        number): every envelope held here that the child made, or that is
         addressed to it or to everyone, after ``after``, oldest first — the
         order they arrived here, which keeps each application's events in
         the order they happened."""
         return [
-            (r[0], r[1])
+            OutboxRow(*r)
             for r in self.db.conn.execute(
-                "SELECT n, raw FROM envelopes WHERE n > ? AND (origin = ? OR dest = ? OR dest = '*') "
+                "SELECT n, raw, id, origin, seq FROM envelopes "
+                "WHERE n > ? AND (origin = ? OR dest = ? OR dest = '*') "
                 "ORDER BY n LIMIT ?",
                 [after, child, child, limit],
             )

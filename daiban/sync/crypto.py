@@ -120,15 +120,6 @@ class Verifier:
         return done + _check_chunk(self._chunk)
 
 
-def verify_many(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """Check many (public key, signature, message) triples; True where the
-    signature verifies. Large batches are spread over threads."""
-    verifier = Verifier()
-    for item in items:
-        verifier.add(*item)
-    return verifier.results()
-
-
 @lru_cache(maxsize=1)
 def _verify_pool() -> Any:
     from concurrent.futures import ThreadPoolExecutor

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
 from daiban.sync import envelope as env_mod
-from daiban.sync import inbox, retired, routing
+from daiban.sync import identity, inbox, retired, routing
 from daiban.sync.crypto import CryptoError, b64
 from daiban.sync.envelope import Envelope, EnvelopeError
 from daiban.sync.protocol import MAX_BATCH, ProtocolError
@@ -161,15 +161,12 @@ def serve_recover(
         code, counter = service.authenticate(node, headers, "POST", path, body)
         node.store.update_peer(code, counter=counter, last_seen_at=stamp(node.clock()))
         rows = node.store.recovery_page(code, after, limit)
-    raws = [raw for _n, raw in rows]
-    origins = {env_mod.parse(raw).origin for raw in raws}
-    chains = [c for c in (node.store.cert_chain(o) for o in sorted(origins)) if c]
     return {
         "ok": True,
-        "envelopes": raws,
-        "after": rows[-1][0] if rows else after,
+        "envelopes": [row.raw for row in rows],
+        "after": rows[-1].n if rows else after,
         "more": len(rows) == limit,
-        "certs": chains,
+        "certs": identity.chains_for(node, rows),
     }
 
 
