@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from daiban import __version__, i18n
-from daiban.errors import DaibanError, LedgerRefused
+from daiban.errors import DaibanError, LedgerRefused, database_problem
 from daiban.i18n import _
 
 ROLES = ("city", "district", "town", "village")
@@ -698,8 +698,8 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_publish(args: argparse.Namespace) -> int:
+    from daiban.node import manifest
     from daiban.node.catalog import read_document
-    from daiban.sync import manifest
 
     version = _with_node(args, lambda node: manifest.publish(node, read_document(Path(args.file))))
     if args.json:
@@ -744,8 +744,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_enroll_code(args: argparse.Namespace) -> int:
     from daiban.node.divisions import check_code
-    from daiban.sync.certs import CertError
     from daiban.sync.service import new_enroll_code
+    from daiban.trust.certs import CertError
 
     node = _open(args)
     try:
@@ -1059,7 +1059,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     from daiban.node.divisions import check_code
-    from daiban.sync.revocation import revoke
+    from daiban.node.revocation import revoke
 
     serial = _with_node(args, lambda node: revoke(node, check_code(args.code)))
     if args.json:
@@ -1200,7 +1200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(_("error: {message}").format(message=exc.message) + "\n")
         return 1
     except sqlite3.Error as exc:
-        sys.stderr.write(_("error: {message}").format(message=_database_problem(exc)) + "\n")
+        sys.stderr.write(_("error: {message}").format(message=database_problem(exc)) + "\n")
         return 1
     except BrokenPipeError:
         # The reader of our output went away (`daiban apply ... | head -1`):
@@ -1221,19 +1221,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return 0
-
-
-def _database_problem(exc: Exception) -> str:
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return _("the node's database is busy (another Daiban is writing); try again in a moment")
-    if "disk is full" in text or "disk i/o" in text:
-        return _("the disk is full or failing; nothing half-done was stored. Free space and try again")
-    if "not a database" in text or "malformed" in text:
-        return _("the node's database is damaged; ask the operator to restore it from its backup")
-    if "readonly" in text or "unable to open" in text:
-        return _("cannot write the node's database; check the folder's permissions")
-    return _("database error ({detail}); nothing half-done was stored").format(detail=exc)
 
 
 def _log_crash(args: argparse.Namespace, error: BaseException) -> str:

@@ -91,3 +91,19 @@ class LedgerRefused(DaibanError):
     def __init__(self, message: str, rows: list[dict[str, object]]) -> None:
         super().__init__(message)
         self.rows = rows
+
+
+def database_problem(exc: Exception) -> str:
+    """One line for an SQLite error, for an agent: what happened and what to do."""
+    from daiban.i18n import _
+
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return _("the node's database is busy (another Daiban is writing); try again in a moment")
+    if "disk is full" in text or "disk i/o" in text:
+        return _("the disk is full or failing; nothing half-done was stored. Free space and try again")
+    if "not a database" in text or "malformed" in text:
+        return _("the node's database is damaged; ask the operator to restore it from its backup")
+    if "readonly" in text or "unable to open" in text:
+        return _("cannot write the node's database; check the folder's permissions")
+    return _("database error ({detail}); nothing half-done was stored").format(detail=exc)

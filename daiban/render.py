@@ -174,7 +174,7 @@ def application_detail(view: Mapping[str, Any]) -> str:
             lines.append(f"  {key} = {value}")
     lines.append(_("History:"))
     for e in view.get("history", []):
-        detail = _event_detail(e["kind"], e["body"])
+        detail = event_detail(e["kind"], e["body"])
         lines.append(
             f"  {e['at']}  {kind_label(e['kind'])}  {e['actor']}@{e['origin']}"
             + (f"  {detail}" if detail else "")
@@ -182,7 +182,7 @@ def application_detail(view: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _event_detail(kind: str, body: Mapping[str, Any]) -> str:
+def event_detail(kind: str, body: Mapping[str, Any]) -> str:
     if kind == "supplement_requested":
         return _("missing: {materials}").format(materials=_("、").join(body.get("missing", [])))
     if kind == "supplemented":

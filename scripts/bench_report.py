@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from daiban import i18n
+from daiban.node import statistics
 from daiban.node.clock import CST
 from daiban.node.home import init_home
-from daiban.sync import statistics
 
 DAIBAN = str(Path(sys.executable).with_name("daiban"))
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}, "DAIBAN_LANG": "en"}

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 import pytest
 from stdnum.cn import ric
 
-from daiban.sync import routing
-from daiban.sync.crypto import canonical
+from daiban.node import routing
+from daiban.trust.crypto import canonical
 from tests.sync_net import DAIBAN, NODES, Network, Result, network_at
 
 C, D, T, V = "city", "district", "town", "village"

@@ -66,4 +66,4 @@ def test_reading_commands_do_not_load_cryptography() -> None:
     # imports the cryptography library only when it seals, signs or opens.
     loaded = _loaded_after("import daiban.node.home, daiban.node.applications, daiban.render")
     assert "cryptography" not in loaded
-    assert "daiban.sync.crypto" not in loaded
+    assert "daiban.trust.crypto" not in loaded

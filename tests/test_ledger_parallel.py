@@ -15,8 +15,8 @@ from stdnum.cn import ric
 
 from daiban.node.applications import Node
 from daiban.node.ledger import filings, read
-from daiban.sync import envelope
-from daiban.sync.sealing import PARALLEL_FROM
+from daiban.trust import envelope
+from daiban.trust.sealing import PARALLEL_FROM
 
 MakeNode = Callable[..., Node]
 

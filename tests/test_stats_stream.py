@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from daiban.node import stats
+from daiban.node import identity, journal, routing, statistics, stats
 from daiban.node.applications import Node
-from daiban.sync import certs, envelope, identity, inbox, routing, statistics
-from daiban.sync.crypto import random_id
+from daiban.trust import certs, envelope
+from daiban.trust.crypto import random_id
 from tests.conftest import ZIBO_ID, FrozenClock, filing
 
 MakeNode = Callable[..., Node]
@@ -222,7 +222,7 @@ def test_a_district_keeps_and_forwards_and_the_latest_record_wins(make_node: Mak
 
     # Out of order, and the newest twice: the district holds the newest.
     for batch in ([v3, v1], [v2], [v3]):
-        stored, refused = inbox.receive(district, batch, sender=TOWN, direction="up", chains=[town_chain])
+        stored, refused = journal.receive(district, batch, sender=TOWN, direction="up", chains=[town_chain])
         assert refused == []
     assert held(district, number)["status"] == "completed"
     assert version(district, number) == envelope.parse(v3).seq
@@ -231,20 +231,20 @@ def test_a_district_keeps_and_forwards_and_the_latest_record_wins(make_node: Mak
 
     # The city gets them in yet another order.
     for batch in ([v2], [v3, v1]):
-        stored, refused = inbox.receive(city, batch, sender=DISTRICT, direction="up", chains=[town_chain])
+        stored, refused = journal.receive(city, batch, sender=DISTRICT, direction="up", chains=[town_chain])
         assert refused == [] and all(v.status == "stored" for v in stored)
     assert held(city, number) == held(town, number)
     assert city.store.stats_count() == 1
     assert queued_up(city) == []
     # Re-delivery is a duplicate and changes nothing.
-    stored, refused = inbox.receive(city, [v1], sender=DISTRICT, direction="up", chains=[town_chain])
+    stored, refused = journal.receive(city, [v1], sender=DISTRICT, direction="up", chains=[town_chain])
     assert [v.status for v in stored] == ["duplicate"]
     assert held(city, number)["status"] == "completed"
 
 
 def _refusal(node: Node, raw: str, chain: Any, sender: str = TOWN) -> str:
-    checked = inbox.check(
-        node, [raw], sender=sender, direction="up", extra=inbox.verify_chains(node, [chain])
+    checked = journal.check(
+        node, [raw], sender=sender, direction="up", extra=journal.verify_chains(node, [chain])
     )
     assert checked.accepted == []
     return checked.refused[0].code

@@ -27,8 +27,9 @@ from typing import Any
 import pytest
 from stdnum.cn import ric
 
-from daiban.sync import certs, envelope, protocol
-from daiban.sync.crypto import NodeKeys, b64, canonical, random_id
+from daiban.sync import protocol
+from daiban.trust import certs, envelope
+from daiban.trust.crypto import NodeKeys, b64, canonical, random_id
 from tests.sync_net import NODES, Network, network_at
 
 C, D, T, V, V2 = "city", "district", "town", "village", "village2"

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from daiban.node import catalog
+from daiban.node import catalog, identity, journal, manifest, revocation, routing
 from daiban.node.applications import Node
 from daiban.node.clock import stamp
-from daiban.sync import certs, envelope, identity, inbox, manifest, revocation, routing
-from daiban.sync.certs import Cert, CertError
-from daiban.sync.crypto import NodeKeys, b64, canonical, random_id
-from daiban.sync.envelope import EnvelopeError
+from daiban.trust import certs, envelope
+from daiban.trust.certs import Cert, CertError
+from daiban.trust.crypto import NodeKeys, b64, canonical, random_id
+from daiban.trust.envelope import EnvelopeError
 from tests.conftest import BEIJING_ID, ZIBO_ID, filing
 
 MakeNode = Callable[..., Node]
@@ -703,8 +703,8 @@ def test_manifest_rollback_is_refused(make_node: MakeNode) -> None:
     assert raw_v1 and raw_v2 and raw_v1 != raw_v2
     v1, v2 = envelope.parse(raw_v1), envelope.parse(raw_v2)
     assert (v1.body["version"], v2.body["version"]) == (1, 2)
-    assert _envelope_error(lambda: inbox._check_kind(city, v1)) == "rollback"
-    assert _envelope_error(lambda: inbox._check_kind(city, v2)) == "rollback"  # not newer either
+    assert _envelope_error(lambda: journal._check_kind(city, v1)) == "rollback"
+    assert _envelope_error(lambda: journal._check_kind(city, v2)) == "rollback"  # not newer either
 
     # A district that pinned this city: takes version 1 while it holds none, not once it holds 2.
     district = make_node(role="district", code=DISTRICT, name="张店区")
@@ -714,16 +714,16 @@ def test_manifest_rollback_is_refused(make_node: MakeNode) -> None:
         district.store.set_setting("root_fingerprint", identity.root_fingerprint(city) or "")
         district.store.set_setting("root_code", CITY)
         identity.trust(district, city_chain, "parent", NOW)
-    fresh = inbox.check(district, [raw_v1], sender=CITY, direction="down")
+    fresh = journal.check(district, [raw_v1], sender=CITY, direction="down")
     assert [e.id for e in fresh.accepted] == [v1.id] and not fresh.refused
-    stored, refused = inbox.receive(district, [raw_v2], sender=CITY, direction="down")
+    stored, refused = journal.receive(district, [raw_v2], sender=CITY, direction="down")
     assert [v.status for v in stored] == ["stored"] and refused == []
     assert district.store.setting("manifest_version") == "2"
     assert district.catalog_info()["version"] == 3
-    old = inbox.check(district, [raw_v1], sender=CITY, direction="down")
+    old = journal.check(district, [raw_v1], sender=CITY, direction="down")
     assert old.accepted == []
     assert [(v.id, v.code) for v in old.refused] == [(v1.id, "rollback")]
-    stored, refused = inbox.receive(district, [raw_v1], sender=CITY, direction="down")
+    stored, refused = journal.receive(district, [raw_v1], sender=CITY, direction="down")
     assert stored == [] and [v.code for v in refused] == ["rollback"]
     assert district.store.setting("manifest_version") == "2"
     assert district.catalog_info()["version"] == 3

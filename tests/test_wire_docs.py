@@ -31,8 +31,8 @@ from daiban.node.applications import Filing
 from daiban.node.clock import CST
 from daiban.node.home import init_home
 from daiban.node.store import DB_NAME
-from daiban.sync import envelope as env_mod
 from daiban.sync import protocol, server
+from daiban.trust import envelope as env_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI_PATH = ROOT / "docs" / "openapi.json"

@@ -26,18 +26,17 @@ from daiban.errors import (
     ValidationFailed,
 )
 from daiban.i18n import _, join
-from daiban.node import lifecycle, masking, tracking, validation
+from daiban.node import lifecycle, masking, routing, tracking, validation
 from daiban.node.catalog import Item, initials_of, level_label
 from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.divisions import city_of, is_within, office_for
 from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event, Store
 from daiban.node.workdays import WorkCalendar
-from daiban.sync import routing
 
 if TYPE_CHECKING:
-    from daiban.sync import envelope
-    from daiban.sync.crypto import NodeKeys
+    from daiban.trust import envelope
+    from daiban.trust.crypto import NodeKeys
 
 REVIEW_ACTIONS = ("accept", "supplement", "reject", "complete")
 
@@ -190,7 +189,7 @@ class Node:
 
     @property
     def keys(self) -> NodeKeys:
-        from daiban.sync.crypto import NodeKeys
+        from daiban.trust.crypto import NodeKeys
 
         if self._keys is None:
             self._keys = NodeKeys.load(self.home)
@@ -200,6 +199,14 @@ class Node:
         if self._children is None:
             self._children = [p["code"] for p in self.store.peers("child")]
         return self._children
+
+    def children_changed(self) -> None:
+        """A child enrolled or left: read the children again when next asked."""
+        self._children = None
+
+    def rejoined(self) -> None:
+        """A restored node has caught up with its parent: it may number events again."""
+        self._rejoin_pending = False
 
     def parent(self) -> str | None:
         peers = self.store.peers("parent")
@@ -274,7 +281,7 @@ class Node:
         is), and the signed envelope queued for its next hop."""
         # Imported here, not at the top: reading commands (list, show) never
         # need the cryptography library, and start faster without it.
-        from daiban.sync.crypto import b64
+        from daiban.trust.crypto import b64
 
         self.store.insert_event(event)
         dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
@@ -306,7 +313,7 @@ class Node:
         premade: envelope.Envelope | None = None,
     ) -> None:
         """Sign an event of this node's as its envelope, keep it, and queue it."""
-        from daiban.sync import envelope
+        from daiban.trust import envelope
 
         env = premade or envelope.make(
             self.keys,
@@ -329,7 +336,7 @@ class Node:
 
     def _seal(self, event: Event, personal: Mapping[str, Any], enc_public: bytes) -> bytes:
         """Seal an event's personal part to an X25519 key, the origin's signature inside."""
-        from daiban.sync import envelope
+        from daiban.trust import envelope
 
         return envelope.seal_personal(
             self.keys,
@@ -342,7 +349,7 @@ class Node:
 
     def _seal_target(self, office: str) -> tuple[str, bytes]:
         """Whom to seal to: the office, or this node until the office's key is known."""
-        from daiban.sync import identity
+        from daiban.node import identity
 
         enc = identity.enc_key_for(self, office)
         if enc is None:
@@ -371,8 +378,9 @@ class Node:
     def reseal_pending(self) -> int:
         """Seal to their office the personal parts held sealed to this node
         (filed before the office's key was known), and make their envelopes."""
-        from daiban.sync import envelope, identity
-        from daiban.sync.crypto import b64, unb64
+        from daiban.node import identity
+        from daiban.trust import envelope
+        from daiban.trust.crypto import b64, unb64
 
         made = 0
         with self.store.transaction():
@@ -410,8 +418,9 @@ class Node:
         """Open an application's personal data, in memory, where this node holds
         the key it is sealed to (the office; a filer that could not yet seal to
         its office). Nobody else can."""
-        from daiban.sync import envelope, identity, retired
-        from daiban.sync.crypto import unb64
+        from daiban.node import identity, retired
+        from daiban.trust import envelope
+        from daiban.trust.crypto import unb64
 
         number = tracking.parse(tracking_text)
         for held in self.store.personal_for(number):
@@ -591,7 +600,7 @@ class Node:
         """Seal and sign a ledger's filing envelopes in one go (in worker
         processes when there are many), for the tracking numbers, event ids
         and sequence numbers its rows are about to get in _store_filing."""
-        from daiban.sync.sealing import Job, make_many
+        from daiban.trust.sealing import Job, make_many
 
         assert self._batch is not None
         seq = self._batch["seq"]
@@ -981,7 +990,7 @@ def check_many(ctx: FilingContext, rows: Sequence[tuple[int, Filing]]) -> list[t
     import concurrent.futures
     import os
 
-    from daiban.sync.sealing import PARALLEL_FROM
+    from daiban.trust.sealing import PARALLEL_FROM
 
     workers = min(4, os.cpu_count() or 1)
     if len(rows) < PARALLEL_FROM or workers < 2:

@@ -6,18 +6,10 @@ from __future__ import annotations
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.trust.codes import ROLE_LENGTHS, role_of
 
-ROLE_LENGTHS = {"city": 4, "district": 6, "town": 9, "village": 12}
 LEVEL_LENGTHS = {"city": 4, "district": 6, "town": 9}
 ROLES = tuple(ROLE_LENGTHS)
-
-
-def role_of(code: str) -> str | None:
-    """The role a code of this length names, or None."""
-    for role, length in ROLE_LENGTHS.items():
-        if len(code) == length:
-            return role
-    return None
 
 
 def check_code(code: str, role: str | None = None) -> str:

@@ -7,7 +7,6 @@ cannot be searched by ID number."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -19,21 +18,10 @@ from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.divisions import check_code
 from daiban.node.store import DB_NAME, Store
 from daiban.node.validation import strip_controls
+from daiban.trust.files import write_secret
 
 LOOKUP_KEY = "keys/lookup.key"
 
-
-def write_secret(path: Path, data: bytes) -> None:
-    """Write a secret file readable only by its owner, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def init_home(
@@ -75,7 +63,7 @@ def init_home(
             store.set_setting("name", name)
             store.set_setting("created_at", stamp(clock()))
             node = Node(home, store, clock=clock)
-            from daiban.sync import identity
+            from daiban.node import identity
 
             identity.create(node, stamp(clock()))
             node.install_catalog(doc, source="bundled" if catalog_path is None else str(catalog_path))
@@ -104,7 +92,7 @@ def open_node(home: Path, *, clock: Clock = system_clock, actor: str | None = No
     if store.has_queued_effects():
         # A server stored a push and stopped before applying all of it:
         # apply the rest now, so every reader sees it.
-        from daiban.sync.inbox import drain
+        from daiban.node.journal import drain
 
         drain(node)
     return node

@@ -221,8 +221,8 @@ def for_node(
     """The report at a district or the city, over the offices in its area,
     with its stale children. Publishes this node's own changed records
     first, so they count."""
+    from daiban.node import statistics
     from daiban.node.divisions import role_name
-    from daiban.sync import statistics
 
     check_period(start, end)
     if node.role not in REPORTING_ROLES:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node import identity, journal, routing, statistics
 from daiban.node.clock import stamp
-from daiban.sync import identity, inbox, routing, statistics
-from daiban.sync.crypto import CryptoError, b64, canonical, unb64, verify
+from daiban.trust.crypto import CryptoError, b64, canonical, unb64, verify
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -130,10 +130,10 @@ def import_(node: Node, path: Path) -> dict[str, Any]:
 def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
     up = payload["up"]
     with node.store.transaction():
-        extra = inbox.verify_chains(node, up.get("certs", []))
-        checked = inbox.check(node, up.get("envelopes", []), sender=child, direction="up", extra=extra)
-        inbox.remember(node, extra)
-        stored = inbox.store(node, checked.accepted, sender=child)
+        extra = journal.verify_chains(node, up.get("certs", []))
+        checked = journal.check(node, up.get("envelopes", []), sender=child, direction="up", extra=extra)
+        journal.remember(node, extra)
+        stored = journal.store(node, checked.accepted, sender=child)
         node.store.reset_bundle_acks(child, [v.id for v in stored + checked.duplicates])
         for v in checked.refused:
             node.store.add_bundle_refusal(child, v.id, v.code, v.reason, now)
@@ -154,10 +154,10 @@ def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str
 def _import_from_parent(node: Node, parent: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
     down, acks = payload["down"], payload.get("acks", {})
     with node.store.transaction():
-        extra = inbox.verify_chains(node, down.get("certs", []))
-        checked = inbox.check(node, down.get("envelopes", []), sender=parent, direction="down", extra=extra)
-        inbox.remember(node, extra)
-        stored = inbox.store(node, checked.accepted, sender=parent)
+        extra = journal.verify_chains(node, down.get("certs", []))
+        checked = journal.check(node, down.get("envelopes", []), sender=parent, direction="down", extra=extra)
+        journal.remember(node, extra)
+        stored = journal.store(node, checked.accepted, sender=parent)
         peer = node.store.peer(parent)
         current = peer["cursor"] if peer else 0
         node.store.update_peer(parent, cursor=max(current, int(down.get("cursor", 0))), last_sync_at=now)

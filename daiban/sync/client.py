@@ -15,10 +15,11 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node import identity, journal, routing, statistics
 from daiban.node.clock import stamp
-from daiban.sync import identity, inbox, protocol, recovery, routing, statistics
-from daiban.sync.crypto import b64
+from daiban.sync import protocol, recovery
 from daiban.sync.protocol import ProtocolError
+from daiban.trust.crypto import b64
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -182,10 +183,10 @@ async def pull(conn: Connection, report: Report) -> None:
         raws, new_cursor = data.get("envelopes", []), int(data.get("cursor", cursor))
         if raws:
             with node.store.transaction():
-                extra = inbox.verify_chains(node, data.get("certs", []))
-                checked = inbox.check(node, raws, sender=conn.parent, direction="down", extra=extra)
-                inbox.remember(node, extra)
-                inbox.store(node, checked.accepted, sender=conn.parent)
+                extra = journal.verify_chains(node, data.get("certs", []))
+                checked = journal.check(node, raws, sender=conn.parent, direction="down", extra=extra)
+                journal.remember(node, extra)
+                journal.store(node, checked.accepted, sender=conn.parent)
                 # The cursor moves in the same transaction that stored the envelopes.
                 node.store.update_peer(conn.parent, cursor=new_cursor)
             report.pulled += len(checked.accepted)
@@ -254,8 +255,8 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
 
 async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None) -> dict[str, Any]:
     """Enroll with the parent at ``url`` using a one-time code."""
-    from daiban.sync import certs as certs_mod
     from daiban.sync import service
+    from daiban.trust import certs as certs_mod
 
     request: dict[str, Any] = {
         "v": 1,
@@ -342,8 +343,8 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
                 continue
         if data.get("manifest"):
             extra: dict[str, Any] = {}
-            checked = inbox.check(
+            checked = journal.check(
                 node, [data["manifest"]], sender=str(parent["code"]), direction="down", extra=extra
             )
-            inbox.store(node, checked.accepted, sender=str(parent["code"]))
+            journal.store(node, checked.accepted, sender=str(parent["code"]))
     return {"parent": parent, "root": fingerprint, "serial": leaf.serial}

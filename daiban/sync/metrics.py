@@ -21,8 +21,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from daiban import __version__
+from daiban.node import routing
 from daiban.node.children import DEFAULT_STALE_AFTER, ChildSync, child_statuses
-from daiban.sync import routing
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from daiban.sync.crypto import canonical
+from daiban.trust.crypto import canonical
 
 PUSH, PULL, ENROLL, HEALTH = "/v1/push", "/v1/pull", "/v1/enroll", "/v1/healthz"
 H_NODE, H_COUNTER, H_SIG = "X-Daiban-Node", "X-Daiban-Counter", "X-Daiban-Signature"

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daiban.node import identity, journal, retired, routing
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
-from daiban.sync import envelope as env_mod
-from daiban.sync import identity, inbox, retired, routing
-from daiban.sync.crypto import CryptoError, b64
-from daiban.sync.envelope import Envelope, EnvelopeError
 from daiban.sync.protocol import MAX_BATCH, ProtocolError
+from daiban.trust import envelope as env_mod
+from daiban.trust.crypto import CryptoError, b64
+from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -83,7 +83,7 @@ def after_restore(home: Path, now: str) -> Restored:
 
     from daiban.node.home import LOOKUP_KEY, write_secret
     from daiban.node.store import DB_NAME, Store
-    from daiban.sync.crypto import NodeKeys, keys_exist
+    from daiban.trust.crypto import NodeKeys, keys_exist
 
     store = Store.open(home / DB_NAME)
     try:
@@ -156,7 +156,7 @@ def serve_recover(
         or not 1 <= limit <= MAX_BATCH
     ):
         raise ProtocolError(400, "malformed", "recover needs after >= 0 and a limit of 1 to 1000")
-    inbox.drain(node)  # what the child pushed before it was lost is applied, its receipts made
+    journal.drain(node)  # what the child pushed before it was lost is applied, its receipts made
     with node.store.transaction():
         code, counter = service.authenticate(node, headers, "POST", path, body)
         node.store.update_peer(code, counter=counter, last_seen_at=stamp(node.clock()))
@@ -209,15 +209,15 @@ async def rejoin(conn: Connection) -> Caught:
     with node.store.transaction():
         _counter_past_own(node)
         node.store.set_setting(PENDING, "0")
-    node._rejoin_pending = False
+    node.rejoined()
     return caught
 
 
 def take_page(node: Node, raws: list[Any], chains: list[Any], parent: str, caught: Caught) -> None:
     """Take in one page, in order; call inside a transaction."""
     now = stamp(node.clock())
-    extra = inbox.verify_chains(node, chains)
-    inbox.remember(node, extra)
+    extra = journal.verify_chains(node, chains)
+    journal.remember(node, extra)
     own_keys = retired.signing_keys(node, node.code, node.keys.sign_public)
     for raw in raws:
         try:
@@ -234,7 +234,7 @@ def take_page(node: Node, raws: list[Any], chains: list[Any], parent: str, caugh
             else:
                 caught.refused += 1
             continue
-        checked = inbox.check(node, [raw], sender=parent, direction="down", extra=extra)
+        checked = journal.check(node, [raw], sender=parent, direction="down", extra=extra)
         if not checked.accepted:
             if env.kind not in routing.BROADCAST_KINDS:  # an old manifest is no news
                 caught.refused += len(checked.refused)
@@ -244,7 +244,7 @@ def take_page(node: Node, raws: list[Any], chains: list[Any], parent: str, caugh
             # was made, is among this node's own envelopes; make none again.
             _store_filed(node, env, parent, now)
         else:
-            inbox.store(node, checked.accepted, sender=parent)
+            journal.store(node, checked.accepted, sender=parent)
         caught.other += 1
 
 
@@ -265,9 +265,9 @@ def _take_own(node: Node, env: Envelope, keys: list[bytes], parent: str, now: st
         return False
     if env.kind == Kind.FILED:
         _store_filed(node, env, parent, now)
-    elif env.kind in inbox.APPLICATION_KINDS:
+    elif env.kind in journal.APPLICATION_KINDS:
         node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=parent)
-        inbox.apply_to_application(node, env, now)
+        journal.apply_to_application(node, env, now)
     else:  # a broadcast this node made (a revocation)
         node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=parent, effect="applied")
         if env.kind == "revocation":
@@ -281,14 +281,14 @@ def _store_filed(node: Node, env: Envelope, parent: str, now: str) -> None:
     from daiban.node.applications import project
 
     node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=parent, effect="applied")
-    node.store.insert_event(inbox._event_of(env, now))
+    node.store.insert_event(journal.event_of(env, now))
     tracking = env.tracking or ""
     if env.sealed_text is not None and env.sealed_to is not None:
         node.store.insert_personal(env.id, tracking, env.sealed_text, env.sealed_to)
-    state, row = inbox.filed_summary(node, env, now, office="")
+    state, row = journal.filed_summary(node, env, now, office="")
     project(row, state, Kind.FILED, env.body, env.at)
     node.store.save_application(row)
-    inbox._retry_pending(node, tracking, now)
+    journal.retry_pending(node, tracking, now)
 
 
 def _counter_past_own(node: Node) -> None:

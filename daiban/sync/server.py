@@ -25,7 +25,8 @@ from typing import Any
 from aiohttp import ClientConnectionResetError, web
 
 from daiban import __version__
-from daiban.sync import inbox, metrics, protocol, recovery, service
+from daiban.node import journal
+from daiban.sync import metrics, protocol, recovery, service
 from daiban.sync.protocol import ProtocolError
 from daiban.sync.serve_config import ServeConfig
 
@@ -78,7 +79,7 @@ class Writer:
             if idle < IDLE_BEFORE_APPLY:
                 await asyncio.sleep(IDLE_BEFORE_APPLY - idle)
                 continue
-            if not await self.call(inbox.apply_queued, APPLY_CHUNK):
+            if not await self.call(journal.apply_queued, APPLY_CHUNK):
                 return
 
     async def stop_applying(self) -> None:
@@ -333,7 +334,7 @@ def serve(
             extra={"version": __version__, "forward_window": str(config.forward_window or "off")},
         )
         if ready is not None:
-            addresses = [s.getsockname() for s in getattr(site._server, "sockets", None) or []]
+            addresses = runner.addresses  # [(host, port), ...] of the bound sockets
             bound = addresses[0][1] if addresses else port
             ready(f"http://{host}:{bound}")
         stop = asyncio.Event()

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from stdnum import damm
 
+from daiban.node import identity, journal, retired, routing
 from daiban.node.clock import stamp
-from daiban.sync import certs as certs_mod
-from daiban.sync import identity, inbox, retired, routing
-from daiban.sync.crypto import CryptoError, canonical, random_id, unb64, verify
 from daiban.sync.protocol import BATCH, H_COUNTER, H_NODE, H_SIG, MAX_BATCH, ProtocolError, request_message
+from daiban.trust import certs as certs_mod
+from daiban.trust.crypto import CryptoError, canonical, random_id, unb64, verify
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -55,22 +55,22 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
     chains = data.get("certs", []) if isinstance(data, dict) else []
     if not isinstance(chains, list) or len(chains) > MAX_BATCH:
         raise ProtocolError(400, "malformed", "certs must be a list of certificate chains")
-    refused: list[inbox.Verdict] = []
+    refused: list[journal.Verdict] = []
     with node.store.transaction():
         code, counter = authenticate(node, headers, "POST", path, body)
-        extra = inbox.verify_chains(node, chains)
-        checked = inbox.check(node, envelopes, sender=code, direction="up", extra=extra)
+        extra = journal.verify_chains(node, chains)
+        checked = journal.check(node, envelopes, sender=code, direction="up", extra=extra)
         if checked.refused:
             refused = checked.refused
         else:
-            inbox.remember(node, extra)
-            stored = inbox.store(node, checked.accepted, sender=code, defer=True)
+            journal.remember(node, extra)
+            stored = journal.store(node, checked.accepted, sender=code, defer=True)
             now = stamp(node.clock())
             node.store.update_peer(code, counter=counter, last_seen_at=now, last_sync_at=now)
             origins = sorted({e.origin for e in checked.accepted})
             return {
                 "ok": True,
-                "results": inbox.as_results(stored + checked.duplicates),
+                "results": journal.as_results(stored + checked.duplicates),
                 "high_water": node.store.high_water(origins),
             }
     # Nothing from a batch with a refused envelope is stored; the child sets
@@ -84,7 +84,7 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         422,
         "refused",
         f"{len(refused)} envelope(s) refused; nothing was stored",
-        refused=inbox.as_results(refused),
+        refused=journal.as_results(refused),
     )
 
 
@@ -102,7 +102,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         raise ProtocolError(400, "malformed", "pull needs a cursor >= 0 and a limit up to 1000")
     # What was pushed is applied before anything is pulled, so a child's
     # push-then-pull brings back the receipts of what it just pushed.
-    inbox.drain(node)
+    journal.drain(node)
     with node.store.transaction():
         code, counter = authenticate(node, headers, "POST", path, body)
         # The child has durably stored everything up to its cursor: custody ends.
@@ -206,7 +206,7 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
         node.store.put_cert(child, cert.serial, chain, "child", now)
         node.store.update_enroll_code(child, used_at=now)
         node.store.put_peer(child, "child")
-        node._children = None
+        node.children_changed()
         # Envelopes held for a child that had not enrolled yet can go now.
         for envelope_id, dest in node.store.held():
             if dest.startswith(child):

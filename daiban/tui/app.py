@@ -22,7 +22,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from daiban import i18n
-from daiban.errors import DaibanError
+from daiban.errors import DaibanError, database_problem
 from daiban.i18n import _
 from daiban.node.applications import Node
 from daiban.node.children import DEFAULT_STALE_AFTER
@@ -156,9 +156,7 @@ class DaibanApp(App[int]):
             self.error(error.message)
             return
         if isinstance(error, sqlite3.Error):
-            from daiban.cli import _database_problem
-
-            self.error(_database_problem(error))
+            self.error(database_problem(error))
             return
         self.crash_log = _log_crash(self.home, error)
         if self._exception is None:

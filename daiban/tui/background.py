@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daiban.i18n import _
+from daiban.node import routing
 from daiban.node.clock import Clock
-from daiban.sync import routing
 
 if TYPE_CHECKING:
     # Imported in the thread: aiohttp and cryptography load there, after the

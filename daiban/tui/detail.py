@@ -18,7 +18,7 @@ from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.lifecycle import kind_label, status_label
 from daiban.node.validation import field_label
-from daiban.render import _event_detail, attention_lines, due_text
+from daiban.render import attention_lines, due_text, event_detail
 from daiban.tui.base import Base, Modal
 from daiban.tui.safe import N_, Plain, cell
 
@@ -65,7 +65,7 @@ class DetailScreen(Base):
                 cell(str(e["at"])[5:16].replace("T", " ")),
                 cell(kind_label(e["kind"])),
                 cell(f"{e['actor']}@{e['origin']}"),
-                cell(_event_detail(e["kind"], e["body"])),
+                cell(event_detail(e["kind"], e["body"])),
             )
         self.refresh_bindings()
 

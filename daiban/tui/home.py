@@ -12,8 +12,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable
 
 from daiban.i18n import _
+from daiban.node import routing
 from daiban.node.lifecycle import Status, status_label
-from daiban.sync import routing
 from daiban.tui import children
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, cell

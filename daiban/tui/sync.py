@@ -23,8 +23,8 @@ from textual.widgets import ProgressBar
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node import routing
 from daiban.node.clock import Clock
-from daiban.sync import routing
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain
 

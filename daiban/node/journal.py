@@ -15,16 +15,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import NotFound, TransitionRefused
-from daiban.node import lifecycle
+from daiban.node import identity, lifecycle, retired, routing, statistics
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import AppState, Kind, Status
 from daiban.node.store import Event
 from daiban.node.text import clean_text, clean_tree
-from daiban.sync import certs as certs_mod
-from daiban.sync import envelope as env_mod
-from daiban.sync import identity, retired, routing, statistics
-from daiban.sync.crypto import Verifier
-from daiban.sync.envelope import Envelope, EnvelopeError
+from daiban.trust import certs as certs_mod
+from daiban.trust import envelope as env_mod
+from daiban.trust.crypto import Verifier
+from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -268,7 +267,7 @@ def drain(node: Node, chunk: int = 500) -> int:
 
 def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
     if env.kind == "manifest":
-        from daiban.sync import manifest
+        from daiban.node import manifest
 
         manifest.install(node, env, now)
     elif env.kind == "revocation":
@@ -288,10 +287,10 @@ def apply_to_application(node: Node, env: Envelope, now: str) -> None:
         node.store.set_effect(env.id, "pending")
         return
     node.store.set_effect(env.id, "applied")
-    _retry_pending(node, env.tracking or "", now)
+    retry_pending(node, env.tracking or "", now)
 
 
-def _retry_pending(node: Node, tracking: str, now: str) -> None:
+def retry_pending(node: Node, tracking: str, now: str) -> None:
     progress = True
     while progress:
         progress = False
@@ -303,7 +302,7 @@ def _retry_pending(node: Node, tracking: str, now: str) -> None:
                 progress = True
 
 
-def _event_of(env: Envelope, now: str) -> Event:
+def event_of(env: Envelope, now: str) -> Event:
     return Event(
         id=env.id,
         origin=env.origin,
@@ -365,7 +364,7 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     tracking = env.tracking or ""
     if node.store.application(tracking) is not None:
         return
-    node.store.insert_event(_event_of(env, now))
+    node.store.insert_event(event_of(env, now))
     # The personal part stays sealed; it is opened in memory when staff look
     # at it, and indexed for search by ID number when first searched
     # (Node.index_personal), so receiving costs no decryption.
@@ -390,7 +389,7 @@ def _apply_event(node: Node, env: Envelope, now: str) -> bool:
         new = lifecycle.apply(state, env.kind, env.body)
     except TransitionRefused:
         return False
-    node.store.insert_event(_event_of(env, now))
+    node.store.insert_event(event_of(env, now))
     project(row, new, env.kind, env.body, now)
     row["sync_problem"] = None
     node.store.save_application(row)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node import broadcast, identity
 from daiban.node.clock import stamp
-from daiban.sync import broadcast, identity
-from daiban.sync import certs as certs_mod
+from daiban.trust import certs as certs_mod
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node

@@ -173,7 +173,7 @@ class NodeKeys:
         return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
 
     def save(self, home: Path) -> None:
-        from daiban.node.home import write_secret
+        from daiban.trust.files import write_secret
 
         write_secret(home / SIGN_KEY, self.sign.private_bytes_raw())
         write_secret(home / ENC_KEY, self.enc.private_bytes_raw())

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import catalog
+from daiban.node import broadcast, catalog, identity
 from daiban.node.clock import stamp
-from daiban.sync import broadcast, identity
-from daiban.sync import certs as certs_mod
-from daiban.sync.envelope import Envelope
+from daiban.trust import certs as certs_mod
+from daiban.trust.envelope import Envelope
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node

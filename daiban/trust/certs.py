@@ -10,8 +10,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daiban.node.divisions import role_of
-from daiban.sync.crypto import CryptoError, b64, canonical, fingerprint, unb64, verify
+from daiban.trust.codes import role_of
+from daiban.trust.crypto import CryptoError, b64, canonical, fingerprint, unb64, verify
 
 CERT_VERSION = 1
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from daiban.sync import certs as certs_mod
-from daiban.sync.crypto import NodeKeys, random_id
+from daiban.trust import certs as certs_mod
+from daiban.trust.crypto import NodeKeys, random_id
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from daiban.node import stats
 from daiban.node.clock import stamp
 from daiban.node.divisions import city_of
-from daiban.sync import envelope
-from daiban.sync.crypto import canonical, random_id
-from daiban.sync.envelope import Envelope, EnvelopeError
+from daiban.trust import envelope
+from daiban.trust.crypto import canonical, random_id
+from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator

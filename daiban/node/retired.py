@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from daiban.sync import broadcast
-from daiban.sync import envelope as env_mod
-from daiban.sync.certs import Cert
-from daiban.sync.crypto import CryptoError, b64, unb64
-from daiban.sync.envelope import Envelope, EnvelopeError
+from daiban.node import broadcast
+from daiban.trust import envelope as env_mod
+from daiban.trust.certs import Cert
+from daiban.trust.crypto import CryptoError, b64, unb64
+from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node

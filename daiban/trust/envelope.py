@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from daiban.sync.crypto import CryptoError, NodeKeys, b64, canonical, seal, unb64, verify
+from daiban.trust.crypto import CryptoError, NodeKeys, b64, canonical, seal, unb64, verify
 
 VERSION = 1
 MAX_RAW = 64 * 1024

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from daiban.sync import envelope, routing
-from daiban.sync.crypto import random_id
-from daiban.sync.envelope import Envelope
+from daiban.node import routing
+from daiban.trust import envelope
+from daiban.trust.crypto import random_id
+from daiban.trust.envelope import Envelope
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node

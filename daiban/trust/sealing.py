@@ -14,8 +14,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from daiban.sync import envelope
-from daiban.sync.crypto import NodeKeys
+from daiban.trust import envelope
+from daiban.trust.crypto import NodeKeys
 
 PARALLEL_FROM = 1000
 CHUNK = 250
