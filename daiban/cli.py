@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from daiban import __version__, i18n
-from daiban.errors import DaibanError, LedgerRefused, database_problem
+from daiban.errors import DaibanError, LedgerRefused, NotFound, database_problem
 from daiban.i18n import _
 
 ROLES = ("city", "district", "town", "village")
@@ -344,6 +344,17 @@ def build_parser() -> Parser:
         help=_("a child silent longer than this is stale (default 48h)"),
     )
     c.add_argument("--stale", action="store_true", help=_("list only the stale children"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command(
+        "quarantine", _("envelopes this node refused, with their reason, origin and sender"), cmd_quarantine
+    )
+    qsub = c.add_subparsers(dest="quarantine_command", metavar="list|show", parser_class=Parser)
+    ql = _sub(qsub, "list", _("list what this node refused, newest first"), cmd_quarantine)
+    ql.add_argument("--json", action="store_true", help=_("print JSON"))
+    qs = _sub(qsub, "show", _("one refused envelope, as it came"), cmd_quarantine_show)
+    qs.add_argument("id", type=int, metavar="ID")
+    qs.add_argument("--json", action="store_true", help=_("print JSON"))
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("bundle", _("sync on a USB stick: export or import a bundle"), cmd_bundle_export)
@@ -895,6 +906,32 @@ def cmd_children(args: argparse.Namespace) -> int:
         from daiban.render import children_table
 
         print(children_table(children, stale_after=format_duration(after.total_seconds())))
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    rows = _with_node(args, lambda node: node.store.quarantine_rows())
+    if args.json:
+        _print_json(rows)
+    else:
+        from daiban.render import quarantine_table
+
+        print(quarantine_table(rows))
+    return 0
+
+
+def cmd_quarantine_show(args: argparse.Namespace) -> int:
+    row = _with_node(args, lambda node: node.store.quarantine_row(args.id))
+    if row is None:
+        raise NotFound(_("Nothing in quarantine has the number {id}.").format(id=args.id))
+    row["envelope"] = row.pop("raw")
+    row.pop("digest", None)
+    if args.json:
+        _print_json(row)
+    else:
+        from daiban.render import quarantine_detail
+
+        print(quarantine_detail(row))
     return 0
 
 

@@ -512,14 +512,59 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
             (c.last_sync_at or _("never"))[:16].replace("T", " "),
             _silence(c.silent_seconds),
             str(c.queued),
+            str(c.quarantined),
             _("stale") if c.stale else _("ok"),
         )
         for c in children
     ]
     table = _table(
-        [_("Code"), _("Name"), _("Last sync"), _("Silent"), _("Queued"), _("State")], rows, shrink=1
+        [_("Code"), _("Name"), _("Last sync"), _("Silent"), _("Queued"), _("Refused"), _("State")],
+        rows,
+        shrink=1,
     )
     stale = sum(1 for c in children if c.stale)
     return table + "\n" + _("{stale} of {n} children have not synced for more than {after}.").format(
         stale=stale, n=len(children), after=stale_after
     )
+
+
+def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What this node refused, newest first: number, when, from whom, kind, why."""
+    if not rows:
+        return _("Nothing is in quarantine: this node has refused no envelope.")
+    table = _table(
+        [_("No."), _("Last seen"), _("Sender"), _("Origin"), _("Kind"), _("Reason code"), _("Times")],
+        [
+            (
+                str(r["id"]),
+                str(r["at"])[:16].replace("T", " "),
+                str(r["sender"]),
+                str(r["origin"] or "?"),
+                str(r["kind"] or "?"),
+                str(r["code"]),
+                str(r["count"]),
+            )
+            for r in rows
+        ],
+        shrink=4,
+    )
+    return table + "\n" + _("{n} refused; `daiban quarantine show NO.` shows one with its reason.").format(
+        n=len(rows)
+    )
+
+
+def quarantine_detail(row: Mapping[str, Any]) -> str:
+    """One refused envelope: who, what, why, and its text as it came."""
+    lines = [
+        _("Quarantine No. {id}").format(id=row["id"]),
+        _("Sender: {sender}; origin: {origin}; kind: {kind}").format(
+            sender=row["sender"], origin=row["origin"] or "?", kind=row["kind"] or "?"
+        ),
+        _("Refused: {code} — {reason}").format(code=row["code"], reason=row["reason"]),
+        _("First seen {first}, last seen {last}, {count} time(s)").format(
+            first=row["first_at"], last=row["at"], count=row["count"]
+        ),
+        _("Envelope as it came:"),
+        str(row["envelope"]),
+    ]
+    return "\n".join(lines)

@@ -191,7 +191,7 @@ def test_restore_brings_back_the_replica_and_the_parent_the_rest(tree: Network, 
         held = filed_at(net, name)
         assert sorted(held) == sorted(everything), name  # each exactly once
         assert net.count(name, "conflicts") == 0
-        assert net.count(name, "quarantine") == 0
+        assert net.count(name, "quarantine") == 0 and net.count(name, "set_aside") == 0
     assert own_seqs(net, T) == seqs
     town_apps = net.query(T, "SELECT tracking, COUNT(*) FROM applications GROUP BY tracking")
     assert {r[0] for r in town_apps} == {a2, b1, d1, f1} and all(r[1] == 1 for r in town_apps)
@@ -237,7 +237,7 @@ def test_a_replaced_pc_restores_enrolls_again_and_carries_on(tree: Network, tmp_
     assert sorted(filed_at(net, T)) == sorted(everything)
     assert sorted(filed_at(net, D)) == sorted([a1, e2])
     for name in (V, T, D):
-        assert net.count(name, "conflicts") == 0 and net.count(name, "quarantine") == 0
+        assert net.count(name, "conflicts") == 0 and net.count(name, "quarantine") == net.count(name, "set_aside") == 0
     seqs = own_seqs(net, V)
     assert seqs == list(range(1, len(seqs) + 1)) and own_seqs(net, T) == seqs
 

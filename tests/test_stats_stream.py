@@ -253,11 +253,11 @@ def _refusal(node: Node, raw: str, chain: Any, sender: str = TOWN) -> str:
 @pytest.mark.parametrize(
     ("change", "code"),
     [
-        (lambda r, e: r.update(office=DISTRICT, region=VILLAGE), "forged_origin"),
-        (lambda r, e: r.update(name=NAME), "malformed"),  # nothing but the documented fields
-        (lambda r, e: r.update(evaluation=9), "malformed"),
-        (lambda r, e: r.update(working_days="3"), "malformed"),
-        (lambda r, e: r.update(region="370304001001"), "malformed"),  # outside its office
+        (lambda r, e: r.update(office=DISTRICT, region=VILLAGE), "not_office"),
+        (lambda r, e: r.update(name=NAME), "invalid_body"),  # nothing but the documented fields
+        (lambda r, e: r.update(evaluation=9), "invalid_body"),
+        (lambda r, e: r.update(working_days="3"), "invalid_body"),
+        (lambda r, e: r.update(region="370304001001"), "not_office"),  # outside its office
         (lambda r, e: e.update(to=DISTRICT), "malformed"),  # statistics go to the city
         (lambda r, e: e.update(tracking="37030310100000000011"), "malformed"),
     ],

@@ -113,7 +113,8 @@ def assert_custody_ended(tree: Tree) -> None:
     """Nothing waits in either direction and nothing was set aside."""
     assert outbox_count(tree.village) == 0
     assert query(tree.town, "SELECT COUNT(*) FROM outbox WHERE hop = ?", (VILLAGE,))[0][0] == 0
-    assert query(tree.village, "SELECT COUNT(*) FROM quarantine")[0][0] == 0
+    assert query(tree.village, "SELECT COUNT(*) FROM set_aside")[0][0] == 0
+    assert query(tree.town, "SELECT COUNT(*) FROM quarantine")[0][0] == 0
     assert query(tree.village, "SELECT COUNT(*) FROM conflicts")[0][0] == 0
 
 

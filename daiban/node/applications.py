@@ -26,12 +26,12 @@ from daiban.errors import (
     ValidationFailed,
 )
 from daiban.i18n import _, join
-from daiban.node import lifecycle, masking, routing, tracking, validation
+from daiban.node import lifecycle, masking, projection, routing, tracking, validation
 from daiban.node.catalog import Item, initials_of, level_label
 from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.divisions import city_of, is_within, office_for
-from daiban.node.lifecycle import AppState, Kind, Status
-from daiban.node.store import Event, Store
+from daiban.node.lifecycle import Kind, Status
+from daiban.node.store import Store
 from daiban.node.workdays import WorkCalendar
 
 if TYPE_CHECKING:
@@ -224,7 +224,8 @@ class Node:
             self._lookup_key = (self.home / LOOKUP_KEY).read_bytes()
         return keyed_hash(self._lookup_key, id_number)
 
-    def _take_seq(self) -> int:
+    def take_seq(self) -> int:
+        """The next sequence number of this node's events (refused while a restored node catches up)."""
         if self._rejoin_pending:
             raise DaibanError(
                 _(
@@ -258,104 +259,6 @@ class Node:
         finally:
             self._batch = None
 
-    def _event(
-        self, tracking_no: str, kind: str, body: Mapping[str, Any], now: str, event_id: str | None = None
-    ) -> Event:
-        return Event(
-            id=event_id or uuid.uuid4().hex,
-            origin=self.code,
-            seq=self._take_seq(),
-            tracking=tracking_no,
-            kind=kind,
-            actor=self.actor,
-            at=now,
-            recorded_at=now,
-            body=dict(body),
-        )
-
-    # -- events become envelopes ---------------------------------------------
-
-    def _emit(self, event: Event, row: Mapping[str, Any], personal: Mapping[str, Any] | None = None) -> None:
-        """Record an event this node makes: the event row, its personal part
-        sealed (to the office if its key is known, else to this node until it
-        is), and the signed envelope queued for its next hop."""
-        # Imported here, not at the top: reading commands (list, show) never
-        # need the cryptography library, and start faster without it.
-        from daiban.trust.crypto import b64
-
-        self.store.insert_event(event)
-        dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
-        sealed: bytes | None = None
-        sealed_to: str | None = None
-        premade: envelope.Envelope | None = None
-        if personal is not None:
-            pre = self._premade.pop(event.id, None)
-            if pre is not None:
-                sealed, target, premade = pre
-                if premade is not None and (premade.seq != event.seq or premade.tracking != event.tracking):
-                    raise RuntimeError("a premade envelope does not match its event")
-            else:
-                target, enc = self._seal_target(row["office"])
-                sealed = self._seal(event, personal, enc)
-            sealed_to = target
-            self.store.insert_personal(event.id, event.tracking, b64(sealed), target)
-            if target != row["office"]:
-                return  # the envelope is made when the office's key arrives (reseal_pending)
-        self._send(event, dest, sealed, sealed_to, event.recorded_at, premade)
-
-    def _send(
-        self,
-        event: Event,
-        dest: str,
-        sealed: bytes | None,
-        sealed_to: str | None,
-        now: str,
-        premade: envelope.Envelope | None = None,
-    ) -> None:
-        """Sign an event of this node's as its envelope, keep it, and queue it."""
-        from daiban.trust import envelope
-
-        env = premade or envelope.make(
-            self.keys,
-            id=event.id,
-            origin=self.code,
-            seq=event.seq,
-            kind=event.kind,
-            to=dest,
-            tracking=event.tracking,
-            actor=event.actor,
-            at=event.at,
-            body=event.body,
-            sealed=sealed,
-            sealed_to=sealed_to,
-        )
-        self.store.insert_envelope(
-            env, dest=dest, received_at=event.recorded_at, received_from=self.code, effect="applied"
-        )
-        self.route(env.id, dest, now)
-
-    def _seal(self, event: Event, personal: Mapping[str, Any], enc_public: bytes) -> bytes:
-        """Seal an event's personal part to an X25519 key, the origin's signature inside."""
-        from daiban.trust import envelope
-
-        return envelope.seal_personal(
-            self.keys,
-            id=event.id,
-            kind=event.kind,
-            tracking=event.tracking,
-            personal=personal,
-            enc_public=enc_public,
-        )
-
-    def _seal_target(self, office: str) -> tuple[str, bytes]:
-        """Whom to seal to: the office, or this node until the office's key is known."""
-        from daiban.node import identity
-
-        enc = identity.enc_key_for(self, office)
-        if enc is None:
-            return self.code, self.keys.enc_public
-        return office, enc
-
     def route(self, envelope_id: str, dest: str, now: str, came_from: str | None = None) -> str:
         """Queue an envelope for its next hop; returns what happened to it."""
         hop = self._hop(dest, self._from_parent(came_from))
@@ -378,7 +281,7 @@ class Node:
     def reseal_pending(self) -> int:
         """Seal to their office the personal parts held sealed to this node
         (filed before the office's key was known), and make their envelopes."""
-        from daiban.node import identity
+        from daiban.node import identity, journal
         from daiban.trust import envelope
         from daiban.trust.crypto import b64, unb64
 
@@ -407,10 +310,10 @@ class Node:
                     # Sealed to the key of a PC since replaced (restored from
                     # its backup): nobody can open it; `daiban restore` said so.
                     continue
-                sealed = self._seal(event, personal, enc)
+                sealed = journal.seal(self, event, personal, enc)
                 self.store.update_personal(event.id, b64(sealed), row["office"])
                 dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
-                self._send(event, dest, sealed, row["office"], stamp(self.clock()))
+                journal.send(self, event, dest, sealed, row["office"], stamp(self.clock()))
                 made += 1
         return made
 
@@ -469,6 +372,8 @@ class Node:
             )
 
     def _store_filing(self, prepared: _Prepared, now: str, event_id: str | None = None) -> Filed:
+        from daiban.node import journal
+
         item = prepared.item
         counter = self._take_counter()
         prefilled = self._prefilled.pop(event_id, None) if event_id else None
@@ -476,40 +381,27 @@ class Node:
             number, body = prefilled  # made by _preseal for this very counter
         else:
             number, body = tracking.make(self.code, counter), filing_body(prepared)
-        received, masked = body["materials"], body["applicant"]
+        received = body["materials"]
         personal = {**prepared.applicant, "fields": prepared.fields}
-        event = self._event(number, Kind.FILED, body, now, event_id)
-        state = lifecycle.apply(None, Kind.FILED, body)
-        row = {
-            "tracking": number,
-            "item": item.code,
-            "item_name": item.name,
-            "level": item.level,
-            "office": prepared.office,
-            "region": prepared.region,
-            "origin": self.code,
-            "status": state.status.value,
-            "owed": list(state.owed),
-            "missing": [],
-            "materials": received,
-            "evaluation": None,
-            "filed_at": now,
-            "received_at": None,
-            "time_limit_days": item.time_limit_days,
-            "due_state": "pending",
-            "name_masked": masked["name"],
-            "id_masked": masked["id_number"],
-            "phone_masked": masked["phone"],
-            "id_hash": prepared.id_hash,
-            "updated_at": now,
-        }
-        self._emit(event, row, personal)
+        event = journal.new_event(self, number, Kind.FILED, body, now, event_id)
+        state, row = projection.filed_row(
+            tracking=number,
+            origin=self.code,
+            body=body,
+            filed_at=now,
+            now=now,
+            item_name=item.name,
+            time_limit_days=item.time_limit_days,
+            id_hash=prepared.id_hash,
+        )
+        premade = self._premade.pop(event.id, None)
+        journal.record_own(self, event, row, personal, premade)
         if prepared.office == self.code:
             # Filed at the office that handles it: it is received here at once.
-            received_event = self._event(number, Kind.RECEIVED, {"office": self.code}, now)
-            self._emit(received_event, row)
+            received_event = journal.new_event(self, number, Kind.RECEIVED, {"office": self.code}, now)
+            journal.record_own(self, received_event, row)
             state = lifecycle.apply(state, Kind.RECEIVED, received_event.body)
-            row.update(status=state.status.value, received_at=now)
+            projection.project(row, state, Kind.RECEIVED, received_event.body, now)
         self.store.save_application(row)
         return Filed(
             number,
@@ -600,6 +492,7 @@ class Node:
         """Seal and sign a ledger's filing envelopes in one go (in worker
         processes when there are many), for the tracking numbers, event ids
         and sequence numbers its rows are about to get in _store_filing."""
+        from daiban.node import journal
         from daiban.trust.sealing import Job, make_many
 
         assert self._batch is not None
@@ -609,7 +502,7 @@ class Node:
         for n, p in enumerate(prepared, start=1):
             event_id = uuid.uuid4().hex
             if p.office not in targets:
-                targets[p.office] = self._seal_target(p.office)
+                targets[p.office] = journal.seal_target(self, p.office)
             target, enc = targets[p.office]
             seq += 1
             jobs.append(
@@ -671,18 +564,18 @@ class Node:
     ) -> dict[str, Any]:
         """Record one event this node makes about an application, in one
         transaction: check, apply the state machine, emit, project the summary."""
+        from daiban.node import journal
+
         with self.store.transaction():
             row = self._application(tracking_text)
             check(row)
             if callable(body):
                 body = body(row)
-            state = AppState(
-                Status(row["status"]), tuple(row["owed"]), tuple(row["missing"]), row["evaluation"]
-            )
-            new = lifecycle.apply(state, kind, body)
+            journal.authorise_own(self, kind, body, row)
+            new = lifecycle.apply(projection.state_of(row), kind, body)
             now = stamp(self.clock())
-            self._emit(self._event(row["tracking"], kind, body, now), row)
-            project(row, new, kind, body, now)
+            journal.record_own(self, journal.new_event(self, row["tracking"], kind, body, now), row)
+            projection.project(row, new, kind, body, now)
             self.store.save_application(row)
             return row
 
@@ -920,6 +813,19 @@ def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
                 _("{region} is outside this city ({city})").format(region=region, city=city_of(ctx.code)),
             )
         )
+    elif not item.citywide and not is_within(region, ctx.code):
+        # Only a 全城通办 item may be filed for a resident of another area:
+        # every hop refuses such a filing otherwise (node/authority.py).
+        problems.append(
+            Problem(
+                "region",
+                _("applicant's division"),
+                _(
+                    "{region} is outside this point's area ({code}); {item} is not handled "
+                    "anywhere in the city (全城通办), so file it where the resident lives"
+                ).format(region=region, code=ctx.code, item=item.code),
+            )
+        )
     else:
         office = office_for(region, item.level)
         if office is None:
@@ -1022,34 +928,6 @@ def filing_body(prepared: _Prepared) -> dict[str, Any]:
             "phone": masking.mask_phone(prepared.applicant["phone"]),
         },
     }
-
-
-def project(row: dict[str, Any], state: AppState, kind: str, body: Mapping[str, Any], at: str) -> None:
-    """Bring an application's summary row up to date after one event: the
-    state, and what the event itself tells (dates, due date, delivery)."""
-    row.update(
-        status=state.status.value,
-        owed=list(state.owed),
-        missing=list(state.missing),
-        evaluation=state.evaluation,
-        updated_at=at,
-    )
-    if kind == Kind.RECEIVED:
-        row["received_at"] = at
-    elif kind == Kind.ACCEPTED:
-        due = body.get("due")
-        row.update(
-            accepted_on=body.get("accepted_on"),
-            decided_at=at,
-            due=due,
-            due_state="known" if due else "unknown",
-            due_missing_year=body.get("due_missing_year"),
-            time_limit_days=body.get("time_limit_days", row.get("time_limit_days")),
-        )
-    elif kind == Kind.REJECTED:
-        row["decided_at"] = at
-    elif kind == Kind.COMPLETED:
-        row.update(completed_at=at, delivery=body.get("delivery"))
 
 
 def _owable_problems(item: Item, owed: Sequence[str]) -> list[Problem]:

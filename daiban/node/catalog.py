@@ -31,6 +31,8 @@ class Item:
     fields: Mapping[str, Any]
     initials: str = ""
     guide: str = ""
+    citywide: bool = False
+    """全城通办: filed anywhere in the city for a resident of anywhere in it."""
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any], initials: str = "") -> Item:
@@ -46,6 +48,7 @@ class Item:
             fields=doc.get("fields") or {"type": "object", "properties": {}},
             initials=initials,
             guide=doc.get("guide", ""),
+            citywide=bool(doc.get("citywide", False)),
         )
 
     @property
@@ -66,6 +69,7 @@ class Item:
             "department": self.department,
             "trips": self.trips,
             "fee": self.fee,
+            "citywide": self.citywide,
         }
 
     def detail(self) -> dict[str, Any]:

@@ -32,6 +32,8 @@ class ChildSync:
     silent_seconds: float | None
     """Seconds since the last sync (since enrollment if it never synced); None if unknown."""
     stale: bool
+    quarantined: int = 0
+    """Envelopes from this child the parent refused and keeps in quarantine."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class ChildSync:
             "queued": self.queued,
             "silent_seconds": None if self.silent_seconds is None else int(self.silent_seconds),
             "stale": self.stale,
+            "quarantined": self.quarantined,
         }
 
 
@@ -92,6 +95,7 @@ def child_statuses(
                 queued=int(row.get("queued") or 0),
                 silent_seconds=silent,
                 stale=silent is None or silent > stale_after.total_seconds(),
+                quarantined=int(row.get("quarantined") or 0),
             )
         )
     return out

@@ -1,34 +1,56 @@
-"""Taking envelopes in, the same way whether they come in a push from a child,
-a pull from the parent or a bundle on a USB stick: check every envelope
-(shape, origin's certificate chain, signature, that the sender may carry it),
-then, in one transaction, store each new one exactly once, apply it if it is
-addressed here, and queue it for its next hop.
+"""The journal: the one writer of events. What this node records (a filing,
+a decision, a supplement, a withdrawal, an evaluation, a broadcast, a batch
+of statistics) and what it receives (a push from a child, a pull from the
+parent, a bundle, a recovery page) take one path:
 
-Idempotency is the contract: the same envelope again is acknowledged as it was
-the first time; the same id with other content is refused as a conflict and
-flagged."""
+    check → authorise → fold → store → route
+
+- **check**: the envelope's shape, its kind's body schema (node/admission.py),
+  exactly once by id and (origin, seq), the origin's certificate chain and
+  signature;
+- **authorise**: who may record what (node/authority.py, one table), with
+  what this node knows of the application;
+- **fold**: the state machine (node/lifecycle.py) and the one projection to
+  the summary row (node/projection.py);
+- **store** the event, the envelope as it came, the summary row, in the
+  caller's transaction;
+- **route** it to its next hop (node/routing.py).
+
+Computing (sealing, signing, routing) is pure and happens before the one
+write. An envelope refused at a hop is kept in quarantine with its reason,
+origin and sender, and the rest of its batch goes on; an admitted envelope
+whose effect fails to apply goes to quarantine alone. Nothing a node
+receives stops it from opening, serving or syncing.
+
+Idempotency is the contract: the same envelope again is acknowledged as it
+was the first time; the same id with other content is refused as a conflict
+and flagged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import NotFound, TransitionRefused
-from daiban.node import identity, lifecycle, retired, routing, statistics
+from daiban.node import admission, authority, lifecycle, projection, retired, routing, statistics
+from daiban.node import identity as identity_mod
 from daiban.node.clock import stamp
-from daiban.node.lifecycle import AppState, Kind, Status
+from daiban.node.lifecycle import Kind
 from daiban.node.store import Event
 from daiban.node.text import clean_text, clean_tree
 from daiban.trust import certs as certs_mod
 from daiban.trust import envelope as env_mod
-from daiban.trust.crypto import Verifier
+from daiban.trust.crypto import Verifier, b64, random_id
 from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
 
 APPLICATION_KINDS = frozenset(k.value for k in Kind)
+QUARANTINE_RAW = 70_000  # what a quarantine row keeps of an envelope's text (one is at most 64 KiB)
 
 
 @dataclass
@@ -38,6 +60,10 @@ class Verdict:
     code: str = ""
     reason: str = ""
     received_at: str = ""
+    # What quarantine keeps of a refused envelope; never sent back.
+    raw: str = ""
+    kind: str | None = None
+    origin: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -55,20 +81,37 @@ class Checked:
     refused: list[Verdict] = field(default_factory=list)
 
 
+def _refused(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
+    text = raw if isinstance(raw, str) else repr(raw)
+    return Verdict(
+        env.id if env is not None else "?",
+        "refused",
+        code,
+        reason,
+        raw=text[:QUARANTINE_RAW],
+        # Shown to an operator: no control characters, however it came.
+        kind=clean_text(env.kind)[:40] if env is not None and isinstance(env.kind, str) else None,
+        origin=env.origin if env is not None else None,
+    )
+
+
+# -- check and authorise what arrives ----------------------------------------
+
+
 def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mod.Cert, list[Any]]]:
     """Certificates that arrive with a batch, checked against the pinned root
     but not yet stored: {code: (leaf, chain)}."""
-    root = identity.root_fingerprint(node)
+    root = identity_mod.root_fingerprint(node)
     revoked = node.store.revoked()
     out: dict[str, tuple[certs_mod.Cert, list[Any]]] = {}
-    if root is None:
+    if root is None or not isinstance(chains, list | tuple):
         return out
-    for chain in chains or ():
+    for chain in chains:
         if not isinstance(chain, list) or not chain or len(chain) > 5:
             continue
         try:
             leaf = certs_mod.verify_chain(chain, root, revoked)
-        except certs_mod.CertError:
+        except (certs_mod.CertError, KeyError, TypeError, ValueError):
             continue
         if leaf.code != node.code:
             out[leaf.code] = (leaf, chain)
@@ -78,7 +121,7 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
 def remember(node: Node, extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]]) -> None:
     now = stamp(node.clock())
     for code, (leaf, chain) in extra.items():
-        known = identity.known(node, code)
+        known = identity_mod.known(node, code)
         if known is None or known.serial != leaf.serial:
             node.store.put_cert(code, leaf.serial, chain, "directory", now)
 
@@ -91,38 +134,41 @@ def check(
     direction: str,
     extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]] | None = None,
 ) -> Checked:
-    """Verify a batch without changing anything. ``direction`` is "up" for
-    envelopes a child hands up, "down" for those the parent hands down.
-    The store is asked once per batch, and the signatures are checked on
-    the other core while the batch is parsed (crypto.Verifier)."""
+    """Check and authorise a batch without changing anything. ``direction``
+    is "up" for envelopes a child hands up, "down" for those the parent
+    hands down. The store is asked once per batch, and the signatures are
+    checked on the other core while the batch is parsed (crypto.Verifier)."""
     out = Checked()
-    parsed: list[Envelope] = []
+    parsed: list[tuple[Envelope, Any]] = []
     certs: dict[str, certs_mod.Cert | None] = {}
-    # Signatures are checked on the other core while the rest is parsed:
-    # ahead of the checks below, for every envelope whose origin is known.
     verifier = Verifier()
     ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
     misplaced: dict[int, EnvelopeError] = {}  # position -> why its signature cannot be cut out
     for raw in raws:
         try:
             env = env_mod.parse(raw)
+            admission.check_envelope(_value_of(env))
         except EnvelopeError as exc:
-            out.refused.append(Verdict("?", "refused", exc.code, str(exc)))
+            out.refused.append(_refused(None, raw, exc.code, str(exc)))
             continue
-        parsed.append(env)
+        except admission.Refused as exc:
+            out.refused.append(_refused(env, raw, exc.code, exc.reason))
+            continue
+        parsed.append((env, raw))
         cert = _origin_cert(node, env.origin, certs, extra)
         if cert is not None:
             try:
                 ahead[len(parsed) - 1] = verifier.add(cert.sign, env.sig, env_mod.signed_bytes(env))
             except EnvelopeError as exc:
                 misplaced[len(parsed) - 1] = exc  # refused below, in its turn
-    known = node.store.envelope_rows([e.id for e in parsed]) if parsed else {}
-    taken = node.store.envelopes_at([(e.origin, e.seq) for e in parsed]) if parsed else {}
+    envs = [e for e, _raw in parsed]
+    known = node.store.envelope_rows([e.id for e in envs]) if envs else {}
+    taken = node.store.envelopes_at([(e.origin, e.seq) for e in envs]) if envs else {}
     revoked = node.store.revoked()
     seen: set[str] = set()
     slots: set[tuple[str, int]] = set()
-    candidates: list[tuple[Envelope, int, bool]] = []
-    for position, env in enumerate(parsed):
+    candidates: list[tuple[Envelope, Any, int, bool]] = []
+    for position, (env, raw) in enumerate(parsed):
         try:
             stored = known.get(env.id)
             if stored is not None:
@@ -147,13 +193,14 @@ def check(
             if position in misplaced:
                 raise misplaced[position]
         except EnvelopeError as exc:
-            out.refused.append(Verdict(env.id, "refused", exc.code, str(exc)))
+            out.refused.append(_refused(env, raw, exc.code, str(exc)))
             continue
         seen.add(env.id)
         slots.add((env.origin, env.seq))
-        candidates.append((env, position, was_revoked))
+        candidates.append((env, raw, position, was_revoked))
     checked = verifier.results()
-    for env, position, was_revoked in candidates:
+    gate = _Gate(node, [env for env, _raw, _p, _r in candidates])
+    for env, raw, position, was_revoked in candidates:
         ok = position in ahead and checked[ahead[position]]
         try:
             # Made by a replaced PC before it was lost (retired.py)?
@@ -161,12 +208,34 @@ def check(
                 if was_revoked:
                     raise EnvelopeError("revoked", f"{env.origin} is revoked")
                 raise EnvelopeError("bad_signature", "envelope signature does not verify: tampered or forged")
+            refusal = gate.authorise(env)
+            if refusal is not None:
+                raise EnvelopeError(refusal.code, refusal.reason)
             _check_kind(node, env)
         except EnvelopeError as exc:
-            out.refused.append(Verdict(env.id, "refused", exc.code, str(exc)))
+            out.refused.append(_refused(env, raw, exc.code, str(exc)))
             continue
         out.accepted.append(env)
     return out
+
+
+def _value_of(env: Envelope) -> dict[str, Any]:
+    """The parsed envelope as the schema sees it (without re-parsing its text)."""
+    return {
+        "v": env_mod.VERSION,
+        "id": env.id,
+        "origin": env.origin,
+        "seq": env.seq,
+        "kind": env.kind,
+        "to": env.to,
+        "tracking": env.tracking,
+        "actor": env.actor,
+        "at": env.at,
+        "body": env.body,
+        "sealed": env.sealed_text,
+        "sealed_to": env.sealed_to,
+        "sig": b64(env.sig),
+    }
 
 
 def _origin_cert(
@@ -178,37 +247,166 @@ def _origin_cert(
     """The certificate an origin's envelopes are checked against (one that came
     with the batch wins over an older one held here); remembered per batch."""
     if origin not in certs:
-        cert = identity.known(node, origin) if origin != node.code else None
+        cert = identity_mod.known(node, origin) if origin != node.code else None
         if extra and origin in extra and (cert is None or cert.serial != extra[origin][0].serial):
             cert = extra[origin][0]
         certs[origin] = cert
     return certs[origin]
 
 
-def _check_kind(node: Node, env: Envelope) -> None:
-    if env.kind in APPLICATION_KINDS:
-        if not env.tracking or env.to in (routing.BROADCAST, ""):
-            raise EnvelopeError(
-                "malformed", "an application envelope needs a tracking number and an addressee"
+class _Gate:
+    """What this node knows that the authorisation table asks about, read
+    once per batch: the root, the applications the batch is about, the
+    catalog."""
+
+    def __init__(self, node: Node, envelopes: Sequence[Envelope]) -> None:
+        self.node = node
+        self.root = node.store.setting("root_code") or (node.code[:4] if node.code else "")
+        trackings = sorted(
+            {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
+        )
+        self.apps = {r["tracking"]: r for r in node.store.applications_in(trackings)} if trackings else {}
+
+    def known(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Known:
+        node = self.node
+        addressee = env.to == node.code
+        if env.kind == Kind.FILED:
+            item = _item_or_none(node, str(env.body.get("item", "")))
+            return authority.Known(
+                root=self.root,
+                citywide=item.citywide if item is not None else None,
+                item_level=item.level if item is not None else None,
+                is_addressee=addressee,
             )
-        return
+        if env.kind in APPLICATION_KINDS:
+            row = row if row is not None else self.apps.get(env.tracking or "")
+            if row is None:
+                return authority.Known(root=self.root, is_addressee=addressee)
+            return authority.Known(
+                root=self.root,
+                filer=row["origin"],
+                office=row["office"],
+                status=row["status"],
+                evaluated=row["evaluation"] is not None,
+                is_addressee=addressee,
+            )
+        return authority.Known(root=self.root, is_addressee=addressee)
+
+    def authorise(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Refusal | None:
+        claim = authority.Claim(
+            kind=env.kind, origin=env.origin, to=env.to, tracking=env.tracking, body=env.body
+        )
+        known = self.known(env, row)
+        if env.kind == "revocation":
+            # The revoked certificate travels with its revocation, so every
+            # hop can tell the serial (and a retired key) is one issued for
+            # the code it names.
+            found = _revoked_cert(self.node, env.body)
+            if found is None or ("sign" in env.body and env.body["sign"] != found[2]):
+                return authority.Refusal(
+                    "serial_mismatch",
+                    "a revocation must carry the revoked certificate's chain to the city root, "
+                    "and name that certificate's serial and key",
+                )
+            known = replace(known, revoked_cert=(found[0], found[1]))
+        return authority.authorise(claim, known)
+
+
+def _item_or_none(node: Node, code: str) -> Any:
+    try:
+        return node.item(code)
+    except NotFound:
+        return None
+
+
+def _revoked_cert(node: Node, body: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The (code, serial, signing key) of the certificate a revocation names,
+    from the chain it carries, verified against the pinned root; None when
+    it carries none that verifies (the table then refuses it)."""
+    root = identity_mod.root_fingerprint(node)
+    chain = body.get("chain")
+    if root is None or not isinstance(chain, list) or not 1 <= len(chain) <= 5:
+        return None
+    try:
+        leaf = certs_mod.verify_chain(chain, root)
+    except (certs_mod.CertError, KeyError, TypeError, ValueError):
+        return None
+    return leaf.code, leaf.serial, b64(leaf.sign)
+
+
+def _check_kind(node: Node, env: Envelope) -> None:
+    """What a kind needs beyond its schema and the table: the manifest's
+    version only goes up; statistics in the documented shape."""
     if env.kind == "manifest":
-        root = node.store.setting("root_code")
-        if env.origin != root or env.to != routing.BROADCAST:
-            raise EnvelopeError("forged_origin", "only the city root publishes the manifest")
         version = env.body.get("version")
         current = int(node.store.setting("manifest_version", "0") or 0)
         if not isinstance(version, int) or version <= current:
             raise EnvelopeError("rollback", f"manifest version {version} is not newer than {current}")
-        return
-    if env.kind == "revocation":
-        code = str(env.body.get("code", ""))
-        if not certs_mod.extends(code, env.origin) or env.to != routing.BROADCAST:
-            raise EnvelopeError("name_constraint", f"{env.origin} may not revoke {code}")
-        return
-    if env.kind == statistics.KIND:
-        return statistics.check(node, env)
-    raise EnvelopeError("malformed", f"unknown envelope kind {env.kind!r}")
+    elif env.kind == statistics.KIND:
+        statistics.check(node, env)
+
+
+def quarantine(node: Node, refused: Iterable[Verdict], *, sender: str) -> None:
+    """Keep what this node refused, for an operator (`daiban quarantine`);
+    call inside a transaction."""
+    rows = [
+        {
+            "envelope_id": v.id if v.id != "?" else None,
+            "digest": _digest(v.raw),
+            "kind": v.kind,
+            "origin": v.origin,
+            "sender": sender,
+            "code": v.code,
+            "reason": v.reason[:1000],
+            "raw": v.raw,
+        }
+        for v in refused
+        if v.code != "rollback"  # an older manifest again is no news
+    ]
+    if rows:
+        node.store.put_quarantine(rows, stamp(node.clock()))
+
+
+def _digest(raw: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class Taken:
+    stored: list[Verdict]
+    duplicates: list[Verdict]
+    refused: list[Verdict]
+
+
+def take_in(
+    node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direction: str, defer: bool = False
+) -> Taken:
+    """Check, authorise, store and route a batch; quarantine what is
+    refused. Call inside a transaction."""
+    extra = verify_chains(node, chains)
+    checked = check(node, raws, sender=sender, direction=direction, extra=extra)
+    remember(node, extra)
+    stored = store(node, checked.accepted, sender=sender, defer=defer)
+    quarantine(node, checked.refused, sender=sender)
+    return Taken(stored, checked.duplicates, checked.refused)
+
+
+def receive(
+    node: Node, raws: Sequence[Any], *, sender: str, direction: str, chains: Iterable[Any] = ()
+) -> tuple[list[Verdict], list[Verdict]]:
+    """Check and store a batch in one go: (stored and duplicate verdicts, refused)."""
+    with node.store.transaction():
+        taken = take_in(node, raws, list(chains), sender=sender, direction=direction)
+    return taken.stored + taken.duplicates, taken.refused
+
+
+def as_results(verdicts: Iterable[Verdict]) -> list[Mapping[str, Any]]:
+    return [v.as_dict() for v in verdicts]
+
+
+# -- store, fold and route what was admitted --------------------------------
 
 
 def store(node: Node, envelopes: Sequence[Envelope], *, sender: str, defer: bool = False) -> list[Verdict]:
@@ -235,26 +433,52 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str, defer: bool
     for env in inline:
         node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender)
         if env.to == routing.BROADCAST:
-            _apply_broadcast(node, env, now)
+            _guarded(node, env, sender, partial(_apply_broadcast, node, env, now))
             for hop in routing.flood(node.code, sender, node.parent(), node.children()):
                 node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
         elif env.kind == statistics.KIND:
-            statistics.take(node, env, now, sender)
+            _guarded(node, env, sender, partial(statistics.take, node, env, now, sender))
         else:
-            apply_to_application(node, env, now)
+            apply_to_application(node, env, now, sender=sender)
     return [Verdict(env.id, "stored", received_at=now) for env in envelopes]
+
+
+def _guarded(node: Node, env: Envelope, sender: str, effect: Callable[[], bool | None]) -> str:
+    """Apply one envelope's effect in a savepoint: "done", or "waiting" when
+    the effect says it must wait (False). If it fails, whatever it was, its
+    effect is undone, the envelope goes to quarantine ("quarantined"), and
+    the node carries on with the rest."""
+    try:
+        with node.store.transaction():  # inside the caller's transaction: a savepoint
+            result = effect()
+        return "waiting" if result is False else "done"
+    except EnvelopeError as exc:  # refused now that the application is known
+        node.store.set_effect(env.id, "quarantined", exc.code)
+        quarantine(node, [_refused(env, env.raw, exc.code, str(exc))], sender=sender)
+        return "quarantined"
+    except Exception as exc:  # a bug or a bad value: one envelope must never stop the node
+        node.store.set_effect(env.id, "quarantined", type(exc).__name__)
+        reason = f"its effect failed to apply ({type(exc).__name__}: {exc})"
+        quarantine(node, [_refused(env, env.raw, "apply_failed", reason[:500])], sender=sender)
+        return "quarantined"
 
 
 def apply_queued(node: Node, limit: int = 200) -> int:
     """Apply up to ``limit`` queued effects, oldest first, in one
     transaction (each exactly once: its effect is marked in the same
-    transaction). Returns how many were applied."""
+    transaction). Returns how many were taken."""
     with node.store.transaction():
-        raws = node.store.queued_effects(limit)
+        queued = node.store.queued_effects_from(limit)
         now = stamp(node.clock())
-        for raw in raws:
-            apply_to_application(node, env_mod.parse(raw, checked=True), now)
-    return len(raws)
+        for envelope_id, raw, sender in queued:
+            try:
+                env = env_mod.parse(raw, checked=True)
+            except EnvelopeError as exc:  # stored by an older build, unreadable now
+                node.store.set_effect(envelope_id, "quarantined", exc.code)
+                quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
+                continue
+            apply_to_application(node, env, now, sender=sender)
+    return len(queued)
 
 
 def drain(node: Node, chunk: int = 500) -> int:
@@ -276,15 +500,22 @@ def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
     node.store.set_effect(env.id, "applied")
 
 
-def apply_to_application(node: Node, env: Envelope, now: str) -> None:
+def apply_to_application(node: Node, env: Envelope, now: str, *, sender: str = "") -> None:
     """The effect of an application envelope at its addressee, exactly once
     (it is stored in the same transaction). One that cannot apply yet (its
-    application's earlier events have not arrived) waits as pending."""
+    application's earlier events have not arrived) waits as pending; one
+    the table refuses, now that the application is known, or whose effect
+    fails, goes to quarantine."""
     env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
-    if env.kind == Kind.FILED:
-        _receive_filing(node, env, now)
-    elif not _apply_event(node, env, now):
-        node.store.set_effect(env.id, "pending")
+    sender = sender or env.origin
+
+    def effect() -> bool:
+        if env.kind == Kind.FILED:
+            _receive_filing(node, env, now)
+            return True
+        return _apply_event(node, env, now, sender)
+
+    if _guarded(node, env, sender, effect) != "done":
         return
     node.store.set_effect(env.id, "applied")
     retry_pending(node, env.tracking or "", now)
@@ -294,10 +525,10 @@ def retry_pending(node: Node, tracking: str, now: str) -> None:
     progress = True
     while progress:
         progress = False
-        for raw in node.store.pending_effects(tracking):
-            env = env_mod.parse(raw)
+        for raw, sender in node.store.pending_effects_from(tracking):
+            env = env_mod.parse(raw, checked=True)
             env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
-            if _apply_event(node, env, now):
+            if _guarded(node, env, sender, partial(_apply_event, node, env, now, sender)) == "done":
                 node.store.set_effect(env.id, "applied")
                 progress = True
 
@@ -316,54 +547,35 @@ def event_of(env: Envelope, now: str) -> Event:
     )
 
 
-def filed_summary(node: Node, env: Envelope, now: str, *, office: str) -> tuple[AppState, dict[str, Any]]:
+def filed_summary(
+    node: Node, env: Envelope, now: str, *, office: str
+) -> tuple[lifecycle.AppState, dict[str, Any]]:
     """The state and the masked summary row of an application from its
     filing envelope (``office``: where it goes when the body does not say).
     The ID number's hash stays empty: it is sealed to the office, which keys
     it when first searched (Node.index_personal)."""
-    body = env.body
-    masked = body.get("applicant") or {}
-    item_code = str(body.get("item", ""))
-    try:
-        item = node.item(item_code)
-        item_name, time_limit = item.name, item.time_limit_days
-    except NotFound:  # an item this node's catalog does not have yet
-        item_name, time_limit = str(body.get("item_name", item_code)), None
-    state = lifecycle.apply(None, Kind.FILED, body)
-    row: dict[str, Any] = {
-        "tracking": env.tracking or "",
-        "item": item_code,
-        "item_name": item_name,
-        "level": body.get("level", ""),
-        "office": body.get("office", office),
-        "region": body.get("region", ""),
-        "origin": env.origin,
-        "status": state.status.value,
-        "owed": list(state.owed),
-        "missing": [],
-        "materials": list(body.get("materials", [])),
-        "evaluation": None,
-        "filed_at": env.at,
-        "received_at": None,
-        "time_limit_days": time_limit,
-        "due_state": "pending",
-        "name_masked": masked.get("name", ""),
-        "id_masked": masked.get("id_number", ""),
-        "phone_masked": masked.get("phone", ""),
-        "id_hash": "",
-        "updated_at": now,
-    }
-    return state, row
+    item = _item_or_none(node, str(env.body.get("item", "")))
+    return projection.filed_row(
+        tracking=env.tracking or "",
+        origin=env.origin,
+        body=env.body,
+        filed_at=env.at,
+        now=now,
+        item_name=item.name if item is not None else None,
+        time_limit_days=item.time_limit_days if item is not None else None,
+        office=office,
+    )
 
 
 def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     """An application arrives at its office: keep it (personal part still
     sealed), and send the receipt back to the filer."""
-    from daiban.node.applications import project
-
     tracking = env.tracking or ""
     if node.store.application(tracking) is not None:
-        return
+        # The same tracking number filed twice with other content: the
+        # table refuses another origin's number, so this is the filer's own
+        # bug or replay; the first one stands.
+        raise EnvelopeError("duplicate_tracking", f"application {tracking} was filed here before")
     node.store.insert_event(event_of(env, now))
     # The personal part stays sealed; it is opened in memory when staff look
     # at it, and indexed for search by ID number when first searched
@@ -371,42 +583,245 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     if env.sealed_text is not None and env.sealed_to == node.code:
         node.store.insert_personal(env.id, tracking, env.sealed_text, node.code)
     state, row = filed_summary(node, env, now, office=node.code)
-    receipt = node._event(tracking, Kind.RECEIVED, {"office": node.code}, now)
-    node._emit(receipt, row)
+    receipt = new_event(node, tracking, Kind.RECEIVED, {"office": node.code}, now)
+    record_own(node, receipt, row)
     state = lifecycle.apply(state, Kind.RECEIVED, receipt.body)
-    project(row, state, Kind.RECEIVED, receipt.body, now)
+    projection.project(row, state, Kind.RECEIVED, receipt.body, now)
     node.store.save_application(row)
 
 
-def _apply_event(node: Node, env: Envelope, now: str) -> bool:
-    from daiban.node.applications import project
-
+def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
+    """Fold one event into its application; False when it must wait for the
+    application (pending). A refusal raises, and quarantines it."""
     row = node.store.application(env.tracking or "")
     if row is None:
+        node.store.set_effect(env.id, "pending")
         return False
-    state = AppState(Status(row["status"]), tuple(row["owed"]), tuple(row["missing"]), row["evaluation"])
+    refusal = _Gate(node, ()).authorise(env, row)
+    if refusal is not None:
+        raise EnvelopeError(refusal.code, refusal.reason)
     try:
-        new = lifecycle.apply(state, env.kind, env.body)
+        new = lifecycle.apply(projection.state_of(row), env.kind, env.body)
     except TransitionRefused:
+        # Not yet: an earlier event of this application has not arrived.
+        node.store.set_effect(env.id, "pending")
         return False
     node.store.insert_event(event_of(env, now))
-    project(row, new, env.kind, env.body, now)
+    projection.project(row, new, env.kind, env.body, now)
     row["sync_problem"] = None
     node.store.save_application(row)
     return True
 
 
-def receive(
-    node: Node, raws: Sequence[Any], *, sender: str, direction: str, chains: Iterable[Any] = ()
-) -> tuple[list[Verdict], list[Verdict]]:
-    """Check and store a batch in one go: (stored and duplicate verdicts, refused)."""
-    with node.store.transaction():
-        extra = verify_chains(node, chains)
-        checked = check(node, raws, sender=sender, direction=direction, extra=extra)
-        remember(node, extra)
-        stored = store(node, checked.accepted, sender=sender)
-    return stored + checked.duplicates, checked.refused
+# -- what this node records itself -------------------------------------------
 
 
-def as_results(verdicts: Iterable[Verdict]) -> list[Mapping[str, Any]]:
-    return [v.as_dict() for v in verdicts]
+def new_event(
+    node: Node, tracking_no: str, kind: str, body: Mapping[str, Any], now: str, event_id: str | None = None
+) -> Event:
+    """An event of this node's, with its next sequence number."""
+    return Event(
+        id=event_id or uuid.uuid4().hex,
+        origin=node.code,
+        seq=node.take_seq(),
+        tracking=tracking_no,
+        kind=kind,
+        actor=node.actor,
+        at=now,
+        recorded_at=now,
+        body=dict(body),
+    )
+
+
+def record_own(
+    node: Node,
+    event: Event,
+    row: Mapping[str, Any],
+    personal: Mapping[str, Any] | None = None,
+    premade: tuple[bytes, str, Envelope | None] | None = None,
+) -> None:
+    """Record an event this node makes: the event row, its personal part
+    sealed (to the office if its key is known, else to this node until it
+    is), and the signed envelope queued for its next hop. ``premade``: the
+    sealed part, its target and the envelope made ahead in worker
+    processes (a large ledger)."""
+    node.store.insert_event(event)
+    dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
+    sealed: bytes | None = None
+    sealed_to: str | None = None
+    made: Envelope | None = None
+    if personal is not None:
+        if premade is not None:
+            sealed, target, made = premade
+            if made is not None and (made.seq != event.seq or made.tracking != event.tracking):
+                raise RuntimeError("a premade envelope does not match its event")
+        else:
+            target, enc = seal_target(node, row["office"])
+            sealed = seal(node, event, personal, enc)
+        sealed_to = target
+        node.store.insert_personal(event.id, event.tracking, b64(sealed), target)
+        if target != row["office"]:
+            return  # the envelope is made when the office's key arrives (reseal_pending)
+    send(node, event, dest, sealed, sealed_to, event.recorded_at, made)
+
+
+def send(
+    node: Node,
+    event: Event,
+    dest: str,
+    sealed: bytes | None,
+    sealed_to: str | None,
+    now: str,
+    premade: Envelope | None = None,
+) -> None:
+    """Sign an event of this node's as its envelope, keep it, and queue it."""
+    env = premade or env_mod.make(
+        node.keys,
+        id=event.id,
+        origin=node.code,
+        seq=event.seq,
+        kind=event.kind,
+        to=dest,
+        tracking=event.tracking,
+        actor=event.actor,
+        at=event.at,
+        body=event.body,
+        sealed=sealed,
+        sealed_to=sealed_to,
+    )
+    node.store.insert_envelope(
+        env, dest=dest, received_at=event.recorded_at, received_from=node.code, effect="applied"
+    )
+    node.route(env.id, dest, now)
+
+
+def seal(node: Node, event: Event, personal: Mapping[str, Any], enc_public: bytes) -> bytes:
+    """Seal an event's personal part to an X25519 key, the origin's signature inside."""
+    return env_mod.seal_personal(
+        node.keys,
+        id=event.id,
+        kind=event.kind,
+        tracking=event.tracking,
+        personal=personal,
+        enc_public=enc_public,
+    )
+
+
+def seal_target(node: Node, office: str) -> tuple[str, bytes]:
+    """Whom to seal to: the office, or this node until the office's key is known."""
+    enc = identity_mod.enc_key_for(node, office)
+    if enc is None:
+        return node.code, node.keys.enc_public
+    return office, enc
+
+
+def record_broadcast(node: Node, kind: str, body: Mapping[str, Any], now: str) -> Envelope:
+    """Sign, keep and flood a broadcast of this node's (the city's manifest,
+    an ancestor's revocation); call inside a transaction."""
+    env = env_mod.make(
+        node.keys,
+        id=random_id(),
+        origin=node.code,
+        seq=node.take_seq(),
+        kind=kind,
+        to=routing.BROADCAST,
+        tracking=None,
+        actor=node.actor,
+        at=now,
+        body=body,
+    )
+    node.store.insert_envelope(
+        env, dest=routing.BROADCAST, received_at=now, received_from=node.code, effect="applied"
+    )
+    for hop in routing.flood(node.code, None, node.parent(), node.children()):
+        node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
+    return env
+
+
+def record_stats(node: Node, records: Sequence[Mapping[str, Any]], dest: str, now: str) -> Envelope:
+    """Sign, keep and queue one envelope of this office's statistics records."""
+    env = env_mod.make(
+        node.keys,
+        id=random_id(),
+        origin=node.code,
+        seq=node.take_seq(),
+        kind=statistics.KIND,
+        to=dest,
+        tracking=None,
+        actor=node.actor,
+        at=now,
+        body={"records": [dict(r) for r in records]},
+    )
+    node.store.insert_envelope(env, dest=dest, received_at=now, received_from=node.code, effect="applied")
+    node.route(env.id, dest, now)
+    return env
+
+
+def restore_filed(node: Node, env: Envelope, sender: str, now: str) -> None:
+    """A filing event back from the parent after a restore (this node's own,
+    or one addressed to it as the office): the envelope, the event, the
+    sealed personal part, the summary row — nothing sent anywhere."""
+    node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender, effect="applied")
+    node.store.insert_event(event_of(env, now))
+    tracking = env.tracking or ""
+    if env.sealed_text is not None and env.sealed_to is not None:
+        node.store.insert_personal(env.id, tracking, env.sealed_text, env.sealed_to)
+    state, row = filed_summary(node, env, now, office="")
+    projection.project(row, state, Kind.FILED, env.body, env.at)
+    node.store.save_application(row)
+    retry_pending(node, tracking, now)
+
+
+def restore_own(node: Node, env: Envelope, sender: str, now: str) -> None:
+    """One of this node's own envelopes back from the parent after a
+    restore, its signature already checked: as before the loss."""
+    if env.kind == Kind.FILED:
+        restore_filed(node, env, sender, now)
+    elif env.kind in APPLICATION_KINDS:
+        node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender)
+        apply_to_application(node, env, now, sender=sender)
+    else:  # a broadcast this node made (a revocation)
+        node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender, effect="applied")
+        if env.kind == "revocation":
+            node.store.revoke(str(env.body.get("serial", "")), str(env.body.get("code", "")), env.origin, now)
+
+
+def authorise_own(node: Node, kind: str, body: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+    """The table, for an event this node is about to record on an
+    application: what every hop will check, refused here first with a
+    sentence for the person at the keyboard."""
+    from daiban.errors import DaibanError
+    from daiban.i18n import _
+
+    claim = authority.Claim(
+        kind=kind,
+        origin=node.code,
+        to=routing.destination(kind, node.code, row["origin"], row["office"]),
+        tracking=row["tracking"],
+        body=body,
+    )
+    known = authority.Known(
+        root=node.store.setting("root_code") or node.code[:4],
+        filer=row["origin"],
+        office=row["office"],
+        status=row["status"],
+        evaluated=row["evaluation"] is not None,
+    )
+    refusal = authority.authorise(claim, known)
+    if refusal is None:
+        return
+    messages = {
+        "not_office": _(
+            "Only the office that handles it ({office}) can review {tracking}; this node is {code}."
+        ),
+        "not_filer": _("Only the node that filed {tracking} ({filer}) can do this; this node is {code}."),
+        "not_party": _("Only the node that filed {tracking} or its office can do this."),
+        "already_evaluated": _("{tracking} has been evaluated already; an evaluation is recorded once."),
+    }
+    message = messages.get(refusal.code)
+    text = (
+        message.format(office=row["office"], tracking=row["tracking"], code=node.code, filer=row["origin"])
+        if message
+        else refusal.reason
+    )
+    raise DaibanError(text, code=refusal.code)

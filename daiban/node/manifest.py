@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import broadcast, catalog, identity
+from daiban.node import catalog, identity, journal
 from daiban.node.clock import stamp
 from daiban.trust import certs as certs_mod
 from daiban.trust.envelope import Envelope
@@ -38,7 +38,7 @@ def publish(node: Node, doc: dict[str, Any]) -> int:
             "revoked": sorted(node.store.revoked()),
             "offices": offices(node),
         }
-        env = broadcast.send(node, "manifest", body, now)
+        env = journal.record_broadcast(node, "manifest", body, now)
         install(node, env, now)
     return version
 

@@ -392,3 +392,36 @@ def m0009_queued_effects(db: Database) -> None:
         CREATE INDEX envelopes_queued ON envelopes (n) WHERE effect = 'queued';
         """,
     )
+
+
+@migrations(name="0010_quarantine")
+def m0010_quarantine(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- What used to be called quarantine is this node's own envelopes its
+        -- parent refused: set aside so they no longer block the queue.
+        ALTER TABLE quarantine RENAME TO set_aside;
+
+        -- Envelopes this node refused when they came in (or that failed to
+        -- apply after they were admitted), kept as they came for an operator
+        -- to read: `daiban quarantine`. The same bytes from the same sender
+        -- again only count up.
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            envelope_id TEXT,
+            digest TEXT NOT NULL,
+            kind TEXT,
+            origin TEXT,
+            sender TEXT NOT NULL,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            first_at TEXT NOT NULL,
+            at TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1,
+            UNIQUE (digest, sender, code)
+        );
+        CREATE INDEX quarantine_sender ON quarantine (sender);
+        """,
+    )

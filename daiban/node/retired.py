@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from daiban.node import broadcast
 from daiban.trust import envelope as env_mod
 from daiban.trust.certs import Cert
 from daiban.trust.crypto import CryptoError, b64, unb64
@@ -34,15 +33,17 @@ if TYPE_CHECKING:
     from daiban.node.applications import Node
 
 
-def retire(node: Node, child: str, previous: Cert, upto: Any, now: str) -> None:
+def retire(node: Node, child: str, previous: Cert, chain: list[Any], upto: Any, now: str) -> None:
     """At a parent, as ``child`` enrolls again: retire its previous
     certificate here and flood the retirement; call inside a transaction."""
     upto_seq = upto if isinstance(upto, int) and not isinstance(upto, bool) and upto >= 0 else 0
     sign = b64(previous.sign)
     node.store.revoke(previous.serial, child, node.code, now)
     node.store.put_retired_key(previous.serial, child, sign, upto_seq, now)
-    body = {"code": child, "serial": previous.serial, "sign": sign, "upto": upto_seq}
-    broadcast.send(node, "revocation", body, now)
+    body = {"code": child, "serial": previous.serial, "sign": sign, "upto": upto_seq, "chain": chain}
+    from daiban.node import journal  # journal reads retired keys: imported when needed
+
+    journal.record_broadcast(node, "revocation", body, now)
 
 
 def remember(node: Node, env: Envelope) -> None:

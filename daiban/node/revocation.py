@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import broadcast, identity
+from daiban.node import identity, journal
 from daiban.node.clock import stamp
 from daiban.trust import certs as certs_mod
 
@@ -23,10 +23,14 @@ def revoke(node: Node, code: str) -> str:
             code="name_constraint",
         )
     cert = identity.known(node, code)
-    if cert is None:
+    chain = node.store.cert_chain(code)
+    if cert is None or not chain:
         raise DaibanError(_("No certificate of {code} is known here.").format(code=code), code="not_found")
     with node.store.transaction():
         now = stamp(node.clock())
-        broadcast.send(node, "revocation", {"code": code, "serial": cert.serial}, now)
+        # The revoked certificate's chain travels with it: every hop can tell
+        # the serial is one issued for that code (node/authority.py).
+        body = {"code": code, "serial": cert.serial, "chain": chain}
+        journal.record_broadcast(node, "revocation", body, now)
         node.store.revoke(cert.serial, code, node.code, now)
     return cert.serial

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 from daiban.node import stats
 from daiban.node.clock import stamp
 from daiban.node.divisions import city_of
-from daiban.trust import envelope
-from daiban.trust.crypto import canonical, random_id
+from daiban.trust.crypto import canonical
 from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
@@ -44,6 +43,8 @@ OFFICE_DIGITS = (4, 6, 9)
 def flush(node: Node) -> int:
     """Publish the records of this office's applications that changed since
     they were last published; returns how many were published."""
+    from daiban.node import journal  # the journal takes statistics in: imported when needed
+
     published = 0
     while True:
         with node.store.transaction():
@@ -62,7 +63,7 @@ def flush(node: Node) -> int:
             node.store.clear_stats_pending(pending)
             now = stamp(node.clock())
             for chunk in chunks(changed):
-                env = _send(node, chunk, now)
+                env = journal.record_stats(node, chunk, city_of(node.code), now)
                 node.store.put_stats(chunk, version=env.seq, taken_at=now)
             published += len(changed)
 
@@ -80,26 +81,6 @@ def chunks(records: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, A
         size += length
     if chunk:
         yield chunk
-
-
-def _send(node: Node, records: Sequence[Mapping[str, Any]], now: str) -> Envelope:
-    """Sign, keep and queue one envelope of records, to the city."""
-    dest = city_of(node.code)
-    env = envelope.make(
-        node.keys,
-        id=random_id(),
-        origin=node.code,
-        seq=node._take_seq(),
-        kind=KIND,
-        to=dest,
-        tracking=None,
-        actor=node.actor,
-        at=now,
-        body={"records": [dict(r) for r in records]},
-    )
-    node.store.insert_envelope(env, dest=dest, received_at=now, received_from=node.code, effect="applied")
-    node.route(env.id, dest, now)
-    return env
 
 
 def check(node: Node, env: Envelope) -> None:

@@ -432,12 +432,14 @@ class Store:
             ],
         )
 
-    def queued_effects(self, limit: int) -> list[str]:
-        """Raw envelopes stored here whose effect has not been applied yet, oldest first."""
+    def queued_effects_from(self, limit: int) -> list[tuple[str, str, str]]:
+        """(id, raw envelope, who handed it here) of those stored here whose
+        effect has not been applied yet, oldest first."""
         return [
-            r[0]
+            (r[0], r[1], r[2])
             for r in self.db.conn.execute(
-                "SELECT raw FROM envelopes WHERE effect = 'queued' ORDER BY n LIMIT ?", [limit]
+                "SELECT id, raw, received_from FROM envelopes WHERE effect = 'queued' ORDER BY n LIMIT ?",
+                [limit],
             )
         ]
 
@@ -471,11 +473,15 @@ class Store:
             "UPDATE envelopes SET effect = ?, effect_note = ? WHERE id = ?", [effect, note, envelope_id]
         )
 
-    def pending_effects(self, tracking: str) -> list[str]:
+    def pending_effects_from(self, tracking: str) -> list[tuple[str, str]]:
+        """(raw envelope, who handed it here) of an application's events
+        waiting for an earlier one, in arrival order."""
         return [
-            r[0]
+            (r[0], r[1])
             for r in self.db.conn.execute(
-                "SELECT raw FROM envelopes WHERE effect = 'pending' AND tracking = ? ORDER BY n", [tracking]
+                "SELECT raw, received_from FROM envelopes "
+                "WHERE effect = 'pending' AND tracking = ? ORDER BY n",
+                [tracking],
             )
         ]
 
@@ -564,7 +570,8 @@ class Store:
             self.db.query(
                 "SELECT p.code, COALESCE(e.name, '') AS name, p.last_sync_at, p.last_seen_at, "
                 "e.used_at AS enrolled_at, "
-                "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued "
+                "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued, "
+                "(SELECT COUNT(*) FROM quarantine q WHERE q.sender = p.code) AS quarantined "
                 "FROM peers p LEFT JOIN enroll_codes e ON e.code = p.code "
                 "WHERE p.relation = 'child' ORDER BY p.code"
             )
@@ -582,9 +589,10 @@ class Store:
     def retarget(self, old: str, new: str) -> None:
         self.db.conn.execute("UPDATE OR IGNORE outbox SET hop = ? WHERE hop = ?", [new, old])
 
-    def quarantine(self, envelope_id: str, hop: str, code: str, reason: str, at: str) -> None:
+    def set_aside(self, envelope_id: str, hop: str, code: str, reason: str, at: str) -> None:
+        """One of this node's envelopes that ``hop`` refused: out of the queue, with the reason."""
         self.db.conn.execute(
-            "INSERT OR REPLACE INTO quarantine (envelope_id, hop, code, reason, at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO set_aside (envelope_id, hop, code, reason, at) VALUES (?, ?, ?, ?, ?)",
             [envelope_id, hop, code, reason, at],
         )
         self.db.conn.execute("DELETE FROM outbox WHERE hop = ? AND envelope_id = ?", [hop, envelope_id])
@@ -594,13 +602,45 @@ class Store:
             [reason, envelope_id],
         )
 
-    def quarantined(self) -> list[dict[str, Any]]:
+    def set_aside_rows(self) -> list[dict[str, Any]]:
         return list(
             self._query(
-                "SELECT q.*, v.tracking, v.kind FROM quarantine q JOIN envelopes v ON v.id = q.envelope_id "
+                "SELECT q.*, v.tracking, v.kind FROM set_aside q JOIN envelopes v ON v.id = q.envelope_id "
                 "ORDER BY q.at"
             )
         )
+
+    # -- quarantine: what this node refused --------------------------------
+
+    def put_quarantine(self, rows: Sequence[Mapping[str, Any]], at: str) -> None:
+        """Keep refused envelopes (keys: envelope_id, digest, kind, origin,
+        sender, code, reason, raw); the same one again only counts up."""
+        self.db.conn.executemany(
+            "INSERT INTO quarantine (envelope_id, digest, kind, origin, sender, code, reason, raw, "
+            "first_at, at) VALUES (:envelope_id, :digest, :kind, :origin, :sender, :code, :reason, :raw, "
+            ":at, :at) ON CONFLICT (digest, sender, code) DO UPDATE SET count = count + 1, at = excluded.at",
+            [{**r, "at": at} for r in rows],
+        )
+
+    def quarantine_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, envelope_id, kind, origin, sender, code, reason, first_at, at, count "
+            "FROM quarantine ORDER BY id DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return list(self._query(sql))
+
+    def quarantine_row(self, quarantine_id: int) -> dict[str, Any] | None:
+        rows = list(self._query("SELECT * FROM quarantine WHERE id = ?", [quarantine_id]))
+        return rows[0] if rows else None
+
+    def quarantine_counts(self) -> dict[str, int]:
+        """How many envelopes each sender had refused here."""
+        return {
+            str(sender): int(n)
+            for sender, n in self.db.conn.execute("SELECT sender, COUNT(*) FROM quarantine GROUP BY sender")
+        }
 
     def record_conflict(self, envelope_id: str, digest: str, received_from: str, at: str) -> None:
         self.db.conn.execute(

@@ -130,10 +130,10 @@ def import_(node: Node, path: Path) -> dict[str, Any]:
 def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
     up = payload["up"]
     with node.store.transaction():
-        extra = journal.verify_chains(node, up.get("certs", []))
-        checked = journal.check(node, up.get("envelopes", []), sender=child, direction="up", extra=extra)
-        journal.remember(node, extra)
-        stored = journal.store(node, checked.accepted, sender=child)
+        checked = journal.take_in(
+            node, up.get("envelopes", []), up.get("certs", []), sender=child, direction="up"
+        )
+        stored = checked.stored
         node.store.reset_bundle_acks(child, [v.id for v in stored + checked.duplicates])
         for v in checked.refused:
             node.store.add_bundle_refusal(child, v.id, v.code, v.reason, now)
@@ -154,10 +154,10 @@ def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str
 def _import_from_parent(node: Node, parent: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
     down, acks = payload["down"], payload.get("acks", {})
     with node.store.transaction():
-        extra = journal.verify_chains(node, down.get("certs", []))
-        checked = journal.check(node, down.get("envelopes", []), sender=parent, direction="down", extra=extra)
-        journal.remember(node, extra)
-        stored = journal.store(node, checked.accepted, sender=parent)
+        checked = journal.take_in(
+            node, down.get("envelopes", []), down.get("certs", []), sender=parent, direction="down"
+        )
+        stored = checked.stored
         peer = node.store.peer(parent)
         current = peer["cursor"] if peer else 0
         node.store.update_peer(parent, cursor=max(current, int(down.get("cursor", 0))), last_sync_at=now)
@@ -171,7 +171,7 @@ def _import_from_parent(node: Node, parent: str, payload: dict[str, Any], now: s
         ids = {row.id for row in node.store.outbox(routing.UP, limit=10**9)}
         for r in acks.get("refused", []):
             if r.get("id") in ids:
-                node.store.quarantine(
+                node.store.set_aside(
                     r["id"], routing.UP, str(r.get("code", "")), str(r.get("reason", "")), now
                 )
     return {

@@ -163,7 +163,7 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
             raise _refusal(status, data)
         with node.store.transaction():
             for r in refused:
-                node.store.quarantine(
+                node.store.set_aside(
                     r["id"], routing.UP, str(r.get("code", "")), str(r.get("reason", "")), now
                 )
         report.quarantined.extend(refused)
@@ -183,13 +183,11 @@ async def pull(conn: Connection, report: Report) -> None:
         raws, new_cursor = data.get("envelopes", []), int(data.get("cursor", cursor))
         if raws:
             with node.store.transaction():
-                extra = journal.verify_chains(node, data.get("certs", []))
-                checked = journal.check(node, raws, sender=conn.parent, direction="down", extra=extra)
-                journal.remember(node, extra)
-                journal.store(node, checked.accepted, sender=conn.parent)
+                certs = data.get("certs", [])
+                taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
                 # The cursor moves in the same transaction that stored the envelopes.
                 node.store.update_peer(conn.parent, cursor=new_cursor)
-            report.pulled += len(checked.accepted)
+            report.pulled += len(taken.stored)
             acked = False
         else:
             acked = new_cursor == cursor
@@ -342,9 +340,5 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
             except certs_mod.CertError:
                 continue
         if data.get("manifest"):
-            extra: dict[str, Any] = {}
-            checked = journal.check(
-                node, [data["manifest"]], sender=str(parent["code"]), direction="down", extra=extra
-            )
-            journal.store(node, checked.accepted, sender=str(parent["code"]))
+            journal.take_in(node, [data["manifest"]], [], sender=str(parent["code"]), direction="down")
     return {"parent": parent, "root": fingerprint, "serial": leaf.serial}

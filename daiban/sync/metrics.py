@@ -42,6 +42,8 @@ class Snapshot:
     role: str
     queues: dict[str, int] = field(default_factory=dict)
     children: list[ChildSync] = field(default_factory=list)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    """Envelopes this node refused, by the neighbour that sent them."""
 
 
 def snapshot(node: Node, stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> Snapshot:
@@ -50,7 +52,8 @@ def snapshot(node: Node, stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> Sna
     queues = {HOP_LABELS.get(hop, hop): n for hop, n in node.store.outbox_counts().items()}
     for row in rows:
         queues.setdefault(row["code"], 0)
-    return Snapshot(node.code, node.role, queues, child_statuses(rows, node.clock(), stale_after))
+    children = child_statuses(rows, node.clock(), stale_after)
+    return Snapshot(node.code, node.role, queues, children, node.store.quarantine_counts())
 
 
 class StoreCollector(Collector):
@@ -97,6 +100,14 @@ class StoreCollector(Collector):
             "Children that have gone stale",
             value=sum(c.stale for c in snap.children),
         )
+        refused = GaugeMetricFamily(
+            "daiban_quarantined",
+            "Envelopes this node refused and keeps in quarantine (`daiban quarantine`), by sender",
+            labels=["sender"],
+        )
+        for sender, n in sorted(snap.quarantined.items()):
+            refused.add_metric([sender], n)
+        yield refused
 
 
 class ServerMetrics:

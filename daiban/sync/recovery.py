@@ -1,7 +1,7 @@
 """Rejoining after a restore. A replica lags the database by a moment, so a
 node restored from it may lack what it did last: applications it filed and
 its parent already stored, statuses it had pulled. Until it has caught up it
-takes no new sequence number (Node._take_seq refuses), so it never reuses one
+takes no new sequence number (Node.take_seq refuses), so it never reuses one
 its parent has seen.
 
 - ``after_restore`` (run by ``daiban restore``) marks the home as rejoining;
@@ -242,7 +242,7 @@ def take_page(node: Node, raws: list[Any], chains: list[Any], parent: str, caugh
         if env.kind == Kind.FILED and env.to == node.code:
             # An application addressed to this office: its receipt, if it
             # was made, is among this node's own envelopes; make none again.
-            _store_filed(node, env, parent, now)
+            journal.restore_filed(node, env, parent, now)
         else:
             journal.store(node, checked.accepted, sender=parent)
         caught.other += 1
@@ -263,32 +263,8 @@ def _take_own(node: Node, env: Envelope, keys: list[bytes], parent: str, now: st
             continue
     else:
         return False
-    if env.kind == Kind.FILED:
-        _store_filed(node, env, parent, now)
-    elif env.kind in journal.APPLICATION_KINDS:
-        node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=parent)
-        journal.apply_to_application(node, env, now)
-    else:  # a broadcast this node made (a revocation)
-        node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=parent, effect="applied")
-        if env.kind == "revocation":
-            node.store.revoke(str(env.body.get("serial", "")), str(env.body.get("code", "")), env.origin, now)
+    journal.restore_own(node, env, parent, now)
     return True
-
-
-def _store_filed(node: Node, env: Envelope, parent: str, now: str) -> None:
-    """A filing event back (this node's own, or one addressed to it as the
-    office): the event, the sealed personal part, the summary row."""
-    from daiban.node.applications import project
-
-    node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=parent, effect="applied")
-    node.store.insert_event(journal.event_of(env, now))
-    tracking = env.tracking or ""
-    if env.sealed_text is not None and env.sealed_to is not None:
-        node.store.insert_personal(env.id, tracking, env.sealed_text, env.sealed_to)
-    state, row = journal.filed_summary(node, env, now, office="")
-    project(row, state, Kind.FILED, env.body, env.at)
-    node.store.save_application(row)
-    journal.retry_pending(node, tracking, now)
 
 
 def _counter_past_own(node: Node) -> None:

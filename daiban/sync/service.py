@@ -80,6 +80,7 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         for v in refused:
             if v.code == "conflict":
                 node.store.record_conflict(v.id, "", code, now)
+        journal.quarantine(node, refused, sender=code)
     raise ProtocolError(
         422,
         "refused",
@@ -189,6 +190,7 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
     now = stamp(node.clock())
     with node.store.transaction():
         previous = identity.known(node, child)
+        previous_chain = node.store.cert_chain(child) or []
         cert = certs_mod.issue(
             issuer_code=node.code,
             issuer_sign=node.keys.sign,
@@ -202,7 +204,7 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
         chain = [*(identity.own_chain(node) or []), cert.as_dict()]
         if previous is not None and previous.serial != cert.serial:
             # A replaced PC enrolls again under the same code: retire the old certificate.
-            retired.retire(node, child, previous, data.get("resume_seq"), now)
+            retired.retire(node, child, previous, previous_chain, data.get("resume_seq"), now)
         node.store.put_cert(child, cert.serial, chain, "child", now)
         node.store.update_enroll_code(child, used_at=now)
         node.store.put_peer(child, "child")
