@@ -237,7 +237,8 @@ def test_a_replaced_pc_restores_enrolls_again_and_carries_on(tree: Network, tmp_
     assert sorted(filed_at(net, T)) == sorted(everything)
     assert sorted(filed_at(net, D)) == sorted([a1, e2])
     for name in (V, T, D):
-        assert net.count(name, "conflicts") == 0 and net.count(name, "quarantine") == net.count(name, "set_aside") == 0
+        assert net.count(name, "conflicts") == 0
+        assert net.count(name, "quarantine") == net.count(name, "set_aside") == 0
     seqs = own_seqs(net, V)
     assert seqs == list(range(1, len(seqs) + 1)) and own_seqs(net, T) == seqs
 

@@ -591,7 +591,7 @@ def _check_catalog(doc: Any) -> None:
         where = "body.catalog" + "".join(
             f"[{p}]" if isinstance(p, int) else f".{_show(p)}" for p in first.absolute_path
         )
-        return _refuse_catalog(where, _show(first.message, 200))
+        _refuse_catalog(where, _show(first.message, 200))
     codes = [item["code"] for item in doc["items"]]
     duplicates = sorted({c for c in codes if codes.count(c) > 1})
     if duplicates:
@@ -608,7 +608,7 @@ def _check_catalog(doc: Any) -> None:
             _refuse_catalog(f"body.catalog.items[{n}].fields", _show(exc.message, 200))
 
 
-def _refuse_catalog(where: str, error: str) -> None:
+def _refuse_catalog(where: str, error: str) -> NoReturn:
     raise Refused(
         "invalid_body",
         _("{where}: does not fit the catalog schema: {error}").format(where=where, error=error),

@@ -13,7 +13,7 @@ holds the application, its catalog and the certificates, so it knows the
 most and checks the most. A fact a hop cannot tell is None in Known, and a
 check that needs it passes there: "cannot tell" is never "refused".
 
-Plain values in, plain values out: no I/O, no daiban.sync. Claims may be of
+Plain values in, plain values out: no I/O, no transport. Claims may be of
 any shape (the schema check runs first, but this must not rely on it), so
 every check looks at types before it looks at values, and authorise is
 total: a Refusal or None, never an exception."""
@@ -28,8 +28,8 @@ from typing import Any
 from daiban.i18n import _
 from daiban.node.divisions import LEVEL_LENGTHS, ROLE_LENGTHS
 from daiban.node.lifecycle import kind_label, status_label
+from daiban.node.routing import BROADCAST
 
-BROADCAST = "*"
 OFFICE_LENGTHS = frozenset({4, 6, 9})
 CODE_LENGTHS = frozenset(ROLE_LENGTHS.values())
 TRACKING_LENGTH = 20

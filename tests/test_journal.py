@@ -1,0 +1,288 @@
+"""The journal in process, with real node homes, real keys and real SQLite:
+what a hop refuses goes to its quarantine with the reason, origin and sender
+and changes nothing else; an admitted envelope whose effect fails is
+quarantined alone and the node still opens; the table is applied to what
+this node records itself; a revocation must carry the revoked certificate.
+(The same attacks over real `daiban serve` processes: test_attacks.py.)"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daiban.errors import DaibanError
+from daiban.node import identity, journal, routing
+from daiban.node.applications import Node
+from daiban.node.home import open_node
+from daiban.trust import envelope
+from daiban.trust.crypto import random_id
+from tests.conftest import FrozenClock, Result, filing
+from tests.test_stats_stream import CITY, DISTRICT, NOW, TOWN, VILLAGE, enroll, tree
+
+MakeNode = Callable[..., Node]
+VILLAGE2 = "370303101202"
+MZ001 = {"family_size": "3", "monthly_income": "420", "bank_account": "6222021234567890123"}
+
+
+def network(make_node: MakeNode) -> tuple[Node, Node, Node, Node, Node]:
+    city, district, town = tree(make_node)
+    village = make_node(role="village", code=VILLAGE, name="大张村代办点")
+    village2 = make_node(role="village", code=VILLAGE2, name="小张村代办点")
+    for child in (village, village2):
+        enroll(town, child)
+        # `daiban enroll` leaves the parent's chain too: the office key filings are sealed to.
+        identity.trust(child, town.store.cert_chain(TOWN) or [], "parent", NOW)
+    return city, district, town, village, village2
+
+
+def hand_up(child: Node, parent: Node) -> tuple[list[journal.Verdict], list[journal.Verdict]]:
+    """What a push does, without HTTP: the child's outbox into the parent's journal."""
+    child.reseal_pending()  # as `daiban sync` does first
+    rows = child.store.outbox(routing.UP)
+    chains = [child.store.cert_chain(child.code)]
+    return journal.receive(parent, [r.raw for r in rows], sender=child.code, direction="up", chains=chains)
+
+
+def hand_down(parent: Node, child: Node) -> tuple[list[journal.Verdict], list[journal.Verdict]]:
+    rows = parent.store.outbox(child.code)
+    return journal.receive(child, [r.raw for r in rows], sender=parent.code, direction="down")
+
+
+def forge(node: Node, *, seq: int, kind: str, to: str, tracking: str | None, body: dict[str, Any]) -> str:
+    """An envelope the node signs with its own certified key, as a compromised PC would."""
+    return envelope.make(
+        node.keys,
+        id=random_id(),
+        origin=node.code,
+        seq=seq,
+        kind=kind,
+        to=to,
+        tracking=tracking,
+        actor="x",
+        at=NOW,
+        body=body,
+    ).raw
+
+
+def dump(node: Node) -> list[str]:
+    conn = sqlite3.connect(node.home / "daiban.db")
+    try:
+        return [line for line in conn.iterdump() if "quarantine" not in line]
+    finally:
+        conn.close()
+
+
+def test_a_refused_envelope_is_quarantined_and_the_rest_of_the_batch_goes_on(
+    make_node: MakeNode, clock: FrozenClock
+) -> None:
+    _city, _district, town, village, village2 = network(make_node)
+    filed = village.file(filing(item="MZ001", name="李建国", fields=MZ001))
+    hand_up(village, town)
+    assert town.show(filed.tracking)["status"] == "received"
+    # village2 withdraws village's application, with its own key, then files its own.
+    forged = forge(
+        village2,
+        seq=1000,
+        kind="withdrawn",
+        to=TOWN,
+        tracking=filed.tracking,
+        body={"note": ""},
+    )
+    mine = village2.file(filing(item="MZ001", name="王秀兰", fields=MZ001, region=VILLAGE2))
+    own = [r.raw for r in village2.store.outbox(routing.UP)]
+    stored, refused = journal.receive(
+        town,
+        [forged, *own],
+        sender=VILLAGE2,
+        direction="up",
+        chains=[village2.store.cert_chain(VILLAGE2)],
+    )
+    assert [v.code for v in refused] == ["not_filer"]
+    assert town.show(filed.tracking)["status"] == "received"
+    assert town.show(mine.tracking)["status"] == "received"
+    [row] = town.store.quarantine_rows()
+    assert (row["code"], row["origin"], row["sender"]) == ("not_filer", VILLAGE2, VILLAGE2)
+    assert row["kind"] == "withdrawn"
+    assert town.store.quarantine_row(row["id"])["raw"] == forged
+    # The same envelope again only counts up.
+    journal.receive(town, [forged], sender=VILLAGE2, direction="up")
+    [again] = town.store.quarantine_rows()
+    assert again["id"] == row["id"] and again["count"] == 2
+    assert len(stored) == len(own)
+
+
+def test_a_hop_refuses_a_filing_under_another_nodes_tracking_number(make_node: MakeNode) -> None:
+    _city, _district, town, village, village2 = network(make_node)
+    from daiban.node import tracking
+
+    squatted = tracking.make(VILLAGE, 1)
+    body = {
+        "item": "MZ001",
+        "item_name": "最低生活保障审核确认",
+        "level": "town",
+        "region": VILLAGE2,
+        "office": TOWN,
+        "materials": [],
+        "owed": [],
+        "applicant": {"name": "假*", "id_number": "3703**********0012", "phone": "138****1234"},
+    }
+    forged = forge(village2, seq=1, kind="filed", to=TOWN, tracking=squatted, body=body)
+    _stored, refused = journal.receive(
+        town, [forged], sender=VILLAGE2, direction="up", chains=[village2.store.cert_chain(VILLAGE2)]
+    )
+    assert [v.code for v in refused] == ["foreign_tracking"]
+    genuine = village.file(filing(item="MZ001", name="李建国", fields=MZ001))
+    assert genuine.tracking == squatted
+    hand_up(village, town)
+    shown = town.show(squatted)
+    assert shown["origin"] == VILLAGE and shown["personal"]["name"] == "李建国"
+
+
+def test_a_filing_outside_the_filers_area_is_refused_unless_the_item_is_citywide(
+    make_node: MakeNode,
+) -> None:
+    _city, _district, town, village, _village2 = network(make_node)
+    with pytest.raises(DaibanError) as refused:
+        village.file(filing(item="MZ001", name="李建国", fields=MZ001, region=VILLAGE2))
+    assert "全城通办" in str(refused.value)
+    # YB001 is handled anywhere in the city: a resident of the next village may file here.
+    yb001 = {"pay_year": "2027", "person_category": "一般居民"}
+    filed = village.file(filing(item="YB001", name="李建国", region=VILLAGE2, fields=yb001))
+    _stored, refused_at_town = hand_up(village, town)
+    assert refused_at_town == [] and town.show(filed.tracking)["status"] == "received"
+
+
+def test_the_office_may_not_withdraw_or_evaluate_what_a_village_filed(make_node: MakeNode) -> None:
+    _city, _district, town, village, _village2 = network(make_node)
+    filed = village.file(filing(item="MZ001", name="李建国", fields=MZ001))
+    hand_up(village, town)
+    before = dump(town)
+    with pytest.raises(DaibanError) as refused:
+        town.withdraw(filed.tracking)
+    assert refused.value.code == "not_filer"
+    assert dump(town) == before
+    town.review(filed.tracking, "accept")
+    town.review(filed.tracking, "complete")
+    with pytest.raises(DaibanError):
+        town.evaluate(filed.tracking, 1)
+    hand_down(town, village)
+    assert village.show(filed.tracking)["status"] == "completed"
+    village.evaluate(filed.tracking, 5)
+    with pytest.raises(DaibanError):
+        village.evaluate(filed.tracking, 4)
+    hand_up(village, town)
+    assert town.show(filed.tracking)["evaluation"] == 5
+
+
+def test_an_envelope_whose_effect_fails_is_quarantined_and_the_node_still_opens(
+    make_node: MakeNode, clock: FrozenClock
+) -> None:
+    """A `filed` envelope stored as queued by an older build that checked
+    less (its applicant a string): opening the node applies what is queued,
+    and that one goes to quarantine instead of stopping every command."""
+    _city, _district, town, village, _village2 = network(make_node)
+    good = village.file(filing(item="MZ001", name="李建国", fields=MZ001))
+    bad_body = {
+        "item": "MZ001",
+        "item_name": "x",
+        "level": "town",
+        "region": VILLAGE,
+        "office": TOWN,
+        "materials": [],
+        "owed": "not a list",
+        "applicant": "a string",
+    }
+    from daiban.node import tracking
+
+    poison = envelope.parse(
+        forge(village, seq=99, kind="filed", to=TOWN, tracking=tracking.make(VILLAGE, 99), body=bad_body)
+    )
+    hand_up(village, town)
+    with town.store.transaction():
+        town.store.insert_envelopes([(poison, "queued")], received_at=NOW, received_from=VILLAGE)
+    home = town.home
+    town.store.close()
+    reopened = open_node(home, clock=clock)
+    try:
+        assert reopened.show(good.tracking)["status"] == "received"
+        [row] = reopened.store.quarantine_rows()
+        assert row["code"] == "apply_failed" and row["envelope_id"] == poison.id and row["sender"] == VILLAGE
+        assert not reopened.store.has_queued_effects()
+        assert reopened.list()  # the node works
+    finally:
+        reopened.close()
+
+
+def test_a_revocation_must_carry_the_revoked_certificate(make_node: MakeNode) -> None:
+    city, district, town, village, village2 = network(make_node)
+    root_chain = city.store.cert_chain(CITY)
+    assert root_chain
+    root_serial = root_chain[0]["serial"]
+    attacks = {
+        # village2 names the root, with the root's own certificate as the "chain"
+        "root_revocation": {"code": CITY, "serial": root_serial, "chain": root_chain},
+        # a 13-digit code "below" village2, with the root's serial
+        "invalid_body": {"code": VILLAGE2 + "1", "serial": root_serial, "chain": root_chain},
+        # a sibling, with the sibling's real chain
+        "not_ancestor": {"code": VILLAGE, "serial": "0" * 32, "chain": village.store.cert_chain(VILLAGE)},
+    }
+    for seq, (code, body) in enumerate(attacks.items(), start=1):
+        raw = forge(village2, seq=seq, kind="revocation", to=routing.BROADCAST, tracking=None, body=body)
+        _stored, refused = journal.receive(
+            town, [raw], sender=VILLAGE2, direction="up", chains=[village2.store.cert_chain(VILLAGE2)]
+        )
+        assert [v.code for v in refused] == [code], (code, refused)
+    assert town.store.revoked() == set() or root_serial not in town.store.revoked()
+    # The district names the town's serial but no chain, or another node's chain: refused.
+    town_serial = town.store.cert_chain(TOWN)[-1]["serial"]
+    villages_chain = village.store.cert_chain(VILLAGE)
+    for seq, (body, code) in enumerate(
+        [
+            ({"code": TOWN, "serial": town_serial}, "invalid_body"),
+            ({"code": TOWN, "serial": town_serial, "chain": villages_chain}, "serial_mismatch"),
+        ],
+        start=1,
+    ):
+        raw = forge(district, seq=50 + seq, kind="revocation", to=routing.BROADCAST, tracking=None, body=body)
+        chains = [district.store.cert_chain(DISTRICT)]
+        _stored, refused = journal.receive(village, [raw], sender=TOWN, direction="down", chains=chains)
+        assert [v.code for v in refused] == [code]
+    # The genuine revocation, made by `daiban revoke`, goes through.
+    from daiban.node.revocation import revoke
+
+    serial = revoke(district, TOWN)
+    rows = district.store.outbox(TOWN)
+    chains = [district.store.cert_chain(DISTRICT)]
+    raws = [r.raw for r in rows]
+    _stored, refused = journal.receive(town, raws, sender=DISTRICT, direction="down", chains=chains)
+    assert refused == [] and serial in town.store.revoked()
+
+
+def test_daiban_quarantine_lists_and_shows_what_was_refused(
+    make_node: MakeNode, cli: Callable[..., Result]
+) -> None:
+    _city, _district, town, village, village2 = network(make_node)
+    filed = village.file(filing(item="MZ001", name="李建国", fields=MZ001))
+    hand_up(village, town)
+    forged = forge(village2, seq=1, kind="accepted", to=VILLAGE, tracking=filed.tracking, body={"note": ""})
+    chains = [village2.store.cert_chain(VILLAGE2)]
+    journal.receive(town, [forged], sender=VILLAGE2, direction="up", chains=chains)
+    home: Path = town.home
+    listed = cli("quarantine", "list", "--json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    [row] = listed.json()  # type: ignore[misc]
+    keys = {"id", "envelope_id", "kind", "origin", "sender", "code", "reason", "first_at", "at", "count"}
+    assert set(row) == keys
+    assert (row["kind"], row["origin"], row["sender"]) == ("accepted", VILLAGE2, VILLAGE2)
+    shown = cli("quarantine", "show", str(row["id"]), "--json", home=home).json()
+    assert shown["envelope"] == forged and shown["code"] == row["code"]  # type: ignore[index]
+    text = cli("quarantine", home=home, lang="zh")
+    assert text.returncode == 0 and VILLAGE2 in text.stdout and row["code"] in text.stdout
+    missing = cli("quarantine", "show", "999", home=home)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    children = cli("children", "--json", home=home).json()
+    assert {c["code"]: c["quarantined"] for c in children} == {VILLAGE: 0, VILLAGE2: 1}  # type: ignore[union-attr]
