@@ -179,12 +179,20 @@ class Network:
         launched = [self._launch(name) for name in names]
         return [self._wait_ready(name, proc, out, log, timeout) for name, proc, out, log in launched]
 
-    def _launch(self, name: str) -> tuple[str, subprocess.Popen[bytes], Path, Path]:
+    def restart(self, name: str, timeout: float = READY_TIMEOUT) -> str:
+        """Stop a node's server and start it again on the same port (its
+        children know it by that URL); returns the URL once it serves again."""
+        port = int(self.url(name).rsplit(":", 1)[1])
+        self.stop(name)
+        launched = self._launch(name, port)
+        return self._wait_ready(*launched, timeout)
+
+    def _launch(self, name: str, port: int = 0) -> tuple[str, subprocess.Popen[bytes], Path, Path]:
         log = self.root / f"{name}.serve.log"
         out = self.root / f"{name}.serve.out"
-        with out.open("wb") as stdout, log.open("wb") as stderr:
+        with out.open("wb") as stdout, log.open("ab") as stderr:
             proc = subprocess.Popen(
-                [DAIBAN, "serve", "--host", "127.0.0.1", "--port", "0"],
+                [DAIBAN, "serve", "--host", "127.0.0.1", "--port", str(port)],
                 stdout=stdout,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,

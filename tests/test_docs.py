@@ -44,3 +44,16 @@ def test_readme_starts_with_the_two_commands() -> None:
         path = ROOT / script
         assert path.exists() and path.stat().st_mode & 0o111, script
     assert "scripts/test" in (ROOT / ".ci/run").read_text()
+
+
+def test_the_architecture_page_holds_the_authorisation_table() -> None:
+    from daiban.node import authority
+
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert authority.table_markdown("en") in page
+    for kind in authority.TABLE:
+        assert f"| `{kind}` |" in page
+
+
+def test_the_quarantine_command_is_in_the_readme() -> None:
+    assert "`quarantine" in README

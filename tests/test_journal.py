@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from daiban.errors import DaibanError
 from daiban.node import identity, journal, routing
@@ -286,3 +288,65 @@ def test_daiban_quarantine_lists_and_shows_what_was_refused(
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     children = cli("children", "--json", home=home).json()
     assert {c["code"]: c["quarantined"] for c in children} == {VILLAGE: 0, VILLAGE2: 1}  # type: ignore[union-attr]
+
+
+# -- anything at all: admitted or refused, never an exception ------------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+KINDS = [*journal.APPLICATION_KINDS, "manifest", "revocation", "stats", "corrected", "", "x" * 40]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=JSON | st.text(max_size=200))
+def test_any_raw_value_is_admitted_or_refused(make_node: MakeNode, raw: Any) -> None:
+    town = _shared_town(make_node)
+    stored, refused = journal.receive(town, [raw], sender=VILLAGE, direction="up")
+    assert len(stored) + len(refused) <= 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(KINDS),
+    body=st.dictionaries(st.text(max_size=12), JSON, max_size=6)
+    | st.fixed_dictionaries({"item": st.just("MZ001"), "region": st.just(VILLAGE), "office": st.just(TOWN)}),
+    tracking=st.none() | st.sampled_from(["37030310120100000013", "0" * 20, "370303101202" + "0000019"]),
+    to=st.sampled_from([TOWN, VILLAGE, DISTRICT, CITY, routing.BROADCAST, "3703031012011"]),
+    seq=st.integers(min_value=1, max_value=2**62),
+)
+def test_any_signed_envelope_is_admitted_or_refused(
+    make_node: MakeNode, kind: str, body: dict[str, Any], tracking: str | None, to: str, seq: int
+) -> None:
+    """Signed by an enrolled village with its own key, whatever it holds:
+    the town's journal admits or refuses it, and the town still works."""
+    town = _shared_town(make_node)
+    village: Node = _SHARED["village"]
+    try:
+        raw = forge(village, seq=seq, kind=kind, to=to, tracking=tracking, body=body)
+    except Exception:  # not even signable (e.g. not JSON-serialisable): nothing to send
+        return
+    chains = [village.store.cert_chain(VILLAGE)]
+    stored, refused = journal.receive(town, [raw], sender=VILLAGE, direction="up", chains=chains)
+    assert len(stored) + len(refused) <= 1
+    journal.drain(town)
+    town.list()
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def _shared_town(make_node: MakeNode) -> Node:
+    """One network for all of a property test's examples (homes are slow to
+    make); a new one for each test, whose make_node is a new fixture."""
+    if _SHARED.get("maker") is not make_node:
+        _city, _district, town, village, _village2 = network(make_node)
+        _SHARED.update(maker=make_node, town=town, village=village)
+    town: Node = _SHARED["town"]
+    return town

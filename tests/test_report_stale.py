@@ -75,6 +75,7 @@ def test_the_district_lists_only_the_child_silent_past_48h(net: ClockedNetwork) 
             "queued": got["stale_children"][0]["queued"],
             "silent_seconds": 4 * DAY,
             "stale": True,
+            "quarantined": 0,
         }
     ]
     assert got["stale_children"][0]["enrolled_at"].startswith("2026-06-01")

@@ -114,6 +114,7 @@ class Node:
         self._batch: dict[str, int] | None = None
         self._keys: NodeKeys | None = None
         self._children: list[str] | None = None
+        self._root: str | None = None
         self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
         self._prefilled: dict[str, tuple[str, Mapping[str, Any]]] = {}
         # Restored from a backup and not yet caught up with the parent: no new
@@ -199,6 +200,15 @@ class Node:
         if self._children is None:
             self._children = [p["code"] for p in self.store.peers("child")]
         return self._children
+
+    def root_code(self) -> str:
+        """The city root's code (known once enrolled; the city's own before)."""
+        if self._root is None:
+            root = self.store.setting("root_code")
+            if not root:
+                return self.code[:4]
+            self._root = root  # set at enrollment, never changed after
+        return self._root
 
     def children_changed(self) -> None:
         """A child enrolled or left: read the children again when next asked."""

@@ -261,7 +261,7 @@ class _Gate:
 
     def __init__(self, node: Node, envelopes: Sequence[Envelope]) -> None:
         self.node = node
-        self.root = node.store.setting("root_code") or (node.code[:4] if node.code else "")
+        self.root = node.root_code()
         trackings = sorted(
             {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
         )
@@ -801,7 +801,7 @@ def authorise_own(node: Node, kind: str, body: Mapping[str, Any], row: Mapping[s
         body=body,
     )
     known = authority.Known(
-        root=node.store.setting("root_code") or node.code[:4],
+        root=node.root_code(),
         filer=row["origin"],
         office=row["office"],
         status=row["status"],

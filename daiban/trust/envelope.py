@@ -26,6 +26,26 @@ BROADCAST = "*"
 ID_CHARS = frozenset("0123456789abcdef")
 CODE_LENGTHS = (4, 6, 9, 12)
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+MEMBERS = frozenset(
+    {
+        "v",
+        "id",
+        "origin",
+        "seq",
+        "kind",
+        "to",
+        "tracking",
+        "actor",
+        "at",
+        "body",
+        "sealed",
+        "sealed_to",
+        "sig",
+    }
+)
+# Deeper than any envelope Daiban makes (a manifest's catalog form is the deepest);
+# the body schemas bound each kind more tightly.
+MAX_DEPTH = 32
 
 
 class EnvelopeError(Exception):
@@ -180,6 +200,12 @@ def parse(raw: str, *, checked: bool = False) -> Envelope:
         raise EnvelopeError("malformed", "envelope is not JSON") from None
     if not isinstance(data, dict) or data.get("v") != VERSION:
         raise EnvelopeError("malformed", "not a version-1 envelope")
+    if data.keys() != MEMBERS:
+        # The signature covers the whole text: a member nobody reads would
+        # still be signed, stored and relayed as it came.
+        raise EnvelopeError("malformed", "envelope lacks a member or has one it may not have")
+    if not checked and _deeper_than(data, MAX_DEPTH):
+        raise EnvelopeError("malformed", f"envelope is nested more than {MAX_DEPTH} levels deep")
     try:
         env_id, origin, seq, kind, to = data["id"], data["origin"], data["seq"], data["kind"], data["to"]
         body, actor, at = data["body"], data["actor"], data["at"]
@@ -211,6 +237,21 @@ def parse(raw: str, *, checked: bool = False) -> Envelope:
     return Envelope(
         env_id, origin, seq, kind, to, tracking, actor, at, body, sealed_text, sealed_to, sig, raw
     )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` deep (walked
+    without recursion: a hostile envelope may be nested a thousand deep)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
 
 
 def _is_canonical(data: Any, text: bytes) -> bool:
