@@ -88,8 +88,11 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def serve(self, home: Path, port: int = 0, log_dir: Path | None = None) -> Server:
-        """``daiban serve`` in a subprocess; returns once its first line names the URL."""
+    def serve(
+        self, home: Path, port: int = 0, log_dir: Path | None = None, env: dict[str, str] | None = None
+    ) -> Server:
+        """``daiban serve`` in a subprocess; returns once its first line names the URL.
+        ``env``: more environment (a crash point, daiban/sync/faults.py)."""
         logs = log_dir or home
         n = sum(1 for _ in logs.glob("serve-*.out"))
         out, err = logs / f"serve-{n}.out", logs / f"serve-{n}.err"
@@ -100,7 +103,7 @@ class Processes:
                     stdout=fo,
                     stderr=fe,
                     stdin=subprocess.DEVNULL,
-                    env=env_for(home),
+                    env={**env_for(home), **(env or {})},
                 )
             )
         deadline = time.monotonic() + READY_TIMEOUT

@@ -17,7 +17,7 @@ from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node import identity, journal, routing, statistics
 from daiban.node.clock import stamp
-from daiban.sync import protocol, recovery
+from daiban.sync import faults, protocol, recovery
 from daiban.sync.protocol import ProtocolError
 from daiban.trust.crypto import b64
 
@@ -136,6 +136,7 @@ async def push(conn: Connection, report: Report) -> None:
                 return
             if current is not None:
                 status, data = await current[1]
+                faults.point("push-answered")
                 if not _settle(node, current[0], status, data, report):
                     after = 0  # some were set aside: read the rest of that batch again
     finally:
@@ -178,6 +179,7 @@ async def pull(conn: Connection, report: Report) -> None:
         peer = node.store.peer(conn.parent)
         cursor = peer["cursor"] if peer else 0
         status, data = await conn.post(protocol.PULL, {"cursor": cursor, "limit": protocol.BATCH})
+        faults.point("pull-answered")
         if status != 200:
             raise _refusal(status, data)
         raws, new_cursor = data.get("envelopes", []), int(data.get("cursor", cursor))

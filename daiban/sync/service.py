@@ -14,6 +14,7 @@ from stdnum import damm
 
 from daiban.node import identity, journal, retired, routing
 from daiban.node.clock import stamp
+from daiban.sync import faults
 from daiban.sync.protocol import BATCH, H_COUNTER, H_NODE, H_SIG, MAX_BATCH, ProtocolError, request_message
 from daiban.trust import certs as certs_mod
 from daiban.trust.crypto import CryptoError, canonical, random_id, unb64, verify
@@ -68,11 +69,14 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
             now = stamp(node.clock())
             node.store.update_peer(code, counter=counter, last_seen_at=now, last_sync_at=now)
             origins = sorted({e.origin for e in checked.accepted})
-            return {
+            answer = {
                 "ok": True,
                 "results": journal.as_results(stored + checked.duplicates),
                 "high_water": node.store.high_water(origins),
             }
+    if not refused:
+        faults.point("push-stored")
+        return answer
     # Nothing from a batch with a refused envelope is stored; the child sets
     # those aside and pushes the rest again. Conflicts are flagged all the same.
     now = stamp(node.clock())
@@ -112,6 +116,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         node.store.update_peer(code, counter=counter, cursor=cursor, last_seen_at=now, last_sync_at=now)
         rows = node.store.outbox(code, after=cursor, limit=limit) if limit else []
         chains = identity.chains_for(node, rows)
+    faults.point("pull-served")
     return {
         "ok": True,
         "envelopes": [row.raw for row in rows],
