@@ -132,6 +132,12 @@ def is_code(value: object) -> bool:
     unambiguous."""
     if not isinstance(value, str) or len(value) not in CODE_LENGTHS:
         return False
+    return _is_code_text(value)
+
+
+@lru_cache(maxsize=8192)
+def _is_code_text(value: str) -> bool:
+    # Cached: the same few codes are asked about for every envelope of a batch.
     if not (value.isascii() and value.isdigit()):
         return False
     return all(len(value) < end or value[start:end].strip("0") for start, end in _SEGMENTS)

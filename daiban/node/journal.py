@@ -28,8 +28,9 @@ and flagged."""
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,10 @@ class Checked:
     accepted: list[Envelope] = field(default_factory=list)
     duplicates: list[Verdict] = field(default_factory=list)
     refused: list[Verdict] = field(default_factory=list)
+    settled: set[str] = field(default_factory=set)
+    """Ids authorised with their application known here, by rules that
+    nothing in the batch can change (not an evaluation's "once"): not asked
+    again when they are folded."""
 
 
 def _refused(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
@@ -147,7 +152,17 @@ def check(
     for raw in raws:
         try:
             env = env_mod.parse(raw)
-            admission.check_envelope(_value_of(env))
+            admission.check_parsed(
+                seq=env.seq,
+                kind=env.kind,
+                to=env.to,
+                tracking=env.tracking,
+                actor=env.actor,
+                at=env.at,
+                sealed_to=env.sealed_to,
+                sealed=env.sealed_text,
+                body=env.body,
+            )
         except EnvelopeError as exc:
             out.refused.append(_refused(None, raw, exc.code, str(exc)))
             continue
@@ -216,26 +231,9 @@ def check(
             out.refused.append(_refused(env, raw, exc.code, str(exc)))
             continue
         out.accepted.append(env)
+        if env.kind != Kind.EVALUATED and (env.tracking or "") in gate.apps:
+            out.settled.add(env.id)
     return out
-
-
-def _value_of(env: Envelope) -> dict[str, Any]:
-    """The parsed envelope as the schema sees it (without re-parsing its text)."""
-    return {
-        "v": env_mod.VERSION,
-        "id": env.id,
-        "origin": env.origin,
-        "seq": env.seq,
-        "kind": env.kind,
-        "to": env.to,
-        "tracking": env.tracking,
-        "actor": env.actor,
-        "at": env.at,
-        "body": env.body,
-        "sealed": env.sealed_text,
-        "sealed_to": env.sealed_to,
-        "sig": b64(env.sig),
-    }
 
 
 def _origin_cert(
@@ -265,7 +263,7 @@ class _Gate:
         trackings = sorted(
             {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
         )
-        self.apps = {r["tracking"]: r for r in node.store.applications_in(trackings)} if trackings else {}
+        self.apps = node.store.parties_of(trackings) if trackings else {}
 
     def known(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Known:
         node = self.node
@@ -388,7 +386,7 @@ def take_in(
     extra = verify_chains(node, chains)
     checked = check(node, raws, sender=sender, direction=direction, extra=extra)
     remember(node, extra)
-    stored = store(node, checked.accepted, sender=sender, defer=defer)
+    stored = store(node, checked.accepted, sender=sender, defer=defer, settled=checked.settled)
     quarantine(node, checked.refused, sender=sender)
     return Taken(stored, checked.duplicates, checked.refused)
 
@@ -409,7 +407,14 @@ def as_results(verdicts: Iterable[Verdict]) -> list[Mapping[str, Any]]:
 # -- store, fold and route what was admitted --------------------------------
 
 
-def store(node: Node, envelopes: Sequence[Envelope], *, sender: str, defer: bool = False) -> list[Verdict]:
+def store(
+    node: Node,
+    envelopes: Sequence[Envelope],
+    *,
+    sender: str,
+    defer: bool = False,
+    settled: Collection[str] = (),
+) -> list[Verdict]:
     """Store checked envelopes and act on them; call inside a transaction.
 
     With ``defer`` (a server taking a child's push), envelopes addressed
@@ -430,17 +435,48 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str, defer: bool
             relayed.append(env)
     node.store.insert_envelopes(rows, received_at=now, received_from=sender)
     node.route_many([(env.id, env.to) for env in relayed], now, came_from=sender)
-    for env in inline:
-        node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender)
-        if env.to == routing.BROADCAST:
-            _guarded(node, env, sender, partial(_apply_broadcast, node, env, now))
-            for hop in routing.flood(node.code, sender, node.parent(), node.children()):
-                node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
-        elif env.kind == statistics.KIND:
-            _guarded(node, env, sender, partial(statistics.take, node, env, now, sender))
-        else:
-            apply_to_application(node, env, now, sender=sender)
+
+    def act() -> None:
+        for env in inline:
+            node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender)
+            if env.to == routing.BROADCAST:
+                _guarded(node, env, sender, partial(_apply_broadcast, node, env, now))
+                for hop in routing.flood(node.code, sender, node.parent(), node.children()):
+                    node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
+            elif env.kind == statistics.KIND:
+                _guarded(node, env, sender, partial(statistics.take, node, env, now, sender))
+            else:
+                apply_to_application(node, env, now, sender=sender, settled=env.id in settled)
+
+    _all_or_each(node, act)
     return [Verdict(env.id, "stored", received_at=now) for env in envelopes]
+
+
+class _Mode(threading.local):
+    optimistic = False
+
+
+_MODE = _Mode()
+
+
+def _all_or_each(node: Node, work: Callable[[], None]) -> None:
+    """Apply a batch's effects in one savepoint; should any fail, undo them
+    all and apply them again one by one, each in a savepoint of its own
+    (_guarded), so the one that fails goes to quarantine alone. The common
+    case pays for one savepoint, not one per envelope."""
+    if _MODE.optimistic:
+        work()
+        return
+    _MODE.optimistic = True
+    try:
+        with node.store.transaction():
+            work()
+        return
+    except Exception:
+        pass
+    finally:
+        _MODE.optimistic = False
+    work()
 
 
 def _guarded(node: Node, env: Envelope, sender: str, effect: Callable[[], bool | None]) -> str:
@@ -448,6 +484,8 @@ def _guarded(node: Node, env: Envelope, sender: str, effect: Callable[[], bool |
     the effect says it must wait (False). If it fails, whatever it was, its
     effect is undone, the envelope goes to quarantine ("quarantined"), and
     the node carries on with the rest."""
+    if _MODE.optimistic:  # the batch's savepoint catches a failure (_all_or_each)
+        return "waiting" if effect() is False else "done"
     try:
         with node.store.transaction():  # inside the caller's transaction: a savepoint
             result = effect()
@@ -470,14 +508,18 @@ def apply_queued(node: Node, limit: int = 200) -> int:
     with node.store.transaction():
         queued = node.store.queued_effects_from(limit)
         now = stamp(node.clock())
-        for envelope_id, raw, sender in queued:
-            try:
-                env = env_mod.parse(raw, checked=True)
-            except EnvelopeError as exc:  # stored by an older build, unreadable now
-                node.store.set_effect(envelope_id, "quarantined", exc.code)
-                quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
-                continue
-            apply_to_application(node, env, now, sender=sender)
+
+        def act() -> None:
+            for envelope_id, raw, sender in queued:
+                try:
+                    env = env_mod.parse(raw, checked=True)
+                except EnvelopeError as exc:  # stored by an older build, unreadable now
+                    node.store.set_effect(envelope_id, "quarantined", exc.code)
+                    quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
+                    continue
+                apply_to_application(node, env, now, sender=sender)
+
+        _all_or_each(node, act)
     return len(queued)
 
 
@@ -500,7 +542,9 @@ def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
     node.store.set_effect(env.id, "applied")
 
 
-def apply_to_application(node: Node, env: Envelope, now: str, *, sender: str = "") -> None:
+def apply_to_application(
+    node: Node, env: Envelope, now: str, *, sender: str = "", settled: bool = False
+) -> None:
     """The effect of an application envelope at its addressee, exactly once
     (it is stored in the same transaction). One that cannot apply yet (its
     application's earlier events have not arrived) waits as pending; one
@@ -513,7 +557,7 @@ def apply_to_application(node: Node, env: Envelope, now: str, *, sender: str = "
         if env.kind == Kind.FILED:
             _receive_filing(node, env, now)
             return True
-        return _apply_event(node, env, now, sender)
+        return _apply_event(node, env, now, sender, settled)
 
     if _guarded(node, env, sender, effect) != "done":
         return
@@ -590,14 +634,15 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     node.store.save_application(row)
 
 
-def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
+def _apply_event(node: Node, env: Envelope, now: str, sender: str, settled: bool = False) -> bool:
     """Fold one event into its application; False when it must wait for the
-    application (pending). A refusal raises, and quarantines it."""
+    application (pending). A refusal raises, and quarantines it. ``settled``:
+    authorised at admission with this application known (Checked.settled)."""
     row = node.store.application(env.tracking or "")
     if row is None:
         node.store.set_effect(env.id, "pending")
         return False
-    refusal = _Gate(node, ()).authorise(env, row)
+    refusal = None if settled else _Gate(node, ()).authorise(env, row)
     if refusal is not None:
         raise EnvelopeError(refusal.code, refusal.reason)
     try:

@@ -873,6 +873,28 @@ class Store:
             )
         return rows
 
+    def parties_of(self, trackings: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Who filed and who handles each of these applications, with its
+        status and evaluation: what the authorisation table asks, by tracking."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(trackings), 500):
+            chunk = list(trackings[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            cur = self.db.conn.execute(
+                "SELECT tracking, origin, office, status, evaluation FROM applications "
+                f"WHERE tracking IN ({marks})",
+                chunk,
+            )
+            for tracking, origin, office, status, evaluation in cur:
+                out[tracking] = {
+                    "tracking": tracking,
+                    "origin": origin,
+                    "office": office,
+                    "status": status,
+                    "evaluation": evaluation,
+                }
+        return out
+
     def stats_records_in(self, trackings: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The records held for these applications, by tracking number."""
         out: dict[str, dict[str, Any]] = {}
