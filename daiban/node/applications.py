@@ -405,14 +405,7 @@ class Node:
             id_hash=prepared.id_hash,
         )
         premade = self._premade.pop(event.id, None)
-        journal.record_own(self, event, row, personal, premade)
-        if prepared.office == self.code:
-            # Filed at the office that handles it: it is received here at once.
-            received_event = journal.new_event(self, number, Kind.RECEIVED, {"office": self.code}, now)
-            journal.record_own(self, received_event, row)
-            state = lifecycle.apply(state, Kind.RECEIVED, received_event.body)
-            projection.project(row, state, Kind.RECEIVED, received_event.body, now)
-        self.store.save_application(row)
+        state = journal.record_filing(self, event, state, row, personal, premade)
         return Filed(
             number,
             item,
@@ -581,12 +574,7 @@ class Node:
             check(row)
             if callable(body):
                 body = body(row)
-            journal.authorise_own(self, kind, body, row)
-            new = lifecycle.apply(projection.state_of(row), kind, body)
-            now = stamp(self.clock())
-            journal.record_own(self, journal.new_event(self, row["tracking"], kind, body, now), row)
-            projection.project(row, new, kind, body, now)
-            self.store.save_application(row)
+            journal.record(self, row, kind, body, stamp(self.clock()))
             return row
 
     def _store_due(self, tracking_no: str, cal: WorkCalendar, accepted: dt.date, days: int) -> None:

@@ -678,6 +678,39 @@ def new_event(
     )
 
 
+def record(node: Node, row: dict[str, Any], kind: str, body: Mapping[str, Any], now: str) -> None:
+    """Record an event this node makes about an application it holds
+    (a decision, a supplement, a withdrawal, an evaluation): authorise, fold,
+    store, route, and bring ``row`` up to date; call inside a transaction."""
+    authorise_own(node, kind, body, row)
+    new = lifecycle.apply(projection.state_of(row), kind, body)
+    record_own(node, new_event(node, row["tracking"], kind, body, now), row)
+    projection.project(row, new, kind, body, now)
+    node.store.save_application(row)
+
+
+def record_filing(
+    node: Node,
+    event: Event,
+    state: lifecycle.AppState,
+    row: dict[str, Any],
+    personal: Mapping[str, Any],
+    premade: tuple[bytes, str, Envelope | None] | None = None,
+) -> lifecycle.AppState:
+    """Record a filing made here (its summary ``row`` from
+    projection.filed_row): the event, the sealed personal part, the
+    envelope; filed at the office that handles it, it is received here at
+    once. Returns the application's state; call inside a transaction."""
+    record_own(node, event, row, personal, premade)
+    if row["office"] == node.code:
+        received = new_event(node, event.tracking, Kind.RECEIVED, {"office": node.code}, event.at)
+        record_own(node, received, row)
+        state = lifecycle.apply(state, Kind.RECEIVED, received.body)
+        projection.project(row, state, Kind.RECEIVED, received.body, event.at)
+    node.store.save_application(row)
+    return state
+
+
 def record_own(
     node: Node,
     event: Event,
