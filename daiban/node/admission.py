@@ -42,6 +42,7 @@ import fastjsonschema
 from fastjsonschema import JsonSchemaValueException
 
 from daiban.i18n import _
+from daiban.trust.envelope import BROADCAST, MEMBERS, VERSION
 
 KINDS = (
     "filed",
@@ -65,25 +66,7 @@ MAX_DEPTH = 16
 MIN_INT = -(2**63)
 MAX_INT = 2**63 - 1
 MAX_ACTOR = 100
-VERSION = 1
-BROADCAST = "*"
-ENVELOPE_MEMBERS = frozenset(
-    {
-        "v",
-        "id",
-        "origin",
-        "seq",
-        "kind",
-        "to",
-        "tracking",
-        "actor",
-        "at",
-        "body",
-        "sealed",
-        "sealed_to",
-        "sig",
-    }
-)
+ENVELOPE_MEMBERS = MEMBERS
 SCHEMA_BASE = "https://daiban.example/schemas/"
 
 # Anchored by fullmatch; [0-9], not \d, which matches any script's digits.
