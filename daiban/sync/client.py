@@ -207,7 +207,7 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list) or len(results) > len(rows):
             raise bad_answer(url)
-        verdicts = {r["id"]: r["status"] for r in results if isinstance(r, dict) and r.get("id") in ids}
+        verdicts = {r["id"]: r.get("status") for r in results if isinstance(r, dict) and r.get("id") in ids}
         done = [i for i, v in verdicts.items() if v in ("stored", "duplicate")]
         with node.store.transaction():
             node.store.release(routing.UP, done)
