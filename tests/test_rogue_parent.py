@@ -219,6 +219,11 @@ def failed_sync(net: Network) -> str:
     return result.stderr.strip()
 
 
+def enroll_code(net: Network) -> str:
+    args = ("enroll-code", "--code", NODES[V].code, "--name", NODES[V].name, "--json")
+    return str(net.run(T, *args).ok().json()["code"])
+
+
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
     with network_at(tmp_path / "net") as network:
@@ -232,11 +237,22 @@ def test_a_rogue_parent_forges_and_the_village_acts_on_none_of_it(net: Network, 
         (net.home("district") / "keys" / "sign.key").read_bytes()
     )
     with Rogue(net.url(T)) as rogue:
+        # The town's enrollment answer, relayed without its signature: the
+        # village pins nothing (the code is used up at the town all the same).
+        async def unsigned_enrollment(request: web.Request, body: bytes) -> web.Response:
+            genuine = await rogue.forward(request, body)
+            del genuine.headers[answers.H_ANSWER]
+            return genuine
+
+        rogue.forge = unsigned_enrollment
+        refused = net.run(V, "enroll", rogue.url, enroll_code(net), "--json")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "not signed by the parent's certified key" in refused.stderr
+        assert net.query(V, "SELECT COUNT(*) FROM certs")[0][0] == 0
+        assert net.query(V, "SELECT COUNT(*) FROM peers")[0][0] == 0
         # Enrolled through the rogue, which passes the enrollment on.
-        issued = (
-            net.run(T, "enroll-code", "--code", NODES[V].code, "--name", NODES[V].name, "--json").ok().json()
-        )
-        net.run(V, "enroll", rogue.url, issued["code"], "--json").ok()
+        rogue.forge = None
+        net.run(V, "enroll", rogue.url, enroll_code(net), "--json").ok()
         trackings = file(net, tmp_path, 3, 0)
         # One genuine round through the rogue, so it has real answers to replay.
         net.run(V, "sync", "--json").ok()
