@@ -561,7 +561,10 @@ def test_the_documented_enrollment_proof_is_what_the_server_computes() -> None:
     from daiban.sync import service
 
     text = OPENAPI["info"]["description"]
-    assert 'salt = UTF-8 of "daiban-enroll|" + the child\'s division code, N = 32768, r = 8, p = 1' in text
+    assert (
+        "salt = UTF-8 of \"daiban-enroll|\" + the request's `code` (the child's division code), "
+        "N = 32768, r = 8, p = 1" in text
+    )
     request = {"v": 1, "code": "370303101201", "name": "大张村", "sign": "x" * 43, "enc": "y" * 43}
     code = "12345678901"
     key = hashlib.scrypt(
