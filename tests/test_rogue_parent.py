@@ -8,7 +8,10 @@ root and the real town's certificate — and it then forges, in turn:
 (c) a 409 `replayed` with counter 2^63 - 1;
 (d) errors and garbage: a forged 403 `revoked`, bytes that are not zlib, a
     plain-text 500, an answer signed by another certified node's key (the
-    district's), and a genuine answer of the town replayed to a later request.
+    district's), and a genuine answer of the town replayed to a later request;
+(e) a recovery page (/v1/recover, after a restore) claiming position 10^15.
+
+Before that, an enrollment answer relayed without its signature pins nothing.
 
 Every such `daiban sync` fails with one line (exit 1, no traceback), and the
 village lets go of nothing, moves no cursor and raises no counter on what it
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import subprocess
 import threading
 import zlib
@@ -143,6 +147,13 @@ async def huge_counter(request: web.Request, body: bytes) -> web.Response:
     return zjson(error, 409)
 
 
+async def far_recovery(request: web.Request, body: bytes) -> web.Response | None:
+    """(e) A recovery page that claims a position of 10^15."""
+    if request.path != "/v1/recover":
+        return None
+    return zjson({"ok": True, "envelopes": [], "after": 10**15, "more": False, "certs": []})
+
+
 def garbage(rogue: Rogue, district_key: Ed25519PrivateKey) -> dict[str, Forgery]:
     """(d) Errors and garbage, each a forgery of its own."""
 
@@ -196,6 +207,16 @@ def state(net: Network) -> dict[str, Any]:
     queued = {r[0] for r in net.query(V, "SELECT envelope_id FROM outbox")}
     peer = net.query(V, "SELECT counter, cursor FROM peers WHERE code = ?", (NODES[T].code,))[0]
     return {"queued": queued, "counter": int(peer["counter"]), "cursor": int(peer["cursor"])}
+
+
+def mark(net: Network, value: str) -> None:
+    """As `daiban restore` leaves a home: catch up with the parent first."""
+    with contextlib.closing(sqlite3.connect(net.home(V) / "daiban.db", timeout=30)) as conn, conn:
+        conn.execute("INSERT OR REPLACE INTO node (key, value) VALUES ('rejoin_pending', ?)", [value])
+
+
+def rejoin_mark(net: Network) -> str:
+    return str(net.query(V, "SELECT value FROM node WHERE key = 'rejoin_pending'")[0][0])
 
 
 def file(net: Network, tmp: Path, n: int, start: int) -> list[str]:
@@ -285,11 +306,20 @@ def test_a_rogue_parent_forges_and_the_village_acts_on_none_of_it(net: Network, 
         after = state(net)
         assert after["cursor"] == before["cursor"], "the cursor moved on a forged pull answer"
         assert rogue.forged >= 9
+
+        # (e) A node restored from its backup first asks for its history
+        # (/v1/recover): a forged page moves nothing and the mark stays.
+        mark(net, "1")
+        rogue.forge = far_recovery
+        failed_sync(net)
+        assert state(net)["cursor"] == before["cursor"]
+        assert rejoin_mark(net) == "1", "the rejoin was marked done on a forged answer"
     # Back at the real parent.
     set_parent_url(net.home(V), net.url(T))
     for _round in range(3):
         report = net.sync(V)
         assert report["ok"] is True and report["left"] == 0
+    assert rejoin_mark(net) == "0"
     filed_at_town = counts(net, T, "filed")
     assert {t: filed_at_town.get(t) for t in trackings} == {t: 1 for t in trackings}
     received_at_village = counts(net, V, "received")
