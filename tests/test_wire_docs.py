@@ -480,3 +480,140 @@ def test_real_certificate_chains_validate_and_tampered_ones_fail(real: RealNode)
             chain.validate(bad)
     with pytest.raises(ValidationError):
         chain.validate([])
+
+
+# -- signed answers, enrollment, bounds (issue 10) ----------------------------------------
+
+SIGNED_PATHS = (protocol.PUSH, protocol.PULL, "/v1/recover", protocol.ENROLL)
+ANSWER_TEMPLATE = (
+    "DAIBAN-ANSWER-1\n<status>\n<sha256 hex of the body bytes as sent>\n<binding>\n<server code>"
+)
+
+
+def test_the_documented_answer_signature_is_what_the_server_signs() -> None:
+    from daiban.sync import answers
+
+    escaped = ANSWER_TEMPLATE.replace("\n", "\\n")
+    assert escaped in OPENAPI["info"]["description"]
+    assert escaped in OPENAPI["components"]["headers"]["AnswerSignature"]["description"]
+    assert f"`{answers.H_ANSWER}`" in OPENAPI["info"]["description"]
+    body = protocol.encode(protocol.error_body(409, "replayed", "used before", counter=7))
+    binding = "A" * 86
+    filled = (
+        ANSWER_TEMPLATE.replace("<status>", "409")
+        .replace("<sha256 hex of the body bytes as sent>", hashlib.sha256(body).hexdigest())
+        .replace("<binding>", binding)
+        .replace("<server code>", "370303101")
+    )
+    assert answers.message(409, body, binding, "370303101") == filled.encode()
+
+
+def test_every_answer_of_the_signed_paths_documents_the_signature_header() -> None:
+    from daiban.sync import answers
+
+    for method, path, operation in operations():
+        for code, response in operation["responses"].items():
+            headers = resolve(response).get("headers", {})
+            signed = path in SIGNED_PATHS
+            assert (answers.H_ANSWER in headers) == signed, f"{method} {path} {code}"
+
+
+def test_a_real_answer_verifies_as_the_document_says(tmp_path: Path) -> None:
+    """A real server's error answer, checked with nothing but the document's
+    recipe, the town's certified key and the request's signature header."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from daiban.sync import answers
+
+    i18n.set_language("en")
+    node = init_home(tmp_path / "town", role="town", code="370303101", name="南定镇")
+    public = node.keys.sign_public
+    node.close()
+    request_sig = "B" * 86
+
+    async def ask() -> tuple[int, bytes, str]:
+        async with TestClient(TestServer(server.create_app(tmp_path / "town"))) as client:
+            resp = await client.post(
+                protocol.PULL,
+                data=protocol.encode({"cursor": 0}),
+                headers={
+                    "Content-Type": protocol.CONTENT_TYPE,
+                    protocol.H_NODE: "370303101201",
+                    protocol.H_COUNTER: "1",
+                    protocol.H_SIG: request_sig,
+                },
+            )
+            return resp.status, await resp.read(), resp.headers[answers.H_ANSWER]
+
+    status, body, header = asyncio.run(ask())
+    assert status == 401 and json.loads(zlib.decompress(body))["code"] == "unknown_node"
+    message = "\n".join(
+        ["DAIBAN-ANSWER-1", str(status), hashlib.sha256(body).hexdigest(), request_sig, "370303101"]
+    )
+    Ed25519PublicKey.from_public_bytes(public).verify(unb64(header), message.encode())
+
+
+def test_the_documented_enrollment_proof_is_what_the_server_computes() -> None:
+    import hmac
+
+    from daiban.sync import service
+
+    text = OPENAPI["info"]["description"]
+    assert (
+        "salt = UTF-8 of \"daiban-enroll|\" + the request's `code` (the child's division code), "
+        "N = 32768, r = 8, p = 1" in text
+    )
+    request = {"v": 1, "code": "370303101201", "name": "大张村", "sign": "x" * 43, "enc": "y" * 43}
+    code = "12345678901"
+    key = hashlib.scrypt(
+        code.encode(), salt=b"daiban-enroll|370303101201", n=32768, r=8, p=1, dklen=32, maxmem=64 * 2**20
+    )
+    documented = hmac.new(key, canonical(request), "sha256").hexdigest()
+    assert service.mac(code, {**request, "mac": "ignored"}, "370303101201") == documented
+
+
+def test_batch_and_chain_lengths_are_one_number_each() -> None:
+    from daiban.trust import certs
+
+    schemas = OPENAPI["components"]["schemas"]
+    assert (
+        f"clients send batches of {protocol.BATCH})"
+        in schemas["PushRequest"]["properties"]["envelopes"]["description"]
+    )
+    assert "batches of 500" not in json.dumps(OPENAPI)
+    assert SCHEMA["$defs"]["chain"]["maxItems"] == certs.MAX_CHAIN
+    assert (
+        f"longer than {certs.MAX_CHAIN} certificates"
+        in schemas["PushRequest"]["properties"]["certs"]["description"]
+    )
+    assert "longer than 5" not in json.dumps(OPENAPI)
+    bound = schemas["PullResponse"]["properties"]["cursor"]["maximum"]
+    assert bound == protocol.MAX_POSITION == schemas["RecoverResponse"]["properties"]["after"]["maximum"]
+    assert f"{protocol.MAX_COUNTER_JUMP:,} (2^32)" in OPENAPI["info"]["description"]
+    assert f"{protocol.MAX_POSITION:,} (2^53)" in OPENAPI["info"]["description"]
+
+
+def test_enroll_code_json_output_is_documented(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    daiban_cli = str(Path(sys.executable).with_name("daiban"))
+    env = {"DAIBAN_HOME": str(tmp_path / "city"), "DAIBAN_LANG": "en", "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [daiban_cli, "init", "--role", "city", "--code", "3703", "--name", "淄博市"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    out = subprocess.run(
+        [daiban_cli, "enroll-code", "--code", "370303", "--name", "张店区", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    component("EnrollCodeOutput").validate(json.loads(out))

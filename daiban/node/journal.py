@@ -112,7 +112,7 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
     if root is None or not isinstance(chains, list | tuple):
         return out
     for chain in chains:
-        if not isinstance(chain, list) or not chain or len(chain) > 5:
+        if not isinstance(chain, list) or not chain or len(chain) > certs_mod.MAX_CHAIN:
             continue
         try:
             leaf = certs_mod.verify_chain(chain, root, revoked)
@@ -323,7 +323,7 @@ def _revoked_cert(node: Node, body: Mapping[str, Any]) -> tuple[str, str, str] |
     it carries none that verifies (the table then refuses it)."""
     root = identity_mod.root_fingerprint(node)
     chain = body.get("chain")
-    if root is None or not isinstance(chain, list) or not 1 <= len(chain) <= 5:
+    if root is None or not isinstance(chain, list) or not 1 <= len(chain) <= certs_mod.MAX_CHAIN:
         return None
     try:
         leaf = certs_mod.verify_chain(chain, root)

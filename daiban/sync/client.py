@@ -17,7 +17,7 @@ from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node import identity, journal, routing, statistics
 from daiban.node.clock import stamp
-from daiban.sync import faults, protocol, recovery
+from daiban.sync import answers, faults, protocol, recovery
 from daiban.sync.protocol import ProtocolError
 from daiban.trust.crypto import b64
 
@@ -72,29 +72,82 @@ class Connection:
         return counter
 
     async def post(self, path: str, value: Any) -> tuple[int, Any]:
+        """Send a signed request; the parent's answer, once its signature has
+        verified against the parent's certified key (answers.py). Nothing is
+        taken from an answer that does not verify, and a 409's counter only
+        within bounds."""
         body = protocol.encode(value)
         for _attempt in range(3):
             counter = self._next_counter()
             message = protocol.request_message("POST", path, body, counter, self.node.code, self.parent)
+            signature = b64(self.node.keys.signature(message))
             headers = {
                 protocol.H_NODE: self.node.code,
                 protocol.H_COUNTER: str(counter),
-                protocol.H_SIG: b64(self.node.keys.signature(message)),
+                protocol.H_SIG: signature,
                 "Content-Type": protocol.CONTENT_TYPE,
             }
             async with self.session.post(self.url + path, data=body, headers=headers) as resp:
-                data = protocol.decode(await resp.read())
-                if resp.status == 409 and isinstance(data, dict) and data.get("code") == "replayed":
-                    # Our counter is behind the parent's (a restored home): jump past it.
-                    with self.node.store.transaction():
-                        peer = self.node.store.peer(self.parent)
-                        mine = peer["counter"] if peer else 0
-                        self.node.store.update_peer(
-                            self.parent, counter=max(mine, int(data.get("counter", 0)))
-                        )
-                    continue
-                return resp.status, data
+                status, raw = resp.status, await read_answer(resp, self.url)
+                header = resp.headers.get(answers.H_ANSWER)
+            try:
+                key = identity.sign_key_for(self.node, self.parent)
+                answers.check(key, header, status, raw, signature, self.parent)
+            except answers.AnswerError:
+                raise unverified(self.url) from None
+            data = protocol.decode(raw)
+            if status == 409 and isinstance(data, dict) and data.get("code") == "replayed":
+                # Our counter is behind the parent's (a restored home): jump past it.
+                theirs = data.get("counter")
+                highest = min(counter + protocol.MAX_COUNTER_JUMP, protocol.MAX_POSITION)
+                if not isinstance(theirs, int) or not _within(theirs, counter, highest):
+                    raise bad_answer(self.url)
+                with self.node.store.transaction():
+                    peer = self.node.store.peer(self.parent)
+                    mine = peer["counter"] if peer else 0
+                    self.node.store.update_peer(self.parent, counter=max(mine, theirs))
+                continue
+            return status, data
         raise SyncFailed(_("The parent keeps refusing this node's request counter."))
+
+
+async def read_answer(resp: aiohttp.ClientResponse, url: str) -> bytes:
+    """An answer's body, read up to protocol.MAX_ANSWER bytes."""
+    if resp.content_length is not None and resp.content_length > protocol.MAX_ANSWER:
+        raise bad_answer(url)
+    chunks: list[bytes] = []
+    size = 0
+    for _chunk in range(protocol.MAX_ANSWER):  # bounded: each round reads at least a byte or ends
+        chunk = await resp.content.read(64 * 1024)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > protocol.MAX_ANSWER:
+            raise bad_answer(url)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _within(value: Any, low: int, high: int) -> bool:
+    """An integer (not a bool) from low to high."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def unverified(url: str) -> SyncFailed:
+    return SyncFailed(
+        _(
+            "The answer from {url} is not signed by the parent's certified key; nothing was "
+            "changed here. Check the parent's address."
+        ).format(url=url),
+        code="unverified",
+    )
+
+
+def bad_answer(url: str) -> SyncFailed:
+    return SyncFailed(
+        _("The parent {url} sent an answer out of bounds; nothing was changed here.").format(url=url),
+        code="bad_answer",
+    )
 
 
 def _refusal(status: int, data: Any) -> SyncFailed:
@@ -137,7 +190,7 @@ async def push(conn: Connection, report: Report) -> None:
             if current is not None:
                 status, data = await current[1]
                 faults.point("push-answered")
-                if not _settle(node, current[0], status, data, report):
+                if not _settle(node, current[0], status, data, report, conn.url):
                     after = 0  # some were set aside: read the rest of that batch again
     finally:
         if inflight is not None and not inflight[1].done():
@@ -146,20 +199,26 @@ async def push(conn: Connection, report: Report) -> None:
                 await inflight[1]
 
 
-def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: Report) -> bool:
-    """Record the parent's answer to a push; False when envelopes were set aside."""
+def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: Report, url: str) -> bool:
+    """Record the parent's (verified) answer to a push; False when envelopes
+    were set aside. Only envelopes of this batch are let go or set aside."""
+    ids = {row.id for row in rows}
     if status == 200:
-        results = data.get("results", [])
-        done = [r["id"] for r in results if r.get("status") in ("stored", "duplicate")]
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list) or len(results) > len(rows):
+            raise bad_answer(url)
+        verdicts = {r["id"]: r.get("status") for r in results if isinstance(r, dict) and r.get("id") in ids}
+        done = [i for i, v in verdicts.items() if v in ("stored", "duplicate")]
         with node.store.transaction():
             node.store.release(routing.UP, done)
-        report.pushed += sum(1 for r in results if r.get("status") == "stored")
-        report.duplicates += sum(1 for r in results if r.get("status") == "duplicate")
+        report.pushed += sum(1 for v in verdicts.values() if v == "stored")
+        report.duplicates += sum(1 for v in verdicts.values() if v == "duplicate")
         return True
-    if status == 422 and isinstance(data, dict) and data.get("refused"):
+    if status == 422 and isinstance(data, dict) and isinstance(data.get("refused"), list):
+        if len(data["refused"]) > len(rows):
+            raise bad_answer(url)
         now = stamp(node.clock())
-        ids = {row.id for row in rows}
-        refused = [r for r in data["refused"] if r.get("id") in ids]
+        refused = [r for r in data["refused"] if isinstance(r, dict) and r.get("id") in ids]
         if not refused:
             raise _refusal(status, data)
         with node.store.transaction():
@@ -175,30 +234,51 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
 async def pull(conn: Connection, report: Report) -> None:
     node = conn.node
     acked = True
-    while True:
+    for _round in range(protocol.MAX_POSITION):  # bounded: the cursor goes up every round but the last
         peer = node.store.peer(conn.parent)
         cursor = peer["cursor"] if peer else 0
         status, data = await conn.post(protocol.PULL, {"cursor": cursor, "limit": protocol.BATCH})
         faults.point("pull-answered")
         if status != 200:
             raise _refusal(status, data)
-        raws, new_cursor = data.get("envelopes", []), int(data.get("cursor", cursor))
+        raws, certs, new_cursor, more = bounded_page(data, "cursor", cursor, protocol.BATCH, conn.url)
         if raws:
             with node.store.transaction():
-                certs = data.get("certs", [])
                 taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
                 # The cursor moves in the same transaction that stored the envelopes.
                 node.store.update_peer(conn.parent, cursor=new_cursor)
             report.pulled += len(taken.stored)
             acked = False
-        else:
-            acked = new_cursor == cursor
-        if not data.get("more"):
+        if not more:
             break
     if not acked:
         # Tell the parent we hold everything it sent, so it can let go of it.
         peer = node.store.peer(conn.parent)
         await conn.post(protocol.PULL, {"cursor": peer["cursor"] if peer else 0, "limit": 0})
+
+
+def bounded_page(
+    data: Any, key: str, asked: int, limit: int, url: str
+) -> tuple[list[Any], list[Any], int, bool]:
+    """A pull's or a recovery's page, within bounds: at most ``limit``
+    envelopes, a position that moves past ``asked`` exactly when envelopes
+    came (and never past MAX_POSITION), ``more`` only after a full page."""
+    if not isinstance(data, dict):
+        raise bad_answer(url)
+    raws, certs, more = data.get("envelopes"), data.get("certs", []), data.get("more")
+    position = data.get(key)
+    if (
+        not isinstance(raws, list)
+        or len(raws) > limit
+        or not isinstance(certs, list)
+        or len(certs) > protocol.MAX_BATCH
+        or not isinstance(more, bool)
+        or (more and len(raws) < limit)
+        or not isinstance(position, int)
+        or not _within(position, asked + 1 if raws else asked, protocol.MAX_POSITION if raws else asked)
+    ):
+        raise bad_answer(url)
+    return raws, certs, position, more
 
 
 async def sync_once(node: Node, report: Report | None = None) -> Report:
@@ -276,7 +356,9 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
                 data=protocol.encode(request),
                 headers={"Content-Type": protocol.CONTENT_TYPE},
             ) as resp:
-                status, data = resp.status, protocol.decode(await resp.read())
+                status, raw = resp.status, await read_answer(resp, url)
+                header = resp.headers.get(answers.H_ANSWER)
+            data = protocol.decode(raw)
     except (TimeoutError, aiohttp.ClientError, ProtocolError, OSError) as exc:
         raise SyncFailed(
             _("The parent {url} cannot be reached ({error}).").format(url=url, error=type(exc).__name__),
@@ -314,16 +396,27 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
             code="untrusted_root",
         )
     try:
+        if not isinstance(data.get("chain"), list) or not 2 <= len(data["chain"]) <= certs_mod.MAX_CHAIN:
+            raise certs_mod.CertError("broken_chain", "the chain is not a list of 2 to 4 certificates")
         leaf = certs_mod.verify_chain(data["chain"], fingerprint)
-    except (certs_mod.CertError, KeyError) as exc:
+    except (certs_mod.CertError, KeyError, TypeError, AttributeError) as exc:
         raise SyncFailed(
             _("The certificate from the parent does not verify ({error}).").format(error=exc),
             code="bad_answer",
         ) from None
     if leaf.code != node.code or leaf.sign != node.keys.sign_public:
         raise SyncFailed(_("The parent certified another node; nothing was changed."), code="bad_answer")
+    # The parent's own certificate, next to ours in the chain that just
+    # verified, is the key every later answer is checked with: this one too.
+    parent = data.get("parent")
+    issuer = certs_mod.Cert.from_dict(data["chain"][-2])
+    if not isinstance(parent, dict) or issuer.code != parent.get("code"):
+        raise SyncFailed(_("The parent certified another node; nothing was changed."), code="bad_answer")
+    try:
+        answers.check(issuer.sign, header, status, raw, request["mac"], issuer.code)
+    except answers.AnswerError:
+        raise unverified(url) from None
     now = stamp(node.clock())
-    parent = data["parent"]
     with node.store.transaction():
         node.store.set_setting("root_fingerprint", fingerprint)
         node.store.set_setting("root_code", str(data.get("root_code") or data["chain"][0]["code"]))

@@ -24,6 +24,13 @@ MAX_DECOMPRESSED = 32 * 1024 * 1024
 MAX_BATCH = 1000
 BATCH = 1000
 REQUEST_TIMEOUT = 60.0
+# Bounds a child puts on the numbers it takes from a (verified) answer: a
+# cursor, a recovery position or a request counter never exceeds MAX_POSITION
+# (2^53, exact in every JSON implementation), and a 409's counter is at most
+# MAX_COUNTER_JUMP above the counter of the request it answers.
+MAX_POSITION = 2**53
+MAX_COUNTER_JUMP = 2**32
+MAX_ANSWER = MAX_DECOMPRESSED  # bytes of an answer as read from the socket
 
 
 class ProtocolError(Exception):

@@ -184,7 +184,7 @@ async def rejoin(conn: Connection) -> Caught:
     """Take back from the parent what the replica missed, then file again."""
     from daiban.errors import DaibanError
     from daiban.i18n import _
-    from daiban.sync.client import _refusal
+    from daiban.sync.client import _refusal, bounded_page
 
     node = conn.node
     caught = Caught()
@@ -201,10 +201,11 @@ async def rejoin(conn: Connection) -> Caught:
                 ),
                 code="rejoin",
             )
+        # The answer verified (Connection.post); its numbers are bounded too.
+        raws, certs, after, more = bounded_page(data, "after", after, PAGE, conn.url)
         with node.store.transaction():
-            take_page(node, data.get("envelopes", []), data.get("certs", []), conn.parent, caught)
-        after = int(data.get("after", after))
-        if not data.get("more"):
+            take_page(node, raws, certs, conn.parent, caught)
+        if not more:
             break
     with node.store.transaction():
         _counter_past_own(node)

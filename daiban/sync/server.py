@@ -26,7 +26,7 @@ from aiohttp import ClientConnectionResetError, web
 
 from daiban import __version__
 from daiban.node import journal
-from daiban.sync import metrics, protocol, recovery, service
+from daiban.sync import answers, metrics, protocol, recovery, service
 from daiban.sync.protocol import ProtocolError
 from daiban.sync.serve_config import ServeConfig
 
@@ -99,6 +99,9 @@ class Writer:
 
 
 WRITER = web.AppKey("writer", Writer)
+ANSWERS = web.AppKey("answers", tuple)  # (this node's code, its Ed25519 signing key)
+BOUND_TO = "daiban.bound_to"  # set on an enroll request once its mac is read
+SIGNED_PATHS = frozenset({protocol.PUSH, protocol.PULL, protocol.ENROLL, recovery.RECOVER})
 METRICS = web.AppKey("metrics", metrics.ServerMetrics)
 CONFIG = web.AppKey("config", ServeConfig)
 METRICS_PATH = "/metrics"
@@ -152,6 +155,22 @@ async def observe(request: web.Request, handler: Callable[[web.Request], Any]) -
                     "node": _sender(request),
                 },
             )
+
+
+@web.middleware
+async def sign_answers(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Every answer to push, pull, recover and enroll, errors included, signed
+    with this node's key and bound to the request it answers (answers.py)."""
+    response: web.StreamResponse = await handler(request)
+    if request.path in SIGNED_PATHS and isinstance(response, web.Response):
+        body = response.body if isinstance(response.body, bytes) else b""
+        if request.path == protocol.ENROLL:
+            bound_to = request.get(BOUND_TO, "")
+        else:
+            bound_to = request.headers.get(protocol.H_SIG, "")
+        code, key = request.app[ANSWERS]
+        response.headers[answers.H_ANSWER] = answers.sign(key, response.status, body, bound_to, code)
+    return response
 
 
 @web.middleware
@@ -251,13 +270,14 @@ async def metrics_page(request: web.Request) -> web.Response:
 
 async def enroll(request: web.Request) -> web.Response:
     _raw, data = await _body(request)
+    request[BOUND_TO] = data.get("mac", "") if isinstance(data, dict) else ""
     result = await request.app[WRITER].call(service.enroll, data)
     return _json(result)
 
 
 def create_app(home: Path, config: ServeConfig | None = None) -> web.Application:
     config = config or ServeConfig()
-    app = web.Application(client_max_size=protocol.MAX_BODY, middlewares=[observe, errors])
+    app = web.Application(client_max_size=protocol.MAX_BODY, middlewares=[observe, sign_answers, errors])
     app[CONFIG] = config
     app[METRICS] = metrics.ServerMetrics(config.stale_after)
 
@@ -269,6 +289,7 @@ def create_app(home: Path, config: ServeConfig | None = None) -> web.Application
         writer.close()
 
     app.cleanup_ctx.append(writer_ctx)
+    app.cleanup_ctx.append(_answers_ctx(home))
     if config.forward_window is not None:
         app.cleanup_ctx.append(_forward_ctx(home, config))
     app.router.add_get(protocol.HEALTH, healthz)
@@ -278,6 +299,17 @@ def create_app(home: Path, config: ServeConfig | None = None) -> web.Application
     app.router.add_post(recovery.RECOVER, recover)
     app.router.add_get(METRICS_PATH, metrics_page)
     return app
+
+
+def _answers_ctx(home: Path) -> Callable[[web.Application], AsyncIterator[None]]:
+    """This node's code and signing key, for signing answers."""
+    from daiban.trust.crypto import NodeKeys
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[ANSWERS] = (app[WRITER].info["code"], NodeKeys.load(home).sign)
+        yield
+
+    return ctx
 
 
 def _forward_ctx(home: Path, config: ServeConfig) -> Callable[[web.Application], AsyncIterator[None]]:

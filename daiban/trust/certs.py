@@ -14,6 +14,9 @@ from daiban.trust.codes import role_of
 from daiban.trust.crypto import CryptoError, b64, canonical, fingerprint, unb64, verify
 
 CERT_VERSION = 1
+# A chain is at most city, district, town, village: 4 certificates (the name
+# constraint allows no more). The envelope schema's $defs/chain says the same.
+MAX_CHAIN = 4
 
 
 class CertError(Exception):
