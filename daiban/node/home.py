@@ -52,8 +52,17 @@ def init_home(
                 code=code, city=doc["city"]["code"]
             )
         )
-    home.mkdir(parents=True, exist_ok=True)
-    write_secret(home / LOOKUP_KEY, secrets.token_bytes(32))
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        write_secret(home / LOOKUP_KEY, secrets.token_bytes(32))
+    except OSError as exc:
+        # A read-only folder, a path under a file, a full disk: nothing was made.
+        raise HomeError(
+            _(
+                "Cannot make a node home at {home}: {error}. Choose a folder you can write to "
+                "with --home or DAIBAN_HOME."
+            ).format(home=home, error=exc.strerror or type(exc).__name__)
+        ) from exc
     store = Store.open(db_path, create=True)
     try:
         # Settings and catalog in one transaction: a half-made home never opens.
