@@ -93,6 +93,16 @@ def _limit(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(_("expected a port from 0 to 65535, got {text!r}").format(text=text))
+    return value
+
+
 MAX_ENROLL_HOURS = 720
 
 
@@ -322,7 +332,7 @@ def build_parser() -> Parser:
 
     c = command("serve", _("run the HTTP server for this node's children"), cmd_serve)
     c.add_argument("--host", default="127.0.0.1", help=_("address to listen on (default 127.0.0.1)"))
-    c.add_argument("--port", type=int, default=8720, help=_("port (default 8720; 0 picks a free one)"))
+    c.add_argument("--port", type=_port, default=8720, help=_("port (default 8720; 0 picks a free one)"))
     c.add_argument(
         "--forward-window",
         type=_window,

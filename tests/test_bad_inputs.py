@@ -97,7 +97,7 @@ def both_languages(cli: Run, home: Path, *args: str, usage: bool = False) -> tup
 @pytest.mark.parametrize("hours", ["nan", "inf", "-inf", "1e9", "-5", "0", "0.5", "721", "seventy"])
 def test_enroll_code_hours_must_be_finite_and_from_1_to_720(cli: Run, city: Path, hours: str) -> None:
     zh, en = both_languages(
-        cli, city, "enroll-code", "--code", "370303", "--name", "张店区", "--hours", hours, usage=True
+        cli, city, "enroll-code", "--code", "370303", "--name", "张店区", f"--hours={hours}", usage=True
     )
     assert "720" in zh
     assert "from 1 to 720" in en and "--hours" in en
@@ -126,6 +126,18 @@ def test_the_largest_limit_is_taken(cli: Run, village: Path) -> None:
 
 def test_a_quarantine_id_past_64_bits_is_refused(cli: Run, village: Path) -> None:
     both_languages(cli, village, "quarantine", "show", "99999999999999999999", usage=True)
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_serve_port_must_be_a_port(cli: Run, village: Path, port: str) -> None:
+    _zh, en = both_languages(cli, village, "serve", "--port", port, usage=True)
+    assert "from 0 to 65535" in en
+
+
+@pytest.mark.parametrize("every", ["nan", "inf", "0", "1e9"])
+def test_backup_every_must_be_finite_and_in_range(cli: Run, village: Path, every: str) -> None:
+    _zh, en = both_languages(cli, village, "backup", f"--every={every}", "--once", usage=True)
+    assert "from 1 to 604800" in en
 
 
 def _apply(*fields: str) -> list[str]:
@@ -337,7 +349,7 @@ def test_an_xlsx_zip_bomb_is_refused_unopened_within_2_s_and_100_mb(village: Pat
     assert rss < 100 * MIB, rss
     assert dump(village) == before
     en, _wall, _cpu, _rss = _measured(village, "--lang", "en", "apply", "--from", str(zip_bomb))
-    assert "would unpack to 280 MB in 5 parts" in refused(en) and "refused unopened" in en.stderr
+    assert re.search(r"would unpack to 2[78]\d MB in 5 parts; .* refused unopened", refused(en))
 
 
 def test_an_xlsx_of_too_many_parts_is_refused(cli: Run, village: Path, tmp_path: Path) -> None:
