@@ -207,6 +207,17 @@ def test_init_where_nothing_can_be_written_says_so(cli: Run, tmp_path: Path, whe
         assert list(home.parent.iterdir()) == []
 
 
+def test_init_with_a_folder_as_the_catalog_says_so(cli: Run, tmp_path: Path) -> None:
+    home, folder = tmp_path / "home", tmp_path / "catalogs"
+    folder.mkdir()
+    args = ("init", "--role", "village", "--code", VILLAGE, "--name", "大张村", "--catalog", str(folder))
+    zh = refused(cli(*args, home=home, lang="zh"))
+    en = refused(cli("--lang", "en", *args, home=home, lang="zh"))
+    assert CJK.search(zh)
+    assert en == f"error: {folder} is a folder, not a catalog file."
+    assert not home.exists()
+
+
 # -- bundles --------------------------------------------------------------------
 
 
@@ -247,6 +258,18 @@ def test_a_bundle_with_bytes_after_its_stream_is_refused(cli: Run, village: Path
     path.write_bytes(_bundle(f'{{"v": 1, "type": "daiban-bundle", "to": "{VILLAGE}"}}') + b"extra")
     _zh, en = both_languages(cli, village, "bundle", "import", str(path))
     assert en == "error: trailing.daiban is not a Daiban bundle."
+
+
+def test_an_empty_or_oversized_bundle_is_refused(cli: Run, village: Path, tmp_path: Path) -> None:
+    from daiban.sync.bundle import MAX_BUNDLE
+
+    empty, huge = tmp_path / "empty.daiban", tmp_path / "huge.daiban"
+    empty.write_bytes(b"")
+    with huge.open("wb") as fh:  # sparse: refused by its size, unread
+        fh.truncate(MAX_BUNDLE + 1)
+    for path in (empty, huge):
+        _zh, en = both_languages(cli, village, "bundle", "import", str(path))
+        assert en == f"error: {path.name} is not a Daiban bundle."
 
 
 def test_a_folder_given_as_the_bundle_is_refused(cli: Run, village: Path, tmp_path: Path) -> None:

@@ -132,3 +132,47 @@ def test_kill_9_of_apply_from_leaves_no_worker(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+WATCHED = """
+import os, sys, time
+from daiban.trust.sealing import watch_parent
+
+parent = os.getpid()
+child = os.fork()
+if child == 0:
+    watch_parent(parent)
+    print(os.getpid(), flush=True)
+    time.sleep(60)  # the watchdog ends it long before
+    os._exit(3)
+time.sleep(60)
+"""
+
+
+def test_the_watchdog_ends_a_worker_whose_parent_is_gone(tmp_path: Path) -> None:
+    """Where PR_SET_PDEATHSIG is not to be had, a thread in each worker ends
+    it once its parent is gone: a real parent and child, the parent killed."""
+    from daiban.trust.sealing import WATCH_EVERY
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WATCHED], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        assert _stat(child) is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5 + WATCH_EVERY
+        while child in _in_session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child not in _in_session(proc.pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        for pid in _in_session(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -45,7 +45,15 @@ def init_home(
         raise HomeError(
             _("{home} already holds a node; choose another --home or remove it first.").format(home=home)
         )
-    doc = catalog_mod.read_document(catalog_path or catalog_mod.bundled_path())
+    source = catalog_path or catalog_mod.bundled_path()
+    try:
+        doc = catalog_mod.read_document(source)
+    except IsADirectoryError:
+        raise HomeError(_("{path} is a folder, not a catalog file.").format(path=source)) from None
+    except OSError as exc:
+        raise HomeError(
+            _("Cannot read {path}: {error}").format(path=source, error=exc.strerror or type(exc).__name__)
+        ) from None
     if not code.startswith(doc["city"]["code"]):
         raise HomeError(
             _("Code {code} is not within the catalog's city {city}.").format(

@@ -86,7 +86,8 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
 def _read(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            data = fh.read(MAX_BUNDLE + 1)
+            # Larger than a bundle may be: refused unread.
+            data = b"" if path.stat().st_size > MAX_BUNDLE else fh.read(MAX_BUNDLE + 1)
     except FileNotFoundError:
         raise BundleRefused(_("Bundle {path} does not exist.").format(path=path)) from None
     except IsADirectoryError:
@@ -96,7 +97,7 @@ def _read(path: Path) -> dict[str, Any]:
             _("Cannot read {path}: {error}").format(path=path, error=exc.strerror or type(exc).__name__)
         ) from None
     not_bundle = BundleRefused(_("{path} is not a Daiban bundle.").format(path=path.name))
-    if len(data) > MAX_BUNDLE:
+    if not data or len(data) > MAX_BUNDLE:
         raise not_bundle
     inflater = zlib.decompressobj()
     try:

@@ -59,6 +59,12 @@ def die_with_parent(parent: int) -> None:
         if os.getppid() != parent:
             os._exit(1)
         return
+    watch_parent(parent)
+
+
+def watch_parent(parent: int) -> None:
+    """Where the kernel cannot be asked: a daemon thread that ends this
+    process within WATCH_EVERY of ``parent`` ceasing to be its parent."""
     if os.getppid() != parent:
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), name="daiban-parent-watch", daemon=True).start()
