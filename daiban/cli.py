@@ -77,14 +77,62 @@ def _score(text: str) -> int:
     return value
 
 
+# The largest count or row id SQLite holds (a signed 64-bit integer).
+MAX_COUNT = 2**63 - 1
+
+
 def _limit(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 1:
+    if not 1 <= value <= MAX_COUNT:
         raise argparse.ArgumentTypeError(
-            _("must be a whole number of at least 1, got {text!r}").format(text=text)
+            _("must be a whole number from 1 to {max}, got {text!r}").format(max=MAX_COUNT, text=text)
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(_("expected a port from 0 to 65535, got {text!r}").format(text=text))
+    return value
+
+
+MAX_ENROLL_HOURS = 720
+
+
+def _hours(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # NaN compares false both ways, so it fails the range like inf and 1e9 do.
+    if not 1.0 <= value <= MAX_ENROLL_HOURS:
+        raise argparse.ArgumentTypeError(
+            _("expected a number of hours from 1 to {max}, got {text!r}").format(
+                max=MAX_ENROLL_HOURS, text=text
+            )
+        )
+    return value
+
+
+def _every(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1.0 <= value <= 7 * 86400.0:
+        raise argparse.ArgumentTypeError(
+            _("expected a number of seconds from 1 to {max}, got {text!r}").format(max=7 * 86400, text=text)
         )
     return value
 
@@ -284,7 +332,7 @@ def build_parser() -> Parser:
 
     c = command("serve", _("run the HTTP server for this node's children"), cmd_serve)
     c.add_argument("--host", default="127.0.0.1", help=_("address to listen on (default 127.0.0.1)"))
-    c.add_argument("--port", type=int, default=8720, help=_("port (default 8720; 0 picks a free one)"))
+    c.add_argument("--port", type=_port, default=8720, help=_("port (default 8720; 0 picks a free one)"))
     c.add_argument(
         "--forward-window",
         type=_window,
@@ -306,7 +354,9 @@ def build_parser() -> Parser:
     )
     c.add_argument("--code", required=True, help=_("the child's division code"))
     c.add_argument("--name", required=True, help=_("the child's name"))
-    c.add_argument("--hours", type=float, default=72.0, help=_("hours until the code expires (default 72)"))
+    c.add_argument(
+        "--hours", type=_hours, default=72.0, help=_("hours until the code expires, 1 to 720 (default 72)")
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("enroll", _("at a child: enroll with the parent at URL"), cmd_enroll)
@@ -353,7 +403,7 @@ def build_parser() -> Parser:
     ql = _sub(qsub, "list", _("list what this node refused, newest first"), cmd_quarantine)
     ql.add_argument("--json", action="store_true", help=_("print JSON"))
     qs = _sub(qsub, "show", _("one refused envelope, as it came"), cmd_quarantine_show)
-    qs.add_argument("id", type=int, metavar="ID")
+    qs.add_argument("id", type=_limit, metavar="ID")
     qs.add_argument("--json", action="store_true", help=_("print JSON"))
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
@@ -393,7 +443,7 @@ def build_parser() -> Parser:
     )
     c.add_argument(
         "--every",
-        type=float,
+        type=_every,
         default=300.0,
         metavar="SECONDS",
         help=_("snapshot mode: seconds between snapshots (default 300)"),

@@ -891,10 +891,9 @@ def _check_chunk(ctx: FilingContext, rows: Sequence[tuple[int, Filing]]) -> list
 def check_many(ctx: FilingContext, rows: Sequence[tuple[int, Filing]]) -> list[tuple[int, Any]]:
     """Check every row: (line, _Prepared) or (line, {"reason", "problems"}); in
     worker processes for a large ledger."""
-    import concurrent.futures
     import os
 
-    from daiban.trust.sealing import PARALLEL_FROM
+    from daiban.trust.sealing import PARALLEL_FROM, worker_pool
 
     workers = min(4, os.cpu_count() or 1)
     if len(rows) < PARALLEL_FROM or workers < 2:
@@ -904,7 +903,7 @@ def check_many(ctx: FilingContext, rows: Sequence[tuple[int, Filing]]) -> list[t
         ]
     size = max(250, len(rows) // (workers * 4))
     chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers) as pool:  # its workers die with this process
         results = [r for chunk in pool.map(_check_chunk, [ctx] * len(chunks), chunks) for r in chunk]
     return [(line, r if isinstance(r, dict) else replace(r, item=ctx.items[r.item])) for line, r in results]
 

@@ -45,15 +45,32 @@ def init_home(
         raise HomeError(
             _("{home} already holds a node; choose another --home or remove it first.").format(home=home)
         )
-    doc = catalog_mod.read_document(catalog_path or catalog_mod.bundled_path())
+    source = catalog_path or catalog_mod.bundled_path()
+    try:
+        doc = catalog_mod.read_document(source)
+    except IsADirectoryError:
+        raise HomeError(_("{path} is a folder, not a catalog file.").format(path=source)) from None
+    except OSError as exc:
+        raise HomeError(
+            _("Cannot read {path}: {error}").format(path=source, error=exc.strerror or type(exc).__name__)
+        ) from None
     if not code.startswith(doc["city"]["code"]):
         raise HomeError(
             _("Code {code} is not within the catalog's city {city}.").format(
                 code=code, city=doc["city"]["code"]
             )
         )
-    home.mkdir(parents=True, exist_ok=True)
-    write_secret(home / LOOKUP_KEY, secrets.token_bytes(32))
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        write_secret(home / LOOKUP_KEY, secrets.token_bytes(32))
+    except OSError as exc:
+        # A read-only folder, a path under a file, a full disk: nothing was made.
+        raise HomeError(
+            _(
+                "Cannot make a node home at {home}: {error}. Choose a folder you can write to "
+                "with --home or DAIBAN_HOME."
+            ).format(home=home, error=exc.strerror or type(exc).__name__)
+        ) from exc
     store = Store.open(db_path, create=True)
     try:
         # Settings and catalog in one transaction: a half-made home never opens.

@@ -1,7 +1,13 @@
 """Reading a ledger of many applications (台账): CSV in UTF-8 or in GBK as Excel
 in China saves it, or XLSX. Columns ``item,name,id_number,phone``, optional
 ``region`` and ``missing``, then the item's fields by key or by their Chinese
-title. Chinese headers (事项编码, 姓名, 身份证号, 联系电话 …) are understood too."""
+title. Chinese headers (事项编码, 姓名, 身份证号, 联系电话 …) are understood too.
+
+A ledger is held within bounds before it is parsed: its size on disk, the
+number of rows, and for an XLSX (a zip of XML files) the number of members
+and what they declare they inflate to, read from the zip's central directory
+before openpyxl opens anything. Python's zipfile never inflates a member past
+its declared size, so a zip bomb is refused at the door, in milliseconds."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import datetime as dt
 import hashlib
 import io
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +36,15 @@ ALIASES = {
 _BY_ALIAS = {alias: key for key, aliases in ALIASES.items() for alias in aliases}
 _SPLIT = re.compile(r"[;；、,，|]")
 MAX_ROWS = 100_000
+# A 100,000-row ledger of Chinese names and a few fields is about 15 MB as CSV.
+MAX_BYTES = 32 * 1024 * 1024
+# An XLSX: members (a workbook of a few sheets has a dozen or two), what they
+# inflate to in all, and how far one member larger than MIN_RATIO_CHECK may
+# inflate (sheets of people's rows compress 5 to 20 times; a bomb 1000).
+MAX_MEMBERS = 1000
+MAX_INFLATED = 128 * 1024 * 1024
+MAX_RATIO = 100
+MIN_RATIO_CHECK = 1024 * 1024
 
 
 @dataclass
@@ -40,21 +56,13 @@ class Ledger:
 
 
 def read(path: Path) -> Ledger:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(_("Ledger file {path} does not exist.").format(path=path)) from None
-    except OSError as exc:
-        raise DaibanError(_("Cannot read {path}: {error}").format(path=path, error=exc.strerror)) from None
+    data = _bytes(path)
     digest = hashlib.sha256(data).hexdigest()
     if data[:4] == b"PK\x03\x04":
+        _check_zip(data, path)
         header, rows = _read_xlsx(data, path)
     else:
         header, rows = _read_csv(data, path)
-    if len(rows) > MAX_ROWS:
-        raise DaibanError(
-            _("A ledger may hold at most {n} rows; split {path}.").format(n=MAX_ROWS, path=path)
-        )
     missing = [k for k in ("item", "name", "id_number", "phone") if k not in header]
     if missing:
         raise DaibanError(
@@ -65,6 +73,86 @@ def read(path: Path) -> Ledger:
             code="ledger",
         )
     return Ledger(path.name, digest, header, rows)
+
+
+def _bytes(path: Path) -> bytes:
+    """The file's bytes, refused unread if it is larger than a ledger can be."""
+    try:
+        with path.open("rb") as fh:
+            size = path.stat().st_size
+            if size > MAX_BYTES:
+                raise _too_large(path)
+            data = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise NotFound(_("Ledger file {path} does not exist.").format(path=path)) from None
+    except IsADirectoryError:
+        raise DaibanError(_("{path} is a folder, not a ledger file.").format(path=path)) from None
+    except OSError as exc:
+        raise DaibanError(_("Cannot read {path}: {error}").format(path=path, error=exc.strerror)) from None
+    if len(data) > MAX_BYTES:  # a file that grew, or a pipe
+        raise _too_large(path)
+    return data
+
+
+def _too_large(path: Path) -> DaibanError:
+    return DaibanError(
+        _("Ledger {path} is larger than {mb} MB; split it into smaller ledgers.").format(
+            path=path.name, mb=MAX_BYTES // (1024 * 1024)
+        ),
+        code="ledger",
+    )
+
+
+def _too_many_rows(path: Path) -> DaibanError:
+    return DaibanError(
+        _("A ledger may hold at most {n} rows; split {path}.").format(n=MAX_ROWS, path=path.name),
+        code="ledger",
+    )
+
+
+def _check_zip(data: bytes, path: Path) -> None:
+    """Refuse an XLSX whose zip would inflate past the bounds, from its
+    central directory alone (nothing is inflated here)."""
+    # Each central directory record begins with this signature, so its count
+    # bounds the records zipfile would build objects for: a directory of
+    # 700,000 empty members fits in the byte limit.
+    records = data.count(b"PK\x01\x02")
+    if records > MAX_MEMBERS:
+        raise _too_inflated(path, 0, records)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise DaibanError(
+            _("Ledger {path} is not a readable XLSX workbook ({error}).").format(
+                path=path.name, error="BadZipFile"
+            ),
+            code="ledger",
+        ) from None
+    inflated = sum(m.file_size for m in members)
+    steep = any(
+        m.file_size > MIN_RATIO_CHECK and m.file_size > MAX_RATIO * max(m.compress_size, 1) for m in members
+    )
+    if len(members) > MAX_MEMBERS or inflated > MAX_INFLATED or steep:
+        raise _too_inflated(path, inflated, len(members))
+
+
+def _too_inflated(path: Path, inflated: int, members: int) -> DaibanError:
+    return DaibanError(
+        _(
+            "Ledger {path} would unpack to {mb} MB in {n} parts; a ledger may unpack to at most "
+            "{max_mb} MB in {max_n} parts, each at most {ratio} times its packed size. It was "
+            "refused unopened: save it again as XLSX or CSV, or split it."
+        ).format(
+            path=path.name,
+            mb=inflated // (1024 * 1024),
+            n=members,
+            max_mb=MAX_INFLATED // (1024 * 1024),
+            max_n=MAX_MEMBERS,
+            ratio=MAX_RATIO,
+        ),
+        code="ledger",
+    )
 
 
 def _normal_header(cells: list[str]) -> list[str]:
@@ -98,6 +186,8 @@ def _read_csv(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict[
         for cells in reader:
             if not any(c.strip() for c in cells):
                 continue
+            if len(rows) >= MAX_ROWS:
+                raise _too_many_rows(path)
             rows.append((reader.line_num, _row(header, cells)))
     except csv.Error as exc:
         raise DaibanError(
@@ -126,12 +216,22 @@ def _read_xlsx(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict
             header = _normal_header([_cell(c) for c in next(it)])
         except StopIteration:
             raise DaibanError(_("Ledger {path} is empty.").format(path=path.name), code="ledger") from None
-        rows = []
+        rows: list[tuple[int, dict[str, str]]] = []
         for number, values in enumerate(it, start=2):
             cells = [_cell(c) for c in values]
             if any(cells):
+                if len(rows) >= MAX_ROWS:
+                    raise _too_many_rows(path)
                 rows.append((number, _row(header, cells)))
         return header, rows
+    except DaibanError:
+        raise
+    except Exception as exc:  # a damaged sheet (bad XML, a member that fails its CRC) shows only now
+        raise DaibanError(
+            _("Ledger {path} is not a readable XLSX workbook ({error}).").format(
+                path=path.name, error=type(exc).__name__
+            )
+        ) from None
     finally:
         book.close()
 

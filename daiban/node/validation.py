@@ -9,6 +9,7 @@ once so the resident hears about every problem together (一次性告知)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 # and control sequences never get into a name.
 NAME = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U0003134fA-Za-z·•．. ]{1,40}$")
 MAX_TEXT = 500
+# What SQLite and every envelope hold: a field's integer fits in 64 bits.
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
 
 
 def strip_controls(text: str) -> str:
@@ -195,20 +198,31 @@ def _coerce(value: Any, spec: Mapping[str, Any]) -> Any:
     """Turn a typed string into the schema's type; raise ValueError with a reason."""
     kind = spec.get("type", "string")
     if not isinstance(value, str):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(_("must be a finite number"))
         if kind == "integer" and isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
+            raise _out_of_range(spec)
         return value
     raw = value.strip()
     if kind == "integer":
         try:
-            return int(raw)
+            number = int(raw)
         except ValueError:
             raise ValueError(_("must be a whole number")) from None
+        if not MIN_INT <= number <= MAX_INT:
+            raise _out_of_range(spec)
+        return number
     if kind == "number":
         try:
-            return float(raw)
+            real = float(raw)
         except ValueError:
             raise ValueError(_("must be a number")) from None
+        # float() reads nan, inf and 1e400 (inf) too: none is an amount.
+        if not math.isfinite(real):
+            raise ValueError(_("must be a finite number"))
+        return real
     if kind == "boolean":
         low = raw.lower()
         if low in TRUE_WORDS:
@@ -217,6 +231,15 @@ def _coerce(value: Any, spec: Mapping[str, Any]) -> Any:
             return False
         raise ValueError(_("must be yes or no (是/否)"))
     return strip_controls(raw)
+
+
+def _out_of_range(spec: Mapping[str, Any]) -> ValueError:
+    """For an integer past 64 bits: the range the field's schema allows,
+    within what SQLite and an envelope hold."""
+    low, high = spec.get("minimum", MIN_INT), spec.get("maximum", MAX_INT)
+    low = max(low, MIN_INT) if isinstance(low, int | float) else MIN_INT
+    high = min(high, MAX_INT) if isinstance(high, int | float) else MAX_INT
+    return ValueError(_("must be between {low} and {high}").format(low=low, high=high))
 
 
 def fields(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal, routing, statistics
+from daiban.node import admission, identity, journal, routing, statistics
 from daiban.node.clock import stamp
 from daiban.trust.crypto import CryptoError, b64, canonical, unb64, verify
 
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 MAGIC = "daiban-bundle"
 MAX_BUNDLE = 256 * 1024 * 1024
+# A bundle holds envelopes as text; its own members nest a few levels
+# (payload, up, certs, a chain, a certificate, its members).
+MAX_DEPTH = 16
 
 
 class BundleRefused(DaibanError):
@@ -82,16 +85,34 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            # Larger than a bundle may be: refused unread.
+            data = b"" if path.stat().st_size > MAX_BUNDLE else fh.read(MAX_BUNDLE + 1)
     except FileNotFoundError:
         raise BundleRefused(_("Bundle {path} does not exist.").format(path=path)) from None
+    except IsADirectoryError:
+        raise BundleRefused(_("{path} is a folder, not a bundle file.").format(path=path)) from None
+    except OSError as exc:
+        raise BundleRefused(
+            _("Cannot read {path}: {error}").format(path=path, error=exc.strerror or type(exc).__name__)
+        ) from None
+    not_bundle = BundleRefused(_("{path} is not a Daiban bundle.").format(path=path.name))
+    if not data or len(data) > MAX_BUNDLE:
+        raise not_bundle
     inflater = zlib.decompressobj()
     try:
-        payload = json.loads(inflater.decompress(data, MAX_BUNDLE))
-    except (zlib.error, ValueError):
-        raise BundleRefused(_("{path} is not a Daiban bundle.").format(path=path.name)) from None
-    if inflater.unconsumed_tail or not isinstance(payload, dict) or payload.get("type") != MAGIC:
-        raise BundleRefused(_("{path} is not a Daiban bundle.").format(path=path.name))
+        text = inflater.decompress(data, MAX_BUNDLE)
+        if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+            raise not_bundle
+        payload = json.loads(text)
+        # What Daiban writes is a few levels deep, its integers fit in 64
+        # bits and its numbers are finite; anything else is refused here,
+        # before a deep value can exhaust a recursive walk further on.
+        admission.check_value(payload, max_depth=MAX_DEPTH)
+    except (zlib.error, ValueError, RecursionError, admission.Refused):
+        raise not_bundle from None
+    if not isinstance(payload, dict) or payload.get("type") != MAGIC:
+        raise not_bundle
     return payload
 
 
