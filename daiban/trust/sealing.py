@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ PARALLEL_FROM = 1000
 CHUNK = 250
 # How often a worker without PR_SET_PDEATHSIG looks for its parent, in seconds.
 WATCH_EVERY = 0.5
-_PR_SET_PDEATHSIG = 1
 
 
 def worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -73,16 +71,9 @@ def watch_parent(parent: int) -> None:
 def _death_signal() -> bool:
     """Ask Linux to SIGKILL this process when its parent dies; False where
     that cannot be done."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    import signal
+    from daiban.processes import signal_on_parent_death
 
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
+    return signal_on_parent_death()
 
 
 def _watch_parent(parent: int) -> None:
