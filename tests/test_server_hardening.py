@@ -41,6 +41,7 @@ from daiban.sync import protocol
 from daiban.trust.crypto import NodeKeys
 from tests.attacker import Resident
 from tests.sync_net import NODES, Network, network_at
+from tests.test_wire_docs import component
 
 C, D, V2 = "city", "district", "village2"
 TREE = (C, D, V2)
@@ -89,6 +90,7 @@ class Answer:
         assert value.get("ok") is False and value.get("status") == self.status, value
         assert isinstance(value.get("code"), str) and value["code"], value
         assert isinstance(value.get("error"), str) and value["error"], value
+        component("Error").validate(value)  # as docs/openapi.json describes it
         return value
 
 
@@ -442,6 +444,7 @@ def test_bad_requests_get_4xx_in_the_json_shape_and_change_nothing(net: Network)
     assert dump(net, D) == before, "a refused request changed the database"
     status, body_ = health(url)
     assert status == 200 and body_["ok"] is True, body_
+    component("Health").validate(body_)
     log = server_log(net, D)
     assert "Traceback" not in log and '"status": 500' not in log, log[-3000:]
     # The genuine client still syncs.
@@ -488,6 +491,7 @@ def test_database_deleted_under_serve_acknowledges_nothing(tmp_path: Path) -> No
         assert status == 503, body
         assert body["ok"] is False and body["code"] == "database_gone" and body["reason"] == "deleted", body
         assert body["node"] == NODES[D].code and body["status"] == 503, body
+        component("HealthGone").validate(body)
 
         log = server_log(net, D)
         assert "database gone" in log and "Traceback" not in log, log[-3000:]
@@ -504,6 +508,7 @@ def test_database_replaced_under_serve_is_noticed(tmp_path: Path) -> None:
         os.replace(copy, db)  # the same bytes under a new file: not the one the server holds
         status, body = health(url)
         assert (status, body["code"], body["reason"]) == (503, "database_gone", "replaced"), body
+        component("HealthGone").validate(body)
         answer = post(url + protocol.ENROLL, zj({"code": "370303"}), {"Content-Type": protocol.CONTENT_TYPE})
         error = answer.error()
         assert (answer.status, error["code"], error["reason"]) == (503, "database_gone", "replaced"), error
