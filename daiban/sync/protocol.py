@@ -17,10 +17,18 @@ import orjson
 from daiban.trust.crypto import canonical
 
 PUSH, PULL, ENROLL, HEALTH = "/v1/push", "/v1/pull", "/v1/enroll", "/v1/healthz"
+RECOVER = "/v1/recover"
 H_NODE, H_COUNTER, H_SIG = "X-Daiban-Node", "X-Daiban-Counter", "X-Daiban-Signature"
 CONTENT_TYPE = "application/vnd.daiban+json+zlib"
 MAX_BODY = 8 * 1024 * 1024  # compressed, as read from the socket
 MAX_DECOMPRESSED = 32 * 1024 * 1024
+# What an unauthenticated body (an enrollment request, well under 2 KiB) may
+# inflate to: nobody unknown gets to make the server inflate megabytes.
+MAX_UNSIGNED_DECOMPRESSED = 64 * 1024
+# How deep a request body may nest (the deepest a client sends is a push's
+# certificate chains, 4 levels: envelopes travel as strings).
+MAX_REQUEST_DEPTH = 16
+MAX_INTEGER = 2**63 - 1  # counters, cursors, positions: SQLite integers
 MAX_BATCH = 1000
 BATCH = 1000
 REQUEST_TIMEOUT = 60.0
@@ -57,7 +65,8 @@ def encode(value: Any) -> bytes:
 
 
 def decode(data: bytes, limit: int = MAX_DECOMPRESSED) -> Any:
-    """Decompress with the decompressed size counted, then parse JSON."""
+    """Decompress with the decompressed size counted, then parse JSON. A body
+    is one whole zlib stream and nothing after it."""
     inflater = zlib.decompressobj()
     try:
         text = inflater.decompress(data, limit)
@@ -67,10 +76,58 @@ def decode(data: bytes, limit: int = MAX_DECOMPRESSED) -> Any:
         raise ProtocolError(413, "too_large", "body is too large once decompressed")
     if not inflater.eof:
         raise ProtocolError(400, "malformed", "body is cut short")
+    if inflater.unused_data:
+        raise ProtocolError(400, "malformed", "bytes follow the end of the zlib stream")
     try:
         return orjson.loads(text)
     except ValueError:
         raise ProtocolError(400, "malformed", "body is not JSON") from None
+
+
+def _integer(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_request(path: str, data: Any) -> None:
+    """A request body's shape, as docs/openapi.json describes it: each member
+    the server reads of its type and within its range (members it does not
+    read are ignored). 400 ``malformed`` otherwise, before any work."""
+    if not isinstance(data, dict):
+        raise ProtocolError(400, "malformed", f"a request to {path} is a JSON object")
+    if path == PUSH:
+        envelopes, certs = data.get("envelopes"), data.get("certs", [])
+        if not (
+            isinstance(envelopes, list)
+            and len(envelopes) <= MAX_BATCH
+            and all(isinstance(text, str) for text in envelopes)
+        ):
+            raise ProtocolError(400, "malformed", f"envelopes must be a list of at most {MAX_BATCH} texts")
+        if not (
+            isinstance(certs, list)
+            and len(certs) <= MAX_BATCH
+            and all(isinstance(chain, list) and all(isinstance(c, dict) for c in chain) for chain in certs)
+        ):
+            raise ProtocolError(400, "malformed", "certs must be a list of certificate chains")
+    elif path == PULL:
+        if not (
+            _integer(data.get("cursor"), 0, MAX_INTEGER) and _integer(data.get("limit", BATCH), 0, MAX_BATCH)
+        ):
+            raise ProtocolError(400, "malformed", "pull needs a cursor >= 0 and a limit up to 1000")
+    elif path == RECOVER:
+        if not (_integer(data.get("after"), 0, MAX_INTEGER) and _integer(data.get("limit", 1), 1, MAX_BATCH)):
+            raise ProtocolError(400, "malformed", "recover needs after >= 0 and a limit of 1 to 1000")
+    elif path == ENROLL:
+        texts = [data.get(key) for key in ("code", "sign", "enc", "mac")] + [data.get("name", "")]
+        if not (
+            all(isinstance(text, str) for text in texts)
+            and _integer(data.get("resume_seq", 0), 0, MAX_INTEGER)
+        ):
+            raise ProtocolError(
+                400,
+                "malformed",
+                "enrollment needs code, sign, enc and mac as text (name too, if given) "
+                "and resume_seq an integer >= 0",
+            )
 
 
 def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from daiban.node import identity, journal, retired, routing
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
+from daiban.sync import protocol
 from daiban.sync.protocol import MAX_BATCH, ProtocolError
 from daiban.trust import envelope as env_mod
 from daiban.trust.crypto import CryptoError, b64
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from daiban.node.applications import Node
     from daiban.sync.client import Connection
 
-RECOVER = "/v1/recover"
+RECOVER = protocol.RECOVER
 PENDING = "rejoin_pending"
 PAGE = 500
 

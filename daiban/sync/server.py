@@ -1,11 +1,19 @@
 """The node's HTTP server for its children (aiohttp): /v1/enroll, /v1/push,
 /v1/pull, /v1/recover (a child restored from its backup), /v1/healthz,
 /metrics. The node's database has one writer, a single thread that owns the
-connection; handlers hand it work and wait. Bodies are read only through
-aiohttp's size-checked reader, decompressed with a limit, and every error
-answers in one JSON shape. Every request is timed and logged (route, status,
-the sending node's code — never a body); a district also syncs with its
-parent on a schedule (sync/schedule.py)."""
+connection; handlers hand it work and wait.
+
+A body is read only through aiohttp's size-checked reader. A signed request
+(push, pull, recover) is authenticated over the bytes as sent before anything
+is inflated or parsed; an unsigned one (enroll) may inflate to 64 KiB only.
+Inflating and parsing run on a small pool of threads, never on the event
+loop, so /v1/healthz stays answered under a flood. Every refusal answers in
+one JSON shape, including what aiohttp's HTTP parser refuses itself (an
+oversized header). The server checks at each request that its database file
+is still the one it opened: deleted or replaced, it acknowledges nothing
+more (503 ``database_gone``). Every request is timed and logged (route,
+status, the sending node's code — never a body); a district also syncs with
+its parent on a schedule (sync/schedule.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import threading
@@ -23,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientConnectionResetError, web
+from aiohttp.http_exceptions import LineTooLong
 
 from daiban import __version__
-from daiban.node import journal
+from daiban.node import admission, journal
+from daiban.node.store import DB_NAME
 from daiban.sync import answers, metrics, protocol, recovery, service
 from daiban.sync.protocol import ProtocolError
 from daiban.sync.serve_config import ServeConfig
@@ -35,6 +46,22 @@ log = logging.getLogger("daiban.server")
 
 IDLE_BEFORE_APPLY = 0.25  # seconds without a request before queued effects are applied
 APPLY_CHUNK = 100
+DECODE_THREADS = 2  # bodies inflated and parsed at once, off the event loop
+# aiohttp's own limits on the request line and headers, named so the refusal
+# can say them; past them the answer is 431 in the JSON shape (_Handler).
+MAX_LINE = 8190
+MAX_HEADERS = 128
+KEEPALIVE = 15.0
+DATABASE_FILES = ("", "-wal")  # the database and its write-ahead log, as opened
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` (device, inode), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Writer:
@@ -45,6 +72,8 @@ class Writer:
         self._local = threading.local()
         self._last_request = 0.0
         self._applier: asyncio.Task[None] | None = None
+        self._files: dict[Path, tuple[int, int]] = {}
+        self._gone: str | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daiban-writer")
         self.info: dict[str, Any] = self.executor.submit(self._open).result()
 
@@ -53,12 +82,52 @@ class Writer:
 
         node = open_node(self.home, actor="server")
         self._local.node = node
+        # Which files the connection holds open: should one be deleted or
+        # replaced, whatever is written goes where nobody will read it.
+        db = self.home / DB_NAME
+        self._files = {
+            path: found
+            for path in (db.with_name(db.name + suffix) for suffix in DATABASE_FILES)
+            if (found := _identity(path)) is not None
+        }
         return {
             "code": node.code,
             "role": node.role,
             "name": node.name,
             "root": node.store.setting("root_fingerprint"),
         }
+
+    def gone(self) -> str | None:
+        """Why the database this server opened is no longer the one at its
+        path ("deleted" or "replaced"), or None while it is. Two stat calls;
+        once gone, it stays gone (logged the first time): only a restart
+        opens the file now there."""
+        if self._gone is None:
+            for path, opened in self._files.items():
+                try:
+                    now = _identity(path)
+                except OSError:  # the home made unreadable: as good as gone
+                    now = None
+                if now != opened:
+                    self._gone = "deleted" if now is None else "replaced"
+                    log.error(
+                        "database gone: nothing is acknowledged until serve is restarted",
+                        extra={"file": path.name, "reason": self._gone},
+                    )
+                    break
+        return self._gone
+
+    def check_database(self) -> None:
+        """Refuse (503 ``database_gone``) once the database is gone."""
+        reason = self.gone()
+        if reason is not None:
+            raise ProtocolError(
+                503,
+                "database_gone",
+                f"this node's database file was {reason} while the server ran; nothing is "
+                "acknowledged until `daiban serve` is restarted",
+                reason=reason,
+            )
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -75,6 +144,8 @@ class Writer:
 
     async def _apply_when_idle(self) -> None:
         for _round in range(1_000_000):  # bounded: each round applies a chunk or waits for a pause
+            if self.gone() is not None:
+                return
             idle = time.monotonic() - self._last_request
             if idle < IDLE_BEFORE_APPLY:
                 await asyncio.sleep(IDLE_BEFORE_APPLY - idle)
@@ -104,6 +175,7 @@ BOUND_TO = "daiban.bound_to"  # set on an enroll request once its mac is read
 SIGNED_PATHS = frozenset({protocol.PUSH, protocol.PULL, protocol.ENROLL, recovery.RECOVER})
 METRICS = web.AppKey("metrics", metrics.ServerMetrics)
 CONFIG = web.AppKey("config", ServeConfig)
+DECODER = web.AppKey("decoder", concurrent.futures.ThreadPoolExecutor)
 METRICS_PATH = "/metrics"
 
 
@@ -198,11 +270,56 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Any]) ->
         return _error(500, "internal", "internal error; nothing half-done was stored")
 
 
-async def _body(request: web.Request) -> tuple[bytes, Any]:
+async def _raw(request: web.Request) -> bytes:
+    """A request's body exactly as sent, read through aiohttp's size-checked
+    reader (at most MAX_BODY); nothing is inflated here."""
     if request.content_type != protocol.CONTENT_TYPE:
         raise ProtocolError(415, "unsupported", f"send {protocol.CONTENT_TYPE}")
-    raw = await request.read()  # bounded by client_max_size
-    return raw, protocol.decode(raw)
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        # The zlib stream is the body itself, signed as sent; the server
+        # inflates no HTTP content coding (auto_decompress is off).
+        raise ProtocolError(415, "unsupported", "send no Content-Encoding: the body is its own zlib stream")
+    request.app[WRITER].check_database()
+    return await request.read()  # bounded by client_max_size
+
+
+def _parse(path: str, raw: bytes, limit: int) -> Any:
+    """Inflate a body (to ``limit`` bytes at most), parse it, and check it is
+    a value the node can hold and shaped as ``path`` takes it. Runs on a
+    decoder thread."""
+    data = protocol.decode(raw, limit)
+    try:
+        admission.check_value(data, max_depth=protocol.MAX_REQUEST_DEPTH)
+    except admission.Refused:
+        raise ProtocolError(
+            400,
+            "malformed",
+            f"body nests deeper than {protocol.MAX_REQUEST_DEPTH} levels, or holds an integer "
+            "outside 64 bits or a number that is not finite",
+        ) from None
+    protocol.check_request(path, data)
+    return data
+
+
+async def _decoded(request: web.Request, raw: bytes, limit: int) -> Any:
+    """_parse on the decoder threads: the event loop never inflates or parses."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[DECODER], _parse, request.path, raw, limit)
+
+
+def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> None:
+    service.authenticate(node, headers, "POST", path, raw)
+
+
+async def _signed(request: web.Request) -> tuple[dict[str, str], bytes, Any]:
+    """A signed request's headers, its body as sent, and the value it holds.
+    The signature and the counter are checked over the body as sent before
+    anything is inflated; only checked: the counter is recorded by the
+    transaction that acts on the request, which checks them again."""
+    raw = await _raw(request)
+    headers = dict(request.headers)
+    await request.app[WRITER].call(_authentic, headers, request.path, raw)
+    return headers, raw, await _decoded(request, raw, protocol.MAX_DECOMPRESSED)
 
 
 def _health(node: Any) -> dict[str, Any]:
@@ -215,9 +332,24 @@ def _health(node: Any) -> dict[str, Any]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    info = await request.app[WRITER].call(_health)
-    body = {"ok": True, "version": __version__, **info}
-    return web.json_response(body)
+    """From memory (the root read again only until the node has enrolled):
+    answered whatever the writer thread is doing. Not ok (503) once the
+    database is gone."""
+    writer = request.app[WRITER]
+    reason = writer.gone()
+    if reason is not None:
+        body = protocol.error_body(
+            503,
+            "database_gone",
+            f"this node's database file was {reason} while the server ran; restart `daiban serve`",
+            reason=reason,
+            version=__version__,
+            node=writer.info["code"],
+        )
+        return web.json_response(body, status=503)
+    if writer.info["root"] is None:  # enrolled since the server started?
+        writer.info = await writer.call(_health)
+    return web.json_response({"ok": True, "version": __version__, **writer.info})
 
 
 def _push_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:
@@ -234,11 +366,12 @@ def _pull_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, dat
 async def push(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
-    raw, data = await _body(request)
+    headers, raw, data = await _signed(request)
     try:
-        result, kinds = await writer.call(_push_counted, dict(request.headers), request.path, raw, data)
+        result, kinds = await writer.call(_push_counted, headers, request.path, raw, data)
     finally:
         writer.busy()
+    writer.check_database()  # stored into a file deleted meanwhile: acknowledge nothing
     writer.apply_later()
     request.app[METRICS].pushed(result, kinds)
     return _json(result)
@@ -247,16 +380,18 @@ async def push(request: web.Request) -> web.Response:
 async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
-    raw, data = await _body(request)
-    result, kinds = await writer.call(_pull_counted, dict(request.headers), request.path, raw, data)
+    headers, raw, data = await _signed(request)
+    result, kinds = await writer.call(_pull_counted, headers, request.path, raw, data)
+    writer.check_database()
     request.app[METRICS].count_kinds(request.app[METRICS].envelopes_out, kinds, "child")
     return _json(result)
 
 
 async def recover(request: web.Request) -> web.Response:
-    raw, data = await _body(request)
-    headers = dict(request.headers)
-    result = await request.app[WRITER].call(recovery.serve_recover, headers, request.path, raw, data)
+    writer = request.app[WRITER]
+    headers, raw, data = await _signed(request)
+    result = await writer.call(recovery.serve_recover, headers, request.path, raw, data)
+    writer.check_database()
     return _json(result)
 
 
@@ -269,9 +404,14 @@ async def metrics_page(request: web.Request) -> web.Response:
 
 
 async def enroll(request: web.Request) -> web.Response:
-    _raw, data = await _body(request)
+    """Unsigned (the one-time code's HMAC authenticates it): its body may
+    inflate to MAX_UNSIGNED_DECOMPRESSED only."""
+    writer = request.app[WRITER]
+    raw = await _raw(request)
+    data = await _decoded(request, raw, protocol.MAX_UNSIGNED_DECOMPRESSED)
     request[BOUND_TO] = data.get("mac", "") if isinstance(data, dict) else ""
-    result = await request.app[WRITER].call(service.enroll, data)
+    result = await writer.call(service.enroll, data)
+    writer.check_database()
     return _json(result)
 
 
@@ -288,7 +428,14 @@ def create_app(home: Path, config: ServeConfig | None = None) -> web.Application
         await writer.stop_applying()
         writer.close()
 
+    async def decoder_ctx(app: web.Application) -> AsyncIterator[None]:
+        decoder = concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="daiban-decode")
+        app[DECODER] = decoder
+        yield
+        decoder.shutdown(wait=True, cancel_futures=True)
+
     app.cleanup_ctx.append(writer_ctx)
+    app.cleanup_ctx.append(decoder_ctx)
     app.cleanup_ctx.append(_answers_ctx(home))
     if config.forward_window is not None:
         app.cleanup_ctx.append(_forward_ctx(home, config))
@@ -341,6 +488,67 @@ def _forward_ctx(home: Path, config: ServeConfig) -> Callable[[web.Application],
     return ctx
 
 
+class _Handler(web.RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser refuses
+    before any middleware sees a request (a request line or header past
+    MAX_LINE bytes, more than MAX_HEADERS headers, bytes that are not HTTP)
+    in the one JSON error shape rather than its own plain text, with one log
+    line rather than a traceback."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # as aiohttp's own: an answer has begun
+            raise ConnectionError("the response has begun; no error answer can follow it")
+        if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
+            body = protocol.error_body(
+                431,
+                "header_too_large",
+                f"the request line or a header is longer than {MAX_LINE} bytes, "
+                f"or there are more than {MAX_HEADERS} headers",
+            )
+        elif status >= 500:
+            log.error("internal error", exc_info=exc)
+            body = protocol.error_body(500, "internal", "internal error; nothing half-done was stored")
+        else:
+            body = protocol.error_body(400, "bad_request", "the request is not well-formed HTTP/1.1")
+        log.warning(
+            "refused before routing",
+            extra={"status": body["status"], "code": body["code"], "error": type(exc).__name__},
+        )
+        response = _json(body, body["status"])
+        response.force_close()
+        return response
+
+
+class _Site(web.BaseSite):
+    """A TCP site whose connections are handled by _Handler."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, **handler_args: Any) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._handler_args = handler_args
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        manager = self._runner.server
+        assert manager is not None  # runner.setup() made it
+        args = self._handler_args
+        self._server = await loop.create_server(
+            lambda: _Handler(manager, loop=loop, **args), self._host, self._port
+        )
+
+
 def serve(
     home: Path,
     host: str,
@@ -357,9 +565,21 @@ def serve(
 
     async def main() -> None:
         app = create_app(home, config)
-        runner = web.AppRunner(app, keepalive_timeout=15, access_log=None)
+        runner = web.AppRunner(app, shutdown_timeout=5)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=5)
+        site = _Site(
+            runner,
+            host,
+            port,
+            keepalive_timeout=KEEPALIVE,
+            access_log=None,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_LINE,
+            max_headers=MAX_HEADERS,
+            # The zlib stream is the body, signed as sent: an HTTP content
+            # coding is refused (415), never inflated by aiohttp.
+            auto_decompress=False,
+        )
         await site.start()
         log.info(
             "serving",

@@ -15,7 +15,16 @@ from stdnum import damm
 from daiban.node import identity, journal, retired, routing
 from daiban.node.clock import stamp
 from daiban.sync import faults
-from daiban.sync.protocol import BATCH, H_COUNTER, H_NODE, H_SIG, MAX_BATCH, ProtocolError, request_message
+from daiban.sync.protocol import (
+    BATCH,
+    H_COUNTER,
+    H_NODE,
+    H_SIG,
+    MAX_BATCH,
+    MAX_INTEGER,
+    ProtocolError,
+    request_message,
+)
 from daiban.trust import certs as certs_mod
 from daiban.trust.crypto import CryptoError, canonical, random_id, unb64, verify
 
@@ -29,12 +38,20 @@ MAX_ENROLL_FAILURES = 5
 def authenticate(
     node: Node, headers: Mapping[str, str], method: str, path: str, body: bytes
 ) -> tuple[str, int]:
-    """The child a request comes from, after checking its signature and counter."""
+    """The child a request comes from, after checking its signature and counter.
+    It reads and changes nothing else: the server calls it once over the body as
+    sent, before inflating anything, and again in the transaction that acts
+    on the request and records the counter."""
     code = headers.get(H_NODE, "")
+    text = headers.get(H_COUNTER, "")
+    # Plain decimal digits only (int() would also take "+1", " 1", "1_0"),
+    # within the 64 bits the counter is stored in.
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_INTEGER):
+        raise ProtocolError(401, "unauthenticated", "request is not signed")
+    counter = int(text)
     try:
-        counter = int(headers.get(H_COUNTER, ""))
         sig = unb64(headers.get(H_SIG, ""))
-    except (ValueError, CryptoError):
+    except CryptoError:
         raise ProtocolError(401, "unauthenticated", "request is not signed") from None
     peer = node.store.peer(code)
     cert = identity.known(node, code)
