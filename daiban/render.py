@@ -548,7 +548,7 @@ def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ],
         shrink=4,
     )
-    return table + "\n" + _("{n} refused; `daiban quarantine show NO.` shows one with its reason.").format(
+    return table + "\n" + _("{n} refused; `daiban quarantine show ID` shows one with its reason.").format(
         n=len(rows)
     )
 

@@ -296,7 +296,9 @@ def _items_office(claim: Claim, known: Known) -> Refusal | None:
     if claim.to != office:
         return Refusal(
             "wrong_office",
-            _("A filing for {office} is addressed to {to}.").format(office=office, to=claim.to),
+            _("A filing for {office} must be addressed to {office}, not {to}.").format(
+                office=office, to=claim.to
+            ),
         )
     return None
 
@@ -623,7 +625,7 @@ def authorise(claim: Claim, known: Known) -> Refusal | None:
             ),
         )
     if not rule.application and claim.tracking is not None:
-        return Refusal("malformed", _("A {kind!r} envelope carries no tracking number.").format(kind=kind))
+        return Refusal("malformed", _("A {kind!r} envelope must carry no tracking number.").format(kind=kind))
     for check in rule.checks:
         refusal = check.test(claim, known)
         if refusal is not None:
