@@ -130,9 +130,11 @@ def _every(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 1.0 <= value <= 7 * 86400.0:
+    if not 0.0 < value <= 7 * 86400.0:
         raise argparse.ArgumentTypeError(
-            _("expected a number of seconds from 1 to {max}, got {text!r}").format(max=7 * 86400, text=text)
+            _("expected a number of seconds above 0 and at most {max}, got {text!r}").format(
+                max=7 * 86400, text=text
+            )
         )
     return value
 
