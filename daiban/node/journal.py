@@ -608,6 +608,7 @@ def filed_summary(
         item_name=item.name if item is not None else None,
         time_limit_days=item.time_limit_days if item is not None else None,
         office=office,
+        item_digest=item.digest if item is not None else None,
     )
 
 

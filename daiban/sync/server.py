@@ -197,7 +197,7 @@ def _health(node: Any) -> dict[str, Any]:
 
 async def healthz(request: web.Request) -> web.Response:
     info = await request.app[WRITER].call(_health)
-    body = {"ok": True, "version": __version__, **info}
+    body = {"ok": True, "version": __version__, "protocol": protocol.PROTOCOL, **info}
     return web.json_response(body)
 
 
