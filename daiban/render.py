@@ -598,9 +598,18 @@ def status_text(info: Mapping[str, Any]) -> str:
                 else _("At the last sync ({at}) it did not answer.")
             )
             lines.append("  " + said.format(at=_moment(parent["last_attempt_at"])))
+            if parent["refusal"]:
+                lines.append("  " + _("It refused this node ({code}).").format(code=parent["refusal"]))
         checked = parent["checked"]
         if checked is not None:
-            if checked["reachable"]:
+            if checked["reachable"] and checked["error"]:
+                lines.append(
+                    "  "
+                    + _("Checked now: it answers, not with its health ({error}).").format(
+                        error=checked["error"]
+                    )
+                )
+            elif checked["reachable"]:
                 lines.append(
                     "  "
                     + _("Checked now: it answers (daiban {version}, protocol {protocol}).").format(

@@ -326,6 +326,7 @@ def test_status_shows_one_node_at_a_glance(net: Network, decided: dict[str, Any]
     parent = info["parent"]
     assert parent["code"] == NODES[T].code and parent["url"] == net.url(T)
     assert parent["reachable"] is True and parent["revoked"] is False and parent["checked"] is None
+    assert parent["refusal"] is None
     assert parent["last_sync_at"] == info["last_sync_at"] is not None
     city = decided["status"][C]
     assert city["parent"] is None and city["last_sync_at"] is None and city["enrolled"]
@@ -408,6 +409,19 @@ def test_every_request_carries_the_protocol_version(net: Network, decided: dict[
     assert {v for _m, _p, v in _Recorder.seen} == {str(protocol.PROTOCOL)}
 
 
+def test_status_says_when_this_node_is_revoked(net: Network, decided: dict[str, Any]) -> None:
+    """The town revokes the village: its next sync is refused, and status
+    says the node is revoked (it cannot pull the revocation itself)."""
+    net.run(T, "revoke", NODES[V].code).ok()
+    refused = net.run(V, "sync")
+    assert refused.returncode == 1 and "revoked" in refused.stderr
+    info = status(net, V)
+    assert info["revoked"] is True
+    assert info["parent"]["reachable"] is True and info["parent"]["refusal"] == "revoked"
+    text = net.run(V, "--lang", "en", "status").ok().stdout
+    assert "This node's certificate is revoked" in text and "It refused this node (revoked)." in text
+
+
 def test_status_records_a_parent_that_did_not_answer(net: Network, decided: dict[str, Any]) -> None:
     """Last: the town's server stops; the village's sync cannot reach it, and
     status says so, from the database and with --check."""
@@ -417,3 +431,4 @@ def test_status_records_a_parent_that_did_not_answer(net: Network, decided: dict
     assert parent["reachable"] is False
     assert parent["checked"]["reachable"] is False and parent["checked"]["error"]
     assert parent["last_attempt_at"] >= parent["last_sync_at"]
+    assert parent["refusal"] == "revoked"  # the last answer it had stands

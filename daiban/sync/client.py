@@ -238,8 +238,8 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
             started = time.perf_counter()
             await push(conn, report)
             report.push_seconds += time.perf_counter() - started
-    except SyncFailed:
-        status.note_attempt(node, True)  # the parent answered, and refused
+    except SyncFailed as exc:
+        status.note_attempt(node, True, exc.code)  # the parent answered, and refused
         raise
     except (TimeoutError, aiohttp.ClientError, ProtocolError, OSError) as exc:
         report.left = node.store.outbox_count(routing.UP)

@@ -22,13 +22,18 @@ CHECK_TIMEOUT = 3.0
 # Settings the sync client keeps about its last attempt to reach the parent.
 LAST_ATTEMPT = "parent_last_attempt_at"
 REACHABLE = "parent_reachable"
+REFUSAL = "parent_refusal"
 
 
-def note_attempt(node: Node, reachable: bool) -> None:
-    """Record that a sync tried the parent, and whether it answered."""
+def note_attempt(node: Node, reachable: bool, refusal: str | None = None) -> None:
+    """Record that a sync tried the parent, whether it answered, and the
+    code of its refusal if it refused this node (``revoked``, …). A refusal
+    stands until the parent answers without one."""
     with node.store.transaction():
         node.store.set_setting(LAST_ATTEMPT, stamp(node.clock()))
         node.store.set_setting(REACHABLE, "1" if reachable else "0")
+        if reachable:
+            node.store.set_setting(REFUSAL, refusal or "")
 
 
 def _serial(chain: Any, index: int) -> str | None:
@@ -60,6 +65,7 @@ def status(node: Node, *, check: bool = False) -> dict[str, Any]:
             "last_attempt_at": settings.get(LAST_ATTEMPT),
             "last_sync_at": peer.get("last_sync_at"),
             "revoked": parent_serial is not None and parent_serial in revoked,
+            "refusal": settings.get(REFUSAL) or None,
             "checked": None,
         }
         if check and parent["url"]:
@@ -69,7 +75,10 @@ def status(node: Node, *, check: bool = False) -> dict[str, Any]:
         "role": node.role,
         "name": node.name,
         "enrolled": node.role == "city" or parent_code is not None,
-        "revoked": own_serial is not None and own_serial in revoked,
+        # Revoked: its own serial is in the revocations it holds, or the
+        # parent refused its last sync as revoked (which it cannot pull).
+        "revoked": (own_serial is not None and own_serial in revoked)
+        or (parent is not None and parent["refusal"] == "revoked"),
         "parent": parent,
         "version": daiban.__version__,
         "protocol": protocol.PROTOCOL,
