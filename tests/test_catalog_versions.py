@@ -82,7 +82,7 @@ def state(net: Network, node: str) -> dict[str, Any]:
         "catalog": net.run(node, "catalog", "list", "--json").ok().json(),
         "catalog_version": info["catalog_version"],
         "manifest_version": info["manifest_version"],
-        "envelopes": net.count(node, "envelopes"),
+        "manifests": net.query(node, "SELECT COUNT(*) FROM envelopes WHERE kind = 'manifest'")[0][0],
         "items_kept": net.count(node, "item_docs"),
     }
 
@@ -138,16 +138,27 @@ def published(
     """The city tries an equal version (refused), publishes version 2 and
     syncs it down; then tries 2 again and 1 (both refused)."""
     folder = tmp_path_factory.mktemp("catalogs")
+    # Filed under version 1 and still queued at the village when version 2
+    # reaches the town: it arrives at its office after its item is withdrawn.
+    in_transit = net.run(
+        V, "apply", "--item", "SF002", "--name", "周明", "--id-number", id_number("19660606", "044"),
+        "--phone", "13905331005", "--field", "dispute_type=土地承包", "--json",
+    ).ok().json()["tracking"]  # fmt: skip
     before = {name: state(net, name) for name in ALL}
+    city_rows = net.count(C, "envelopes"), net.count(C, "events")
     equal = net.run(C, "catalog", "publish", str(write(folder / "v1.json", catalog_v(1))))
     after_equal = {name: state(net, name) for name in ALL}
     v2 = net.run(C, "catalog", "publish", str(write(folder / "v2.json", catalog_v(2))), "--json").ok().json()
     net.sync_all(D, T, V)
     in_force = {name: state(net, name) for name in ALL}
+    city_in_force = net.count(C, "envelopes"), net.count(C, "events")
     again = net.run(C, "catalog", "publish", str(folder / "v2.json"))
     older = net.run(C, "--lang", "zh", "catalog", "publish", str(folder / "v1.json"))
+    city_after = net.count(C, "envelopes"), net.count(C, "events")
     net.sync_all(D, T, V)
     return {
+        "in_transit": in_transit,
+        "city_rows": (city_rows, city_in_force, city_after),
         "before": before,
         "equal": equal,
         "after_equal": after_equal,
@@ -175,7 +186,10 @@ def published(
 def decided(net: Network, filed: dict[str, str], published: dict[str, Any]) -> dict[str, Any]:
     """The town decides all three under catalog version 2, the village
     supplements what is owed, the town completes, the village evaluates."""
-    a, b, c = filed["A"], filed["B"], filed["C"]
+    filed = {**filed, "D": published["in_transit"]}
+    a, b, c, d = filed["A"], filed["B"], filed["C"], filed["D"]
+    assert show(net, T, d)["status"] == "received"
+    net.run(T, "review", d, "accept").ok()
     net.run(T, "review", a, "accept").ok()
     net.run(T, "review", b, "accept").ok()
     # 容缺 at acceptance: owable as MZ003 was filed, though no longer.
@@ -186,10 +200,10 @@ def decided(net: Network, filed: dict[str, str], published: dict[str, Any]) -> d
     net.run(V, "supplement", b).ok()  # everything owed, as filed
     net.run(V, "supplement", c, "--material", HARDSHIP).ok()
     net.sync(V)
-    for number in (a, b, c):
+    for number in (a, b, c, d):
         net.run(T, "review", number, "complete", "--note", "已办结").ok()
     net.sync(V)
-    for number, score in ((a, "5"), (b, "4"), (c, "3")):
+    for number, score in ((a, "5"), (b, "4"), (c, "3"), (d, "2")):
         net.run(V, "evaluate", number, score).ok()
     for _round in range(2):
         net.sync_all(V, T, D)
@@ -221,6 +235,8 @@ def test_an_equal_or_older_catalog_is_refused_with_one_line(published: dict[str,
 def test_a_refused_catalog_changes_nothing_at_any_node(published: dict[str, Any]) -> None:
     assert published["after_equal"] == published["before"]
     assert published["after"] == published["in_force"]
+    city_before, city_in_force, city_after = published["city_rows"]
+    assert city_after == city_in_force and city_in_force[0] > city_before[0]
     assert published["v2"] == {"version": 1}  # the first manifest the city signed
     for name in ALL:
         assert published["in_force"][name]["catalog_version"] == 2
@@ -264,14 +280,14 @@ def test_applications_for_a_withdrawn_or_changed_item_are_decided_as_filed(
     filed: dict[str, str], decided: dict[str, Any]
 ) -> None:
     accepted = decided["accepted"]
-    for key in filed:
+    for key in (*filed, "D"):
         assert accepted[key]["status"] == "accepted", accepted[key]
         assert accepted[key]["due"], accepted[key]
     limits = {
         key: next(e["body"]["time_limit_days"] for e in view["history"] if e["kind"] == "accepted")
         for key, view in decided["town"].items()
     }
-    assert limits == {"A": 20, "B": 20, "C": 5}  # as filed, not MZ003's new 15
+    assert limits == {"A": 20, "B": 20, "C": 5, "D": 20}  # as filed, not MZ003's new 15
     assert accepted["B"]["owed"] == [EVIDENCE]
     assert accepted["C"]["owed"] == [HARDSHIP]
 
@@ -279,7 +295,7 @@ def test_applications_for_a_withdrawn_or_changed_item_are_decided_as_filed(
 def test_every_status_reaches_the_village_and_the_evaluation_the_town(
     filed: dict[str, str], decided: dict[str, Any]
 ) -> None:
-    for key, score in (("A", 5), ("B", 4), ("C", 3)):
+    for key, score in (("A", 5), ("B", 4), ("C", 3), ("D", 2)):
         village, town = decided["village"][key], decided["town"][key]
         assert village["status"] == town["status"] == "completed"
         assert village["owed"] == [] and village["evaluation"] == town["evaluation"] == score
@@ -312,7 +328,7 @@ def test_healthz_shows_the_protocol(net: Network) -> None:
 
 def test_status_shows_one_node_at_a_glance(net: Network, decided: dict[str, Any]) -> None:
     holding = decided["town_holding"]
-    assert holding["held_for_children"] == {NODES[V].code: 3}
+    assert holding["held_for_children"] == {NODES[V].code: 4}
     info = decided["status"][V]
     assert set(info) == {
         "code", "role", "name", "enrolled", "revoked", "parent", "version", "protocol",

@@ -173,6 +173,17 @@ class Node:
         assert self._items is not None
         return find_item(self._items, code)
 
+    def known_item(self, code: str) -> Item | None:
+        """An item by code: the one in force, else the latest version this
+        node had in force before the city withdrew it; None if neither."""
+        self.items()
+        assert self._items is not None
+        current = self._items.get(code)
+        if current is not None:
+            return current
+        doc = self.store.item_doc(None, code)
+        return Item.from_doc(doc) if doc is not None else None
+
     def filed_item(self, application: str | Mapping[str, Any]) -> Item:
         """The item an application was filed under (a tracking number or its
         summary row): the version it was filed (or received) under, kept
@@ -650,8 +661,8 @@ class Node:
             def accepted(row: Mapping[str, Any]) -> dict[str, Any]:
                 # The due date is counted here, on the office's clock, and
                 # travels in the event so the filer shows the same date.
-                item = self.filed_item(row)
-                days = int(row.get("time_limit_days") or item.time_limit_days)
+                limit = row.get("time_limit_days")
+                days = int(limit) if limit is not None else self.filed_item(row).time_limit_days
                 due = self.calendar().add_working_days(today, days)
                 body: dict[str, Any] = {
                     "note": note,
