@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
+from jsonschema import ValidationError
 from stdnum.cn import ric
 
 from daiban.node import manifest
@@ -33,6 +34,7 @@ from daiban.node.applications import Node
 from daiban.node.catalog import bundled_path
 from daiban.sync import protocol
 from tests.sync_net import NODES, Network, network_at
+from tests.test_wire_docs import component
 
 C, D, T, V = "city", "district", "town", "village"
 ALL = (C, D, T, V)
@@ -323,6 +325,9 @@ def test_healthz_shows_the_protocol(net: Network) -> None:
         body = json.loads(resp.read())
     assert body["protocol"] == protocol.PROTOCOL
     assert body["version"] == metadata.version("daiban")
+    component("Health").validate(body)  # as docs/openapi.json says
+    with pytest.raises(ValidationError):
+        component("Health").validate({k: v for k, v in body.items() if k != "protocol"})
     assert body["code"] == NODES[T].code
 
 
