@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from daiban import __version__, i18n
+from daiban import i18n
 from daiban.errors import DaibanError, LedgerRefused, NotFound, database_problem
 from daiban.i18n import _
 
@@ -182,6 +182,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``: the package's version (read only when asked) and the
+    sync protocol version it speaks."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        import daiban
+        from daiban.sync.protocol import PROTOCOL
+
+        print(f"daiban {daiban.__version__} (protocol {PROTOCOL})")
+        parser.exit()
+
+
 def _sub(group: Any, name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Parser:
     """A sub-subcommand (catalog list, bundle export, …) with its help and handler."""
     parser: Parser = group.add_parser(name, help=help_text, description=help_text)
@@ -203,9 +215,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--agent", metavar="NAME", help=_("the person acting, recorded on events (or DAIBAN_AGENT)")
     )
-    p.add_argument(
-        "--version", action="version", version=f"daiban {__version__}", help=_("show the version and exit")
-    )
+    p.add_argument("--version", action=_Version, nargs=0, help=_("show the version and exit"))
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -396,6 +406,16 @@ def build_parser() -> Parser:
         help=_("a child silent longer than this is stale (default 48h)"),
     )
     c.add_argument("--stale", action="store_true", help=_("list only the stale children"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command(
+        "status",
+        _("one look at this node: parent, versions, queues, quarantine, last sync"),
+        cmd_status,
+    )
+    c.add_argument(
+        "--check", action="store_true", help=_("also ask the parent whether it answers now (a few seconds)")
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command(
@@ -958,6 +978,19 @@ def cmd_children(args: argparse.Namespace) -> int:
         from daiban.render import children_table
 
         print(children_table(children, stale_after=format_duration(after.total_seconds())))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from daiban.sync.status import status
+
+    info = _with_node(args, lambda node: status(node, check=args.check))
+    if args.json:
+        _print_json(info)
+    else:
+        from daiban.render import status_text
+
+        print(status_text(info))
     return 0
 
 

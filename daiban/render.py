@@ -568,3 +568,75 @@ def quarantine_detail(row: Mapping[str, Any]) -> str:
         str(row["envelope"]),
     ]
     return "\n".join(lines)
+
+
+def _moment(value: Any) -> str:
+    return str(value)[:16].replace("T", " ") if value else _("never")
+
+
+def status_text(info: Mapping[str, Any]) -> str:
+    """`daiban status`: one look at a node, at 80 columns."""
+    from daiban.node.divisions import role_name
+
+    lines = [f"{info['code']} {info['name']} ({role_name(info['role'])})"]
+    if info["revoked"]:
+        lines.append(_("This node's certificate is revoked: enroll it again with a fresh code."))
+    parent = info["parent"]
+    if parent is None:
+        if info["role"] != "city":
+            lines.append(_("Parent: not enrolled yet"))
+    else:
+        lines.append(_("Parent: {code}  {url}").format(code=parent["code"], url=parent["url"] or "?"))
+        if parent["revoked"]:
+            lines.append("  " + _("The parent's certificate is revoked: enroll with another parent."))
+        if parent["reachable"] is None:
+            lines.append("  " + _("No sync has tried it yet."))
+        else:
+            said = (
+                _("At the last sync ({at}) it answered.")
+                if parent["reachable"]
+                else _("At the last sync ({at}) it did not answer.")
+            )
+            lines.append("  " + said.format(at=_moment(parent["last_attempt_at"])))
+            if parent["refusal"]:
+                lines.append("  " + _("It refused this node ({code}).").format(code=parent["refusal"]))
+        checked = parent["checked"]
+        if checked is not None:
+            if checked["reachable"] and checked["error"]:
+                lines.append(
+                    "  "
+                    + _("Checked now: it answers, not with its health ({error}).").format(
+                        error=checked["error"]
+                    )
+                )
+            elif checked["reachable"]:
+                lines.append(
+                    "  "
+                    + _("Checked now: it answers (daiban {version}, protocol {protocol}).").format(
+                        version=checked["version"] or "?", protocol=checked["protocol"] or "?"
+                    )
+                )
+            else:
+                lines.append("  " + _("Checked now: no answer ({error}).").format(error=checked["error"]))
+    lines.append(
+        _("Software: daiban {version}, protocol {protocol}").format(
+            version=info["version"], protocol=info["protocol"]
+        )
+    )
+    lines.append(
+        _("Catalog version {catalog}, manifest version {manifest}").format(
+            catalog=info["catalog_version"], manifest=info["manifest_version"]
+        )
+    )
+    lines.append(_("Waiting to go up: {n}").format(n=info["queued_up"]))
+    held = info["held_for_children"]
+    if held or info["held_unenrolled"]:
+        lines.append(_("Held for children:"))
+        parts = [f"{code} {n}" for code, n in held.items()]
+        if info["held_unenrolled"]:
+            parts.append(_("not enrolled yet {n}").format(n=info["held_unenrolled"]))
+        lines.extend(_fill(parts))
+    lines.append(_("Quarantined (refused here): {n}").format(n=info["quarantined"]))
+    if info["role"] != "city":
+        lines.append(_("Last successful sync: {at}").format(at=_moment(info["last_sync_at"])))
+    return "\n".join(lines)

@@ -157,7 +157,8 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Real:
             )
         )
         # The city's manifest, a revocation, a retired key; the town's statistics.
-        manifest.publish(city, catalog.read_document(catalog.bundled_path()))
+        doc = catalog.read_document(catalog.bundled_path())
+        manifest.publish(city, {**doc, "version": doc["version"] + 1})
         revocation.revoke(city, DISTRICT)
         with district.store.transaction():
             chain = district.store.cert_chain(TOWN) or []

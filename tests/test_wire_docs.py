@@ -299,14 +299,22 @@ def test_error_responses_have_the_one_error_shape() -> None:
 
 def test_auth_headers_limits_and_content_type_match_the_protocol_module() -> None:
     parameters = OPENAPI["components"]["parameters"]
-    assert {p["name"] for p in parameters.values()} == {protocol.H_NODE, protocol.H_COUNTER, protocol.H_SIG}
+    assert {p["name"] for p in parameters.values()} == {
+        protocol.H_NODE,
+        protocol.H_COUNTER,
+        protocol.H_SIG,
+        protocol.H_PROTOCOL,
+    }
+    assert f"this release: {protocol.PROTOCOL}" in parameters["Protocol"]["description"]
     schemes = OPENAPI["components"]["securitySchemes"]
     assert {s["name"] for s in schemes.values()} == {protocol.H_NODE, protocol.H_COUNTER, protocol.H_SIG}
     for method, path, operation in operations():
         signed = path in (protocol.PUSH, protocol.PULL, "/v1/recover")
         assert (operation.get("security", OPENAPI["security"]) != []) == signed, path
         names = {resolve(p)["name"] for p in operation.get("parameters", [])}
-        assert names == ({protocol.H_NODE, protocol.H_COUNTER, protocol.H_SIG} if signed else set()), path
+        signed_names = {protocol.H_NODE, protocol.H_COUNTER, protocol.H_SIG}
+        sent = {protocol.H_PROTOCOL} if method == "POST" else set()  # by daiban's own client
+        assert names == ((signed_names if signed else set()) | sent), path
         if method == "POST":
             assert set(operation["requestBody"]["content"]) == {protocol.CONTENT_TYPE}
     schemas = OPENAPI["components"]["schemas"]

@@ -27,7 +27,7 @@ from daiban.errors import (
 )
 from daiban.i18n import _, join
 from daiban.node import lifecycle, masking, projection, routing, tracking, validation
-from daiban.node.catalog import Item, initials_of, level_label
+from daiban.node.catalog import Item, initials_of, item_digest, level_label
 from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.divisions import city_of, is_within, office_for
 from daiban.node.lifecycle import Kind, Status
@@ -145,6 +145,7 @@ class Node:
         ]
         with self.store.transaction():
             self.store.replace_catalog(rows, doc.get("calendar"))
+            self.store.keep_item_docs([(item_digest(item), item["code"], item) for item in doc["items"]])
             self.store.set_setting("catalog_version", str(doc["version"]))
             self.store.set_setting("catalog_title", doc.get("title", ""))
             self.store.set_setting("catalog_published", doc.get("published", ""))
@@ -171,6 +172,50 @@ class Node:
         self.items()
         assert self._items is not None
         return find_item(self._items, code)
+
+    def known_item(self, code: str) -> Item | None:
+        """An item by code: the one in force, else the latest version this
+        node had in force before the city withdrew it; None if neither."""
+        self.items()
+        assert self._items is not None
+        current = self._items.get(code)
+        if current is not None:
+            return current
+        doc = self.store.item_doc(None, code)
+        return Item.from_doc(doc) if doc is not None else None
+
+    def filed_item(self, application: str | Mapping[str, Any]) -> Item:
+        """The item an application was filed under (a tracking number or its
+        summary row): the version it was filed (or received) under, kept
+        when the catalog changed; else the item in force; else what its
+        summary row tells (the time limit, the materials). So an application
+        goes on after the city withdraws or changes its item."""
+        row = self._application(application) if isinstance(application, str) else application
+        digest = row.get("item_digest")
+        self.items()
+        assert self._items is not None
+        current = self._items.get(row["item"])
+        if current is not None and (not digest or current.digest == digest):
+            return current
+        doc = self.store.item_doc(digest, row["item"])
+        if doc is not None:
+            return Item.from_doc(doc)
+        if current is not None:
+            return current
+        if row.get("time_limit_days") is None:
+            return find_item(self._items, row["item"])  # NotFound: known nowhere here
+        materials = [*row.get("materials", []), *row.get("owed", [])]
+        return Item(
+            code=row["item"],
+            name=row["item_name"],
+            level=row.get("level", ""),
+            department="",
+            time_limit_days=int(row.get("time_limit_days") or 0),
+            trips=0,
+            fee=0.0,
+            materials=tuple({"name": m} for m in dict.fromkeys(materials)),
+            fields={"type": "object", "properties": {}},
+        )
 
     def calendar(self) -> WorkCalendar:
         if self._calendar is None:
@@ -403,6 +448,7 @@ class Node:
             item_name=item.name,
             time_limit_days=item.time_limit_days,
             id_hash=prepared.id_hash,
+            item_digest=item.digest,
         )
         premade = self._premade.pop(event.id, None)
         state = journal.record_filing(self, event, state, row, personal, premade)
@@ -608,14 +654,15 @@ class Node:
 
             def check(row: Mapping[str, Any]) -> None:
                 self._require_office(row)
-                problems = _owable_problems(self.item(row["item"]), missing)
+                problems = _owable_problems(self.filed_item(row), missing)
                 if problems:
                     raise ValidationFailed(problems)
 
             def accepted(row: Mapping[str, Any]) -> dict[str, Any]:
                 # The due date is counted here, on the office's clock, and
                 # travels in the event so the filer shows the same date.
-                days = self.item(row["item"]).time_limit_days
+                limit = row.get("time_limit_days")
+                days = int(limit) if limit is not None else self.filed_item(row).time_limit_days
                 due = self.calendar().add_working_days(today, days)
                 body: dict[str, Any] = {
                     "note": note,

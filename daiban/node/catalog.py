@@ -5,6 +5,7 @@ installed, so reading the catalog never imports pypinyin."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,9 +34,12 @@ class Item:
     guide: str = ""
     citywide: bool = False
     """全城通办: filed anywhere in the city for a resident of anywhere in it."""
+    digest: str = ""
+    """Of the item's document (``item_digest``): which version of the item an
+    application was filed under."""
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any], initials: str = "") -> Item:
+    def from_doc(cls, doc: Mapping[str, Any], initials: str = "", digest: str = "") -> Item:
         return cls(
             code=doc["code"],
             name=doc["name"],
@@ -49,6 +53,7 @@ class Item:
             initials=initials,
             guide=doc.get("guide", ""),
             citywide=bool(doc.get("citywide", False)),
+            digest=digest or item_digest(doc),
         )
 
     @property
@@ -80,6 +85,12 @@ class Item:
             "fields": dict(self.fields),
             "guide": self.guide,
         }
+
+
+def item_digest(doc: Mapping[str, Any]) -> str:
+    """A short digest of an item's document, the same wherever it is taken."""
+    text = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def level_label(level: str) -> str:

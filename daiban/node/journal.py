@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from daiban.errors import NotFound, TransitionRefused
+from daiban.errors import TransitionRefused
 from daiban.node import admission, authority, lifecycle, projection, retired, routing, statistics
 from daiban.node import identity as identity_mod
 from daiban.node.clock import stamp
@@ -311,10 +311,9 @@ class _Gate:
 
 
 def _item_or_none(node: Node, code: str) -> Any:
-    try:
-        return node.item(code)
-    except NotFound:
-        return None
+    """The item a filing names, as this node knows it: in force, or as it
+    was before the city withdrew it (a filing made before then is on its way)."""
+    return node.known_item(code)
 
 
 def _revoked_cert(node: Node, body: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -608,6 +607,7 @@ def filed_summary(
         item_name=item.name if item is not None else None,
         time_limit_days=item.time_limit_days if item is not None else None,
         office=office,
+        item_digest=item.digest if item is not None else None,
     )
 
 

@@ -1,7 +1,10 @@
 """The city's signed manifest: the catalog (with the working-day calendar),
 the revocation list and the offices' certificates, under one version number
-that only goes up. A node refuses a version older than the one it holds, by
-sync or on an old USB stick (checked in inbox._check_kind)."""
+that only goes up. A node refuses a manifest version older than the one it
+holds, by sync or on an old USB stick (journal._check_kind). The catalog's
+own version only goes up too: publish refuses a document not above the one
+in force, and install leaves the catalog alone when a manifest carries an
+older one."""
 
 from __future__ import annotations
 
@@ -30,6 +33,15 @@ def publish(node: Node, doc: dict[str, Any]) -> int:
         raise DaibanError(_("Only the city publishes the catalog."), code="not_city")
     catalog.check_document(doc)
     with node.store.transaction():
+        in_force = node.catalog_info()["version"]
+        if int(doc["version"]) <= in_force:
+            raise DaibanError(
+                _(
+                    "Catalog version {version} is not above the version in force ({current}); "
+                    'raise its "version" and publish again.'
+                ).format(version=doc["version"], current=in_force),
+                code="catalog_rollback",
+            )
         version = int(node.store.setting("manifest_version", "0") or 0) + 1
         now = stamp(node.clock())
         body = {
@@ -41,6 +53,21 @@ def publish(node: Node, doc: dict[str, Any]) -> int:
         env = journal.record_broadcast(node, "manifest", body, now)
         install(node, env, now)
     return version
+
+
+def newer_catalog(node: Node, doc: dict[str, Any]) -> bool:
+    """Does a city-published catalog replace the one in force? Only when its
+    own version is above that one's: an older catalog in a newer manifest
+    (a city that published one by mistake, an old build) changes nothing.
+    A catalog this node started with (bundled, or a file given to `init`)
+    gives way to the city's whatever its number."""
+    info = node.catalog_info()
+    if not str(info["source"]).startswith(MANIFEST_SOURCE):
+        return True
+    return int(doc.get("version", 0)) > int(info["version"])
+
+
+MANIFEST_SOURCE = "manifest v"
 
 
 def install(node: Node, env: Envelope, now: str) -> None:
@@ -55,7 +82,7 @@ def install(node: Node, env: Envelope, now: str) -> None:
         except (certs_mod.CertError, IndexError, TypeError):
             continue
     doc = body.get("catalog")
-    if doc:
+    if doc and newer_catalog(node, doc):
         catalog.check_document(doc)
-        node.install_catalog(doc, source=f"manifest v{body['version']}")
+        node.install_catalog(doc, source=f"{MANIFEST_SOURCE}{body['version']}")
     node.store.set_setting("manifest_version", str(body["version"]))

@@ -425,3 +425,38 @@ def m0010_quarantine(db: Database) -> None:
         CREATE INDEX quarantine_sender ON quarantine (sender);
         """,
     )
+
+
+@migrations(name="0011_items_as_filed")
+def m0011_items_as_filed(db: Database) -> None:
+    import json
+
+    from daiban.node.catalog import item_digest
+
+    _run(
+        db,
+        """
+        -- Every version of every catalog item this node has had in force,
+        -- by the digest of its document: an application keeps the item as
+        -- it was when it was filed (or reached its office), so it can still
+        -- be accepted, supplemented and completed after the city withdraws
+        -- or changes the item.
+        CREATE TABLE item_docs (
+            n INTEGER PRIMARY KEY AUTOINCREMENT,
+            digest TEXT NOT NULL UNIQUE,
+            code TEXT NOT NULL,
+            doc TEXT NOT NULL
+        );
+        CREATE INDEX item_docs_code ON item_docs (code, n);
+
+        -- The item_docs digest of the item an application was filed under
+        -- (NULL for those filed before this migration: the item in force,
+        -- else its latest version here).
+        ALTER TABLE applications ADD COLUMN item_digest TEXT;
+        """,
+    )
+    for code, doc in db.execute("SELECT code, doc FROM catalog_items ORDER BY code").fetchall():
+        db.execute(
+            "INSERT OR IGNORE INTO item_docs (digest, code, doc) VALUES (?, ?, ?)",
+            [item_digest(json.loads(doc)), code, doc],
+        )

@@ -25,11 +25,14 @@ def filed_row(
     time_limit_days: int | None = None,
     office: str = "",
     id_hash: str = "",
+    item_digest: str | None = None,
 ) -> tuple[AppState, dict[str, Any]]:
     """The state and summary row of an application from its filing's body.
     ``item_name``/``time_limit_days`` come from this node's catalog when it
     has the item (else from the body); ``office`` where the body names none;
-    ``id_hash`` only where the ID number is known here (the filing node)."""
+    ``id_hash`` only where the ID number is known here (the filing node);
+    ``item_digest``: the version of the item in force here (catalog.item_digest),
+    which the application keeps when the catalog changes."""
     masked = body.get("applicant") or {}
     state = lifecycle.apply(None, Kind.FILED, body)
     row: dict[str, Any] = {
@@ -53,6 +56,7 @@ def filed_row(
         "id_masked": masked.get("id_number", ""),
         "phone_masked": masked.get("phone", ""),
         "id_hash": id_hash,
+        "item_digest": item_digest,
         "updated_at": now,
     }
     return state, row

@@ -330,6 +330,25 @@ class Store:
                 [int(year), _dumps(spec)],
             )
 
+    def keep_item_docs(self, docs: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Keep each (digest, code, document) of items put in force, once."""
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO item_docs (digest, code, doc) VALUES (?, ?, ?)",
+            [(digest, code, _dumps(doc)) for digest, code, doc in docs],
+        )
+
+    def item_doc(self, digest: str | None, code: str) -> dict[str, Any] | None:
+        """An item's document as kept: that version by its digest, else the
+        latest version of that code this node has had in force."""
+        if digest:
+            row = self.db.conn.execute("SELECT doc FROM item_docs WHERE digest = ?", [digest]).fetchone()
+            if row is not None:
+                return dict(json.loads(row[0]))
+        row = self.db.conn.execute(
+            "SELECT doc FROM item_docs WHERE code = ? ORDER BY n DESC LIMIT 1", [code]
+        ).fetchone()
+        return dict(json.loads(row[0])) if row is not None else None
+
     def catalog_rows(self) -> list[dict[str, Any]]:
         return [
             {**r, "doc": json.loads(r["doc"])}

@@ -17,7 +17,7 @@ from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node import identity, journal, routing, statistics
 from daiban.node.clock import stamp
-from daiban.sync import answers, faults, protocol, recovery
+from daiban.sync import answers, faults, protocol, recovery, status
 from daiban.sync.protocol import ProtocolError
 from daiban.trust.crypto import b64
 
@@ -297,7 +297,7 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
     node.reseal_pending()
     statistics.flush(node)
     try:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with aiohttp.ClientSession(timeout=TIMEOUT, headers=protocol.PROTOCOL_HEADERS) as session:
             conn = Connection(node, session, url, parent)
             if recovery.pending(node):  # restored from a backup: catch up first
                 caught = await recovery.rejoin(conn)
@@ -318,8 +318,12 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
             started = time.perf_counter()
             await push(conn, report)
             report.push_seconds += time.perf_counter() - started
+    except SyncFailed as exc:
+        status.note_attempt(node, True, exc.code)  # the parent answered, and refused
+        raise
     except (TimeoutError, aiohttp.ClientError, ProtocolError, OSError) as exc:
         report.left = node.store.outbox_count(routing.UP)
+        status.note_attempt(node, False)
         raise SyncFailed(
             _(
                 "The parent {url} cannot be reached ({error}); everything stays queued "
@@ -329,6 +333,7 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
         ) from None
     with node.store.transaction():
         node.store.update_peer(parent, last_sync_at=stamp(node.clock()))
+    status.note_attempt(node, True)
     report.left = node.store.outbox_count(routing.UP)
     return report
 
@@ -350,7 +355,7 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
     }
     request["mac"] = service.mac(enroll_code, request, node.code)
     try:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with aiohttp.ClientSession(timeout=TIMEOUT, headers=protocol.PROTOCOL_HEADERS) as session:
             async with session.post(
                 url.rstrip("/") + protocol.ENROLL,
                 data=protocol.encode(request),

@@ -19,6 +19,11 @@ from daiban.trust.crypto import canonical
 PUSH, PULL, ENROLL, HEALTH = "/v1/push", "/v1/pull", "/v1/enroll", "/v1/healthz"
 RECOVER = "/v1/recover"
 H_NODE, H_COUNTER, H_SIG = "X-Daiban-Node", "X-Daiban-Counter", "X-Daiban-Signature"
+PROTOCOL = 1
+"""The sync protocol version this build speaks: sent by the client on every
+request (``X-Daiban-Protocol``) and shown by the server's /v1/healthz."""
+H_PROTOCOL = "X-Daiban-Protocol"
+PROTOCOL_HEADERS = {H_PROTOCOL: str(PROTOCOL)}
 CONTENT_TYPE = "application/vnd.daiban+json+zlib"
 MAX_BODY = 8 * 1024 * 1024  # compressed, as read from the socket
 MAX_DECOMPRESSED = 32 * 1024 * 1024

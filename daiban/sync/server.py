@@ -349,7 +349,9 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response(body, status=503)
     if writer.info["root"] is None:  # enrolled since the server started?
         writer.info = await writer.call(_health)
-    return web.json_response({"ok": True, "version": __version__, **writer.info})
+    return web.json_response(
+        {"ok": True, "version": __version__, "protocol": protocol.PROTOCOL, **writer.info}
+    )
 
 
 def _push_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:

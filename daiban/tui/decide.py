@@ -48,7 +48,7 @@ class DecideScreen(Base):
     def compose(self) -> ComposeResult:
         view = self.node.show(self.tracking)
         self.view = view
-        item = self.node.item(view["item"])
+        item = self.node.filed_item(self.tracking)
         status = view["status"]
         allowed = {"accept", "supplement", "reject"} if status in ("received",) else set()
         if status == "needs_supplement":

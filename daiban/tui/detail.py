@@ -136,7 +136,7 @@ def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
             )
         )
         try:
-            props = node.item(view["item"]).fields.get("properties", {})
+            props = node.filed_item(str(view["tracking"])).fields.get("properties", {})
         except DaibanError:
             props = {}
         fields = [

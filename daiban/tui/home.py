@@ -123,8 +123,11 @@ class HomeScreen(Base):
         the node's database, which belongs to the UI thread)."""
         import urllib.request
 
+        from daiban.sync import protocol
+
+        request = urllib.request.Request(url + protocol.HEALTH, headers=protocol.PROTOCOL_HEADERS)
         try:
-            with urllib.request.urlopen(url + "/v1/healthz", timeout=PROBE_TIMEOUT) as resp:
+            with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as resp:
                 ok = resp.status == 200
         except (OSError, ValueError):
             ok = False

@@ -72,7 +72,7 @@ def expected(node: Node, view: Mapping[str, Any]) -> str:
     if view.get("due_state") == "known":
         return _("by {date}").format(date=view["due"])
     try:
-        days = node.item(str(view["item"])).time_limit_days
+        days = node.filed_item(str(view["tracking"])).time_limit_days
     except NotFound:  # an item this node's catalog no longer lists
         return _("set when the office accepts it")
     if days == 0:
