@@ -969,7 +969,10 @@ def cmd_children(args: argparse.Namespace) -> int:
     from daiban.node.children import DEFAULT_STALE_AFTER, child_statuses, format_duration
 
     after = args.stale_after or DEFAULT_STALE_AFTER
-    children = _with_node(args, lambda node: child_statuses(node.store.children_sync(), node.clock(), after))
+    children = _with_node(
+        args,
+        lambda node: child_statuses(node.store.children_sync(include_moved=True), node.clock(), after),
+    )
     if args.stale:
         children = [c for c in children if c.stale]
     if args.json:

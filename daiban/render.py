@@ -513,7 +513,7 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
             _silence(c.silent_seconds),
             str(c.queued),
             str(c.quarantined),
-            _("stale") if c.stale else _("ok"),
+            _child_state(c),
         )
         for c in children
     ]
@@ -523,9 +523,22 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
         shrink=1,
     )
     stale = sum(1 for c in children if c.stale)
-    return table + "\n" + _("{stale} of {n} children have not synced for more than {after}.").format(
-        stale=stale, n=len(children), after=stale_after
+    current = [c for c in children if not c.moved]
+    text = table + "\n" + _("{stale} of {n} children have not synced for more than {after}.").format(
+        stale=stale, n=len(current), after=stale_after
     )
+    for child in children:
+        if child.moved:
+            text += "\n" + _("{child} moved to {parent}; what waited for it here was handed on.").format(
+                child=child.code, parent=child.moved_to
+            )
+    return text
+
+
+def _child_state(child: Any) -> str:
+    if child.moved:
+        return _("moved")
+    return _("stale") if child.stale else _("ok")
 
 
 def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -114,6 +114,7 @@ class Node:
         self._batch: dict[str, int] | None = None
         self._keys: NodeKeys | None = None
         self._children: list[str] | None = None
+        self._moved: list[str] | None = None
         self._root: str | None = None
         self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
         self._prefilled: dict[str, tuple[str, Mapping[str, Any]]] = {}
@@ -255,9 +256,16 @@ class Node:
             self._root = root  # set at enrollment, never changed after
         return self._root
 
+    def moved_children(self) -> list[str]:
+        """Children that enrolled with another parent since (node/moving.py)."""
+        if self._moved is None:
+            self._moved = [p["code"] for p in self.store.peers("moved")]
+        return self._moved
+
     def children_changed(self) -> None:
-        """A child enrolled or left: read the children again when next asked."""
+        """A child enrolled, moved or left: read the children again when next asked."""
         self._children = None
+        self._moved = None
 
     def rejoined(self) -> None:
         """A restored node has caught up with its parent: it may number events again."""
@@ -331,7 +339,9 @@ class Node:
         return came_from is not None and came_from == self.parent()
 
     def _hop(self, dest: str, from_parent: bool) -> routing.Hop:
-        return routing.next_hop(self.code, dest, self.children(), from_parent=from_parent)
+        return routing.next_hop(
+            self.code, dest, self.children(), from_parent=from_parent, moved=self.moved_children()
+        )
 
     def reseal_pending(self) -> int:
         """Seal to their office the personal parts held sealed to this node

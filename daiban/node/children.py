@@ -34,6 +34,14 @@ class ChildSync:
     stale: bool
     quarantined: int = 0
     """Envelopes from this child the parent refused and keeps in quarantine."""
+    moved_to: str | None = None
+    """The parent this child enrolled with since (node/moving.py); None while it is a child here."""
+    moved_at: str | None = None
+    """When this node learnt that it moved, ISO 8601."""
+
+    @property
+    def moved(self) -> bool:
+        return self.moved_to is not None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +53,9 @@ class ChildSync:
             "silent_seconds": None if self.silent_seconds is None else int(self.silent_seconds),
             "stale": self.stale,
             "quarantined": self.quarantined,
+            "moved": self.moved,
+            "moved_to": self.moved_to,
+            "moved_at": self.moved_at,
         }
 
 
@@ -81,11 +92,14 @@ def _moment(text: str | None) -> dt.datetime | None:
 def child_statuses(
     rows: Iterable[Mapping[str, Any]], now: dt.datetime, stale_after: dt.timedelta = DEFAULT_STALE_AFTER
 ) -> list[ChildSync]:
-    """Every child with its silence and whether it is stale, in the rows' order."""
+    """Every child with its silence and whether it is stale, in the rows' order.
+    A child that moved to another parent is never stale here: its silence is
+    its new parent's to watch."""
     out = []
     for row in rows:
         since = _moment(row.get("last_sync_at")) or _moment(row.get("enrolled_at"))
         silent = max(0.0, (now - since).total_seconds()) if since is not None else None
+        moved_to = row.get("moved_to") or None
         out.append(
             ChildSync(
                 code=str(row["code"]),
@@ -94,8 +108,10 @@ def child_statuses(
                 enrolled_at=row.get("enrolled_at"),
                 queued=int(row.get("queued") or 0),
                 silent_seconds=silent,
-                stale=silent is None or silent > stale_after.total_seconds(),
+                stale=moved_to is None and (silent is None or silent > stale_after.total_seconds()),
                 quarantined=int(row.get("quarantined") or 0),
+                moved_to=None if moved_to is None else str(moved_to),
+                moved_at=row.get("moved_at") if moved_to is not None else None,
             )
         )
     return out

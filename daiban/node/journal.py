@@ -36,7 +36,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import TransitionRefused
-from daiban.node import admission, authority, lifecycle, projection, retired, routing, statistics
+from daiban.node import admission, authority, lifecycle, moving, projection, retired, routing, statistics
 from daiban.node import identity as identity_mod
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
@@ -124,11 +124,25 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
 
 
 def remember(node: Node, extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]]) -> None:
+    """Keep certificates that came with a batch (verified): a new one, or
+    one issued later than the one held here; never an older one over a
+    newer. A later one for a child of this node, issued by another parent,
+    means the child has moved (node/moving.py)."""
     now = stamp(node.clock())
     for code, (leaf, chain) in extra.items():
         known = identity_mod.known(node, code)
-        if known is None or known.serial != leaf.serial:
-            node.store.put_cert(code, leaf.serial, chain, "directory", now)
+        if known is not None and (
+            known.serial == leaf.serial or moving.later(known.issued_at, leaf.issued_at)
+        ):
+            continue
+        peer = node.store.peer(code)
+        if peer is not None and peer["relation"] == "child" and leaf.issuer != node.code:
+            # Another parent's certificate for a child of this node: proof
+            # that it moved if later than ours, else nothing to keep.
+            if moving.moved_away(node, code, leaf, known):
+                moving.child_moved(node, code, leaf, chain, now)
+            continue
+        node.store.put_cert(code, leaf.serial, chain, "directory", now)
 
 
 def check(
@@ -387,6 +401,8 @@ def take_in(
     remember(node, extra)
     stored = store(node, checked.accepted, sender=sender, defer=defer, settled=checked.settled)
     quarantine(node, checked.refused, sender=sender)
+    if direction == "up" and checked.duplicates:
+        moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
     return Taken(stored, checked.duplicates, checked.refused)
 
 

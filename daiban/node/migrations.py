@@ -460,3 +460,36 @@ def m0011_items_as_filed(db: Database) -> None:
             "INSERT OR IGNORE INTO item_docs (digest, code, doc) VALUES (?, ?, ?)",
             [item_digest(json.loads(doc)), code, doc],
         )
+
+
+@migrations(name="0012_moved_children")
+def m0012_moved_children(db: Database) -> None:
+    # SQLite cannot change a CHECK constraint in place: the table is made
+    # again from its own definition as it stands (with any column an earlier
+    # migration added), the constraint widened, the rows copied over.
+    old = "CHECK (relation IN ('parent', 'child'))"
+    new = "CHECK (relation IN ('parent', 'child', 'moved', 'former'))"
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'peers'").fetchone()
+    if old not in sql:
+        raise RuntimeError("the peers table is not as migration 0012 expects")
+    db.execute(sql.replace("CREATE TABLE peers", "CREATE TABLE peers_0012", 1).replace(old, new))
+    db.execute("INSERT INTO peers_0012 SELECT * FROM peers")
+    db.execute("DROP TABLE peers")
+    db.execute("ALTER TABLE peers_0012 RENAME TO peers")
+    _run(
+        db,
+        """
+        -- A child that enrolled with another parent since (a village moved
+        -- between its town and its district) is kept for the record as
+        -- 'moved', with the parent it went to; at the child, the parent it
+        -- left is kept as 'former' (a bundle that parent made for it is
+        -- still taken in).
+        ALTER TABLE peers ADD COLUMN moved_to TEXT;
+        ALTER TABLE peers ADD COLUMN moved_at TEXT;
+
+        -- A child enrolled here whose certificate chain the parent has not
+        -- acknowledged yet: the next push carries it, so a parent that held
+        -- this child before learns that it moved (node/moving.py).
+        ALTER TABLE peers ADD COLUMN announce INTEGER NOT NULL DEFAULT 0;
+        """,
+    )

@@ -29,11 +29,20 @@ class Hop:
     child: str | None = None
 
 
-def next_hop(node: str, dest: str, children: Iterable[str], *, from_parent: bool = False) -> Hop:
+def next_hop(
+    node: str,
+    dest: str,
+    children: Iterable[str],
+    *,
+    from_parent: bool = False,
+    moved: Iterable[str] = (),
+) -> Hop:
     """Hand up what no child of ours can take — unless it just came down from
     the parent, which would only send it back: that is held here until a
     child for it enrolls. (A village may enroll at its district directly, so
-    its town must hand envelopes for it up.)"""
+    its town must hand envelopes for it up.) One for a child that has moved
+    to another parent (``moved``) goes up all the same: the parent that sent
+    it did not know yet, and routes it down the new branch once it does."""
     if dest == node:
         return Hop("keep")
     best: str | None = None
@@ -42,7 +51,7 @@ def next_hop(node: str, dest: str, children: Iterable[str], *, from_parent: bool
             best = child
     if best is not None:
         return Hop("down", best)
-    if from_parent and dest.startswith(node):
+    if from_parent and dest.startswith(node) and not any(dest.startswith(m) for m in moved):
         return Hop("hold")
     return Hop("up")
 

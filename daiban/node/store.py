@@ -582,17 +582,20 @@ class Store:
             ).fetchall()
         )
 
-    def children_sync(self) -> list[dict[str, Any]]:
+    def children_sync(self, *, include_moved: bool = False) -> list[dict[str, Any]]:
         """Every enrolled child: its name, when it last synced and was last
-        seen, when it enrolled, and how many envelopes wait for it."""
+        seen, when it enrolled, and how many envelopes wait for it; with
+        ``include_moved``, also those that moved to another parent (with
+        ``moved_to`` and ``moved_at``)."""
+        relations = "('child', 'moved')" if include_moved else "('child')"
         return list(
             self.db.query(
                 "SELECT p.code, COALESCE(e.name, '') AS name, p.last_sync_at, p.last_seen_at, "
-                "e.used_at AS enrolled_at, "
+                "e.used_at AS enrolled_at, p.moved_to, p.moved_at, "
                 "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued, "
                 "(SELECT COUNT(*) FROM quarantine q WHERE q.sender = p.code) AS quarantined "
                 "FROM peers p LEFT JOIN enroll_codes e ON e.code = p.code "
-                "WHERE p.relation = 'child' ORDER BY p.code"
+                f"WHERE p.relation IN {relations} ORDER BY p.code"
             )
         )
 
@@ -712,12 +715,86 @@ class Store:
             "INSERT INTO peers (code, relation) VALUES (?, ?) ON CONFLICT (code) DO NOTHING", [code, relation]
         )
 
-    def drop_peer(self, code: str) -> None:
-        self.db.conn.execute("DELETE FROM peers WHERE code = ?", [code])
-
     def update_peer(self, code: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
         self.db.conn.execute(f"UPDATE peers SET {sets} WHERE code = ?", [*values.values(), code])
+
+    def set_relation(self, code: str, relation: str, **values: Any) -> None:
+        """A neighbour becomes another kind of neighbour (a child that moved
+        away, a parent left behind, one that came back), other columns too."""
+        self.update_peer(code, relation=relation, **values)
+
+    def moved_to(self, code: str) -> str | None:
+        """Where a child that moved away went; None if it did not."""
+        row = self.db.conn.execute(
+            "SELECT moved_to FROM peers WHERE code = ? AND relation = 'moved'", [code]
+        ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def set_cert_relation(self, code: str, relation: str) -> None:
+        self.db.conn.execute("UPDATE certs SET relation = ? WHERE code = ?", [relation, code])
+
+    def announced(self) -> list[tuple[str, list[Any]]]:
+        """(code, chain) of the children enrolled here whose chain the parent
+        has not acknowledged yet."""
+        return [
+            (r[0], json.loads(r[1]))
+            for r in self.db.conn.execute(
+                "SELECT p.code, c.chain FROM peers p JOIN certs c ON c.code = p.code "
+                "WHERE p.relation = 'child' AND p.announce = 1 ORDER BY p.code"
+            )
+        ]
+
+    def clear_announced(self, codes: Sequence[str]) -> None:
+        self.db.conn.executemany("UPDATE peers SET announce = 0 WHERE code = ?", [(c,) for c in codes])
+
+    def child_chains_under(self, prefix: str, limit: int) -> list[list[Any]]:
+        """Chains of this node's children whose codes extend ``prefix`` (not
+        ``prefix`` itself): children enrolled here inside another child's area."""
+        return [
+            json.loads(r[0])
+            for r in self.db.conn.execute(
+                "SELECT c.chain FROM peers p JOIN certs c ON c.code = p.code "
+                "WHERE p.relation = 'child' AND length(p.code) > length(?) "
+                "AND substr(p.code, 1, length(?)) = ? ORDER BY p.code LIMIT ?",
+                [prefix, prefix, prefix, limit],
+            )
+        ]
+
+    def queued_toward(self, prefix: str) -> list[tuple[str, str, str]]:
+        """(envelope id, hop, destination) of every queued envelope addressed
+        to ``prefix`` or below it, whatever hop it waits for."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.db.conn.execute(
+                "SELECT o.envelope_id, o.hop, v.dest FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
+                "WHERE substr(v.dest, 1, length(?)) = ? ORDER BY o.n",
+                [prefix, prefix],
+            )
+        ]
+
+    def queued_for(self, hop: str) -> list[tuple[str, str]]:
+        """(envelope id, destination) of everything queued for ``hop``."""
+        return [
+            (r[0], r[1])
+            for r in self.db.conn.execute(
+                "SELECT o.envelope_id, v.dest FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
+                "WHERE o.hop = ? ORDER BY o.n",
+                [hop],
+            )
+        ]
+
+    def dests_of(self, envelope_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(envelope id, destination) of stored envelopes, in one query."""
+        if not envelope_ids:
+            return []
+        return [
+            (r[0], r[1])
+            for r in self.db.conn.execute(
+                "SELECT id, dest FROM envelopes WHERE id IN (SELECT value FROM json_each(?))",
+                [json.dumps(list(envelope_ids))],
+            )
+        ]
 
     def put_enroll_code(self, code: str, enroll_code: str, name: str, expires: str) -> None:
         self.db.conn.execute(
@@ -734,15 +811,6 @@ class Store:
     def update_enroll_code(self, code: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
         self.db.conn.execute(f"UPDATE enroll_codes SET {sets} WHERE code = ?", [*values.values(), code])
-
-    def held(self) -> list[tuple[str, str]]:
-        return [
-            (r[0], r[1])
-            for r in self.db.conn.execute(
-                "SELECT o.envelope_id, v.dest FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
-                "WHERE o.hop = '?'"
-            )
-        ]
 
     def latest_manifest(self) -> str | None:
         row = self.db.conn.execute(

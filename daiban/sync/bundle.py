@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import admission, identity, journal, routing, statistics
+from daiban.node import admission, identity, journal, moving, routing, statistics
 from daiban.node.clock import stamp
 from daiban.trust.crypto import CryptoError, b64, canonical, unb64, verify
 
@@ -26,6 +26,7 @@ MAX_BUNDLE = 256 * 1024 * 1024
 # A bundle holds envelopes as text; its own members nest a few levels
 # (payload, up, certs, a chain, a certificate, its members).
 MAX_DEPTH = 16
+MAX_CHAINS = 1000  # chains of a bundle's children inside the receiver's area, at most
 
 
 class BundleRefused(DaibanError):
@@ -51,22 +52,35 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
         statistics.flush(node)
         rows = node.store.outbox(routing.UP, limit=10**9)
         peer = node.store.peer(parent)
+        # Children newly enrolled here travel along (node/moving.py): the
+        # parent learns from them that one of its children moved here.
+        announced = [chain for _code, chain in node.store.announced()]
         payload.update(
             to=parent,
-            up={"envelopes": [r.raw for r in rows], "certs": identity.chains_for(node, rows)},
+            up={"envelopes": [r.raw for r in rows], "certs": identity.chains_for(node, rows) + announced},
             cursor_ack=peer["cursor"] if peer else 0,
         )
     else:
         peer = node.store.peer(child)
+        moved_to = node.store.moved_to(child)
+        if moved_to is not None:
+            raise BundleRefused(
+                _(
+                    "{child} has moved to {parent}: what waited for it here goes there; "
+                    "make its bundles at {parent}."
+                ).format(child=child, parent=moved_to),
+                code="moved",
+            )
         if peer is None or peer["relation"] != "child":
             raise BundleRefused(_("{child} is not enrolled here.").format(child=child))
         rows = node.store.outbox(child, after=peer["cursor"], limit=10**9)
+        chains = identity.chains_for(node, rows)
         payload.update(
             to=child,
             down={
                 "envelopes": [r.raw for r in rows],
                 "cursor": rows[-1].n if rows else peer["cursor"],
-                "certs": identity.chains_for(node, rows),
+                "certs": chains + moving.chains_below(node, child, MAX_CHAINS - len(chains)),
             },
             acks={
                 "ids": node.store.bundle_acks(child),
@@ -143,6 +157,11 @@ def import_(node: Node, path: Path) -> dict[str, Any]:
         return _import_from_child(node, sender, payload, now)
     if "down" in payload and sender == node.parent():
         return _import_from_parent(node, sender, payload, now)
+    if peer is not None and (
+        ("down" in payload and peer["relation"] == "former")
+        or ("up" in payload and peer["relation"] == "moved")
+    ):
+        return _import_from_former(node, sender, payload, now)
     raise BundleRefused(
         _("The bundle's sender {sender} is not a neighbour of this node.").format(sender=sender)
     )
@@ -167,6 +186,27 @@ def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str
     return {
         "from": child,
         "stored": len(stored),
+        "duplicates": len(checked.duplicates),
+        "refused": len(checked.refused),
+    }
+
+
+def _import_from_former(node: Node, sender: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
+    """A bundle made before a move, by the parent this node has left or by
+    the child that has left it. Its sender is no neighbour any more, but what
+    it carries is checked envelope by envelope as from anyone (chain,
+    signature, the table, exactly once), so it is taken in and routed on;
+    its cursor and acknowledgements belong to the old link and are ignored."""
+    part = payload["down"] if "down" in payload else payload["up"]
+    part = part if isinstance(part, dict) else {}
+    direction = "down" if "down" in payload else "up"
+    with node.store.transaction():
+        checked = journal.take_in(
+            node, part.get("envelopes", []), part.get("certs", []), sender=sender, direction=direction
+        )
+    return {
+        "from": sender,
+        "stored": len(checked.stored),
         "duplicates": len(checked.duplicates),
         "refused": len(checked.refused),
     }

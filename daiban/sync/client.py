@@ -174,6 +174,7 @@ async def push(conn: Connection, report: Report) -> None:
     and stores one batch, the next is read, encoded and sent. A batch stays
     in the outbox until the parent's answer for it has been recorded."""
     node = conn.node
+    await announce(conn)
     after = 0
     inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
     try:
@@ -197,6 +198,22 @@ async def push(conn: Connection, report: Report) -> None:
             inflight[1].cancel()
             with contextlib.suppress(BaseException):
                 await inflight[1]
+
+
+async def announce(conn: Connection) -> None:
+    """Hand the parent the chains of children newly enrolled here, in a push
+    of their own (no envelopes): should one have been the parent's child, it
+    learns that it moved (node/moving.py). Only the parent's verified
+    acknowledgement ends the announcement."""
+    node = conn.node
+    announced = node.store.announced()[: protocol.MAX_BATCH]
+    if not announced:
+        return
+    status, data = await conn.post(protocol.PUSH, {"certs": [c for _code, c in announced], "envelopes": []})
+    if status != 200:
+        raise _refusal(status, data)
+    with node.store.transaction():
+        node.store.clear_announced([code for code, _chain in announced])
 
 
 def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: Report, url: str) -> bool:
@@ -242,13 +259,15 @@ async def pull(conn: Connection, report: Report) -> None:
         if status != 200:
             raise _refusal(status, data)
         raws, certs, new_cursor, more = bounded_page(data, "cursor", cursor, protocol.BATCH, conn.url)
-        if raws:
+        if raws or certs:
+            # Certificates alone count too: one may show that a child of this
+            # node has moved to the parent (node/moving.py).
             with node.store.transaction():
                 taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
                 # The cursor moves in the same transaction that stored the envelopes.
                 node.store.update_peer(conn.parent, cursor=new_cursor)
             report.pulled += len(taken.stored)
-            acked = False
+            acked = acked and not raws
         if not more:
             break
     if not acked:
@@ -432,8 +451,16 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
             node.store.put_cert(ancestor[-1]["code"], ancestor[-1]["serial"], ancestor, "ancestor", now)
         for old in node.store.peers("parent"):
             if old["code"] != str(parent["code"]):
-                node.store.drop_peer(old["code"])
-        node.store.put_peer(str(parent["code"]), "parent")
+                # Moved to another parent: the one left behind is kept as
+                # 'former', so a bundle it made for this node is still taken in.
+                node.store.set_relation(old["code"], "former")
+        known = node.store.peer(str(parent["code"]))
+        if known is None:
+            node.store.put_peer(str(parent["code"]), "parent")
+        elif known["relation"] != "parent":
+            # Back with a parent it had left: a new link, the pull cursor
+            # starts again (the request counter goes on).
+            node.store.set_relation(str(parent["code"]), "parent", cursor=0)
         for chain in data.get("offices", []):
             try:
                 identity.trust(node, chain, "directory", now)

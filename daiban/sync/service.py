@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from stdnum import damm
 
-from daiban.node import identity, journal, retired, routing
-from daiban.node.clock import stamp
+from daiban.node import identity, journal, moving, retired
+from daiban.node.clock import CST, stamp
 from daiban.sync import faults
 from daiban.sync.protocol import (
     BATCH,
@@ -84,6 +84,8 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
             journal.remember(node, extra)
             stored = journal.store(node, checked.accepted, sender=code, defer=True)
             now = stamp(node.clock())
+            if checked.duplicates:
+                moving.pass_on(node, [v.id for v in checked.duplicates], code, now)
             node.store.update_peer(code, counter=counter, last_seen_at=now, last_sync_at=now)
             origins = sorted({e.origin for e in checked.accepted})
             answer = {
@@ -133,6 +135,9 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         node.store.update_peer(code, counter=counter, cursor=cursor, last_seen_at=now, last_sync_at=now)
         rows = node.store.outbox(code, after=cursor, limit=limit) if limit else []
         chains = identity.chains_for(node, rows)
+        # Children enrolled here inside this child's area: should one have
+        # been this child's before, it sees that it moved (node/moving.py).
+        chains += moving.chains_below(node, code, MAX_BATCH - len(chains))
     faults.point("pull-served")
     return {
         "ok": True,
@@ -221,21 +226,22 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             sign=sign,
             enc=enc,
             serial=random_id(),
-            issued_at=now,
+            # Milliseconds: of two certificates for one code, the later is in
+            # force (a child that moved, node/moving.py), even a second apart.
+            issued_at=node.clock().astimezone(CST).isoformat(timespec="milliseconds"),
         )
         chain = [*(identity.own_chain(node) or []), cert.as_dict()]
-        if previous is not None and previous.serial != cert.serial:
-            # A replaced PC enrolls again under the same code: retire the old certificate.
+        if previous is not None and previous.serial != cert.serial and previous.sign != cert.sign:
+            # A replaced PC enrolls again under the same code: retire the old
+            # certificate. (A child that moves here from another parent, or
+            # enrolls again, keeps its keys: there is nothing to retire.)
             retired.retire(node, child, previous, previous_chain, data.get("resume_seq"), now)
         node.store.put_cert(child, cert.serial, chain, "child", now)
+        node.store.set_cert_relation(child, "child")
         node.store.update_enroll_code(child, used_at=now)
-        node.store.put_peer(child, "child")
-        node.children_changed()
-        # Envelopes held for a child that had not enrolled yet can go now.
-        for envelope_id, dest in node.store.held():
-            if dest.startswith(child):
-                node.store.release(routing.HELD, [envelope_id])
-                node.route(envelope_id, dest, now)
+        # A child again if it had moved away; envelopes held for it, or
+        # queued toward it by another way, go to it now (node/moving.py).
+        moving.child_enrolled(node, child, now)
         manifest = node.store.latest_manifest()
         response = {
             "ok": True,
