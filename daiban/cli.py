@@ -976,7 +976,7 @@ def cmd_children(args: argparse.Namespace) -> int:
     if args.stale:
         children = [c for c in children if c.stale]
     if args.json:
-        _print_json([c.as_dict() for c in children])
+        _print_json([c.listing() for c in children])
     else:
         from daiban.render import children_table
 

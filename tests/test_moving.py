@@ -92,8 +92,9 @@ def test_a_moved_child_is_never_stale() -> None:
         {"code": NODES[V2].code, "last_sync_at": "2026-01-01T00:00:00+08:00", "moved_to": None},
     ]
     moved, silent = child_statuses(rows, now)
-    assert moved.moved and not moved.stale and moved.as_dict()["moved_to"] == NODES[D].code
-    assert silent.stale and not silent.moved and silent.as_dict()["moved"] is False
+    assert moved.moved and not moved.stale and moved.listing()["moved_to"] == NODES[D].code
+    assert silent.stale and not silent.moved and silent.listing()["moved"] is False
+    assert "moved" not in silent.as_dict()  # reports list current children only, as before
 
 
 @pytest.fixture
@@ -126,6 +127,9 @@ def test_a_village_moved_to_its_district_and_back_loses_nothing(net: Network, tm
     assert queued_for(net, T, village) >= 3
     assert queued_for(net, D, town, village) >= 2
 
+    up_stick = tmp_path / "village-for-town.bundle"
+    net.run(V, "bundle", "export", str(up_stick), "--json").ok()  # carries a5 and a6
+
     # -- the village enrolls at its district --------------------------------------------------
     net.enroll(V, D)
     # What the district had queued toward the village for the town goes to the village now.
@@ -147,7 +151,11 @@ def test_a_village_moved_to_its_district_and_back_loses_nothing(net: Network, tm
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert not (tmp_path / "x.bundle").exists()
     assert children(net, D)[village]["moved"] is False
-    net.sync_all(D, V)
+    # The village's stick from before the move still reaches the town: a5 is
+    # here already (through the district), a6 goes on up to its office.
+    late = net.run(T, "bundle", "import", str(up_stick), "--json").ok().json()
+    assert (late["from"], late["stored"], late["duplicates"], late["refused"]) == (village, 1, 1, 0)
+    net.sync_all(T, D, V)
     for app in apps:
         assert status(net, V, app.tracking) == status(net, app.office, app.tracking), app
 

@@ -53,10 +53,12 @@ class ChildSync:
             "silent_seconds": None if self.silent_seconds is None else int(self.silent_seconds),
             "stale": self.stale,
             "quarantined": self.quarantined,
-            "moved": self.moved,
-            "moved_to": self.moved_to,
-            "moved_at": self.moved_at,
         }
+
+    def listing(self) -> dict[str, Any]:
+        """What `daiban children --json` prints: as_dict(), and whether the
+        child moved to another parent (``moved``, ``moved_to``, ``moved_at``)."""
+        return {**self.as_dict(), "moved": self.moved, "moved_to": self.moved_to, "moved_at": self.moved_at}
 
 
 def parse_duration(text: str) -> dt.timedelta:
