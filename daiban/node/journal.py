@@ -818,6 +818,16 @@ def record_broadcast(node: Node, kind: str, body: Mapping[str, Any], now: str) -
 
 def record_stats(node: Node, records: Sequence[Mapping[str, Any]], dest: str, now: str) -> Envelope:
     """Sign, keep and queue one envelope of this office's statistics records."""
+    return _record_stats_body(node, {"records": [dict(r) for r in records]}, dest, now)
+
+
+def record_heartbeats(node: Node, children: Sequence[Mapping[str, Any]], dest: str, now: str) -> Envelope:
+    """Sign, keep and queue one statistics envelope of this node's children's
+    heartbeats (no application records in it: see node/statistics.py)."""
+    return _record_stats_body(node, {"records": [], "children": [dict(c) for c in children]}, dest, now)
+
+
+def _record_stats_body(node: Node, body: Mapping[str, Any], dest: str, now: str) -> Envelope:
     env = env_mod.make(
         node.keys,
         id=random_id(),
@@ -828,7 +838,7 @@ def record_stats(node: Node, records: Sequence[Mapping[str, Any]], dest: str, no
         tracking=None,
         actor=node.actor,
         at=now,
-        body={"records": [dict(r) for r in records]},
+        body=dict(body),
     )
     node.store.insert_envelope(env, dest=dest, received_at=now, received_from=node.code, effect="applied")
     node.route(env.id, dest, now)

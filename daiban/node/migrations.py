@@ -460,3 +460,32 @@ def m0011_items_as_filed(db: Database) -> None:
             "INSERT OR IGNORE INTO item_docs (digest, code, doc) VALUES (?, ?, ?)",
             [item_digest(json.loads(doc)), code, doc],
         )
+
+
+@migrations(name="0012_child_heartbeats")
+def m0012_child_heartbeats(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Heartbeats (the statistics stream, nothing personal): each town's
+        -- and district's direct children as that parent last reported them
+        -- (code, name, last sync, enrollment), so a district and the city
+        -- see every node below them that has gone silent. A parent keeps its
+        -- own as published; a district and the city also keep those passing
+        -- up to them. version is the parent's sequence number of the envelope
+        -- that carried the record: a higher one wins. gone = 1: the parent no
+        -- longer counts it as a child.
+        CREATE TABLE child_heartbeats (
+            parent TEXT NOT NULL,
+            code TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            last_sync_at TEXT,
+            enrolled_at TEXT,
+            gone INTEGER NOT NULL DEFAULT 0,
+            taken_at TEXT NOT NULL,
+            PRIMARY KEY (parent, code)
+        );
+        CREATE INDEX child_heartbeats_code ON child_heartbeats (code);
+        """,
+    )
