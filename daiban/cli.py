@@ -396,9 +396,7 @@ def build_parser() -> Parser:
     )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
-    c = command(
-        "children", _("at a parent: each child's last sync, and which have gone stale"), cmd_children
-    )
+    c = command("children", _("at a parent: each child's last sync, and which have gone stale"), cmd_children)
     c.add_argument(
         "--stale-after",
         type=_duration,
@@ -406,6 +404,11 @@ def build_parser() -> Parser:
         help=_("a child silent longer than this is stale (default 48h)"),
     )
     c.add_argument("--stale", action="store_true", help=_("list only the stale children"))
+    c.add_argument(
+        "--all",
+        action="store_true",
+        help=_("every node below, with the parent it hangs under, as the parents last reported them"),
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command(
@@ -969,6 +972,8 @@ def cmd_children(args: argparse.Namespace) -> int:
     from daiban.node.children import DEFAULT_STALE_AFTER, child_statuses, format_duration
 
     after = args.stale_after or DEFAULT_STALE_AFTER
+    if args.all:
+        return _children_all(args, after)
     children = _with_node(args, lambda node: child_statuses(node.store.children_sync(), node.clock(), after))
     if args.stale:
         children = [c for c in children if c.stale]
@@ -978,6 +983,21 @@ def cmd_children(args: argparse.Namespace) -> int:
         from daiban.render import children_table
 
         print(children_table(children, stale_after=format_duration(after.total_seconds())))
+    return 0
+
+
+def _children_all(args: argparse.Namespace, after: dt.timedelta) -> int:
+    from daiban.node.children import below, format_duration
+
+    nodes = _with_node(args, lambda node: below(node, after))
+    if args.stale:
+        nodes = [n for n in nodes if n.stale]
+    if args.json:
+        _print_json([n.as_dict() for n in nodes])
+    else:
+        from daiban.render import nodes_below_table
+
+        print(nodes_below_table(nodes, stale_after=format_duration(after.total_seconds())))
     return 0
 
 
