@@ -264,18 +264,25 @@ class _Gate:
             {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
         )
         self.apps = node.store.parties_of(trackings) if trackings else {}
+        self._filings: dict[tuple[str, bool], authority.Known] = {}
 
     def known(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Known:
         node = self.node
         addressee = env.to == node.code
         if env.kind == Kind.FILED:
-            item = _item_or_none(node, str(env.body.get("item", "")))
-            return authority.Known(
-                root=self.root,
-                citywide=item.citywide if item is not None else None,
-                item_level=item.level if item is not None else None,
-                is_addressee=addressee,
-            )
+            # What a filing's check needs depends only on its item and where
+            # it goes: asked once per batch (a ledger's filings share both).
+            key = (str(env.body.get("item", "")), addressee)
+            known = self._filings.get(key)
+            if known is None:
+                item = _item_or_none(node, key[0])
+                known = self._filings[key] = authority.Known(
+                    root=self.root,
+                    citywide=item.citywide if item is not None else None,
+                    item_level=item.level if item is not None else None,
+                    is_addressee=addressee,
+                )
+            return known
         if env.kind in APPLICATION_KINDS:
             row = row if row is not None else self.apps.get(env.tracking or "")
             if row is None:
