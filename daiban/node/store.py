@@ -141,6 +141,9 @@ class Store:
         else:
             conn.execute("COMMIT")
 
+    def in_transaction(self) -> bool:
+        return bool(self.db.conn.in_transaction)
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Rows as dicts. (sqlite-utils' query() wraps each in a savepoint,
         three statements where a read needs one.)"""

@@ -251,6 +251,9 @@ async def pull(conn: Connection, report: Report) -> None:
             acked = False
         if not more:
             break
+    # What came down for this node is folded now (statuses, receipts), each
+    # batch in one transaction: it was stored durably, with the cursor, above.
+    journal.drain(node)
     if not acked:
         # Tell the parent we hold everything it sent, so it can let go of it.
         peer = node.store.peer(conn.parent)

@@ -211,6 +211,7 @@ async def rejoin(conn: Connection) -> Caught:
     with node.store.transaction():
         _counter_past_own(node)
         node.store.set_setting(PENDING, "0")
+    journal.drain(node)
     node.rejoined()
     return caught
 

@@ -82,7 +82,7 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
             refused = checked.refused
         else:
             journal.remember(node, extra)
-            stored = journal.store(node, checked.accepted, sender=code, defer=True)
+            stored = journal.store(node, checked.accepted, sender=code)
             now = stamp(node.clock())
             node.store.update_peer(code, counter=counter, last_seen_at=now, last_sync_at=now)
             origins = sorted({e.origin for e in checked.accepted})
