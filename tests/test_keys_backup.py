@@ -158,10 +158,12 @@ def test_a_town_restored_with_its_passphrase_carries_on_as_itself(network: Netwo
     for relative in (*SECRETS, keybackup.SEALED):
         assert (home / relative).stat().st_mode & 0o777 == 0o600, relative
 
-    net.serve_again(T, url)
-    report = net.sync(T)  # with the district, under its own certificate: no enrolling again
+    # As `restore` says: sync first (with the district, under its own
+    # certificate: no enrolling again), then serve the village again.
+    report = net.sync(T)
     assert report["left"] == 0 and not report["quarantined"]
     assert net.query(D, "SELECT COUNT(*) FROM revocations WHERE code = ?", (TOWN,))[0][0] == 0
+    net.serve_again(T, url)
 
     a2 = apply(net, V, 42)
     assert net.sync(V)["left"] == 0
@@ -296,5 +298,5 @@ def test_the_keeper_says_what_the_backup_holds(town_home: Path, tmp_path: Path) 
     NodeKeys.generate().save(town_home)  # the keys were replaced since the passphrase was set
     assert keybackup.Keeper(town_home, folder).check() == keybackup.STALE
     keybackup.set_passphrase(town_home, TOWN, PASSPHRASE)
-    assert keeper.check() == keybackup.KEPT
+    assert keeper.check() is None  # still kept: the new file replaces the old one, unsaid
     assert (folder / KEPT).read_bytes() == (town_home / keybackup.SEALED).read_bytes()

@@ -289,6 +289,9 @@ class Node:
     def take_seq(self) -> int:
         """The next sequence number of this node's events (refused while a restored node catches up)."""
         if self._rejoin_pending:
+            # Another process (`daiban sync` beside `daiban serve`) may have caught up since.
+            self._rejoin_pending = self.store.setting("rejoin_pending") == "1"
+        if self._rejoin_pending:
             raise DaibanError(
                 _(
                     "This node was restored from a backup and has not caught up with its parent "
