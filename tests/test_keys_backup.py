@@ -300,3 +300,32 @@ def test_the_keeper_says_what_the_backup_holds(town_home: Path, tmp_path: Path) 
     keybackup.set_passphrase(town_home, TOWN, PASSPHRASE)
     assert keeper.check() is None  # still kept: the new file replaces the old one, unsaid
     assert (folder / KEPT).read_bytes() == (town_home / keybackup.SEALED).read_bytes()
+
+
+def test_keys_older_than_the_certificate_are_not_installed(town_home: Path, tmp_path: Path) -> None:
+    recovered = keybackup.open_kept((town_home / keybackup.SEALED).read_bytes(), PASSPHRASE, "file:///usb")
+    empty = tmp_path / "new-pc"
+    newer = fingerprint(NodeKeys.generate().sign_public)  # the node enrolled again with new keys since
+    with pytest.raises(keybackup.KeysError) as refused:
+        keybackup.install(empty, recovered, TOWN, newer)
+    assert refused.value.code == "keys_superseded" and nothing_in(empty)
+
+
+def test_a_city_restores_its_root_key_only_with_the_passphrase(
+    no_litestream: Network, tmp_path: Path
+) -> None:
+    net, home, replica = no_litestream, no_litestream.home("city"), tmp_path / "usb"
+    init = ("init", "--role", "city", "--code", "3703", "--name", "淄博市", "--passphrase-stdin")
+    run_with_stdin(net, "city", PASSPHRASE + "\n", *init).ok()
+    backed = net.run("city", "backup", "--replica", str(replica), "--once").ok()
+    assert "The keys are kept beside the database too" in backed.stdout
+    before = identity(home)
+    shutil.move(home, tmp_path / "old-city-pc")
+
+    without = net.run("city", "restore", "--replica", str(replica), "--without-keys")
+    assert without.returncode == 1 and "never restores without its root key" in one_line(without)
+    assert not (home / "daiban.db").exists() and not (home / "keys").exists()
+    again = ("restore", "--replica", str(replica), "--passphrase-stdin", "--json")
+    done = run_with_stdin(net, "city", PASSPHRASE + "\n", *again).ok().json()
+    assert done["keys_restored"] and not done["must_enroll"] and identity(home) == before
+    assert net.run("city", "status", "--json").ok().json()["code"] == "3703"
