@@ -172,6 +172,8 @@ def application_detail(view: Mapping[str, Any]) -> str:
         )
         for key, value in (personal.get("fields") or {}).items():
             lines.append(f"  {key} = {value}")
+    elif view.get("personal_problem"):
+        lines.append(view["personal_problem"])
     lines.append(_("History:"))
     for e in view.get("history", []):
         detail = event_detail(e["kind"], e["body"])

@@ -1087,6 +1087,17 @@ class Store:
     def application_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
 
+    def unindex_sealed_to(self, code: str) -> int:
+        """Forget the ID-number hashes of the applications at office ``code``
+        whose personal part is sealed to it (its keys were replaced: the old
+        lookup key made those hashes); each is keyed again, or named as
+        unopenable, at the next search."""
+        return self.db.conn.execute(
+            "UPDATE applications SET id_hash = '' WHERE office = ? AND id_hash != '' AND tracking IN "
+            "(SELECT tracking FROM personal WHERE sealed_to = ?)",
+            [code, code],
+        ).rowcount
+
 
 @lru_cache(maxsize=32)
 def _upsert_sql(columns: tuple[str, ...]) -> str:

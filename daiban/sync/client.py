@@ -298,13 +298,17 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
             code="not_enrolled",
         )
     node.reseal_pending()
-    statistics.flush(node)
+    if not recovery.pending(node):
+        statistics.flush(node)
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT, headers=protocol.PROTOCOL_HEADERS) as session:
             conn = Connection(node, session, url, parent)
             if recovery.pending(node):  # restored from a backup: catch up first
                 caught = await recovery.rejoin(conn)
                 report.recovered = caught.own + caught.other
+                # A restored office publishes its statistics once it may
+                # number its events again, not before.
+                statistics.flush(node)
             # What a pull brings can make new envelopes to send (an office's
             # receipt for an application that came down): push again, a
             # bounded number of rounds.
