@@ -229,6 +229,11 @@ def build_parser() -> Parser:
     c.add_argument(
         "--catalog", metavar="FILE", help=_("a catalog JSON file to start with instead of the bundled demo")
     )
+    c.add_argument(
+        "--passphrase-stdin",
+        action="store_true",
+        help=_("read a recovery passphrase from standard input: `daiban backup` then keeps the keys, sealed"),
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command(
@@ -396,9 +401,7 @@ def build_parser() -> Parser:
     )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
-    c = command(
-        "children", _("at a parent: each child's last sync, and which have gone stale"), cmd_children
-    )
+    c = command("children", _("at a parent: each child's last sync, and which have gone stale"), cmd_children)
     c.add_argument(
         "--stale-after",
         type=_duration,
@@ -406,6 +409,11 @@ def build_parser() -> Parser:
         help=_("a child silent longer than this is stale (default 48h)"),
     )
     c.add_argument("--stale", action="store_true", help=_("list only the stale children"))
+    c.add_argument(
+        "--all",
+        action="store_true",
+        help=_("every node below, with the parent it hangs under, as the parents last reported them"),
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command(
@@ -476,7 +484,37 @@ def build_parser() -> Parser:
     c.add_argument(
         "--replica", metavar="URL", help=_("where it was backed up (default: the home's litestream.yml)")
     )
+    keys = c.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--passphrase-stdin",
+        action="store_true",
+        help=_("read the recovery passphrase from standard input, to bring the keys back too"),
+    )
+    keys.add_argument(
+        "--without-keys",
+        action="store_true",
+        help=_("the passphrase is lost: restore with new keys (then enroll again)"),
+    )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command(
+        "keys", _("this node's keys: the recovery passphrase they are kept under"), cmd_keys_passphrase
+    )
+    ksub = c.add_subparsers(dest="keys_command", metavar="passphrase", parser_class=Parser)
+    ksub.required = True
+    kp = _sub(
+        ksub,
+        "passphrase",
+        _(
+            "set the recovery passphrase: `daiban backup` keeps the keys, sealed under it, beside "
+            "the database"
+        ),
+        cmd_keys_passphrase,
+    )
+    kp.add_argument(
+        "--passphrase-stdin", action="store_true", help=_("read the passphrase from standard input")
+    )
+    kp.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("revoke", _("revoke a descendant node's certificate"), cmd_revoke)
     c.add_argument("code", metavar="CODE")
@@ -572,7 +610,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     from daiban.node.home import init_home
 
     catalog = Path(args.catalog) if args.catalog else None
-    node = init_home(_home(args), role=args.role, code=args.code, name=args.name, catalog_path=catalog)
+    passphrase = sys.stdin.readline() if args.passphrase_stdin else None
+    node = init_home(
+        _home(args),
+        role=args.role,
+        code=args.code,
+        name=args.name,
+        catalog_path=catalog,
+        passphrase=passphrase,
+    )
     try:
         info = {
             "home": str(node.home),
@@ -581,6 +627,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             "name": node.name,
             "catalog": node.catalog_info(),
             "items": len(node.items()),
+            "recovery_passphrase": passphrase is not None,
         }
     finally:
         node.close()
@@ -590,7 +637,46 @@ def cmd_init(args: argparse.Namespace) -> int:
         from daiban.render import init_summary
 
         print(init_summary(info))
+        if passphrase is not None:
+            print(_keys_sealed_line())
     return 0
+
+
+def _keys_sealed_line() -> str:
+    """One sentence, said by init and by keys passphrase."""
+    return _(
+        "Recovery passphrase set: `daiban backup` keeps this node's keys, sealed under it, beside the "
+        "database in a folder replica. Keep the passphrase apart from the backup."
+    )
+
+
+def cmd_keys_passphrase(args: argparse.Namespace) -> int:
+    from daiban.node import keybackup
+
+    passphrase = _read_passphrase(args.passphrase_stdin, confirm=True)
+    path = _with_node(args, lambda node: keybackup.set_passphrase(node.home, node.code, passphrase))
+    if args.json:
+        _print_json({"recovery_passphrase": True, "file": str(path)})
+    else:
+        print(_keys_sealed_line())
+    return 0
+
+
+def _read_passphrase(from_stdin: bool, *, confirm: bool) -> str:
+    """A recovery passphrase from standard input, or asked for at the
+    terminal (twice when a new one is set)."""
+    if from_stdin:
+        return sys.stdin.readline()
+    import getpass
+
+    if not sys.stdin.isatty():
+        raise UsageError(_("no terminal to ask for the passphrase; use --passphrase-stdin"))
+    if not confirm:
+        return getpass.getpass(_("Recovery passphrase (Enter alone: restore without the keys): "))
+    passphrase = getpass.getpass(_("Recovery passphrase: "))
+    if getpass.getpass(_("Passphrase again: ")) != passphrase:
+        raise DaibanError(_("The two passphrases differ; nothing was changed."), code="passphrase_mismatch")
+    return passphrase
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -686,8 +772,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = node.list(status=args.status, limit=limit, id_number=args.id_number)
         total = node.count(status=args.status, id_number=args.id_number) if not args.json else len(rows)
         code, name = node.code, node.name
+        # Applications whose personal part cannot be opened here cannot be
+        # searched by ID number: one line each, so none goes missing unsaid.
+        unopenable = [exc.message for exc in node.unopenable()] if args.id_number else []
     finally:
         node.close()
+    _warn(unopenable)
     if args.json:
         _print_json(rows)
     else:
@@ -969,6 +1059,8 @@ def cmd_children(args: argparse.Namespace) -> int:
     from daiban.node.children import DEFAULT_STALE_AFTER, child_statuses, format_duration
 
     after = args.stale_after or DEFAULT_STALE_AFTER
+    if args.all:
+        return _children_all(args, after)
     children = _with_node(
         args,
         lambda node: child_statuses(node.store.children_sync(include_moved=True), node.clock(), after),
@@ -981,6 +1073,21 @@ def cmd_children(args: argparse.Namespace) -> int:
         from daiban.render import children_table
 
         print(children_table(children, stale_after=format_duration(after.total_seconds())))
+    return 0
+
+
+def _children_all(args: argparse.Namespace, after: dt.timedelta) -> int:
+    from daiban.node.children import below, format_duration
+
+    nodes = _with_node(args, lambda node: below(node, after))
+    if args.stale:
+        nodes = [n for n in nodes if n.stale]
+    if args.json:
+        _print_json([n.as_dict() for n in nodes])
+    else:
+        from daiban.render import nodes_below_table
+
+        print(nodes_below_table(nodes, stale_after=format_duration(after.total_seconds())))
     return 0
 
 
@@ -1125,6 +1232,7 @@ def _backing_up(args: argparse.Namespace, code: str, plan: Any) -> int:
             on_snapshot=lambda info: print(
                 _("Snapshot written: {bytes} bytes in {seconds} s.").format(**info), flush=True
             ),
+            on_keys=lambda state, detail: print(_keys_line(state, detail, plan.url), flush=True),
         )
     finally:
         for sig, handler in previous.items():
@@ -1132,16 +1240,63 @@ def _backing_up(args: argparse.Namespace, code: str, plan: Any) -> int:
     return 0
 
 
+def _keys_line(state: str, detail: str, url: str) -> str:
+    """What ``daiban backup`` holds of the node's keys, in one line."""
+    from daiban.node import keybackup
+
+    if state == keybackup.KEPT:
+        return _(
+            "The keys are kept beside the database too ({file}), sealed under the recovery passphrase."
+        ).format(file=keybackup.REPLICA_NAME)
+    if state == keybackup.STALE:
+        return _(
+            "The recovery passphrase was set for keys this node no longer has: set it again with "
+            "`daiban keys passphrase` to keep the keys."
+        )
+    if state == keybackup.REMOTE:
+        return _(
+            "Keys are kept only in folder replicas: {url} gets the database alone; keep a copy of keys/ "
+            "somewhere safe."
+        ).format(url=url)
+    if state == keybackup.FAILED:
+        return _(
+            "The keys could not be written beside the backup ({error}); the database backup goes on."
+        ).format(error=detail)
+    return _(
+        "No recovery passphrase is set, so this backup keeps no keys (a restore would need enrolling "
+        "again): set one with `daiban keys passphrase`."
+    )
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
-    from daiban.node import backup
+    from daiban.node import backup, keybackup
     from daiban.node.clock import stamp, system_clock
     from daiban.sync.recovery import restore_node
+    from daiban.trust.crypto import keys_exist
 
     home = _home(args)
     replica = args.replica or backup.replica_from_config(home)
     if not replica:
         raise UsageError(_("give --replica: the folder or URL this node was backed up to"))
-    done = restore_node(home, backup.replica_url(replica), stamp(system_clock()))
+    url = backup.replica_url(replica)
+    backup.refuse_occupied(home)
+    passphrase = None
+    if args.passphrase_stdin:
+        passphrase = sys.stdin.readline()
+    elif (
+        not args.without_keys
+        and not keys_exist(home)
+        and keybackup.in_replica(backup.folder_of(url)) is not None
+    ):
+        if not sys.stdin.isatty():
+            raise UsageError(
+                _(
+                    "the replica keeps this node's keys under its recovery passphrase: give it with "
+                    "--passphrase-stdin, or restore --without-keys if it is lost"
+                )
+            )
+        passphrase = _read_passphrase(False, confirm=False) or None
+    done = restore_node(home, url, stamp(system_clock()), passphrase=passphrase)
     if args.json:
         _print_json(done)
         return 0
@@ -1157,6 +1312,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
             events=done["events"],
         )
     )
+    if done["keys_restored"]:
+        print(_("The node's keys came back from the replica: it carries on as itself, no enrolling again."))
+    elif passphrase is not None and not done["keys_kept"]:
+        print(_("The replica keeps no keys (no recovery passphrase was set, or it is not a folder)."))
     if done["must_enroll"]:
         print(
             _(

@@ -172,6 +172,8 @@ def application_detail(view: Mapping[str, Any]) -> str:
         )
         for key, value in (personal.get("fields") or {}).items():
             lines.append(f"  {key} = {value}")
+    elif view.get("personal_problem"):
+        lines.append(view["personal_problem"])
     lines.append(_("History:"))
     for e in view.get("history", []):
         detail = event_detail(e["kind"], e["body"])
@@ -272,6 +274,8 @@ def agent_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     return _table([_("agent"), _("added"), _("last login"), ""], body, shrink=0)
+
+
 # -- reports ------------------------------------------------------------------
 
 TREND_ROWS = 24
@@ -342,6 +346,9 @@ def report_text(report: Mapping[str, Any]) -> str:
             lines.append(_("Nothing in this period."))
     if "stale_children" in report:  # only a node's own report has its children
         lines += ["", _report_stale(report)]
+    further = _report_stale_below(report) if "stale_nodes" in report else None
+    if further:
+        lines += ["", further]
     chart = _trend_chart(report["trend"])
     if chart:
         lines += ["", chart]
@@ -412,6 +419,39 @@ def _report_stale(report: Mapping[str, Any]) -> str:
         after=after, stale=len(stale), n=enrolled
     )
     return heading + "\n" + _table([_("Code"), _("Name"), _("Last sync"), _("Silent")], rows, shrink=1)
+
+
+def _report_stale_below(report: Mapping[str, Any]) -> str | None:
+    """The nodes below the children (as their parents last reported them)
+    silent longer than --stale-after; None when none are known."""
+    from daiban.node.children import format_duration
+
+    here = report["node"]
+    known = report["nodes_below"] - report["children_enrolled"]
+    if known <= 0:
+        return None
+    after = format_duration(report["stale_after"])
+    stale = [n for n in report["stale_nodes"] if n["parent"] != here]
+    if not stale:
+        return _("All {n} nodes further below have synced within {after}.").format(n=known, after=after)
+    heading = _("Further below, not synced for more than {after}: {stale} of {n}").format(
+        after=after, stale=len(stale), n=known
+    )
+    return heading + "\n" + _below_table(stale)
+
+
+def _below_table(nodes: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (
+            n["code"],
+            n["name"],
+            n["parent"],
+            (n["last_sync_at"] or _("never"))[:16].replace("T", " "),
+            _silence(n["silent_seconds"]),
+        )
+        for n in nodes
+    ]
+    return _table([_("Code"), _("Name"), _("Under"), _("Last sync"), _("Silent")], rows, shrink=1)
 
 
 def _trend_chart(trend: Mapping[str, Any]) -> str:
@@ -501,6 +541,35 @@ def _silence(seconds: float | None) -> str:
 silence = _silence  # public: the TUI names stale children with it too
 
 
+def nodes_below_table(nodes: Sequence[Any], *, stale_after: str) -> str:
+    """Every node below this one (``daiban children --all``): the parent it
+    hangs under, last sync, silence, stale or not."""
+    if not nodes:
+        return _("No nodes are known below this one.")
+    rows = [
+        (
+            n.code,
+            n.name,
+            n.parent,
+            (n.last_sync_at or _("never"))[:16].replace("T", " "),
+            _silence(n.silent_seconds),
+            _("stale") if n.stale else _("ok"),
+        )
+        for n in nodes
+    ]
+    table = _table(
+        [_("Code"), _("Name"), _("Under"), _("Last sync"), _("Silent"), _("State")], rows, shrink=1
+    )
+    stale = sum(1 for n in nodes if n.stale)
+    return (
+        table
+        + "\n"
+        + _("{stale} of {n} nodes below have not synced for more than {after}.").format(
+            stale=stale, n=len(nodes), after=stale_after
+        )
+    )
+
+
 def children_table(children: Sequence[Any], *, stale_after: str) -> str:
     """The children of this node: last sync, silence, queue, stale or not."""
     if not children:
@@ -561,8 +630,10 @@ def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ],
         shrink=4,
     )
-    return table + "\n" + _("{n} refused; `daiban quarantine show ID` shows one with its reason.").format(
-        n=len(rows)
+    return (
+        table
+        + "\n"
+        + _("{n} refused; `daiban quarantine show ID` shows one with its reason.").format(n=len(rows))
     )
 
 

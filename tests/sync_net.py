@@ -187,6 +187,12 @@ class Network:
         launched = self._launch(name, port)
         return self._wait_ready(*launched, timeout)
 
+    def serve_again(self, name: str, url: str, timeout: float = READY_TIMEOUT) -> str:
+        """Start a stopped node's server again at the URL it had (its children
+        know it by that URL): a node restored onto a new PC, say."""
+        launched = self._launch(name, int(url.rsplit(":", 1)[1]))
+        return self._wait_ready(*launched, timeout)
+
     def _launch(self, name: str, port: int = 0) -> tuple[str, subprocess.Popen[bytes], Path, Path]:
         log = self.root / f"{name}.serve.log"
         out = self.root / f"{name}.serve.out"

@@ -845,3 +845,40 @@ def test_the_compiled_validators_agree_with_the_schema_files(
     assert compiled == expected, (kind, path, mutant)
     if kind != "manifest":
         assert _refusal(check_body, kind, mutant) == ("admitted" if expected else "invalid_body")
+
+
+FILED_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-3, max_value=2**64),
+    st.floats(allow_nan=True),
+    st.text(max_size=110),
+    st.text(alphabet="0123456789*X王兰-", max_size=22),
+    st.lists(st.text(max_size=101), max_size=3),
+    st.dictionaries(st.sampled_from(["name", "id_number", "phone", "x"]), st.text(max_size=20), max_size=4),
+)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_the_fast_test_of_a_filing_accepts_only_what_its_schema_accepts(
+    real: Real, data: st.DataObject
+) -> None:
+    """admission.filed_surely_valid decides the common case without the
+    validator: whatever it accepts, the body schema must accept too (and the
+    real bodies it must accept)."""
+    from daiban.node.admission import filed_surely_valid
+
+    body = copy.deepcopy(data.draw(st.sampled_from([e["body"] for e in real.of("filed")])))
+    assert filed_surely_valid(body)
+    for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+        members = [*sorted(body), "applicant.name", "applicant.id_number", "applicant.phone"]
+        where = data.draw(st.sampled_from(members))
+        value = data.draw(FILED_VALUES)
+        if where.startswith("applicant.") and isinstance(body.get("applicant"), dict):
+            body["applicant"][where.split(".", 1)[1]] = value
+        elif data.draw(st.booleans()):
+            body[where] = value
+        else:
+            body.pop(where, None)
+    if filed_surely_valid(body):
+        check_body("filed", body)  # raises if the schema refuses what the fast test let through

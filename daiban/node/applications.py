@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 REVIEW_ACTIONS = ("accept", "supplement", "reject", "complete")
 
 
+class PersonalUnavailable(DaibanError):
+    """Personal data this node holds, sealed to it, that it cannot open: sealed
+    to its previous key (the keys were lost with the old PC), or not verifying."""
+
+    code = "personal_unavailable"
+
+
 @dataclass
 class Filing:
     """What an agent typed for one application."""
@@ -290,6 +297,9 @@ class Node:
     def take_seq(self) -> int:
         """The next sequence number of this node's events (refused while a restored node catches up)."""
         if self._rejoin_pending:
+            # Another process (`daiban sync` beside `daiban serve`) may have caught up since.
+            self._rejoin_pending = self.store.setting("rejoin_pending") == "1"
+        if self._rejoin_pending:
             raise DaibanError(
                 _(
                     "This node was restored from a backup and has not caught up with its parent "
@@ -403,10 +413,46 @@ class Node:
                     return envelope.open_blob(
                         unb64(held["data"]), held["event_id"], held["kind"], number, self.keys, key
                     )
-                except envelope.EnvelopeError:
+                except envelope.EnvelopeError as exc:
                     if n == len(candidates):
-                        raise
+                        raise self._unavailable(number, held) from exc
         return None
+
+    def _unavailable(self, number: str, held: Mapping[str, Any]) -> PersonalUnavailable:
+        """Why a personal part sealed to this node does not open, in one line."""
+        from daiban.trust import envelope
+        from daiban.trust.crypto import CryptoError, unb64
+
+        try:
+            self.keys.open(unb64(held["data"]), envelope.seal_info(held["event_id"], held["kind"]))
+        except CryptoError:
+            return PersonalUnavailable(
+                _(
+                    "{tracking}: sealed to this node's previous key; its personal data cannot be "
+                    "opened here until its filing point sends it again, sealed to this node's new key."
+                ).format(tracking=number),
+                code="sealed_to_previous_key",
+            )
+        return PersonalUnavailable(
+            _(
+                "{tracking}: its personal data does not verify against its filing point's key, so it "
+                "is not shown."
+            ).format(tracking=number),
+            code="personal_unverified",
+        )
+
+    def unopenable(self) -> list[PersonalUnavailable]:
+        """The applications at this office whose personal part this node holds
+        and cannot open (so cannot key for a search by ID number), each with
+        its one-line reason. Call after index_personal: only those it could not
+        key are tried again."""
+        found = []
+        for tracking_no in self.store.unindexed(self.code):
+            try:
+                self.personal(tracking_no)
+            except PersonalUnavailable as exc:
+                found.append(exc)
+        return found
 
     # -- filing ------------------------------------------------------------
 
@@ -750,7 +796,10 @@ class Node:
         done = 0
         with self.store.transaction():
             for tracking_no in self.store.unindexed(self.code):
-                personal = self.personal(tracking_no)
+                try:
+                    personal = self.personal(tracking_no)
+                except PersonalUnavailable:
+                    continue  # named by unopenable(), left for a later key
                 if personal is None:
                     continue
                 self.store.set_resident(
@@ -790,9 +839,13 @@ class Node:
             for e in self.store.events_for(row["tracking"])
         ]
         if row["office"] == self.code:
-            personal = self.personal(row["tracking"])
-            if personal:
-                view["personal"] = personal
+            try:
+                personal = self.personal(row["tracking"])
+            except PersonalUnavailable as exc:
+                view["personal_problem"] = exc.message
+            else:
+                if personal:
+                    view["personal"] = personal
         if row.get("sync_problem"):
             view["sync_problem"] = row["sync_problem"]
         return view

@@ -495,6 +495,28 @@ def _own_records(claim: Claim, known: Known) -> Refusal | None:
     return None
 
 
+def _own_children(claim: Claim, known: Known) -> Refusal | None:
+    """Heartbeats only about nodes below the origin: each child's code
+    extends the origin's (a town reports on its villages, a district on its
+    towns and the villages enrolled with it directly)."""
+    children = claim.body.get("children", [])
+    if not isinstance(children, list):
+        return _member(claim, "children")
+    for child in children:
+        code = child.get("code") if isinstance(child, Mapping) else None
+        if not is_code(code):
+            return _member(claim, "children")
+        assert isinstance(code, str)
+        if len(code) <= len(claim.origin) or not code.startswith(claim.origin):
+            return Refusal(
+                "not_ancestor",
+                _("{origin} may report only on its own children, not on {code}.").format(
+                    origin=claim.origin, code=code
+                ),
+            )
+    return None
+
+
 # -- the table -----------------------------------------------------------------
 
 OWN_TRACKING = Check(("foreign_tracking",), _own_tracking)
@@ -517,6 +539,7 @@ SERIAL_OF_CODE = Check(("serial_mismatch",), _serial_of_code)
 FROM_OFFICE_CODE = Check(("not_office",), _from_office_code)
 TO_CITY = Check(("wrong_addressee",), _to_city)
 OWN_RECORDS = Check(("invalid_body", "not_office"), _own_records)
+OWN_CHILDREN = Check(("invalid_body", "not_ancestor"), _own_children)
 
 
 def _decision() -> Rule:
@@ -584,11 +607,12 @@ TABLE: Mapping[str, Rule] = {
         application=False,
     ),
     "stats": Rule(
-        "only an office (city, district or town), about the applications it handles",
-        "仅办理机构（市、区县、镇街），且仅限本机构办理的办件",
+        "only an office (city, district or town), about the applications it handles "
+        "and the last syncs of its own children",
+        "仅办理机构（市、区县、镇街），且仅限本机构办理的办件及本节点下级节点的同步情况",
         "its city",
         "所在市",
-        (FROM_OFFICE_CODE, TO_CITY, OWN_RECORDS),
+        (FROM_OFFICE_CODE, TO_CITY, OWN_RECORDS, OWN_CHILDREN),
         application=False,
     ),
 }

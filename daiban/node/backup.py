@@ -10,9 +10,10 @@ Two modes, chosen by what the computer has:
   SQLite's online backup API copies the whole database into the folder on a
   schedule, atomically (a temporary file, then a rename).
 
-``restore`` reads either kind into a home without a database. Keys are never
-in a backup (keys/ stays on the PC); see sync/recovery.py for what a restored
-node does next."""
+``restore`` reads either kind into a home without a database. The keys are in
+a backup only sealed under the node's recovery passphrase, as one file beside
+the database in a folder replica (keybackup.py); see sync/recovery.py for what
+a restored node does next."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ import filelock
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node import keybackup
 from daiban.node.store import BUSY_TIMEOUT_MS, DB_NAME
 from daiban.processes import popen_with_parent
 
@@ -264,9 +266,21 @@ def run(
     *,
     once: bool = False,
     on_snapshot: Callable[[dict[str, Any]], None] | None = None,
+    on_keys: Callable[[str, str], None] | None = None,
 ) -> None:
     """Back up until ``stop`` is set (or once). Litestream runs as a child
-    process, stopped by its PID when we stop."""
+    process, stopped by its PID when we stop. The sealed key file goes beside
+    the database in a folder replica, and again whenever it changes;
+    ``on_keys(state, detail)`` hears when what the backup holds of the keys
+    changes (keybackup.KEPT, NONE, STALE, REMOTE, FAILED)."""
+    keeper = keybackup.Keeper(p.home, folder_of(p.url))
+
+    def keep() -> None:
+        state = keeper.check()
+        if state is not None and on_keys is not None:
+            on_keys(state, keeper.detail)
+
+    keep()
     if p.mode == "snapshot":
         folder = folder_of(p.url)
         assert folder is not None
@@ -276,6 +290,7 @@ def run(
                 on_snapshot(info)
             if once or stop.wait(p.every):
                 return
+            keep()
     assert p.litestream is not None
     config = write_config(p.home, p.url)
     logs = p.home / "logs"
@@ -288,7 +303,7 @@ def run(
         proc = popen_with_parent(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         try:
             while proc.poll() is None and not stop.wait(0.25):
-                pass
+                keep()
         finally:
             stop_process(proc)
     if proc.returncode not in (0, None) and not stop.is_set():
@@ -384,9 +399,8 @@ def _db_files(home: Path) -> list[Path]:
     return [home / (DB_NAME + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
 
 
-def restore(home: Path, url: str, *, litestream: str | None = None) -> dict[str, Any]:
-    """Bring a node's database back from a replica into ``home``, which must
-    not hold one. Reads a Litestream replica or a snapshot folder."""
+def refuse_occupied(home: Path) -> None:
+    """A restore goes only into a home without a database."""
     present = [p for p in _db_files(home)[:2] if p.exists()]
     if present:
         raise BackupError(
@@ -395,6 +409,12 @@ def restore(home: Path, url: str, *, litestream: str | None = None) -> dict[str,
                 "aside first if it is damaged."
             ).format(home=home, file=present[0].name)
         )
+
+
+def restore(home: Path, url: str, *, litestream: str | None = None) -> dict[str, Any]:
+    """Bring a node's database back from a replica into ``home``, which must
+    not hold one. Reads a Litestream replica or a snapshot folder."""
+    refuse_occupied(home)
     folder = folder_of(url)
     if folder is not None and not folder.is_dir():
         raise BackupError(_("No backup at {url}: the folder does not exist.").format(url=url))

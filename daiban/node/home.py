@@ -32,11 +32,17 @@ def init_home(
     name: str,
     catalog_path: Path | None = None,
     clock: Clock = system_clock,
+    passphrase: str | None = None,
 ) -> Node:
     """Make a node home with its database, keys, settings and a catalog (the
     bundled demo catalog unless another file is given). Refuses a home that
-    already holds a node."""
+    already holds a node. With a recovery passphrase, the keys are also sealed
+    under it, for ``daiban backup`` to keep (keybackup.py)."""
+    from daiban.node import keybackup
+
     code = check_code(code, role)
+    if passphrase is not None:
+        passphrase = keybackup.check_passphrase(passphrase)  # refused before anything is made
     name = " ".join(strip_controls(name or "").split())
     if not name:
         raise HomeError(_("A node needs a name (--name), e.g. 南定镇大张村代办点."))
@@ -84,6 +90,8 @@ def init_home(
 
             identity.create(node, stamp(clock()))
             node.install_catalog(doc, source="bundled" if catalog_path is None else str(catalog_path))
+            if passphrase is not None:
+                keybackup.set_passphrase(home, code, passphrase)
     except BaseException:
         store.close()
         raise

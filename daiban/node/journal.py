@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -80,10 +80,6 @@ class Checked:
     accepted: list[Envelope] = field(default_factory=list)
     duplicates: list[Verdict] = field(default_factory=list)
     refused: list[Verdict] = field(default_factory=list)
-    settled: set[str] = field(default_factory=set)
-    """Ids authorised with their application known here, by rules that
-    nothing in the batch can change (not an evaluation's "once"): not asked
-    again when they are folded."""
 
 
 def _refused(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
@@ -245,8 +241,6 @@ def check(
             out.refused.append(_refused(env, raw, exc.code, str(exc)))
             continue
         out.accepted.append(env)
-        if env.kind != Kind.EVALUATED and (env.tracking or "") in gate.apps:
-            out.settled.add(env.id)
     return out
 
 
@@ -278,18 +272,25 @@ class _Gate:
             {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
         )
         self.apps = node.store.parties_of(trackings) if trackings else {}
+        self._filings: dict[tuple[str, bool], authority.Known] = {}
 
     def known(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Known:
         node = self.node
         addressee = env.to == node.code
         if env.kind == Kind.FILED:
-            item = _item_or_none(node, str(env.body.get("item", "")))
-            return authority.Known(
-                root=self.root,
-                citywide=item.citywide if item is not None else None,
-                item_level=item.level if item is not None else None,
-                is_addressee=addressee,
-            )
+            # What a filing's check needs depends only on its item and where
+            # it goes: asked once per batch (a ledger's filings share both).
+            key = (str(env.body.get("item", "")), addressee)
+            known = self._filings.get(key)
+            if known is None:
+                item = _item_or_none(node, key[0])
+                known = self._filings[key] = authority.Known(
+                    root=self.root,
+                    citywide=item.citywide if item is not None else None,
+                    item_level=item.level if item is not None else None,
+                    is_addressee=addressee,
+                )
+            return known
         if env.kind in APPLICATION_KINDS:
             row = row if row is not None else self.apps.get(env.tracking or "")
             if row is None:
@@ -391,15 +392,13 @@ class Taken:
     refused: list[Verdict]
 
 
-def take_in(
-    node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direction: str, defer: bool = False
-) -> Taken:
+def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direction: str) -> Taken:
     """Check, authorise, store and route a batch; quarantine what is
-    refused. Call inside a transaction."""
+    refused. Call inside a transaction, and drain() after it."""
     extra = verify_chains(node, chains)
     checked = check(node, raws, sender=sender, direction=direction, extra=extra)
     remember(node, extra)
-    stored = store(node, checked.accepted, sender=sender, defer=defer, settled=checked.settled)
+    stored = store(node, checked.accepted, sender=sender)
     quarantine(node, checked.refused, sender=sender)
     if direction == "up" and checked.duplicates:
         moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
@@ -412,6 +411,7 @@ def receive(
     """Check and store a batch in one go: (stored and duplicate verdicts, refused)."""
     with node.store.transaction():
         taken = take_in(node, raws, list(chains), sender=sender, direction=direction)
+    drain(node)
     return taken.stored + taken.duplicates, taken.refused
 
 
@@ -422,27 +422,22 @@ def as_results(verdicts: Iterable[Verdict]) -> list[Mapping[str, Any]]:
 # -- store, fold and route what was admitted --------------------------------
 
 
-def store(
-    node: Node,
-    envelopes: Sequence[Envelope],
-    *,
-    sender: str,
-    defer: bool = False,
-    settled: Collection[str] = (),
-) -> list[Verdict]:
-    """Store checked envelopes and act on them; call inside a transaction.
-
-    With ``defer`` (a server taking a child's push), envelopes addressed
-    here are stored with their effect queued, and apply_queued() applies
-    them: the push is acknowledged as soon as it is durable. Envelopes for
-    other nodes are stored and queued for their next hop in bulk."""
+def store(node: Node, envelopes: Sequence[Envelope], *, sender: str) -> list[Verdict]:
+    """Store checked envelopes; call inside a transaction. Application
+    events addressed here are stored with their effect queued: apply_queued()
+    folds them (drain() after the transaction that stored them; a server
+    when requests pause and before it answers a pull; any node when it
+    opens), so what was received is durable, and acknowledged, before it is
+    applied. Broadcasts and statistics, few and acting at every hop, act
+    here at once. Envelopes for other nodes are stored and queued for their
+    next hop in bulk."""
     now = stamp(node.clock())
     rows: list[tuple[Envelope, str]] = []
     relayed: list[Envelope] = []
     inline: list[Envelope] = []
     for env in envelopes:
-        if env.to == routing.BROADCAST or env.kind == statistics.KIND or (env.to == node.code and not defer):
-            inline.append(env)  # broadcasts and statistics are few, and act at every hop
+        if env.to == routing.BROADCAST or env.kind == statistics.KIND:
+            inline.append(env)
         elif env.to == node.code:
             rows.append((env, "queued"))
         else:
@@ -458,10 +453,8 @@ def store(
                 _guarded(node, env, sender, partial(_apply_broadcast, node, env, now))
                 for hop in routing.flood(node.code, sender, node.parent(), node.children()):
                     node.store.enqueue(env.id, hop, "up" if hop == routing.UP else "down", now)
-            elif env.kind == statistics.KIND:
-                _guarded(node, env, sender, partial(statistics.take, node, env, now, sender))
             else:
-                apply_to_application(node, env, now, sender=sender, settled=env.id in settled)
+                _guarded(node, env, sender, partial(statistics.take, node, env, now, sender))
 
     _all_or_each(node, act)
     return [Verdict(env.id, "stored", received_at=now) for env in envelopes]
@@ -519,23 +512,41 @@ def _guarded(node: Node, env: Envelope, sender: str, effect: Callable[[], bool |
 def apply_queued(node: Node, limit: int = 200) -> int:
     """Apply up to ``limit`` queued effects, oldest first, in one
     transaction (each exactly once: its effect is marked in the same
-    transaction). Returns how many were taken."""
-    with node.store.transaction():
+    transaction). Returns how many were taken.
+
+    Optimistic: the batch is applied with no savepoint at all; should any
+    envelope's effect fail, the whole transaction is rolled back and the
+    batch applied again, each envelope in a savepoint of its own, so the
+    one that fails goes to quarantine alone (a savepoint around every
+    envelope, or around the batch, costs a tenth of the work)."""
+
+    def act() -> int:
         queued = node.store.queued_effects_from(limit)
         now = stamp(node.clock())
+        for envelope_id, raw, sender in queued:
+            try:
+                env = env_mod.parse(raw, checked=True)
+            except EnvelopeError as exc:  # stored by an older build, unreadable now
+                node.store.set_effect(envelope_id, "quarantined", exc.code)
+                quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
+                continue
+            apply_to_application(node, env, now, sender=sender)
+        return len(queued)
 
-        def act() -> None:
-            for envelope_id, raw, sender in queued:
-                try:
-                    env = env_mod.parse(raw, checked=True)
-                except EnvelopeError as exc:  # stored by an older build, unreadable now
-                    node.store.set_effect(envelope_id, "quarantined", exc.code)
-                    quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
-                    continue
-                apply_to_application(node, env, now, sender=sender)
-
-        _all_or_each(node, act)
-    return len(queued)
+    if node.store.in_transaction() or _MODE.optimistic:
+        done: list[int] = []
+        _all_or_each(node, lambda: done.append(act()))
+        return done[-1]
+    _MODE.optimistic = True
+    try:
+        with node.store.transaction():
+            return act()
+    except Exception:  # rolled back: done again below, carefully
+        pass
+    finally:
+        _MODE.optimistic = False
+    with node.store.transaction():
+        return act()
 
 
 def drain(node: Node, chunk: int = 500) -> int:
@@ -557,9 +568,7 @@ def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
     node.store.set_effect(env.id, "applied")
 
 
-def apply_to_application(
-    node: Node, env: Envelope, now: str, *, sender: str = "", settled: bool = False
-) -> None:
+def apply_to_application(node: Node, env: Envelope, now: str, *, sender: str = "") -> None:
     """The effect of an application envelope at its addressee, exactly once
     (it is stored in the same transaction). One that cannot apply yet (its
     application's earlier events have not arrived) waits as pending; one
@@ -572,7 +581,7 @@ def apply_to_application(
         if env.kind == Kind.FILED:
             _receive_filing(node, env, now)
             return True
-        return _apply_event(node, env, now, sender, settled)
+        return _apply_event(node, env, now, sender)
 
     if _guarded(node, env, sender, effect) != "done":
         return
@@ -650,15 +659,15 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     node.store.save_application(row)
 
 
-def _apply_event(node: Node, env: Envelope, now: str, sender: str, settled: bool = False) -> bool:
+def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
     """Fold one event into its application; False when it must wait for the
-    application (pending). A refusal raises, and quarantines it. ``settled``:
-    authorised at admission with this application known (Checked.settled)."""
+    application (pending). A refusal raises, and quarantines it: the table
+    is asked again here, with the application as it is now."""
     row = node.store.application(env.tracking or "")
     if row is None:
         node.store.set_effect(env.id, "pending")
         return False
-    refusal = None if settled else _Gate(node, ()).authorise(env, row)
+    refusal = _Gate(node, ()).authorise(env, row)
     if refusal is not None:
         raise EnvelopeError(refusal.code, refusal.reason)
     try:
@@ -834,6 +843,16 @@ def record_broadcast(node: Node, kind: str, body: Mapping[str, Any], now: str) -
 
 def record_stats(node: Node, records: Sequence[Mapping[str, Any]], dest: str, now: str) -> Envelope:
     """Sign, keep and queue one envelope of this office's statistics records."""
+    return _record_stats_body(node, {"records": [dict(r) for r in records]}, dest, now)
+
+
+def record_heartbeats(node: Node, children: Sequence[Mapping[str, Any]], dest: str, now: str) -> Envelope:
+    """Sign, keep and queue one statistics envelope of this node's children's
+    heartbeats (no application records in it: see node/statistics.py)."""
+    return _record_stats_body(node, {"records": [], "children": [dict(c) for c in children]}, dest, now)
+
+
+def _record_stats_body(node: Node, body: Mapping[str, Any], dest: str, now: str) -> Envelope:
     env = env_mod.make(
         node.keys,
         id=random_id(),
@@ -844,7 +863,7 @@ def record_stats(node: Node, records: Sequence[Mapping[str, Any]], dest: str, no
         tracking=None,
         actor=node.actor,
         at=now,
-        body={"records": [dict(r) for r in records]},
+        body=dict(body),
     )
     node.store.insert_envelope(env, dest=dest, received_at=now, received_from=node.code, effect="applied")
     node.route(env.id, dest, now)

@@ -462,8 +462,37 @@ def m0011_items_as_filed(db: Database) -> None:
         )
 
 
-@migrations(name="0012_moved_children")
-def m0012_moved_children(db: Database) -> None:
+@migrations(name="0012_child_heartbeats")
+def m0012_child_heartbeats(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Heartbeats (the statistics stream, nothing personal): each town's
+        -- and district's direct children as that parent last reported them
+        -- (code, name, last sync, enrollment), so a district and the city
+        -- see every node below them that has gone silent. A parent keeps its
+        -- own as published; a district and the city also keep those passing
+        -- up to them. version is the parent's sequence number of the envelope
+        -- that carried the record: a higher one wins. gone = 1: the parent no
+        -- longer counts it as a child.
+        CREATE TABLE child_heartbeats (
+            parent TEXT NOT NULL,
+            code TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            last_sync_at TEXT,
+            enrolled_at TEXT,
+            gone INTEGER NOT NULL DEFAULT 0,
+            taken_at TEXT NOT NULL,
+            PRIMARY KEY (parent, code)
+        );
+        CREATE INDEX child_heartbeats_code ON child_heartbeats (code);
+        """,
+    )
+
+
+@migrations(name="0013_moved_children")
+def m0013_moved_children(db: Database) -> None:
     # SQLite cannot change a CHECK constraint in place: the table is made
     # again from its own definition as it stands (with any column an earlier
     # migration added), the constraint widened, the rows copied over.
@@ -471,11 +500,11 @@ def m0012_moved_children(db: Database) -> None:
     new = "CHECK (relation IN ('parent', 'child', 'moved', 'former'))"
     (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'peers'").fetchone()
     if old not in sql:
-        raise RuntimeError("the peers table is not as migration 0012 expects")
-    db.execute(sql.replace("CREATE TABLE peers", "CREATE TABLE peers_0012", 1).replace(old, new))
-    db.execute("INSERT INTO peers_0012 SELECT * FROM peers")
+        raise RuntimeError("the peers table is not as migration 0013 expects")
+    db.execute(sql.replace("CREATE TABLE peers", "CREATE TABLE peers_0013", 1).replace(old, new))
+    db.execute("INSERT INTO peers_0013 SELECT * FROM peers")
     db.execute("DROP TABLE peers")
-    db.execute("ALTER TABLE peers_0012 RENAME TO peers")
+    db.execute("ALTER TABLE peers_0013 RENAME TO peers")
     _run(
         db,
         """

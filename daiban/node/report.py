@@ -17,7 +17,10 @@ period of at most 13 weeks.
 
 ``for_node`` adds the node's own children that have not synced for longer
 than ``stale_after`` (node/children.py), as ``daiban children --stale`` lists
-them: a report is where an operator looks first for a silent office."""
+them: a report is where an operator looks first for a silent office. And,
+as ``stale_nodes``, every node below it that is stale — its children and,
+from the heartbeats in the statistics stream, the nodes below them — each
+with the parent it hangs under (``daiban children --all --stale``)."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node.children import DEFAULT_STALE_AFTER, stale_children
+from daiban.node.children import DEFAULT_STALE_AFTER, nodes_below, stale_children, stale_nodes
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -242,7 +245,9 @@ def for_node(
         name_of=lambda key: names.get(key, ""),
     )
     children = node.store.children_sync()
-    stale = stale_children(children, node.clock(), stale_after)
+    now = node.clock()
+    stale = stale_children(children, now, stale_after)
+    below = nodes_below(node.code, children, node.store.heartbeats_below(node.code), now, stale_after)
     return {
         "node": node.code,
         "name": node.name,
@@ -250,6 +255,8 @@ def for_node(
         "stale_after": int(stale_after.total_seconds()),
         "children_enrolled": len(children),
         "stale_children": [c.as_dict() for c in stale],
+        "nodes_below": len(below),
+        "stale_nodes": [n.as_dict() for n in stale_nodes(below)],
     }
 
 

@@ -141,6 +141,9 @@ class Store:
         else:
             conn.execute("COMMIT")
 
+    def in_transaction(self) -> bool:
+        return bool(self.db.conn.in_transaction)
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Rows as dicts. (sqlite-utils' query() wraps each in a savepoint,
         three statements where a read needs one.)"""
@@ -1037,6 +1040,68 @@ class Store:
 
     def stats_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
+
+    # -- heartbeats: children's last syncs, reported up (no personal data) ------
+
+    def put_heartbeats(
+        self, parent: str, records: Sequence[Mapping[str, Any]], *, version: int, taken_at: str
+    ) -> None:
+        """Keep ``parent``'s heartbeats of its children carried at ``version``;
+        one already held at a higher or equal version stays."""
+        self.db.conn.executemany(
+            "INSERT INTO child_heartbeats "
+            "(parent, code, version, name, last_sync_at, enrolled_at, gone, taken_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (parent, code) DO UPDATE SET version = excluded.version, name = excluded.name, "
+            "last_sync_at = excluded.last_sync_at, enrolled_at = excluded.enrolled_at, "
+            "gone = excluded.gone, taken_at = excluded.taken_at "
+            "WHERE excluded.version > child_heartbeats.version",
+            [
+                (
+                    parent,
+                    r["code"],
+                    version,
+                    r["name"],
+                    r["last_sync_at"],
+                    r["enrolled_at"],
+                    int(bool(r["gone"])),
+                    taken_at,
+                )
+                for r in records
+            ],
+        )
+
+    def heartbeats_of(self, parent: str) -> dict[str, dict[str, Any]]:
+        """The heartbeats held of ``parent``'s children, by child code, in
+        the record's shape (what ``parent`` last published, at ``parent``)."""
+        return {
+            row[0]: {
+                "code": row[0],
+                "name": row[1],
+                "last_sync_at": row[2],
+                "enrolled_at": row[3],
+                "gone": bool(row[4]),
+            }
+            for row in self.db.conn.execute(
+                "SELECT code, name, last_sync_at, enrolled_at, gone FROM child_heartbeats "
+                "WHERE parent = ? ORDER BY code",
+                [parent],
+            )
+        }
+
+    def heartbeats_below(self, code: str) -> list[dict[str, Any]]:
+        """The nodes reported below ``code`` by parents other than ``code``
+        itself, and not gone: each with its parent and when the report was
+        taken here, by parent then code."""
+        return list(
+            self._query(
+                "SELECT parent, code, name, last_sync_at, enrolled_at, taken_at AS reported_at "
+                "FROM child_heartbeats WHERE gone = 0 AND parent != ?1 "
+                "AND substr(parent, 1, length(?1)) = ?1 ORDER BY parent, code",
+                [code],
+            )
+        )
+
     # -- backup and recovery (restored homes, replaced PCs) ------------------
 
     def put_retired_key(self, serial: str, code: str, sign: str, upto_seq: int, at: str) -> None:
@@ -1089,6 +1154,17 @@ class Store:
 
     def application_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
+
+    def unindex_sealed_to(self, code: str) -> int:
+        """Forget the ID-number hashes of the applications at office ``code``
+        whose personal part is sealed to it (its keys were replaced: the old
+        lookup key made those hashes); each is keyed again, or named as
+        unopenable, at the next search."""
+        return self.db.conn.execute(
+            "UPDATE applications SET id_hash = '' WHERE office = ? AND id_hash != '' AND tracking IN "
+            "(SELECT tracking FROM personal WHERE sealed_to = ?)",
+            [code, code],
+        ).rowcount
 
 
 @lru_cache(maxsize=32)

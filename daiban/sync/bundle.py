@@ -154,14 +154,19 @@ def import_(node: Node, path: Path) -> dict[str, Any]:
     now = stamp(node.clock())
     peer = node.store.peer(sender)
     if "up" in payload and peer is not None and peer["relation"] == "child":
-        return _import_from_child(node, sender, payload, now)
-    if "down" in payload and sender == node.parent():
-        return _import_from_parent(node, sender, payload, now)
-    if peer is not None and (
+        result = _import_from_child(node, sender, payload, now)
+    elif "down" in payload and sender == node.parent():
+        result = _import_from_parent(node, sender, payload, now)
+    elif peer is not None and (
         ("down" in payload and peer["relation"] == "former")
         or ("up" in payload and peer["relation"] == "moved")
     ):
-        return _import_from_former(node, sender, payload, now)
+        result = _import_from_former(node, sender, payload, now)
+    else:
+        result = None
+    if result is not None:
+        journal.drain(node)  # fold what the bundle brought for this node
+        return result
     raise BundleRefused(
         _("The bundle's sender {sender} is not a neighbour of this node.").format(sender=sender)
     )

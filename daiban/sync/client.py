@@ -270,6 +270,9 @@ async def pull(conn: Connection, report: Report) -> None:
             acked = acked and not raws
         if not more:
             break
+    # What came down for this node is folded now (statuses, receipts), each
+    # batch in one transaction: it was stored durably, with the cursor, above.
+    journal.drain(node)
     if not acked:
         # Tell the parent we hold everything it sent, so it can let go of it.
         peer = node.store.peer(conn.parent)
@@ -314,13 +317,17 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
             code="not_enrolled",
         )
     node.reseal_pending()
-    statistics.flush(node)
+    if not recovery.pending(node):
+        statistics.flush(node)
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT, headers=protocol.PROTOCOL_HEADERS) as session:
             conn = Connection(node, session, url, parent)
             if recovery.pending(node):  # restored from a backup: catch up first
                 caught = await recovery.rejoin(conn)
                 report.recovered = caught.own + caught.other
+                # A restored office publishes its statistics once it may
+                # number its events again, not before.
+                statistics.flush(node)
             # What a pull brings can make new envelopes to send (an office's
             # receipt for an application that came down): push again, a
             # bounded number of rounds.

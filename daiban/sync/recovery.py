@@ -4,9 +4,12 @@ its parent already stored, statuses it had pulled. Until it has caught up it
 takes no new sequence number (Node.take_seq refuses), so it never reuses one
 its parent has seen.
 
-- ``after_restore`` (run by ``daiban restore``) marks the home as rejoining;
-  on a new PC it makes new keys and keeps the old signing key as retired, so
-  the envelopes the old PC signed still count (retired.py).
+- ``restore_node`` (``daiban restore``) brings back the database and, given
+  the recovery passphrase, the keys kept beside it (node/keybackup.py): the
+  node then keeps its identity and needs no new enrollment.
+- ``after_restore`` marks the home as rejoining; on a new PC without its keys
+  it makes new keys and keeps the old signing key as retired, so the
+  envelopes the old PC signed still count (retired.py).
 - At the parent, ``/v1/recover`` (``serve``) hands back, page by page in the
   order they arrived there, every envelope the child made and every one
   addressed to it or to everyone.
@@ -101,8 +104,9 @@ def after_restore(home: Path, now: str) -> Restored:
 
                 raise HomeError(
                     _(
-                        "A city's root key is never in its backup: copy keys/ from the old PC's "
-                        "key backup into {home} first, then restore again."
+                        "A city never restores without its root key: restore with the recovery "
+                        "passphrase (--passphrase-stdin), or copy keys/ from the old PC's key backup "
+                        "into {home} first, then restore again."
                     ).format(home=home)
                 )
             keys = NodeKeys.generate()
@@ -119,6 +123,9 @@ def after_restore(home: Path, now: str) -> Restored:
                 store.put_retired_key(str(own["serial"]), code, str(own["sign"]), last_seq, now)
             if new_keys:
                 unopenable = store.unsent_sealed_to(code)
+                # The ID-number hashes were keyed with the lost lookup key:
+                # key again what opens, name what does not (Node.unopenable).
+                store.unindex_sealed_to(code)
             if role != "city":  # the root has no parent to catch up with
                 store.set_setting(PENDING, "1")
             store.set_setting("restored_at", now)
@@ -211,6 +218,7 @@ async def rejoin(conn: Connection) -> Caught:
     with node.store.transaction():
         _counter_past_own(node)
         node.store.set_setting(PENDING, "0")
+    journal.drain(node)
     node.rejoined()
     return caught
 
@@ -279,17 +287,49 @@ def _counter_past_own(node: Node) -> None:
         node.store.set_setting("tracking_counter", str(issued))
 
 
-def restore_node(home: Path, url: str, now: str, *, litestream: str | None = None) -> dict[str, Any]:
-    """``daiban restore``: the database back from the replica, then made a
-    node that rejoins. A restore that cannot finish leaves the home empty."""
-    from daiban.node import backup
-    from daiban.node.store import DB_NAME
+def _certified(home: Path, code: str) -> str | None:
+    """The fingerprint of the signing key a restored node's own certificate
+    names (None before it enrolled, or at a city without one)."""
+    from daiban.node.store import DB_NAME, Store
+    from daiban.trust.crypto import fingerprint, unb64
 
-    done = backup.restore(home, url, litestream=litestream)
+    store = Store.open(home / DB_NAME)
     try:
+        chain = store.cert_chain(code)
+    finally:
+        store.close()
+    if not chain or not isinstance(chain[-1].get("sign"), str):
+        return None
+    return fingerprint(unb64(chain[-1]["sign"]))
+
+
+def restore_node(
+    home: Path, url: str, now: str, *, litestream: str | None = None, passphrase: str | None = None
+) -> dict[str, Any]:
+    """``daiban restore``: the database back from the replica, then made a
+    node that rejoins. With the recovery passphrase, the keys kept beside the
+    replica come back too and the node keeps its identity; a passphrase that
+    does not open them is refused before anything is written. A restore that
+    cannot finish leaves the home empty."""
+    from daiban.node import backup, keybackup
+    from daiban.node.store import DB_NAME
+    from daiban.trust.crypto import keys_exist
+
+    backup.refuse_occupied(home)
+    recovered = None
+    data = keybackup.in_replica(backup.folder_of(url))
+    if data is not None and passphrase is not None and not keys_exist(home):
+        recovered = keybackup.open_kept(data, passphrase, url)
+    done = backup.restore(home, url, litestream=litestream)
+    written: list[Path] = []
+    try:
+        if recovered is not None:
+            written = keybackup.install(home, recovered, done["code"], _certified(home, done["code"]))
         restored = after_restore(home, now)
     except BaseException:
+        keybackup.remove(written)
         for suffix in ("", "-wal", "-shm"):
             (home / (DB_NAME + suffix)).unlink(missing_ok=True)
         raise
-    return {**done, **restored.as_dict()}
+    kept = {"keys_kept": data is not None, "keys_restored": recovered is not None}
+    return {**done, **restored.as_dict(), **kept}

@@ -82,7 +82,7 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
             refused = checked.refused
         else:
             journal.remember(node, extra)
-            stored = journal.store(node, checked.accepted, sender=code, defer=True)
+            stored = journal.store(node, checked.accepted, sender=code)
             now = stamp(node.clock())
             if checked.duplicates:
                 moving.pass_on(node, [v.id for v in checked.duplicates], code, now)

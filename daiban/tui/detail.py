@@ -144,6 +144,8 @@ def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
         ]
         if fields:
             lines.append("  ".join(fields))
+    elif view.get("personal_problem"):
+        lines.append(str(view["personal_problem"]))
     return lines
 
 

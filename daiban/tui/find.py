@@ -70,11 +70,13 @@ class FindScreen(Base):
         kind = kind_of(query)
         node = self.node
         rows: list[dict[str, Any]]
+        unopenable = 0
         try:
             if kind == "tracking":
                 rows = [node.show(tracking.parse(query))]
             elif kind == "id_number":
                 rows = node.list(id_number=query, limit=200)
+                unopenable = len(node.unopenable())
             else:
                 rows = [
                     _public(r)
@@ -97,6 +99,13 @@ class FindScreen(Base):
                 _("{n} found by the masked name {masked} (names are kept masked here).").format(
                     n=len(rows), masked=masking.mask_name(query.strip())
                 )
+            )
+        elif unopenable:
+            summary.show(
+                _(
+                    "{n} found; {m} more here are sealed to this node's previous key and cannot be "
+                    "searched until their filing point sends them again."
+                ).format(n=len(rows), m=unopenable)
             )
         else:
             summary.show(_("{n} found.").format(n=len(rows)))
