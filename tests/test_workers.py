@@ -73,6 +73,30 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _kill_9_and_wait_for_its_session(proc: subprocess.Popen[bytes], what: str) -> None:
+    """SIGKILL the command, then (polled, bounded) nothing it started may be
+    left within 5 s."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 5
+    left = _in_session(proc.pid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _in_session(proc.pid)
+    assert not left, f"left alive after kill -9 of {what}: {sorted(left)}"
+
+
+def _end_what_it_started(proc: subprocess.Popen[bytes]) -> None:
+    """Clean up only what a test started, by PID: the command, and whatever
+    is still in its session."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+    for pid in _in_session(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_kill_9_of_apply_from_leaves_no_worker(tmp_path: Path) -> None:
     home = tmp_path / "town"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}
@@ -111,25 +135,9 @@ def test_kill_9_of_apply_from_leaves_no_worker(tmp_path: Path) -> None:
         seen = _in_session(proc.pid) - {proc.pid}
         assert workers <= seen
 
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-        # Within 5 s nothing it started is left (polled, bounded).
-        deadline = time.monotonic() + 5
-        left = _in_session(proc.pid)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
-            left = _in_session(proc.pid)
-        assert not left, f"left alive after kill -9 of their parent: {sorted(left)}"
+        _kill_9_and_wait_for_its_session(proc, "their parent")
     finally:
-        # Clean up only what this test started, by PID: the command, and
-        # whatever is still in its session.
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        for pid in _in_session(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _end_what_it_started(proc)
         if proc.stderr is not None:
             proc.stderr.close()
 
@@ -210,18 +218,6 @@ def test_kill_9_of_backup_leaves_no_litestream(tmp_path: Path) -> None:
             children = _children(proc.pid)
             time.sleep(0.05)
         assert proc.poll() is None and children, "litestream did not start"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 5
-        left = _in_session(proc.pid)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
-            left = _in_session(proc.pid)
-        assert not left, f"left alive after kill -9 of `daiban backup`: {sorted(left)}"
+        _kill_9_and_wait_for_its_session(proc, "`daiban backup`")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        for pid in _in_session(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _end_what_it_started(proc)
