@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stdnum.cn import ric
-
-from daiban.node import masking
 from daiban.sync import protocol
 from daiban.trust import envelope
 from daiban.trust.crypto import NodeKeys, b64, canonical, random_id
-from tests.sync_net import NODES, Network
+from tests.sync_net import NODES, Network, Resident
 
 C, D, T, V, V2 = "city", "district", "town", "village", "village2"
 ALL = (C, D, T, V, V2)
@@ -34,34 +31,6 @@ AT = "2026-11-27T10:00:00+08:00"
 
 
 # -- residents and the genuine side, through the real CLI -------------------------------
-
-
-@dataclass(frozen=True)
-class Resident:
-    name: str
-    birth: str  # YYYYMMDD, a real date
-    seq: str  # 3 digits
-    phone: str
-
-    @property
-    def id_number(self) -> str:
-        body = "370303" + self.birth + self.seq
-        return body + ric.calc_check_digit(body + "0")
-
-    def masked(self) -> dict[str, str]:
-        return {
-            "name": masking.mask_name(self.name),
-            "id_number": masking.mask_id_number(self.id_number),
-            "phone": masking.mask_phone(self.phone),
-        }
-
-    def personal(self, fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "id_number": self.id_number,
-            "phone": self.phone,
-            "fields": dict(fields or {}),
-        }
 
 
 def file_app(

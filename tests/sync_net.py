@@ -27,13 +27,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from stdnum.cn import ric
 
+from daiban.node import masking
 from daiban.node.backup import stop_process
 
 DAIBAN = str(Path(sys.executable).with_name("daiban"))
@@ -315,3 +317,41 @@ def network(tmp_path: Path) -> Iterator[Network]:
     process it starts is stopped after the test."""
     with network_at(tmp_path / "net") as net:
         yield net
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A test resident of 张店区 with a valid ID number: what is typed, what
+    must never appear in a relay's files (secrets), what travels (masked)."""
+
+    name: str
+    birth: str  # YYYYMMDD, a real date
+    seq: str  # 3 digits
+    phone: str
+
+    @property
+    def id_number(self) -> str:
+        body = "370303" + self.birth + self.seq
+        return body + ric.calc_check_digit(body + "0")
+
+    def secrets(self) -> dict[str, bytes]:
+        return {
+            "id_number": self.id_number.encode(),
+            "name": self.name.encode(),
+            "phone": self.phone.encode(),
+        }
+
+    def masked(self) -> dict[str, str]:
+        return {
+            "name": masking.mask_name(self.name),
+            "id_number": masking.mask_id_number(self.id_number),
+            "phone": masking.mask_phone(self.phone),
+        }
+
+    def personal(self, fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id_number": self.id_number,
+            "phone": self.phone,
+            "fields": dict(fields or {}),
+        }

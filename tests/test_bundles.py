@@ -26,11 +26,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from stdnum.cn import ric
 
 from daiban.node import routing
 from daiban.trust.crypto import canonical
-from tests.sync_net import DAIBAN, NODES, Network, Result, network_at
+from tests.sync_net import DAIBAN, NODES, Network, Resident, Result, network_at
 
 C, D, T, V = "city", "district", "town", "village"
 TREE = (C, D, T, V)
@@ -53,19 +52,6 @@ TABLES = (
     "catalog_items",
 )
 SERVING = re.compile(r"^Serving (http://[^\s]+) \(Ctrl-C stops\)\.\s*$")
-
-
-@dataclass(frozen=True)
-class Resident:
-    name: str
-    birth: str  # YYYYMMDD
-    seq: str  # 3 digits
-    phone: str
-
-    @property
-    def id_number(self) -> str:
-        body = "370303" + self.birth + self.seq
-        return body + ric.calc_check_digit(body + "0")
 
 
 @dataclass

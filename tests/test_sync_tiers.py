@@ -25,37 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stdnum.cn import ric
 
 from daiban.sync import protocol
 from daiban.trust import certs, envelope
 from daiban.trust.crypto import NodeKeys, b64, canonical, random_id
-from tests.sync_net import NODES, Network, network_at
+from tests.sync_net import NODES, Network, Resident, network_at
 
 C, D, T, V, V2 = "city", "district", "town", "village", "village2"
 OFFICES = (C, D, T)
 ALL = (C, D, T, V, V2)
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "daiban" / "data" / "demo_catalog.json"
-
-
-@dataclass(frozen=True)
-class Resident:
-    name: str
-    birth: str  # YYYYMMDD, a real date
-    seq: str  # 3 digits
-    phone: str
-
-    @property
-    def id_number(self) -> str:
-        body = "370303" + self.birth + self.seq
-        return body + ric.calc_check_digit(body + "0")
-
-    def secrets(self) -> dict[str, bytes]:
-        return {
-            "id_number": self.id_number.encode(),
-            "name": self.name.encode(),
-            "phone": self.phone.encode(),
-        }
 
 
 # One resident per application, so a find in a scan names its application.
