@@ -712,7 +712,7 @@ def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
         node.store.set_effect(env.id, "pending")
         return False
     node.store.insert_event(event_of(env, now))
-    projection.project(row, new, env.kind, env.body, now)
+    projection.project(row, new, env.kind, env.body, now, node.calendar())
     row["sync_problem"] = None
     node.store.save_application(row)
     return True
@@ -745,7 +745,7 @@ def record(node: Node, row: dict[str, Any], kind: str, body: Mapping[str, Any], 
     authorise_own(node, kind, body, row)
     new = lifecycle.apply(projection.state_of(row), kind, body)
     record_own(node, new_event(node, row["tracking"], kind, body, now), row)
-    projection.project(row, new, kind, body, now)
+    projection.project(row, new, kind, body, now, node.calendar())
     node.store.save_application(row)
 
 
