@@ -203,7 +203,7 @@ def application_detail(view: Mapping[str, Any]) -> str:
             )
         )
     if view.get("evaluation"):
-        lines.append(_("Evaluation: {score} / 5").format(score=view["evaluation"]))
+        lines.append(_("Evaluation: {level}").format(level=score_label(int(view["evaluation"]))))
     personal = view.get("personal")
     if personal:
         lines.append(
@@ -235,7 +235,13 @@ def event_detail(kind: str, body: Mapping[str, Any]) -> str:
     if kind == "accepted" and body.get("owed"):
         return _("owed: {materials}").format(materials=_("、").join(body["owed"]))
     if kind == "evaluated":
-        return _("score {score}").format(score=body.get("score"))
+        score = body.get("score")
+        level = score_label(score) if isinstance(score, int) and 1 <= score <= 5 else str(score)
+        return (
+            _("{level}: {reason}").format(level=level, reason=body["comment"])
+            if body.get("comment")
+            else level
+        )
     if kind == "completed":
         d = body.get("delivery") or {}
         return (
@@ -656,8 +662,12 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
     )
     stale = sum(1 for c in children if c.stale)
     current = [c for c in children if not c.moved]
-    text = table + "\n" + _("{stale} of {n} children have not synced for more than {after}.").format(
-        stale=stale, n=len(current), after=stale_after
+    text = (
+        table
+        + "\n"
+        + _("{stale} of {n} children have not synced for more than {after}.").format(
+            stale=stale, n=len(current), after=stale_after
+        )
     )
     for child in children:
         if child.moved:

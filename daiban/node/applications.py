@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from daiban.trust.crypto import NodeKeys
 
 REVIEW_ACTIONS = ("accept", "supplement", "reject", "complete")
+POOR_SCORE = 2  # 不满意 and below: a reason is required
 
 
 class PersonalUnavailable(DaibanError):
@@ -651,6 +652,15 @@ class Node:
                 code="not_office",
             )
 
+    def _require_filer(self, row: Mapping[str, Any]) -> None:
+        if row["origin"] != self.code:
+            raise DaibanError(
+                _(
+                    "Only the point that filed {tracking} ({origin}) can record this; this node is {code}."
+                ).format(tracking=row["tracking"], origin=row["origin"], code=self.code),
+                code="not_filer",
+            )
+
     def _require_party(self, row: Mapping[str, Any]) -> None:
         if self.code not in (row["origin"], row["office"]):
             raise DaibanError(
@@ -774,9 +784,15 @@ class Node:
         return self._record(tracking_text, Kind.WITHDRAWN, {"note": note}, self._require_party)
 
     def evaluate(self, tracking_text: str, score: int, *, comment: str = "") -> dict[str, Any]:
-        comment = validation.text(comment, label=_("comment"), key="comment")
+        """The resident's evaluation (好差评, GB/T 39734's five levels), once,
+        recorded at the filing point only — never by the office evaluated. A
+        不满意 or 非常不满意 needs the resident's reason."""
+        if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+            raise ValidationFailed([Problem("score", _("evaluation"), _("must be one of the levels 1 to 5"))])
+        # 不满意 and 非常不满意 need the resident's reason (GB/T 39734).
+        comment = validation.text(comment, label=_("reason"), key="comment", required=score <= POOR_SCORE)
         return self._record(
-            tracking_text, Kind.EVALUATED, {"score": score, "comment": comment}, self._require_party
+            tracking_text, Kind.EVALUATED, {"score": score, "comment": comment}, self._require_filer
         )
 
     # -- views -------------------------------------------------------------
