@@ -671,7 +671,15 @@ def status_text(info: Mapping[str, Any]) -> str:
             lines.append(_("Parent: not enrolled yet"))
     else:
         lines.append(_("Parent: {code}  {url}").format(code=parent["code"], url=parent["url"] or "?"))
-        if parent["revoked"]:
+        if parent["revoked"] and parent.get("revoked_by"):
+            lines.append(
+                "  "
+                + _(
+                    "The parent's certificate is revoked (by {by}): enroll at {by} or another parent; "
+                    "everything queued here is kept until then."
+                ).format(by=parent["revoked_by"])
+            )
+        elif parent["revoked"]:
             lines.append("  " + _("The parent's certificate is revoked: enroll with another parent."))
         if parent["reachable"] is None:
             lines.append("  " + _("No sync has tried it yet."))
