@@ -55,12 +55,14 @@ def authenticate(
         raise ProtocolError(401, "unauthenticated", "request is not signed") from None
     peer = node.store.peer(code)
     cert = identity.known(node, code)
-    if peer is None or peer["relation"] != "child" or cert is None:
+    if peer is None or peer["relation"] not in ("child", "revoked") or cert is None:
         raise ProtocolError(401, "unknown_node", f"{code or '?'} is not enrolled here")
     if cert.serial in node.store.revoked():
         # The signed revocation goes with the refusal: the revoked node can
         # check it, and show its own children (node/revocation.py).
         raise ProtocolError(403, "revoked", f"{code} is revoked", **revocation.proof(node, cert.serial))
+    if peer["relation"] != "child":
+        raise ProtocolError(401, "unknown_node", f"{code} is not enrolled here")
     try:
         verify(cert.sign, sig, request_message(method, path, body, counter, code, node.code))
     except CryptoError:
