@@ -592,7 +592,7 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
         shrink=1,
     )
     stale = sum(1 for c in children if c.stale)
-    current = [c for c in children if not c.moved]
+    current = [c for c in children if not c.moved and not c.revoked]
     text = table + "\n" + _("{stale} of {n} children have not synced for more than {after}.").format(
         stale=stale, n=len(current), after=stale_after
     )
@@ -601,12 +601,18 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
             text += "\n" + _("{child} moved to {parent}; what waited for it here was handed on.").format(
                 child=child.code, parent=child.moved_to
             )
+        elif child.revoked:
+            text += "\n" + _(
+                "{child} is revoked; what comes for its branch is held here until its nodes enroll here."
+            ).format(child=child.code)
     return text
 
 
 def _child_state(child: Any) -> str:
     if child.moved:
         return _("moved")
+    if child.revoked:
+        return _("revoked")
     return _("stale") if child.stale else _("ok")
 
 

@@ -30,6 +30,7 @@ from stdnum.cn import ric
 
 from daiban.node import journal
 from daiban.node.home import open_node
+from daiban.node.routing import Hop, next_hop
 from daiban.sync import revoked
 from daiban.trust import certs as certs_mod
 from daiban.trust import envelope
@@ -91,6 +92,55 @@ def queued(net: Network, node: str) -> int:
     return net.count(node, "outbox")
 
 
+def _chain() -> tuple[list[certs_mod.Cert], str]:
+    """City, district, town, village certificates, each issued by the one above."""
+    out: list[certs_mod.Cert] = []
+    issuer: NodeKeys | None = None
+    for name in (C, D, T, V):
+        keys = NodeKeys.generate()
+        spec = NODES[name]
+        cert = certs_mod.issue(
+            issuer_code=out[-1].code if out else spec.code,
+            issuer_sign=(issuer or keys).sign,
+            code=spec.code,
+            name=spec.name,
+            sign=keys.sign_public,
+            enc=keys.enc_public,
+            serial=random_id(),
+            issued_at=BACKDATED,
+        )
+        out.append(cert)
+        issuer = keys
+    return out, out[0].fingerprint
+
+
+def test_a_chain_through_a_revoked_certificate_counts_only_for_what_was_kept() -> None:
+    chain, root = _chain()
+    city, district, town, village = chain
+    assert certs_mod.verify_chain(chain, root).code == village.code
+    with pytest.raises(certs_mod.CertError, match="revoked"):
+        certs_mod.verify_chain(chain, root, {town.serial})
+    # Kept by the revoker: the village the town enrolled before still verifies ...
+    assert certs_mod.verify_chain(chain, root, {town.serial}, {village.serial}) == village
+    # ... but not the town itself, nor a village revoked in its own right.
+    with pytest.raises(certs_mod.CertError, match="revoked"):
+        certs_mod.verify_chain(chain[:3], root, {town.serial}, {village.serial})
+    with pytest.raises(certs_mod.CertError, match="revoked"):
+        certs_mod.verify_chain(chain, root, {town.serial, village.serial}, {village.serial})
+    # A district revoked, its town kept: the town's villages need no listing.
+    assert certs_mod.verify_chain(chain, root, {district.serial}, {town.serial}) == village
+    assert city.code == NODES[C].code
+
+
+def test_what_comes_for_a_revoked_childs_branch_is_held() -> None:
+    district, town, village = NODES[D].code, NODES[T].code, NODES[V].code
+    assert next_hop(district, village, [], revoked=[town]) == Hop("hold")
+    assert next_hop(district, village, [], from_parent=True, revoked=[town]) == Hop("hold")
+    # Once the village enrolled at the district, it goes to it.
+    assert next_hop(district, village, [village], revoked=[town]) == Hop("down", village)
+    assert next_hop(district, NODES[C].code, [], revoked=[town]) == Hop("up")
+
+
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
     """City, district, town; both villages under the town."""
@@ -126,6 +176,9 @@ def test_a_revoked_town_loses_none_of_its_villages_work(net: Network, tmp_path: 
     # -- the district revokes the town -----------------------------------------------------
     net.run(D, "revoke", town).ok()
     assert net.query(D, "SELECT COUNT(*) FROM outbox WHERE hop = ?", (town,))[0][0] == 0
+    listed = {c["code"]: c for c in net.run(D, "children", "--json").ok().json()}
+    assert listed[town]["revoked"] is True and listed[town]["stale"] is False
+    assert f"{town} is revoked" in net.run(D, "children").ok().stdout
     kept = {r[0] for r in net.query(D, "SELECT serial FROM kept_certs")}
     for name in (V, V2):
         serial = json.loads(net.query(D, "SELECT chain FROM certs WHERE code = ?", (NODES[name].code,))[0][0])

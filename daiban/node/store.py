@@ -589,12 +589,12 @@ class Store:
         """Every enrolled child: its name, when it last synced and was last
         seen, when it enrolled, and how many envelopes wait for it; with
         ``include_moved``, also those that moved to another parent (with
-        ``moved_to`` and ``moved_at``)."""
-        relations = "('child', 'moved')" if include_moved else "('child')"
+        ``moved_to`` and ``moved_at``) and those revoked (``revoked``)."""
+        relations = "('child', 'moved', 'revoked')" if include_moved else "('child')"
         return list(
             self.db.query(
                 "SELECT p.code, COALESCE(e.name, '') AS name, p.last_sync_at, p.last_seen_at, "
-                "e.used_at AS enrolled_at, p.moved_to, p.moved_at, "
+                "e.used_at AS enrolled_at, p.moved_to, p.moved_at, p.relation = 'revoked' AS revoked, "
                 "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued, "
                 "(SELECT COUNT(*) FROM quarantine q WHERE q.sender = p.code) AS quarantined "
                 "FROM peers p LEFT JOIN enroll_codes e ON e.code = p.code "

@@ -170,7 +170,9 @@ def import_(node: Node, path: Path) -> dict[str, Any]:
             _("The bundle's sender {sender} is not a neighbour of this node.").format(sender=sender)
         )
     peer = node.store.peer(sender)
-    carried_out = "up" in payload and peer is not None and peer["relation"] == "revoked"
+    # What a revoked child carried out (_carry_out: "held" beside "up");
+    # any other bundle of a revoked sender is refused whole, as before.
+    carried_out = "held" in payload and "up" in payload and peer is not None and peer["relation"] == "revoked"
     if cert.serial in node.store.revoked() and not carried_out:
         raise BundleRefused(
             _("The bundle's sender {sender} is revoked; it is refused.").format(sender=sender), code="revoked"
