@@ -661,7 +661,7 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
         shrink=1,
     )
     stale = sum(1 for c in children if c.stale)
-    current = [c for c in children if not c.moved]
+    current = [c for c in children if not c.moved and not c.revoked]
     text = (
         table
         + "\n"
@@ -674,12 +674,18 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
             text += "\n" + _("{child} moved to {parent}; what waited for it here was handed on.").format(
                 child=child.code, parent=child.moved_to
             )
+        elif child.revoked:
+            text += "\n" + _(
+                "{child} is revoked; what comes for its branch is held here until its nodes enroll here."
+            ).format(child=child.code)
     return text
 
 
 def _child_state(child: Any) -> str:
     if child.moved:
         return _("moved")
+    if child.revoked:
+        return _("revoked")
     return _("stale") if child.stale else _("ok")
 
 
@@ -744,7 +750,15 @@ def status_text(info: Mapping[str, Any]) -> str:
             lines.append(_("Parent: not enrolled yet"))
     else:
         lines.append(_("Parent: {code}  {url}").format(code=parent["code"], url=parent["url"] or "?"))
-        if parent["revoked"]:
+        if parent["revoked"] and parent.get("revoked_by"):
+            lines.append(
+                "  "
+                + _(
+                    "The parent's certificate is revoked (by {by}): enroll at {by} or another parent; "
+                    "everything queued here is kept until then."
+                ).format(by=parent["revoked_by"])
+            )
+        elif parent["revoked"]:
             lines.append("  " + _("The parent's certificate is revoked: enroll with another parent."))
         if parent["reachable"] is None:
             lines.append("  " + _("No sync has tried it yet."))

@@ -123,6 +123,7 @@ class Node:
         self._keys: NodeKeys | None = None
         self._children: list[str] | None = None
         self._moved: list[str] | None = None
+        self._revoked: list[str] | None = None
         self._root: str | None = None
         self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
         self._prefilled: dict[str, tuple[str, Mapping[str, Any]]] = {}
@@ -270,10 +271,17 @@ class Node:
             self._moved = [p["code"] for p in self.store.peers("moved")]
         return self._moved
 
+    def revoked_children(self) -> list[str]:
+        """Children whose certificate was revoked (node/revocation.py)."""
+        if self._revoked is None:
+            self._revoked = [p["code"] for p in self.store.peers("revoked")]
+        return self._revoked
+
     def children_changed(self) -> None:
         """A child enrolled, moved or left: read the children again when next asked."""
         self._children = None
         self._moved = None
+        self._revoked = None
 
     def rejoined(self) -> None:
         """A restored node has caught up with its parent: it may number events again."""
@@ -351,7 +359,12 @@ class Node:
 
     def _hop(self, dest: str, from_parent: bool) -> routing.Hop:
         return routing.next_hop(
-            self.code, dest, self.children(), from_parent=from_parent, moved=self.moved_children()
+            self.code,
+            dest,
+            self.children(),
+            from_parent=from_parent,
+            moved=self.moved_children(),
+            revoked=self.revoked_children(),
         )
 
     def reseal_pending(self) -> int:

@@ -49,7 +49,7 @@ def trust(node: Node, chain: Sequence[Any], relation: str, now: str) -> certs_mo
     root = root_fingerprint(node)
     if root is None:
         raise certs_mod.CertError("not_enrolled", "this node has not pinned a city root yet")
-    leaf = certs_mod.verify_chain(chain, root, node.store.revoked())
+    leaf = certs_mod.verify_chain(chain, root, node.store.revoked(), node.store.kept_certs())
     node.store.put_cert(
         leaf.code, leaf.serial, [c if isinstance(c, dict) else c.as_dict() for c in chain], relation, now
     )

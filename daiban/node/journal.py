@@ -104,6 +104,7 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
     but not yet stored: {code: (leaf, chain)}."""
     root = identity_mod.root_fingerprint(node)
     revoked = node.store.revoked()
+    kept = node.store.kept_certs() if revoked else set()
     out: dict[str, tuple[certs_mod.Cert, list[Any]]] = {}
     if root is None or not isinstance(chains, list | tuple):
         return out
@@ -111,7 +112,7 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
         if not isinstance(chain, list) or not chain or len(chain) > certs_mod.MAX_CHAIN:
             continue
         try:
-            leaf = certs_mod.verify_chain(chain, root, revoked)
+            leaf = certs_mod.verify_chain(chain, root, revoked, kept)
         except (certs_mod.CertError, KeyError, TypeError, ValueError):
             continue
         if leaf.code != node.code:
@@ -598,8 +599,11 @@ def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
 
         manifest.install(node, env, now)
     elif env.kind == "revocation":
+        from daiban.node import revocation
+
         node.store.revoke(str(env.body["serial"]), str(env.body["code"]), env.origin, now)
         retired.remember(node, env)
+        revocation.applied(node, env.body, now)
     node.store.set_effect(env.id, "applied")
 
 
@@ -931,7 +935,10 @@ def restore_own(node: Node, env: Envelope, sender: str, now: str) -> None:
     else:  # a broadcast this node made (a revocation)
         node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender, effect="applied")
         if env.kind == "revocation":
+            from daiban.node import revocation
+
             node.store.revoke(str(env.body.get("serial", "")), str(env.body.get("code", "")), env.origin, now)
+            revocation.applied(node, env.body, now)
 
 
 def authorise_own(node: Node, kind: str, body: Mapping[str, Any], row: Mapping[str, Any]) -> None:

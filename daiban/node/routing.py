@@ -36,13 +36,17 @@ def next_hop(
     *,
     from_parent: bool = False,
     moved: Iterable[str] = (),
+    revoked: Iterable[str] = (),
 ) -> Hop:
     """Hand up what no child of ours can take — unless it just came down from
     the parent, which would only send it back: that is held here until a
     child for it enrolls. (A village may enroll at its district directly, so
     its town must hand envelopes for it up.) One for a child that has moved
     to another parent (``moved``) goes up all the same: the parent that sent
-    it did not know yet, and routes it down the new branch once it does."""
+    it did not know yet, and routes it down the new branch once it does.
+    One for the branch of a child whose certificate was revoked (``revoked``)
+    is held here, whoever sent it, until a node of that branch enrolls here
+    again (node/revocation.py)."""
     if dest == node:
         return Hop("keep")
     best: str | None = None
@@ -51,6 +55,8 @@ def next_hop(
             best = child
     if best is not None:
         return Hop("down", best)
+    if any(dest.startswith(r) for r in revoked):
+        return Hop("hold")
     if from_parent and dest.startswith(node) and not any(dest.startswith(m) for m in moved):
         return Hop("hold")
     return Hop("up")

@@ -15,9 +15,9 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal, routing, statistics
+from daiban.node import identity, journal, revocation, routing, statistics
 from daiban.node.clock import stamp
-from daiban.sync import answers, faults, protocol, recovery, status
+from daiban.sync import answers, faults, protocol, recovery, revoked, status
 from daiban.sync.protocol import ProtocolError
 from daiban.trust.crypto import b64
 
@@ -96,6 +96,8 @@ class Connection:
             except answers.AnswerError:
                 raise unverified(self.url) from None
             data = protocol.decode(raw)
+            if status == 403 and isinstance(data, dict) and data.get("code") in revoked.CODES:
+                raise revoked.refusal(self.node, self.parent, str(data["code"]), data)
             if status == 409 and isinstance(data, dict) and data.get("code") == "replayed":
                 # Our counter is behind the parent's (a restored home): jump past it.
                 theirs = data.get("counter")
@@ -316,6 +318,9 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
             _("This node has not enrolled with a parent yet: run `daiban enroll URL CODE`."),
             code="not_enrolled",
         )
+    gone = revocation.parent_revocation(node)
+    if gone is not None:  # the parent is revoked: it is not asked anything any more
+        raise revoked.parent_revoked(parent, gone[1])
     node.reseal_pending()
     if not recovery.pending(node):
         statistics.flush(node)

@@ -107,9 +107,16 @@ def extends(code: str, ancestor: str) -> bool:
 
 
 def verify_chain(
-    chain: Sequence[Mapping[str, Any] | Cert], root_fingerprint: str, revoked: Collection[str] = ()
+    chain: Sequence[Mapping[str, Any] | Cert],
+    root_fingerprint: str,
+    revoked: Collection[str] = (),
+    kept: Collection[str] = (),
 ) -> Cert:
-    """Check a chain, root first; return the leaf certificate."""
+    """Check a chain, root first; return the leaf certificate. A revoked
+    certificate refuses the chain, unless it is not the leaf and the one it
+    issued next in the chain is ``kept``: listed by the revoking ancestor as
+    issued before the revocation (node/revocation.py). The revoked node's own
+    word (the issue time it wrote) counts for nothing here."""
     if not chain:
         raise CertError("broken_chain", "empty certificate chain")
     certs = [c if isinstance(c, Cert) else Cert.from_dict(c) for c in chain]
@@ -120,7 +127,7 @@ def verify_chain(
         raise CertError("untrusted_root", "the chain's root is not the pinned city root")
     parent = root
     for index, cert in enumerate(certs):
-        if cert.serial in revoked:
+        if cert.serial in revoked and (index == len(certs) - 1 or certs[index + 1].serial not in kept):
             raise CertError("revoked", f"certificate of {cert.code} is revoked")
         if role_of(cert.code) != cert.role:
             raise CertError("bad_cert", f"{cert.code} is not a {cert.role} code")
