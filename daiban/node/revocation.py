@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal
+from daiban.node import codechanges, identity, journal
 from daiban.node.clock import stamp
 from daiban.trust import certs as certs_mod
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def revoke(node: Node, code: str) -> str:
-    if not certs_mod.extends(code, node.code):
+    if not certs_mod.extends(code, node.code, codechanges.renamed(node.division_changes())):
         raise DaibanError(
             _("{node} may revoke only nodes below it, not {code}.").format(node=node.code, code=code),
             code="name_constraint",

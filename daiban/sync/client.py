@@ -15,7 +15,7 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal, routing, statistics
+from daiban.node import codechanges, identity, journal, routing, statistics
 from daiban.node.clock import stamp
 from daiban.sync import answers, faults, protocol, recovery, status
 from daiban.sync.protocol import ProtocolError
@@ -429,7 +429,9 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
     try:
         if not isinstance(data.get("chain"), list) or not 2 <= len(data["chain"]) <= certs_mod.MAX_CHAIN:
             raise certs_mod.CertError("broken_chain", "the chain is not a list of 2 to 4 certificates")
-        leaf = certs_mod.verify_chain(data["chain"], fingerprint)
+        # A village below a town whose code changed keeps its code (node/codechanges.py).
+        renamed = codechanges.renamed(node.division_changes())
+        leaf = certs_mod.verify_chain(data["chain"], fingerprint, (), renamed)
     except (certs_mod.CertError, KeyError, TypeError, AttributeError) as exc:
         raise SyncFailed(
             _("The certificate from the parent does not verify ({error}).").format(error=exc),
