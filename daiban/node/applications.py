@@ -126,6 +126,7 @@ class Node:
         self._moved: list[str] | None = None
         self._root: str | None = None
         self._changes: tuple[Change, ...] | None = None
+        self._changes_text = ""
         self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
         self._prefilled: dict[str, tuple[str, Mapping[str, Any]]] = {}
         # Restored from a backup and not yet caught up with the parent: no new
@@ -273,10 +274,13 @@ class Node:
         return self._moved
 
     def division_changes(self) -> tuple[Change, ...]:
-        """The city's code changes this node holds (node/codechanges.py)."""
-        if self._changes is None:
-            text = self.store.setting(codechanges.SETTING, "") or "[]"
-            self._changes = codechanges.from_body(json.loads(text))
+        """The city's code changes this node holds (node/codechanges.py).
+        Read each time (one row by key; parsed again only when it changed):
+        a server's node sees a manifest another process installed."""
+        text = self.store.setting(codechanges.SETTING, "") or ""
+        if self._changes is None or text != self._changes_text:
+            self._changes = codechanges.from_body(json.loads(text or "[]"))
+            self._changes_text = text
         return self._changes
 
     def changes_installed(self) -> None:
@@ -357,20 +361,21 @@ class Node:
         """route() for many (envelope id, destination) pairs, queued in one statement."""
         if pairs:
             from_parent = self._from_parent(came_from)
-            rows = [row for i, dest in pairs for row in _queue_rows(i, self._hop(dest, from_parent))]
+            changes = self.division_changes()
+            rows = [row for i, dest in pairs for row in _queue_rows(i, self._hop(dest, from_parent, changes))]
             self.store.enqueue_many(rows, now)
 
     def _from_parent(self, came_from: str | None) -> bool:
         return came_from is not None and came_from == self.parent()
 
-    def _hop(self, dest: str, from_parent: bool) -> routing.Hop:
+    def _hop(self, dest: str, from_parent: bool, changes: tuple[Change, ...] | None = None) -> routing.Hop:
         return routing.next_hop(
             self.code,
             dest,
             self.children(),
             from_parent=from_parent,
             moved=self.moved_children(),
-            changes=self.division_changes(),
+            changes=self.division_changes() if changes is None else changes,
         )
 
     def reseal_pending(self) -> int:

@@ -343,7 +343,9 @@ def _from_office(claim: Claim, known: Known) -> Refusal | None:
             return Refusal(
                 "not_office",
                 _("Only the application's office ({office}) may record '{kind}', not {origin}.").format(
-                    office=office, kind=kind_label(claim.kind), origin=claim.origin
+                    office=codechanges.resolve(str(office), known.changes),
+                    kind=kind_label(claim.kind),
+                    origin=claim.origin,
                 ),
             )
     return None

@@ -106,7 +106,7 @@ def addressed_here(to: str, code: str, changes: Sequence[Change]) -> bool:
     own code (unless changed away), or an old code of it."""
     if not changes:
         return to == code
-    return not changed_away(code, changes) and resolve(to, changes) == code
+    return not changed_away(code, changes) and (to == code or resolve(to, changes) == code)
 
 
 def succeeds(code: str, origin: str, changes: Sequence[Change]) -> bool:

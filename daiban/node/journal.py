@@ -416,6 +416,8 @@ def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direct
     quarantine(node, checked.refused, sender=sender)
     if direction == "up" and checked.duplicates:
         moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
+    elif direction == "down" and checked.duplicates:
+        moving.came_back_down(node, [v.id for v in checked.duplicates], stamp(node.clock()))
     return Taken(stored, checked.duplicates, checked.refused)
 
 

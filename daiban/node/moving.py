@@ -139,3 +139,22 @@ def chains_below(node: Node, child: str, room: int) -> list[list[Any]]:
     if room <= 0:
         return []
     return node.store.child_chains_under(child, room)
+
+
+def came_back_down(node: Node, envelope_ids: Sequence[str], now: str) -> None:
+    """Envelopes the parent hands down that this node holds already, while a
+    division code change is in force (node/codechanges.py): the new office's
+    own, sent up for a village still under its old town, come back down to
+    it; each is held here (or handed to the child, if it has enrolled) like
+    anything else that comes down for this node's area. The addressee's
+    exactly-once check makes a second delivery harmless."""
+    changes = node.division_changes()
+    if not changes:
+        return
+    children, moved = node.children(), node.moved_children()
+    for envelope_id, dest in node.store.dests_of(envelope_ids):
+        if dest in (routing.BROADCAST, node.code):
+            continue
+        hop = routing.next_hop(node.code, dest, children, from_parent=True, moved=moved, changes=changes)
+        if hop.action in ("hold", "down"):
+            node.route(envelope_id, dest, now, came_from=node.parent())
