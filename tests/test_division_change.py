@@ -196,11 +196,15 @@ def id_number(n: int) -> str:
     return body + ric.calc_check_digit(body + "0")
 
 
-def file(net: Network, n: int, office: str) -> str:
+FIELDS = {"MZ001": ("family_size=3", "monthly_income=420"), "SB001": ("contribution_grade=500",)}
+
+
+def file(net: Network, n: int, office: str, item: str = "MZ001") -> str:
     name = "改码" + "一二三四五六七八九十"[n - 1]  # names hold no digits
-    args = ["apply", "--item", "MZ001", "--name", name, "--id-number", id_number(n)]
-    args += ["--phone", f"139063{n:05d}", "--json", "--field", "family_size=3"]
-    args += ["--field", "monthly_income=420"]
+    args = ["apply", "--item", item, "--name", name, "--id-number", id_number(n)]
+    args += ["--phone", f"139063{n:05d}", "--json"]
+    for field in FIELDS[item]:
+        args += ["--field", field]
     filed = net.run(V, *args).ok().json()
     assert filed["office"] == office, filed
     return str(filed["tracking"])
@@ -301,6 +305,7 @@ def test_a_town_code_changes_with_work_open(net: Network) -> None:
     net.sync(V)  # the last of what the old town held for it
     enroll_at(net, V, village, NODES[V].name, S)
     a7 = file(net, 7, NEW)  # new filings go to the new office
+    a8 = file(net, 8, district, "SB001")  # and up through it, for the district
     apps.append(a7)
     net.stop(T)
     for _round in range(2):
@@ -323,10 +328,13 @@ def test_a_town_code_changes_with_work_open(net: Network) -> None:
         )
         assert receipts[0][0] == 1, tracking  # one receipt: the old town's or the new one's
         assert status(net, V, tracking) == status(net, S, tracking) == expected[tracking], tracking
+    # The district's item went up through the new office (the village's code is below it now).
+    assert net.query(D, "SELECT office FROM applications WHERE tracking = ?", (a8,))[0][0] == district
+    assert status(net, V, a8) == status(net, D, a8) == "received"
     # The report at the city counts each application once, under the new office.
     report = net.run(C, "report", "--by", "town", "--json").ok().json()
     groups = {g["key"]: g["filed"] for g in report["groups"]}
-    assert groups == {NEW: len(apps)} and report["total"]["filed"] == len(apps), report
+    assert groups == {NEW: len(apps) + 1} and report["total"]["filed"] == len(apps) + 1, report
     for name in (C, D, S, V, T, OTHER):
         waiting = net.query(name, "SELECT COUNT(*) FROM envelopes WHERE effect IN ('queued', 'pending')")
         assert waiting[0][0] == 0, name
