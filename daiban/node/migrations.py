@@ -522,3 +522,15 @@ def m0013_moved_children(db: Database) -> None:
         ALTER TABLE peers ADD COLUMN announce INTEGER NOT NULL DEFAULT 0;
         """,
     )
+
+
+@migrations(name="0018_told")
+def m0018_told(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- When the filing point's agent told the resident of a rejection
+        -- (daiban told): until then it stays on the agent's to-do list.
+        ALTER TABLE applications ADD COLUMN told_at TEXT;
+        """,
+    )

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import codechanges
+from daiban.node import codechanges, timeliness
 from daiban.node.children import DEFAULT_STALE_AFTER, nodes_below, stale_children, stale_nodes
 from daiban.node.codechanges import Change
 from daiban.node.workdays import missing_calendar
@@ -245,8 +245,9 @@ def for_node(
         )
     statistics.flush(node)
     names = _names(node)
+    records = node.store.stats_records(node.code, _iso(start), _iso(end))
     report = summarize(
-        node.store.stats_records(node.code, _iso(start), _iso(end)),
+        records,
         start=start,
         end=end,
         by=by,
@@ -262,6 +263,12 @@ def for_node(
         "name": node.name,
         **report,
         "calendar_missing": missing_calendar(node.calendar(), node.today()),
+        # Open now, whatever the period: what the offices below must act on.
+        "late": timeliness.count(
+            records if start is None and end is None else node.store.stats_records(node.code),
+            node.today(),
+            node.calendar(),
+        ),
         "stale_after": int(stale_after.total_seconds()),
         "children_enrolled": len(children),
         "stale_children": [c.as_dict() for c in stale],
