@@ -37,6 +37,7 @@ from tests.sync_net import NODES, Network, network_at
 
 C, D, T, V = "city", "district", "town", "village"
 S = "street"  # 南定街道, the town's new node
+V3 = "village3"  # a new PC for 370303101203, enrolled at the new office only
 OTHER, OTHER_CODE = "othertown", "370303102"  # another town, enrolled: its code is in use
 OLD, NEW = NODES[T].code, "370303103"
 NEW_NAME = "南定街道"
@@ -304,13 +305,18 @@ def test_a_town_code_changes_with_work_open(net: Network) -> None:
     # -- the old node's village moves to the new node; the old node retires --------------------
     net.sync(V)  # the last of what the old town held for it
     enroll_at(net, V, village, NODES[V].name, S)
+    # A new PC for another village under the old code enrolls at the new office
+    # straight away: the city's manifest in the answer vouches for its code.
+    net.run(V3, "init", "--role", "village", "--code", OLD + "203", "--name", "中张村").ok()
+    enroll_at(net, V3, OLD + "203", "中张村", S)
+    assert net.run(V3, "divisions", "list", "--json").ok().json()[0]["new"] == NEW
     a7 = file(net, 7, NEW)  # new filings go to the new office
     a8 = file(net, 8, district, "SB001")  # and up through it, for the district
     apps.append(a7)
     net.stop(T)
     for _round in range(2):
-        net.sync_all(V, S, OTHER, D, C)
-    net.sync_all(V, S, OTHER)
+        net.sync_all(V, V3, S, OTHER, D, C)
+    net.sync_all(V, V3, S, OTHER)
 
     # -- the end state --------------------------------------------------------------------------
     assert net.run(V, "status", "--json").ok().json()["parent"]["code"] == NEW
@@ -335,12 +341,12 @@ def test_a_town_code_changes_with_work_open(net: Network) -> None:
     report = net.run(C, "report", "--by", "town", "--json").ok().json()
     groups = {g["key"]: g["filed"] for g in report["groups"]}
     assert groups == {NEW: len(apps) + 1} and report["total"]["filed"] == len(apps) + 1, report
-    for name in (C, D, S, V, T, OTHER):
+    for name in (C, D, S, V, V3, T, OTHER):
         waiting = net.query(name, "SELECT COUNT(*) FROM envelopes WHERE effect IN ('queued', 'pending')")
         assert waiting[0][0] == 0, name
         assert net.count(name, "outbox") == 0, (name, net.query(name, "SELECT * FROM outbox"))
         assert net.query(name, "PRAGMA integrity_check")[0][0] == "ok", name
-    for name in (C, S, V, T):
+    for name in (C, S, V, V3, T, OTHER):
         assert net.count(name, "quarantine") == 0, (name, net.query(name, "SELECT * FROM quarantine"))
     quarantined = [r[0] for r in net.query(D, "SELECT envelope_id FROM quarantine")]
     assert set(quarantined) <= {forged.id}
