@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,10 +27,11 @@ from daiban.errors import (
     ValidationFailed,
 )
 from daiban.i18n import _, join
-from daiban.node import lifecycle, masking, projection, routing, timeliness, tracking, validation
+from daiban.node import codechanges, lifecycle, masking, projection, routing, timeliness, tracking, validation
 from daiban.node.catalog import Item, initials_of, item_digest, level_label
 from daiban.node.clock import Clock, stamp, system_clock
-from daiban.node.divisions import city_of, is_within, office_for
+from daiban.node.codechanges import Change
+from daiban.node.divisions import city_of, is_within
 from daiban.node.lifecycle import Kind, Status
 from daiban.node.store import Store
 from daiban.node.workdays import WorkCalendar
@@ -125,6 +127,8 @@ class Node:
         self._moved: list[str] | None = None
         self._revoked: list[str] | None = None
         self._root: str | None = None
+        self._changes: tuple[Change, ...] | None = None
+        self._changes_text = ""
         self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
         self._prefilled: dict[str, tuple[str, Mapping[str, Any]]] = {}
         # Restored from a backup and not yet caught up with the parent: no new
@@ -277,6 +281,21 @@ class Node:
             self._revoked = [p["code"] for p in self.store.peers("revoked")]
         return self._revoked
 
+    def division_changes(self) -> tuple[Change, ...]:
+        """The city's code changes this node holds (node/codechanges.py).
+        Read each time (one row by key; parsed again only when it changed):
+        a server's node sees a manifest another process installed."""
+        text = self.store.setting(codechanges.SETTING, "") or ""
+        if self._changes is None or text != self._changes_text:
+            self._changes = codechanges.from_body(json.loads(text or "[]"))
+            self._changes_text = text
+        return self._changes
+
+    def changes_installed(self) -> None:
+        """The manifest brought code changes: read them again when next asked."""
+        self._changes = None
+        self.children_changed()
+
     def children_changed(self) -> None:
         """A child enrolled, moved or left: read the children again when next asked."""
         self._children = None
@@ -351,13 +370,14 @@ class Node:
         """route() for many (envelope id, destination) pairs, queued in one statement."""
         if pairs:
             from_parent = self._from_parent(came_from)
-            rows = [row for i, dest in pairs for row in _queue_rows(i, self._hop(dest, from_parent))]
+            changes = self.division_changes()
+            rows = [row for i, dest in pairs for row in _queue_rows(i, self._hop(dest, from_parent, changes))]
             self.store.enqueue_many(rows, now)
 
     def _from_parent(self, came_from: str | None) -> bool:
         return came_from is not None and came_from == self.parent()
 
-    def _hop(self, dest: str, from_parent: bool) -> routing.Hop:
+    def _hop(self, dest: str, from_parent: bool, changes: tuple[Change, ...] | None = None) -> routing.Hop:
         return routing.next_hop(
             self.code,
             dest,
@@ -365,6 +385,7 @@ class Node:
             from_parent=from_parent,
             moved=self.moved_children(),
             revoked=self.revoked_children(),
+            changes=self.division_changes() if changes is None else changes,
         )
 
     def reseal_pending(self) -> int:
@@ -479,7 +500,12 @@ class Node:
             self.id_hash("0")
         assert self._lookup_key is not None
         return FilingContext(
-            self.code, dict(self._items), self._lookup_key, today or self.today(), language()
+            self.code,
+            dict(self._items),
+            self._lookup_key,
+            today or self.today(),
+            language(),
+            self.division_changes(),
         )
 
     def prepare(self, filing: Filing, *, today: dt.date | None = None) -> _Prepared:
@@ -917,6 +943,8 @@ class FilingContext:
     lookup_key: bytes
     today: dt.date
     language: str
+    changes: tuple[Change, ...] = ()
+    """The city's code changes: a resident's office is the resolved prefix."""
 
     def item(self, code: str) -> Item:
         return find_item(self.items, code)
@@ -978,7 +1006,7 @@ def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
                 _("{region} is outside this city ({city})").format(region=region, city=city_of(ctx.code)),
             )
         )
-    elif not item.citywide and not is_within(region, ctx.code):
+    elif not item.citywide and not codechanges.within(region, ctx.code, ctx.changes):
         # Only a 全城通办 item may be filed for a resident of another area:
         # every hop refuses such a filing otherwise (node/authority.py).
         problems.append(
@@ -992,7 +1020,7 @@ def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
             )
         )
     else:
-        office = office_for(region, item.level)
+        office = codechanges.office_for(region, item.level, ctx.changes)
         if office is None:
             problems.append(
                 Problem(

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal, moving, routing
+from daiban.node import codechanges, identity, journal, moving, routing
 from daiban.node.clock import stamp
 from daiban.trust import certs as certs_mod
 
@@ -45,7 +45,7 @@ MAX_KEPT = 1000  # the schema's bound on a revocation's kept list
 
 
 def revoke(node: Node, code: str) -> str:
-    if not certs_mod.extends(code, node.code):
+    if not certs_mod.extends(code, node.code, codechanges.renamed(node.division_changes())):
         raise DaibanError(
             _("{node} may revoke only nodes below it, not {code}.").format(node=node.code, code=code),
             code="name_constraint",

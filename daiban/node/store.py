@@ -539,6 +539,25 @@ class Store:
         )
         return [Event.from_row(r) for r in rows]
 
+    def change_office(self, old: str, new: str) -> None:
+        """A division code changed (node/codechanges.py): applications of the
+        old office are the new office's, and statistics held for them count
+        under the new code, below anything the new office publishes."""
+        self.db.conn.execute("UPDATE applications SET office = ? WHERE office = ?", [new, old])
+        self.db.conn.execute("UPDATE stats SET office = ?, version = 0 WHERE office = ?", [new, old])
+
+    def office_envelopes(self, office: str) -> list[str]:
+        """Ids of every envelope held of the applications of ``office``: their
+        events first, then their filings, each in the order they came."""
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT e.id FROM envelopes e JOIN applications a ON a.tracking = e.tracking "
+                "WHERE a.office = ? ORDER BY e.kind = 'filed', e.n",
+                [office],
+            )
+        ]
+
     def enqueue(self, envelope_id: str, hop: str, direction: str, at: str) -> None:
         self.db.conn.execute(
             "INSERT OR IGNORE INTO outbox (envelope_id, hop, direction, queued_at) VALUES (?, ?, ?, ?)",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from stdnum import damm
 
-from daiban.node import identity, journal, moving, retired, revocation
+from daiban.node import codechanges, identity, journal, moving, retired, revocation
 from daiban.node.clock import CST, stamp
 from daiban.sync import faults
 from daiban.sync.protocol import (
@@ -198,7 +198,7 @@ def _list(data: Any, key: str) -> list[Any]:
 
 def new_enroll_code(node: Node, child: str, name: str, hours: float) -> tuple[str, str]:
     """At a parent: a one-time code for ``child``, with a Damm check digit."""
-    if not certs_mod.extends(child, node.code):
+    if not certs_mod.extends(child, node.code, codechanges.renamed(node.division_changes())):
         raise certs_mod.CertError("name_constraint", f"{node.code} may not enroll {child}")
     if identity.own_chain(node) is None:
         raise certs_mod.CertError("not_enrolled", "this node is not enrolled itself yet")
@@ -267,6 +267,7 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             # Milliseconds: of two certificates for one code, the later is in
             # force (a child that moved, node/moving.py), even a second apart.
             issued_at=node.clock().astimezone(CST).isoformat(timespec="milliseconds"),
+            renamed=codechanges.renamed(node.division_changes()),
         )
         chain = [*(identity.own_chain(node) or []), cert.as_dict()]
         if previous is not None and previous.serial != cert.serial and previous.sign != cert.sign:
