@@ -21,6 +21,7 @@ from daiban.i18n import _
 
 ROLES = ("city", "district", "town", "village")
 TO_DO_LIMIT = 1000
+WITHDRAW_REASONS = ("resident", "duplicate", "typo", "other")  # node.applications.WITHDRAW_REASONS
 STATUSES = ("submitted", "received", "accepted", "needs_supplement", "rejected", "completed", "withdrawn")
 
 
@@ -329,7 +330,28 @@ def build_parser() -> Parser:
 
     c = command("withdraw", _("withdraw an application before it is accepted"), cmd_withdraw)
     c.add_argument("tracking", metavar="TRACKING")
-    c.add_argument("--note", default="")
+    c.add_argument(
+        "--reason",
+        required=True,
+        choices=WITHDRAW_REASONS,
+        help=_(
+            "why: resident (at the resident's request), duplicate (filed twice), typo (typed wrongly), other"
+        ),
+    )
+    c.add_argument("--note", default="", help=_("more words (required with --reason other)"))
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command(
+        "correct", _("correct what was typed in an application, before the office accepts it"), cmd_correct
+    )
+    c.add_argument("tracking", metavar="TRACKING")
+    c.add_argument("--name", help=_("the applicant's name, corrected"))
+    c.add_argument("--id-number", help=_("the applicant's resident ID number, corrected"))
+    c.add_argument("--phone", help=_("the applicant's phone, corrected"))
+    c.add_argument(
+        "--field", action="append", default=[], type=_field, metavar="K=V", help=_("an item field, corrected")
+    )
+    c.add_argument("--reason", required=True, help=_("why it is corrected"))
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command(
@@ -878,8 +900,18 @@ def cmd_supplement(args: argparse.Namespace) -> int:
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
-    row = _with_node(args, lambda node: node.withdraw(args.tracking, note=args.note))
+    row = _with_node(args, lambda node: node.withdraw(args.tracking, reason=args.reason, note=args.note))
     return _after_change(args, row, "withdraw")
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {
+        k: v for k, v in (("name", args.name), ("id_number", args.id_number), ("phone", args.phone)) if v
+    }
+    if args.field:
+        changes["fields"] = dict(args.field)
+    row = _with_node(args, lambda node: node.correct(args.tracking, changes, reason=args.reason))
+    return _after_change(args, row, "correct")
 
 
 def cmd_told(args: argparse.Namespace) -> int:

@@ -149,6 +149,22 @@ def late_summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def correction_label(key: str) -> str:
+    """What a correction changed, named for people: name, ID number, phone,
+    or a form field (by its key; the item's label where the caller has it)."""
+    labels = {"name": _("name"), "id_number": _("ID number"), "phone": _("phone")}
+    return labels.get(key, key.removeprefix("fields."))
+
+
+def correction_lines(corrections: Sequence[Mapping[str, Any]]) -> list[str]:
+    """At the office, which opens both: each correction, old value → new."""
+    lines = []
+    for changed in corrections:
+        parts = [f"{correction_label(k)} {v['from']} → {v['to']}" for k, v in changed.items()]
+        lines.append(_("Corrected: {changes}").format(changes=_("; ").join(parts)))
+    return lines
+
+
 def late_lines(late: Mapping[str, Any]) -> list[str]:
     """What timeliness says of an application, in lines that fit 80 columns."""
     n = int(late["working_days"])
@@ -194,6 +210,7 @@ def application_detail(view: Mapping[str, Any]) -> str:
         _("Due: {due}").format(due=due_text(view)),
     ]
     lines.extend(attention_lines(view))
+    lines.extend(correction_lines(view.get("corrections") or []))
     if view.get("delivery"):
         d = view["delivery"]
         lines.append(
@@ -234,6 +251,9 @@ def event_detail(kind: str, body: Mapping[str, Any]) -> str:
         return _("reason: {reason}").format(reason=body.get("reason", ""))
     if kind == "accepted" and body.get("owed"):
         return _("owed: {materials}").format(materials=_("、").join(body["owed"]))
+    if kind == "corrected":
+        names = _("、").join(correction_label(str(c)) for c in body.get("changed") or [])
+        return _("{changed}: {reason}").format(changed=names, reason=body.get("reason", ""))
     if kind == "evaluated":
         score = body.get("score")
         level = score_label(score) if isinstance(score, int) and 1 <= score <= 5 else str(score)
@@ -258,6 +278,8 @@ def change_summary(view: Mapping[str, Any], done: str) -> str:
     )
     if done == "told":
         line += " " + _("The resident has been told; it leaves the to-do list.")
+    if done == "correct":
+        line += " " + _("Corrected; the correction goes to the office at the next sync.")
     if view["status"] == "accepted" and done == "accept":
         line += " " + _("Due: {due}.").format(due=due_text(view))
     if view.get("owed"):

@@ -137,8 +137,12 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Real:
         second = mz003(2)
         town.review(second, "supplement", missing=["临时救助申请书", "困难情况证明材料"], note="请补正")
         town.review(second, "reject", note="不符合救助条件")
-        # Withdrawn.
-        town.withdraw(mz003(3), note="申请人撤回")
+        # Corrected (a phone and a form field), then withdrawn.
+        third = mz003(3)
+        town.correct(
+            third, {"phone": "13900000000", "fields": {"hardship_reason": "房屋失火受损"}}, reason="录入错误"
+        )
+        town.withdraw(third, note="申请人撤回")
         # Accepted where the calendar does not cover the due date's year yet
         # (due null, due_missing_year set), completed for pickup.
         clock.set("2026-12-30T09:00:00")

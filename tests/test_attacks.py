@@ -154,6 +154,14 @@ WRONG_NODE = {
         {"not_office"},
     ),
     "sibling-withdraws": (V2, "withdrawn", "withdraw_me", T, lambda g: {"note": "不办了"}, {"not_filer"}),
+    "sibling-corrects": (
+        V2,
+        "corrected",
+        "withdraw_me",
+        T,
+        lambda g: {"changed": ["phone"], "reason": "电话录错"},
+        {"not_filer"},
+    ),
     "sibling-evaluates": (
         V2,
         "evaluated",

@@ -287,7 +287,7 @@ def test_list_status_and_limit(cli: Run, village: Path) -> None:
         assert row["due"] is None
     assert {r["tracking"]: r["office"] for r in rows} == {first: DISTRICT, second: TOWN, third: DISTRICT}
 
-    assert cli("withdraw", second, home=village).returncode == 0
+    assert cli("withdraw", second, "--reason", "resident", home=village).returncode == 0
     withdrawn = cli("list", "--status", "withdrawn", "--json", home=village).json()
     assert [r["tracking"] for r in withdrawn] == [second]
     submitted = cli("list", "--status", "submitted", "--json", home=village).json()
@@ -456,13 +456,13 @@ def test_reject_needs_a_reason(cli: Run, town: Path) -> None:
 def test_withdraw_before_acceptance_only(cli: Run, town: Path) -> None:
     early = file_one(cli, town, "MZ001", 15, *MZ001_FIELDS)
     late = file_one(cli, town, "MZ001", 16, *MZ001_FIELDS)
-    withdrawn = cli("withdraw", early, "--json", home=town)
+    withdrawn = cli("withdraw", early, "--reason", "typo", "--json", home=town)
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert withdrawn.json()["status"] == "withdrawn"
 
     assert cli("review", late, "accept", home=town).returncode == 0
     before = dump(town)
-    refused(cli("withdraw", late, home=town))
+    refused(cli("withdraw", late, "--reason", "resident", home=town))
     assert dump(town) == before
     assert view(cli, town, late)["status"] == "accepted"
 
@@ -660,7 +660,7 @@ def test_a_duplicate_in_progress_is_refused(cli: Run, village: Path) -> None:
     # Another item for the same resident is fine, and so is the same item once
     # the first application is no longer in progress.
     file_one(cli, village, "MZ001", 50, *MZ001_FIELDS)
-    assert cli("withdraw", first, home=village).returncode == 0
+    assert cli("withdraw", first, "--reason", "duplicate", home=village).returncode == 0
     again = file_one(cli, village, "SB001", 50, *SB001_FIELDS)
     assert again != first
 

@@ -33,6 +33,7 @@ KINDS = (
     "completed",
     "withdrawn",
     "evaluated",
+    "corrected",
 )
 EXPECTED: dict[str | None, dict[str, str]] = {
     None: {
@@ -45,6 +46,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": REFUSED,
         "withdrawn": REFUSED,
         "evaluated": REFUSED,
+        "corrected": REFUSED,
     },
     "submitted": {
         "filed": REFUSED,
@@ -56,6 +58,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": REFUSED,
         "withdrawn": "withdrawn",
         "evaluated": REFUSED,
+        "corrected": "submitted",
     },
     "received": {
         "filed": REFUSED,
@@ -67,6 +70,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": REFUSED,
         "withdrawn": "withdrawn",
         "evaluated": REFUSED,
+        "corrected": "received",
     },
     "needs_supplement": {
         "filed": REFUSED,
@@ -78,6 +82,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": REFUSED,
         "withdrawn": "withdrawn",
         "evaluated": REFUSED,
+        "corrected": "needs_supplement",
     },
     "accepted": {
         "filed": REFUSED,
@@ -89,6 +94,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": "completed",
         "withdrawn": REFUSED,
         "evaluated": REFUSED,
+        "corrected": REFUSED,
     },
     "rejected": {
         "filed": REFUSED,
@@ -100,6 +106,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": REFUSED,
         "withdrawn": REFUSED,
         "evaluated": REFUSED,
+        "corrected": REFUSED,
     },
     "completed": {
         "filed": REFUSED,
@@ -111,6 +118,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": REFUSED,
         "withdrawn": REFUSED,
         "evaluated": "completed",
+        "corrected": REFUSED,
     },
     "withdrawn": {
         "filed": REFUSED,
@@ -122,6 +130,7 @@ EXPECTED: dict[str | None, dict[str, str]] = {
         "completed": REFUSED,
         "withdrawn": REFUSED,
         "evaluated": REFUSED,
+        "corrected": REFUSED,
     },
 }
 
@@ -150,6 +159,7 @@ GOOD_BODY: dict[str, dict[str, Any]] = {
     "completed": {"delivery": {"method": "pickup"}},
     "withdrawn": {},
     "evaluated": {"score": 5},
+    "corrected": {"changed": ["phone"], "reason": "电话号码录错"},
 }
 
 

@@ -156,7 +156,10 @@ def test_find_by_tracking_id_and_name_then_history_and_withdraw(make_node, clock
             # AB角: 李代办 carries on 张代办's case.
             await pilot.press("w")
             await pilot.pause()
-            await pilot.press("y")
+            await pilot.press("y")  # no reason chosen yet: nothing is withdrawn
+            await pilot.pause()
+            assert node.show(first.tracking)["status"] != "withdrawn"
+            await pilot.press("3", "y")  # 录入错误, then confirmed
             await pilot.pause()
             assert "已撤回" in screen_text(app)
             await pilot.press("escape")
@@ -177,3 +180,4 @@ def test_find_by_tracking_id_and_name_then_history_and_withdraw(make_node, clock
     shown = node.show(first.tracking)
     assert shown["status"] == "withdrawn"
     assert [e["actor"] for e in shown["history"]] == ["张代办", "李代办"]
+    assert shown["history"][-1]["body"]["note"] == "录入错误"  # the reason, as the agent chose it

@@ -54,11 +54,12 @@ KINDS = (
     "completed",
     "withdrawn",
     "evaluated",
+    "corrected",
     "manifest",
     "revocation",
     "stats",
 )
-APPLICATION_KINDS = frozenset(KINDS[:9])
+APPLICATION_KINDS = frozenset(KINDS[:10])
 BROADCAST_KINDS = frozenset({"manifest", "revocation"})
 _KNOWN = frozenset(KINDS)
 

@@ -7,6 +7,7 @@ table; the summary keeps masked values and a keyed hash of the ID number."""
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import hmac
@@ -41,6 +42,19 @@ if TYPE_CHECKING:
     from daiban.trust.crypto import NodeKeys
 
 REVIEW_ACTIONS = ("accept", "supplement", "reject", "complete")
+# Why an application is withdrawn (the office reads it in the note).
+WITHDRAW_REASONS = ("resident", "duplicate", "typo", "other")
+
+
+def withdraw_reason_label(reason: str) -> str:
+    return {
+        "resident": _("at the resident's request"),
+        "duplicate": _("filed twice"),
+        "typo": _("typed wrongly"),
+        "other": _("other"),
+    }[reason]
+
+
 POOR_SCORE = 2  # 不满意 and below: a reason is required
 
 
@@ -430,28 +444,56 @@ class Node:
     def personal(self, tracking_text: str) -> dict[str, Any] | None:
         """Open an application's personal data, in memory, where this node holds
         the key it is sealed to (the office; a filer that could not yet seal to
-        its office). Nobody else can."""
+        its office). Nobody else can. Corrections (``corrected`` events) are
+        laid over the filing's values, in order."""
+        merged, _corrections = self._personal_parts(tracking_text)
+        return merged
+
+    def _personal_parts(
+        self, tracking_text: str
+    ) -> tuple[dict[str, Any] | None, builtins.list[dict[str, Any]]]:
+        """The personal data as corrected, and each correction with what it
+        changed (old and new values), both opened in memory."""
+        number = tracking.parse(tracking_text)
+        merged: dict[str, Any] | None = None
+        corrections: builtins.list[dict[str, Any]] = []
+        for held in self.store.personal_for(number):
+            if held["sealed_to"] != self.code:
+                continue
+            part = self._open_part(number, held)
+            if merged is None:
+                merged = {**part, "fields": dict(part.get("fields") or {})}
+                continue
+            changed: dict[str, dict[str, Any]] = {}
+            for key in ("name", "id_number", "phone"):
+                if key in part:
+                    changed[key] = {"from": merged.get(key), "to": part[key]}
+                    merged[key] = part[key]
+            for key, value in (part.get("fields") or {}).items():
+                changed[f"fields.{key}"] = {"from": merged["fields"].get(key), "to": value}
+                merged["fields"][key] = value
+            corrections.append({"event_id": held["event_id"], "changed": changed})
+        return merged, corrections
+
+    def _open_part(self, number: str, held: Mapping[str, Any]) -> dict[str, Any]:
         from daiban.node import identity, retired
         from daiban.trust import envelope
         from daiban.trust.crypto import unb64
 
-        number = tracking.parse(tracking_text)
-        for held in self.store.personal_for(number):
-            if held["sealed_to"] != self.code:
-                continue
-            origin = held["origin"]
-            sign = identity.sign_key_for(self, origin) if origin != self.code else self.keys.sign_public
-            # A replaced PC signed its earlier filings with its retired key.
-            candidates = retired.signing_keys(self, origin, sign)
-            for n, key in enumerate(candidates, start=1):
-                try:
-                    return envelope.open_blob(
-                        unb64(held["data"]), held["event_id"], held["kind"], number, self.keys, key
-                    )
-                except envelope.EnvelopeError as exc:
-                    if n == len(candidates):
-                        raise self._unavailable(number, held) from exc
-        return None
+        origin = held["origin"]
+        sign = identity.sign_key_for(self, origin) if origin != self.code else self.keys.sign_public
+        # A replaced PC signed its earlier filings with its retired key.
+        candidates = retired.signing_keys(self, origin, sign)
+        for n, key in enumerate(candidates, start=1):
+            try:
+                opened: dict[str, Any] = envelope.open_blob(
+                    unb64(held["data"]), held["event_id"], held["kind"], number, self.keys, key
+                )
+                return opened
+            except envelope.EnvelopeError as exc:
+                if n == len(candidates):
+                    raise self._unavailable(number, held) from exc
+        raise self._unavailable(number, held)
 
     def _unavailable(self, number: str, held: Mapping[str, Any]) -> PersonalUnavailable:
         """Why a personal part sealed to this node does not open, in one line."""
@@ -818,9 +860,75 @@ class Node:
             tracking_text, Kind.SUPPLEMENTED, {"materials": chosen, "note": note}, self._require_party
         )
 
-    def withdraw(self, tracking_text: str, *, note: str = "") -> dict[str, Any]:
-        note = validation.text(note, label=_("note"), key="note")
-        return self._record(tracking_text, Kind.WITHDRAWN, {"note": note}, self._require_party)
+    def withdraw(self, tracking_text: str, *, reason: str = "resident", note: str = "") -> dict[str, Any]:
+        """Withdraw before acceptance, at the filing point, saying why
+        (WITHDRAW_REASONS); the office reads the reason in the note."""
+        if reason not in WITHDRAW_REASONS:
+            raise ValidationFailed(
+                [
+                    Problem(
+                        "reason",
+                        _("reason"),
+                        _("must be one of: {choices}").format(choices=", ".join(WITHDRAW_REASONS)),
+                    )
+                ]
+            )
+        note = validation.text(note, label=_("note"), key="note", required=reason == "other")
+        label = withdraw_reason_label(reason)
+        text = _("{reason}: {note}").format(reason=label, note=note) if note else label
+        return self._record(tracking_text, Kind.WITHDRAWN, {"note": text}, self._require_filer)
+
+    def correct(self, tracking_text: str, changes: Mapping[str, Any], *, reason: str) -> dict[str, Any]:
+        """Correct what was typed, before the office accepts: ``changes`` holds
+        only what changes (name, id_number, phone, and fields: {key: value}),
+        each checked as at filing. The new values travel sealed to the office
+        in a ``corrected`` event that names what changed and why; the office
+        reads the application with them from then on (Node.personal)."""
+        reason = validation.text(reason, label=_("reason"), key="reason", required=True)
+        today = self.today()
+        problems: list[Problem] = []
+        personal: dict[str, Any] = {}
+        for key, check in (
+            ("name", lambda v: validation.person_name(v)),
+            ("id_number", lambda v: validation.id_number(v, today=today)),
+            ("phone", lambda v: validation.phone(v)),
+        ):
+            value = changes.get(key)
+            if value is None or not str(value).strip():
+                continue
+            try:
+                personal[key] = check(str(value)).value
+            except ValidationFailed as exc:
+                problems.extend(exc.problems)
+        unknown = sorted(set(changes) - {"name", "id_number", "phone", "fields"})
+        if unknown:
+            problems.append(
+                Problem(unknown[0], unknown[0], _("cannot be corrected: withdraw and file again"))
+            )
+        with self.store.transaction():
+            row = self._application(tracking_text)
+            self._require_filer(row)
+            raw_fields = {k: v for k, v in (changes.get("fields") or {}).items() if str(v).strip()}
+            if raw_fields:
+                schema = {k: v for k, v in self.filed_item(row).fields.items() if k != "required"}
+                try:
+                    personal["fields"] = validation.fields(schema, raw_fields, today=today).value
+                except ValidationFailed as exc:
+                    problems.extend(exc.problems)
+            if problems:
+                raise ValidationFailed(problems)
+            changed: list[str] = [k for k in ("name", "id_number", "phone") if k in personal]
+            changed += [f"fields.{k}" for k in personal.get("fields", {})]
+            if not changed:
+                raise ValidationFailed([Problem("changes", _("correction"), _("names nothing to change"))])
+            from daiban.node import journal
+
+            if "id_number" in personal:
+                row["id_hash"] = self.id_hash(personal["id_number"])
+            journal.record_correction(
+                self, row, {"changed": changed, "reason": reason}, personal, stamp(self.clock())
+            )
+            return row
 
     def evaluate(self, tracking_text: str, score: int, *, comment: str = "") -> dict[str, Any]:
         """The resident's evaluation (好差评, GB/T 39734's five levels), once,
@@ -923,12 +1031,14 @@ class Node:
         ]
         if row["office"] == self.code:
             try:
-                personal = self.personal(row["tracking"])
+                personal, corrections = self._personal_parts(row["tracking"])
             except PersonalUnavailable as exc:
                 view["personal_problem"] = exc.message
             else:
                 if personal:
                     view["personal"] = personal
+                if corrections:  # the office sees what changed
+                    view["corrections"] = [c["changed"] for c in corrections]
         if row.get("sync_problem"):
             view["sync_problem"] = row["sync_problem"]
         return view

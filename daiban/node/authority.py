@@ -613,7 +613,7 @@ TABLE: Mapping[str, Rule] = {
     "evaluated": _filers(
         "only the filing node, once, after completion", "仅申报节点，办结后且仅一次", ONCE, AFTER_COMPLETION
     ),
-    "corrected": _filers("only the filing node", "仅申报节点", recordable=False),
+    "corrected": _filers("only the filing node, before acceptance", "仅申报节点，受理前"),
     "manifest": Rule(
         "only the city root",
         "仅市级根节点",

@@ -755,6 +755,11 @@ def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
         node.store.set_effect(env.id, "pending")
         return False
     node.store.insert_event(event_of(env, now))
+    if env.kind == Kind.CORRECTED and env.sealed_text is not None and env.sealed_to == node.code:
+        # The corrected values, sealed to this office: kept beside the
+        # filing's, and the summary keyed again from both (index_personal).
+        node.store.insert_personal(env.id, row["tracking"], env.sealed_text, node.code)
+        row["id_hash"] = ""
     projection.project(row, new, env.kind, env.body, now, node.calendar())
     row["sync_problem"] = None
     node.store.save_application(row)
@@ -789,6 +794,20 @@ def record(node: Node, row: dict[str, Any], kind: str, body: Mapping[str, Any], 
     new = lifecycle.apply(projection.state_of(row), kind, body)
     record_own(node, new_event(node, row["tracking"], kind, body, now), row)
     projection.project(row, new, kind, body, now, node.calendar())
+    node.store.save_application(row)
+
+
+def record_correction(
+    node: Node, row: dict[str, Any], body: Mapping[str, Any], personal: Mapping[str, Any], now: str
+) -> None:
+    """Record a correction of this node's filing: authorised and folded like
+    any event; the corrected values sealed to the office (record_own); the
+    masked summary here shows the corrected name, ID number and phone."""
+    authorise_own(node, Kind.CORRECTED, body, row)
+    new = lifecycle.apply(projection.state_of(row), Kind.CORRECTED, body)
+    record_own(node, new_event(node, row["tracking"], Kind.CORRECTED, body, now), row, personal)
+    projection.project(row, new, Kind.CORRECTED, body, now, node.calendar())
+    projection.mask_corrected(row, personal)
     node.store.save_application(row)
 
 

@@ -6,6 +6,7 @@ reason. Plain values in, plain values out: no I/O here.
         │                  │  │ └supplement_requested→ needs_supplement ─supplemented→ received
         └withdrawn         │  └rejected                 (also withdrawn, rejected)
                            └withdrawn
+    corrected: in submitted, received or needs_supplement, the state unchanged.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Kind(StrEnum):
     COMPLETED = "completed"
     WITHDRAWN = "withdrawn"
     EVALUATED = "evaluated"
+    CORRECTED = "corrected"
 
 
 DELIVERY_METHODS = ("pickup", "post")
@@ -57,6 +59,8 @@ ALLOWED: dict[Kind, frozenset[Status | None]] = {
     Kind.COMPLETED: frozenset({Status.ACCEPTED}),
     Kind.WITHDRAWN: frozenset({Status.SUBMITTED, Status.RECEIVED, Status.NEEDS_SUPPLEMENT}),
     Kind.EVALUATED: frozenset({Status.COMPLETED}),
+    # What was typed is corrected only before the office accepts.
+    Kind.CORRECTED: frozenset({Status.SUBMITTED, Status.RECEIVED, Status.NEEDS_SUPPLEMENT}),
 }
 
 
@@ -95,6 +99,7 @@ def kind_label(kind: str) -> str:
         Kind.COMPLETED: _("completed"),
         Kind.WITHDRAWN: _("withdrawn"),
         Kind.EVALUATED: _("evaluated"),
+        Kind.CORRECTED: _("corrected"),
     }.get(kind, kind)  # type: ignore[call-overload]
 
 
@@ -172,6 +177,11 @@ def apply(state: AppState | None, kind: str, body: Mapping[str, Any]) -> AppStat
 
     if k is Kind.WITHDRAWN:
         return replace(state, status=Status.WITHDRAWN)
+
+    if k is Kind.CORRECTED:
+        if not body.get("changed") or not str(body.get("reason") or "").strip():
+            raise TransitionRefused(_("A correction names what changed and why."))
+        return state
 
     # Kind.EVALUATED
     score = body.get("score")

@@ -64,6 +64,18 @@ def filed_row(
     return state, row
 
 
+def mask_corrected(row: dict[str, Any], personal: Mapping[str, Any]) -> None:
+    """The masked summary after a correction, from the values that changed."""
+    from daiban.node import masking
+
+    if "name" in personal:
+        row["name_masked"] = masking.mask_name(personal["name"])
+    if "id_number" in personal:
+        row["id_masked"] = masking.mask_id_number(personal["id_number"])
+    if "phone" in personal:
+        row["phone_masked"] = masking.mask_phone(personal["phone"])
+
+
 def due_fields(calendar: WorkCalendar, accepted_on: Any, days: Any) -> dict[str, Any]:
     """The summary row's due date counted here from acceptance: exact
     ("known") where calendars cover it, else the estimate ("provisional",

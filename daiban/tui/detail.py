@@ -16,10 +16,10 @@ from textual.widgets.selection_list import Selection
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node.applications import POOR_SCORE
+from daiban.node.applications import POOR_SCORE, withdraw_reason_label
 from daiban.node.lifecycle import kind_label, status_label
 from daiban.node.validation import field_label
-from daiban.render import attention_lines, due_text, event_detail, score_label
+from daiban.render import attention_lines, correction_lines, due_text, event_detail, score_label
 from daiban.tui.base import Base, Modal
 from daiban.tui.safe import N_, Plain, cell
 
@@ -35,6 +35,7 @@ class DetailScreen(Base):
         Binding("r", "receipt", N_("Receipt")),
         Binding("o", "notice", N_("Notice")),
         Binding("t", "told", N_("Resident told")),
+        Binding("c", "correct", N_("Correct")),
         Binding("escape", "app.pop_screen", N_("Back")),
     ]
 
@@ -84,11 +85,13 @@ class DetailScreen(Base):
         if action == "supplied":
             return status == "needs_supplement" or bool(v.get("owed") and status != "completed")
         if action == "withdraw":
-            return status in ("submitted", "received", "needs_supplement")
+            return status in ("submitted", "received", "needs_supplement") and v["origin"] == here
         if action == "notice":
             return status == "needs_supplement"
         if action == "receipt":
             return v["origin"] == here
+        if action == "correct":  # what was typed, before the office accepts, at the filing point
+            return status in ("submitted", "received", "needs_supplement") and v["origin"] == here
         if action == "told":
             return status == "rejected" and v["origin"] == here and not v.get("told_at")
         return True
@@ -113,6 +116,9 @@ class DetailScreen(Base):
 
         self.app.push_screen(ReceiptScreen(self.view["tracking"], "receipt"))
 
+    def action_correct(self) -> None:
+        self.app.push_screen(CorrectModal(self.view["tracking"]))
+
     def action_told(self) -> None:
         """The agent has told the resident of the rejection: off the to-do list."""
         self.node.mark_told(self.view["tracking"])
@@ -136,6 +142,7 @@ def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
         ),
     ]
     lines.extend(attention_lines(view))
+    lines.extend(correction_lines(view.get("corrections") or []))
     if view.get("evaluation"):
         lines.append(_("Evaluation: {level}").format(level=score_label(int(view["evaluation"]))))
     personal = view.get("personal")
@@ -267,9 +274,57 @@ class SuppliedModal(Modal):
 
 
 class WithdrawModal(Modal):
+    """Withdraw before acceptance, saying why: a digit chooses the reason,
+    Y withdraws."""
+
+    REASONS = ("resident", "duplicate", "typo")
     BINDINGS = [
+        *(Binding(str(n), f"reason({n})", str(n), show=False) for n in (1, 2, 3)),
         Binding("y", "yes", N_("Yes, withdraw")),
         Binding("escape", "app.pop_screen", N_("No")),
+    ]
+
+    def __init__(self, tracking: str) -> None:
+        super().__init__()
+        self.tracking = tracking
+        self.reason: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Plain(_("Withdraw {tracking}: why?").format(tracking=self.tracking), classes="title")
+            yield Plain(
+                "  ".join(f"{n} {withdraw_reason_label(r)}" for n, r in enumerate(self.REASONS, start=1))
+            )
+            yield Plain(_("Press the reason's digit; Esc keeps the application."), id="ask")
+        yield self.footer()
+
+    def action_reason(self, n: int) -> None:
+        self.reason = self.REASONS[n - 1]
+        self.query_one("#ask", Plain).show(
+            _("{reason}: Y withdraws, Esc keeps the application.").format(
+                reason=withdraw_reason_label(self.reason)
+            )
+        )
+
+    def action_yes(self) -> None:
+        if self.reason is None:
+            self.dapp.error(_("Press the reason's digit first."))
+            return
+        try:
+            self.node.withdraw(self.tracking, reason=self.reason)
+        except DaibanError as exc:
+            self.dapp.error(exc.message)
+            return
+        self.dismiss()
+
+
+class CorrectModal(Modal):
+    """Correct what was typed, before the office accepts: only what changes,
+    and why. Ctrl+S records it; it goes to the office sealed."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", N_("Record")),
+        Binding("escape", "app.pop_screen", N_("Cancel")),
     ]
 
     def __init__(self, tracking: str) -> None:
@@ -279,17 +334,24 @@ class WithdrawModal(Modal):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Plain(
-                _("Withdraw {tracking} at the resident's request? Y withdraws, Esc keeps it.").format(
+                _("Correct {tracking}: fill in only what changes, and why; Ctrl+S records.").format(
                     tracking=self.tracking
                 ),
                 classes="title",
             )
+            yield Input(id="name", placeholder=_("name, corrected"), max_length=40, compact=True)
+            yield Input(id="id_number", placeholder=_("ID number, corrected"), max_length=18, compact=True)
+            yield Input(id="phone", placeholder=_("phone, corrected"), max_length=20, compact=True)
+            yield Input(id="reason", placeholder=_("why (required)"), max_length=200, compact=True)
         yield self.footer()
 
-    def action_yes(self) -> None:
+    def action_save(self) -> None:
+        changes = {key: self.query_one(f"#{key}", Input).value for key in ("name", "id_number", "phone")}
+        changes = {k: v for k, v in changes.items() if v.strip()}
         try:
-            self.node.withdraw(self.tracking)
+            self.node.correct(self.tracking, changes, reason=self.query_one("#reason", Input).value)
         except DaibanError as exc:
             self.dapp.error(exc.message)
             return
+        self.dapp.info(_("Corrected; the correction goes to the office at the next sync."))
         self.dismiss()
