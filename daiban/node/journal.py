@@ -57,7 +57,7 @@ QUARANTINE_RAW = 70_000  # what a quarantine row keeps of an envelope's text (on
 @dataclass
 class Verdict:
     id: str
-    status: str  # stored | duplicate | refused
+    status: str  # stored | duplicate | held | refused
     code: str = ""
     reason: str = ""
     received_at: str = ""
@@ -80,6 +80,15 @@ class Checked:
     accepted: list[Envelope] = field(default_factory=list)
     duplicates: list[Verdict] = field(default_factory=list)
     refused: list[Verdict] = field(default_factory=list)
+    # Signed by a verified origin, of a kind or with a body member this build
+    # does not know: kept in quarantine for an upgrade (node/upgrade.py).
+    held: list[Verdict] = field(default_factory=list)
+
+
+def _held(env: Envelope, raw: Any, why: admission.Refused, now: str) -> Verdict:
+    verdict = _refused(env, raw, why.code, why.reason)
+    verdict.status, verdict.received_at = "held", now
+    return verdict
 
 
 def _refused(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
@@ -159,6 +168,9 @@ def check(
     verifier = Verifier()
     ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
     misplaced: dict[int, EnvelopeError] = {}  # position -> why its signature cannot be cut out
+    # position -> what this build does not know in it (a newer neighbour's
+    # kind or member): held, not refused, if all the rest checks out.
+    newer: dict[int, admission.Refused] = {}
     for raw in raws:
         try:
             env = env_mod.parse(raw)
@@ -177,8 +189,10 @@ def check(
             out.refused.append(_refused(None, raw, exc.code, str(exc)))
             continue
         except admission.Refused as exc:
-            out.refused.append(_refused(env, raw, exc.code, exc.reason))
-            continue
+            if not exc.newer:
+                out.refused.append(_refused(env, raw, exc.code, exc.reason))
+                continue
+            newer[len(parsed)] = exc
         parsed.append((env, raw))
         cert = _origin_cert(node, env.origin, certs, extra)
         if cert is not None:
@@ -224,7 +238,8 @@ def check(
         slots.add((env.origin, env.seq))
         candidates.append((env, raw, position, was_revoked))
     checked = verifier.results()
-    gate = _Gate(node, [env for env, _raw, _p, _r in candidates])
+    gate = _Gate(node, [env for env, _raw, p, _r in candidates if p not in newer])
+    now = stamp(node.clock()) if newer else ""
     for env, raw, position, was_revoked in candidates:
         ok = position in ahead and checked[ahead[position]]
         try:
@@ -233,6 +248,13 @@ def check(
                 if was_revoked:
                     raise EnvelopeError("revoked", f"{env.origin} is revoked")
                 raise EnvelopeError("bad_signature", "envelope signature does not verify: tampered or forged")
+            if position in newer:
+                # Its origin's signature verified, and this build cannot
+                # tell more: held for an upgrade, neither stored, applied
+                # nor routed. A build that knows it examines it again in
+                # full (upgrade.reexamine); nothing here admits it.
+                out.held.append(_held(env, raw, newer[position], now))
+                continue
             refusal = gate.authorise(env)
             if refusal is not None:
                 raise EnvelopeError(refusal.code, refusal.reason)
@@ -371,6 +393,7 @@ def quarantine(node: Node, refused: Iterable[Verdict], *, sender: str) -> None:
             "code": v.code,
             "reason": v.reason[:1000],
             "raw": v.raw,
+            "held": int(v.status == "held"),
         }
         for v in refused
         if v.code != "rollback"  # an older manifest again is no news
@@ -390,6 +413,7 @@ class Taken:
     stored: list[Verdict]
     duplicates: list[Verdict]
     refused: list[Verdict]
+    held: list[Verdict] = field(default_factory=list)
 
 
 def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direction: str) -> Taken:
@@ -399,10 +423,22 @@ def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direct
     checked = check(node, raws, sender=sender, direction=direction, extra=extra)
     remember(node, extra)
     stored = store(node, checked.accepted, sender=sender)
-    quarantine(node, checked.refused, sender=sender)
+    quarantine(node, checked.refused + checked.held, sender=sender)
     if direction == "up" and checked.duplicates:
         moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
-    return Taken(stored, checked.duplicates, checked.refused)
+    return Taken(stored, checked.duplicates, checked.refused, checked.held)
+
+
+def retake(node: Node, raw: str, *, sender: str, direction: str) -> Verdict:
+    """One envelope kept in quarantine, examined again by this build as if
+    ``sender`` had just handed it over: checked, authorised and, if
+    admitted, stored and routed (its effect queued: drain() after the
+    transaction). Its verdict; the caller decides what becomes of the
+    quarantine row. Call inside a transaction."""
+    checked = check(node, [raw], sender=sender, direction=direction)
+    if checked.accepted:
+        return store(node, checked.accepted, sender=sender)[0]
+    return (checked.duplicates + checked.held + checked.refused)[0]
 
 
 def receive(

@@ -225,10 +225,11 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
         if not isinstance(results, list) or len(results) > len(rows):
             raise bad_answer(url)
         verdicts = {r["id"]: r.get("status") for r in results if isinstance(r, dict) and r.get("id") in ids}
-        done = [i for i, v in verdicts.items() if v in ("stored", "duplicate")]
+        # Held: the parent keeps it for an upgrade of its own; custody passed.
+        done = [i for i, v in verdicts.items() if v in ("stored", "duplicate", "held")]
         with node.store.transaction():
             node.store.release(routing.UP, done)
-        report.pushed += sum(1 for v in verdicts.values() if v == "stored")
+        report.pushed += sum(1 for v in verdicts.values() if v in ("stored", "held"))
         report.duplicates += sum(1 for v in verdicts.values() if v == "duplicate")
         return True
     if status == 422 and isinstance(data, dict) and isinstance(data.get("refused"), list):

@@ -83,6 +83,8 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         else:
             journal.remember(node, extra)
             stored = journal.store(node, checked.accepted, sender=code)
+            # Held for an upgrade: in this node's custody now, the child lets go.
+            journal.quarantine(node, checked.held, sender=code)
             now = stamp(node.clock())
             if checked.duplicates:
                 moving.pass_on(node, [v.id for v in checked.duplicates], code, now)
@@ -90,7 +92,7 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
             origins = sorted({e.origin for e in checked.accepted})
             answer = {
                 "ok": True,
-                "results": journal.as_results(stored + checked.duplicates),
+                "results": journal.as_results(stored + checked.duplicates + checked.held),
                 "high_water": node.store.high_water(origins),
             }
     if not refused:
