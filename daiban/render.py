@@ -623,7 +623,7 @@ def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 str(r["sender"]),
                 str(r["origin"] or "?"),
                 str(r["kind"] or "?"),
-                (_("{code}, held for an upgrade").format(code=r["code"]) if r.get("held") else str(r["code"])),
+                _held_code(r),
                 str(r["count"]),
             )
             for r in rows
@@ -640,6 +640,12 @@ def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> str:
             "taken in once this node runs a build that knows them."
         ).format(n=held)
     return table + "\n" + footer
+
+
+def _held_code(row: Mapping[str, Any]) -> str:
+    if row.get("held"):
+        return _("{code}, held for an upgrade").format(code=row["code"])
+    return str(row["code"])
 
 
 def quarantine_detail(row: Mapping[str, Any]) -> str:

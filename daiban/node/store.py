@@ -627,6 +627,24 @@ class Store:
             [reason, envelope_id],
         )
 
+    def reoffer(self, hop: str, codes: Sequence[str], at: str) -> int:
+        """Queue again for ``hop`` what it set aside with one of ``codes``
+        (what an older build did not know, which it may take after an
+        upgrade); returns how many."""
+        marks = ", ".join("?" for _c in codes)
+        ids = [
+            str(r[0])
+            for r in self.db.conn.execute(
+                f"SELECT envelope_id FROM set_aside WHERE hop = ? AND code IN ({marks}) ORDER BY at",
+                [hop, *codes],
+            )
+        ]
+        direction = "up" if hop == "^" else "down"
+        for envelope_id in ids:
+            self.db.conn.execute("DELETE FROM set_aside WHERE envelope_id = ?", [envelope_id])
+            self.enqueue(envelope_id, hop, direction, at)
+        return len(ids)
+
     def set_aside_rows(self) -> list[dict[str, Any]]:
         return list(
             self._query(

@@ -15,7 +15,7 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal, routing, statistics
+from daiban.node import identity, journal, routing, statistics, upgrade
 from daiban.node.clock import stamp
 from daiban.sync import answers, faults, protocol, recovery, status
 from daiban.sync.protocol import ProtocolError
@@ -175,6 +175,11 @@ async def push(conn: Connection, report: Report) -> None:
     in the outbox until the parent's answer for it has been recorded."""
     node = conn.node
     await announce(conn)
+    # What the parent refused only because its build did not know it goes
+    # again: upgraded since, it takes it (or has taken it from its
+    # quarantine: a duplicate); else it is set aside again.
+    with node.store.transaction():
+        node.store.reoffer(routing.UP, upgrade.REEXAMINED, stamp(node.clock()))
     after = 0
     inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
     try:
