@@ -62,7 +62,9 @@ def _make(commit: str, folder: Path) -> None:
     src, venv = folder / "src", folder / "venv"
     if src.exists():  # a half-made cache: make it again
         subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(src)], capture_output=True, timeout=120
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(src)],
+            capture_output=True,
+            timeout=120,
         )
         shutil.rmtree(src, ignore_errors=True)
     shutil.rmtree(venv, ignore_errors=True)
@@ -70,7 +72,16 @@ def _make(commit: str, folder: Path) -> None:
     _git("worktree", "add", "--detach", str(src), commit)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=INSTALL_TIMEOUT)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", str(src)],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            str(src),
+        ],
         check=True,
         capture_output=True,
         timeout=INSTALL_TIMEOUT,

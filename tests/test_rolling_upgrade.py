@@ -58,7 +58,9 @@ class MixedNetwork(Network):
 
         path = self.home(home) if isinstance(home, str) else home
         exe = self.exe.get(home, DAIBAN) if isinstance(home, str) else DAIBAN
-        proc = subprocess.run([exe, *args], capture_output=True, text=True, env=self.env(path), timeout=timeout)
+        proc = subprocess.run(
+            [exe, *args], capture_output=True, text=True, env=self.env(path), timeout=timeout
+        )
         return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
     def _launch(self, name: str, port: int = 0) -> Any:
@@ -98,7 +100,15 @@ def net(tmp_path: Path, previous: str) -> Iterator[MixedNetwork]:
 
 
 def apply(net: Network, node: str, item: str, n: int) -> str:
-    args = ["apply", "--item", item, "--name", "升级" + "一二三四五六七八九"[n - 1], "--id-number", id_number(n)]
+    args = [
+        "apply",
+        "--item",
+        item,
+        "--name",
+        "升级" + "一二三四五六七八九"[n - 1],
+        "--id-number",
+        id_number(n),
+    ]
     args += ["--phone", f"139063{n:05d}", "--json"]
     for key, value in FIELDS[item].items():
         args += ["--field", f"{key}={value}"]
@@ -123,7 +133,7 @@ def stats_quarantined(net: Network, node: str) -> list[tuple[str, str, str]]:
 
 def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net: MixedNetwork) -> None:
     town, village2 = net.code(T), net.code(V2)
-    assert net.run(D, "--version").ok().stdout.strip() .endswith("(protocol 1)")  # the previous release
+    assert net.run(D, "--version").ok().stdout.strip().endswith("(protocol 1)")  # the previous release
     net.init(C, T, V, V2)
     spec = NODES[D]
     net.run(D, "init", "--role", spec.role, "--code", spec.code, "--name", spec.name).ok()
@@ -184,11 +194,13 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
     assert report(net, D)["total"]["filed"] == 4  # the city's own GJ001 is not the district's
 
     # -- every application at its office exactly once, every status at its village -----------------
+    items = {"a1": "MZ001", "a2": "SB001", "a3": "GJ001", "a4": "SB001", "b1": "MZ001"}
     expected = {"a1": "accepted", "a2": "completed", "a3": "accepted", "a4": "accepted", "b1": "received"}
     for key, (village, tracking) in apps.items():
-        office = OFFICE[next(i for i, k in (("MZ001", "a1"), ("SB001", "a2"), ("GJ001", "a3"), ("SB001", "a4"),
-                                            ("MZ001", "b1")) if k == key)]  # fmt: skip
-        filed = net.query(office, "SELECT COUNT(*) FROM events WHERE tracking = ? AND kind = 'filed'", (tracking,))
+        office = OFFICE[items[key]]
+        filed = net.query(
+            office, "SELECT COUNT(*) FROM events WHERE tracking = ? AND kind = 'filed'", (tracking,)
+        )
         assert filed[0][0] == 1, (key, office)
         holders = [
             name for name in (C, D, T)
