@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from daiban.sync import protocol
 from tests import release
 from tests.sync_net import DAIBAN, NODES, Network, Result
 from tests.test_moving import FIELDS, id_number
@@ -131,6 +132,12 @@ def stats_quarantined(net: Network, node: str) -> list[tuple[str, str, str]]:
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
+def parent_protocol(net: Network, node: str) -> int:
+    checked = net.run(node, "status", "--check", "--json").ok().json()["parent"]["checked"]
+    assert checked["reachable"] is True, checked
+    return int(checked["protocol"])
+
+
 def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net: MixedNetwork) -> None:
     town, village2 = net.code(T), net.code(V2)
     assert net.run(D, "--version").ok().stdout.strip().endswith("(protocol 1)")  # the previous release
@@ -165,6 +172,7 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
     apps["a4"] = (V, apply(net, V, "SB001", 5))
     net.sync_all(V, T, D)
     assert len(stats_quarantined(net, D)) == 2  # the day-60 heartbeat too
+    assert parent_protocol(net, T) == 1
     assert report(net, C)["stale_nodes"] == []  # the city has heard nothing of the villages
 
     # -- the district upgraded in place: same home, same port ----------------------------------
@@ -172,6 +180,7 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
     net.stop(D)
     del net.exe[D]
     net.serve_again(D, url)
+    assert parent_protocol(net, T) == protocol.PROTOCOL
     # Opened by a new build, it examined what the old one refused and took it in.
     assert net.count(D, "quarantine") == 0, net.query(D, "SELECT * FROM quarantine")
     held = net.query(D, "SELECT parent, code FROM child_heartbeats ORDER BY parent, code")
@@ -217,4 +226,4 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
         for table in ("outbox", "quarantine", "set_aside", "conflicts"):
             assert net.count(name, table) == 0, (name, table, net.query(name, f"SELECT * FROM {table}"))
         assert net.query(name, "PRAGMA integrity_check")[0][0] == "ok", name
-    assert net.run(D, "status", "--json").ok().json()["protocol"] == 2
+    assert net.run(D, "status", "--json").ok().json()["protocol"] == protocol.PROTOCOL

@@ -30,6 +30,7 @@ from tests.conftest import Result, filing
 from tests.sync_net import Network, network_at
 from tests.test_journal import MZ001, VILLAGE2, forge, hand_up, network
 from tests.test_stats_stream import CITY, NOW, TOWN, VILLAGE, file_mz001, stats_raws
+from tests.test_wire_docs import component
 
 MakeNode = Callable[..., Node]
 
@@ -74,6 +75,8 @@ def test_an_unknown_kind_from_a_verified_origin_is_held_not_refused(make_node: M
     assert [(v.status, v.code) for v in taken.held] == [("held", "unknown_kind"), ("held", "invalid_body")]
     answer = taken.held[0].as_dict()  # what a push answers: custody passed
     assert answer["status"] == "held" and answer["received_at"] and answer["code"] == "unknown_kind"
+    for verdict in taken.held:  # as docs/openapi.json says a push answers it
+        component("PushResponse").validate({"ok": True, "results": [verdict.as_dict()], "high_water": {}})
     # Kept for an upgrade, and nothing else: not stored, applied nor routed.
     assert stored_ids(town) == before and outbox_size(town) == queued
     assert town.show(filed.tracking)["status"] == "received"
