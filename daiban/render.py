@@ -64,6 +64,14 @@ def due_text(view: Mapping[str, Any], *, short: bool = False) -> str:
     state = view.get("due_state")
     if state == "known":
         return str(view["due"])
+    if state == "provisional":
+        # Counted on an estimate of a year whose official calendar is not
+        # published yet: said every time it is shown.
+        if short:
+            return _("~{date}").format(date=view["due"])
+        return _("{date} (estimated: the {year} calendar is not published yet)").format(
+            date=view["due"], year=view.get("due_missing_year") or "?"
+        )
     if state == "unknown":
         if short:
             return _("unknown")
@@ -311,6 +319,17 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def calendar_missing_lines(year: int) -> list[str]:
+    """Said plainly where deadlines are watched (report, dashboard): due dates
+    in a year without its official calendar are estimates."""
+    return [
+        _("! The official working-day calendar for {year} is not published yet:").format(year=year),
+        _("  due dates in {year} are estimates (预计). The city publishes it with the catalog.").format(
+            year=year
+        ),
+    ]
+
+
 def report_text(report: Mapping[str, Any]) -> str:
     """A report for the terminal: totals, the groups (with --by), and a bar
     chart of the trend."""
@@ -337,6 +356,8 @@ def report_text(report: Mapping[str, Any]) -> str:
         ),
         _("Evaluations: {n}, average {avg}").format(n=total["evaluated"], avg=_number(total["avg_score"])),
     ]
+    if report.get("calendar_missing"):
+        lines[1:1] = calendar_missing_lines(int(report["calendar_missing"]))
     lines.extend(_fill([f"{score_label(int(s))} {n}" for s, n in total["evaluations"].items()]))
     if report["by"]:
         lines.append("")

@@ -483,16 +483,23 @@ def test_due_date_counts_working_days_across_national_day(cli: Run, town: Path) 
     assert {r["tracking"]: r["due"] for r in listed}[tracking] == "2026-10-13"
 
 
-def test_due_date_in_a_year_without_a_calendar_is_unknown(cli: Run, town: Path) -> None:
-    clock = {"DAIBAN_CLOCK": "2026-12-24T10:00:00+08:00"}
+def test_due_date_in_a_year_without_a_calendar_is_an_estimate(cli: Run, town: Path) -> None:
+    # MZ001, 30 working days, accepted Tue 2026-12-01: 22 working days left in
+    # December, then 2027 by rule (Jan 1 off): Jan 4-8, Jan 11-13.
+    clock = {"DAIBAN_CLOCK": "2026-12-01T10:00:00+08:00"}
     tracking = file_one(cli, town, "MZ001", 18, *MZ001_FIELDS, **clock)
     accepted = cli("review", tracking, "accept", "--json", home=town, env=clock)
     assert accepted.returncode == 0, accepted.stderr
     row = accepted.json()
-    assert row["due_state"] == "unknown"
-    assert row["due"] is None
+    assert row["due_state"] == "provisional"
+    assert row["due"] == "2027-01-13"
     assert row["due_missing_year"] == 2027
-    assert view(cli, town, tracking)["due"] is None
+    shown = view(cli, town, tracking)
+    assert shown["due"] == "2027-01-13" and shown["due_provisional"] is True
+    text = cli("show", tracking, home=town, env=clock, lang="zh").stdout
+    assert "办结期限：2027-01-13（预计" in text
+    listed = cli("list", home=town, env=clock, lang="zh").stdout
+    assert "预计2027-01-13" in listed
 
 
 def test_review_at_a_node_that_is_not_the_office_is_refused(cli: Run, village: Path) -> None:

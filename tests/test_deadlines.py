@@ -1,6 +1,7 @@
 """Due dates at the office: counted on the office's clock from acceptance; a
-year no calendar covers leaves the due date unknown, and a catalog that brings
-that year's city-published calendar fills it in."""
+year no official calendar covers yet is counted on an estimate (weekends and
+statutory holidays by rule), marked provisional (预计), and a catalog that
+brings that year's city-published calendar makes it exact."""
 
 from __future__ import annotations
 
@@ -32,16 +33,20 @@ def _catalog_with_calendar(tmp_path: Path) -> Path:
     return path
 
 
-def test_unknown_due_is_filled_in_when_the_city_publishes_the_year(
+def test_provisional_due_is_made_exact_when_the_city_publishes_the_year(
     make_node: MakeNode, clock: FrozenClock, tmp_path: Path
 ) -> None:
     town = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
     tracking = town.file(_mz001()).tracking  # MZ001: 30 working days, town level
     clock.set("2026-12-24T09:00:00")  # Thursday
     row = town.review(tracking, "accept")
-    assert row["due"] is None
-    assert row["due_state"] == "unknown"
+    # Estimated: 2026: Dec 25 (1), Dec 28-31 (2-5). 2027 by rule: Jan 1 off;
+    # Jan 4-8 (6-10), 11-15, 18-22, 25-29 (11-25), Feb 1-4 (26-29); the Spring
+    # Festival (Feb 5-10) off; Feb 11 (30).
+    assert row["due"] == "2027-02-11"
+    assert row["due_state"] == "provisional"
     assert row["due_missing_year"] == 2027
+    assert town.show(tracking)["due_provisional"] is True
 
     town.install_catalog(catalog.read_document(_catalog_with_calendar(tmp_path)), source="test")
     view = town.show(tracking)
@@ -51,6 +56,7 @@ def test_unknown_due_is_filled_in_when_the_city_publishes_the_year(
     assert view["due"] == "2027-02-05"
     assert view["due_state"] == "known"
     assert view["due_missing_year"] is None
+    assert view["due_provisional"] is False
 
 
 def test_init_with_a_catalog_that_brings_a_calendar(

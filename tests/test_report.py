@@ -239,7 +239,19 @@ def test_csv_has_a_row_per_group_and_the_total(city: Any, cli: Callable[..., Res
 
 def test_text_report_is_chinese_by_default_with_a_chart(city: Any, cli: Callable[..., Result]) -> None:
     home, records = city
-    result = cli("report", "--from", "2026-01-01", "--to", "2026-12-31", "--by", "item", home=home, lang="zh")
+    october = {"DAIBAN_CLOCK": "2026-10-20T10:00:00+08:00"}  # before next year's calendar is missed
+    result = cli(
+        "report",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-12-31",
+        "--by",
+        "item",
+        home=home,
+        lang="zh",
+        env=october,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     want = expected(records, "2026-01-01", "2026-12-31")
@@ -256,6 +268,20 @@ def test_text_report_is_chinese_by_default_with_a_chart(city: Any, cli: Callable
     from rich.cells import cell_len
 
     assert max(cell_len(line) for line in lines) <= 80
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_report_says_plainly_from_november_that_next_years_calendar_is_missing(
+    city: Any, cli: Callable[..., Result], lang: str
+) -> None:
+    home, _records = city
+    for day, missing in (("2026-10-31", None), ("2026-11-01", 2027), ("2027-01-04", 2027)):
+        env = {"DAIBAN_CLOCK": f"{day}T10:00:00+08:00"}
+        data = cli("report", "--json", home=home, env=env).json()
+        assert data["calendar_missing"] == missing
+        text = cli("report", home=home, lang=lang, env=env).stdout
+        said = ("2027年工作日历尚未发布" if lang == "zh" else "calendar for 2027 is not published") in text
+        assert said == (missing is not None)
 
 
 # -- the pure parts -------------------------------------------------------------------

@@ -2,14 +2,18 @@
 calendar. The bundled chinesecalendar covers 2004–2026; its 2026 data has
 Mid-Autumn Fri 09-25 – Sun 09-27 and National Day Thu 10-01 – Wed 10-07 off,
 with adjusted workdays (调休) Sun 2026-09-20 and Sat 2026-10-10. 2027 is not
-bundled: without a city-published calendar the answer is unknown (None)."""
+bundled: without a city-published calendar the answer is unknown (None), and
+a due date is counted on an estimate, marked provisional."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from daiban.node import workdays
 from daiban.node.workdays import WorkCalendar
 
 D = dt.date.fromisoformat
@@ -205,3 +209,53 @@ def test_between_agrees_with_add(bundled: WorkCalendar) -> None:
         due = bundled.add_working_days(start, n)
         assert due is not None
         assert bundled.working_days_between(start, due) == n
+
+
+# -- estimates for a year without its official calendar ----------------------
+
+
+def test_due_into_2027_is_an_estimate_with_a_date(bundled: WorkCalendar) -> None:
+    # Accepted Tue 2026-12-01, 30 working days: December 2026 exactly (22
+    # working days after the 1st: 2-4, 7-11, 14-18, 21-25, 28-31), then 2027 by
+    # rule: Jan 1 (New Year) off, Jan 4-8 (23-27), Jan 11-13 (28-30).
+    due = bundled.due(dt.date(2026, 12, 1), 30)
+    assert due.date == dt.date(2027, 1, 13)
+    assert due.provisional and due.missing_year == 2027
+
+
+def test_estimate_skips_the_spring_festival_by_rule() -> None:
+    assert not workdays.estimated_workday(dt.date(2027, 2, 8))  # a Monday in the Spring Festival
+    assert not workdays.estimated_workday(dt.date(2027, 10, 1))  # National Day, a Friday
+    assert not workdays.estimated_workday(dt.date(2027, 1, 9))  # a Saturday (调休 unknown ahead)
+    assert workdays.estimated_workday(dt.date(2027, 3, 3))  # an ordinary Wednesday
+
+
+def test_due_inside_covered_years_is_exact_and_agrees(bundled: WorkCalendar, with_2027: WorkCalendar) -> None:
+    assert bundled.due(dt.date(2026, 9, 30), 5) == workdays.Due(dt.date(2026, 10, 13))
+    exact = with_2027.due(dt.date(2026, 12, 24), 30)
+    assert not exact.provisional and exact.date == with_2027.add_working_days(dt.date(2026, 12, 24), 30)
+
+
+@given(
+    start=st.dates(min_value=dt.date(2026, 1, 1), max_value=dt.date(2028, 12, 31)),
+    days=st.integers(min_value=0, max_value=60),
+)
+def test_due_is_always_a_date_and_exact_where_add_is(start: dt.date, days: int) -> None:
+    cal = WorkCalendar()
+    due = cal.due(start, days)
+    exact = cal.add_working_days(start, days)
+    assert due.date >= start
+    if exact is not None:
+        assert due == workdays.Due(exact)
+    else:
+        assert due.provisional and due.missing_year == cal.missing_year(start, days)
+    assert cal.working_days_between(start, due.date, estimate=True) == days
+
+
+def test_missing_calendar_is_said_from_november() -> None:
+    cal = WorkCalendar()
+    assert workdays.missing_calendar(cal, dt.date(2026, 10, 31)) is None
+    assert workdays.missing_calendar(cal, dt.date(2026, 11, 1)) == 2027
+    assert workdays.missing_calendar(cal, dt.date(2027, 1, 5)) == 2027
+    published = WorkCalendar.from_catalog({"2027": {"holidays": ["2027-01-01"], "workdays": []}})
+    assert workdays.missing_calendar(published, dt.date(2026, 12, 1)) is None

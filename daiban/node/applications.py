@@ -680,11 +680,8 @@ class Node:
             return row
 
     def _store_due(self, tracking_no: str, cal: WorkCalendar, accepted: dt.date, days: int) -> None:
-        due = cal.add_working_days(accepted, days)
-        if due is None:
-            self.store.set_due(tracking_no, None, "unknown", cal.missing_year(accepted, days))
-        else:
-            self.store.set_due(tracking_no, due.isoformat(), "known", None)
+        fields = projection.due_fields(cal, accepted.isoformat(), days)
+        self.store.set_due(tracking_no, fields["due"], fields["due_state"], fields.get("due_missing_year"))
 
     def review(
         self,
@@ -1075,6 +1072,7 @@ def public_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "region": row["region"],
         "due": row["due"],
         "due_state": row["due_state"],
+        "due_provisional": row["due_state"] == "provisional",
         "due_missing_year": row["due_missing_year"],
         "filed_at": row["filed_at"],
         "accepted_on": row["accepted_on"],

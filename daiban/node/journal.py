@@ -150,30 +150,34 @@ def remember(node: Node, extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]]) 
         node.store.put_cert(code, leaf.serial, chain, "directory", now)
 
 
-def check(
-    node: Node,
-    raws: Sequence[Any],
-    *,
-    sender: str,
-    direction: str,
-    extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]] | None = None,
-) -> Checked:
-    """Check and authorise a batch without changing anything. ``direction``
-    is "up" for envelopes a child hands up, "down" for those the parent
-    hands down. The store is asked once per batch, and the signatures are
-    checked on the other core while the batch is parsed (crypto.Verifier)."""
-    out = Checked()
-    parsed: list[tuple[Envelope, Any]] = []
-    certs: dict[str, certs_mod.Cert | None] = {}
-    verifier = Verifier()
-    ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
-    misplaced: dict[int, EnvelopeError] = {}  # position -> why its signature cannot be cut out
-    # position -> what this build does not know in it (a newer neighbour's
-    # kind or member): held, not refused, if all the rest checks out.
-    newer: dict[int, admission.Refused] = {}
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One envelope as received, parsed and checked for shape and body
+    (``prepare``): the envelope, or why it is refused; the bytes its origin
+    signed, or why they cannot be cut out."""
+
+    raw: Any
+    env: Envelope | None
+    refusal: tuple[str, str] | None
+    signed: bytes | EnvelopeError = b""
+    # What this build does not know in it (a newer neighbour's kind or body
+    # member): held, not refused, if all the rest checks out (``check``).
+    newer: admission.Refused | None = None
+
+
+def prepare(raws: Sequence[Any]) -> list[Prepared]:
+    """Parse a batch and check each envelope's shape and body against its
+    kind's schema: the part of ``check`` that needs nothing of the node, so
+    a server runs it on a decoder thread while its writer stores the batch
+    before (sync/server.py)."""
+    out: list[Prepared] = []
     for raw in raws:
         try:
             env = env_mod.parse(raw)
+        except EnvelopeError as exc:
+            out.append(Prepared(raw, None, (exc.code, str(exc))))
+            continue
+        try:
             admission.check_parsed(
                 seq=env.seq,
                 kind=env.kind,
@@ -185,21 +189,57 @@ def check(
                 sealed=env.sealed_text,
                 body=env.body,
             )
-        except EnvelopeError as exc:
-            out.refused.append(_refused(None, raw, exc.code, str(exc)))
-            continue
         except admission.Refused as exc:
             if not exc.newer:
-                out.refused.append(_refused(env, raw, exc.code, exc.reason))
+                out.append(Prepared(raw, env, (exc.code, exc.reason)))
                 continue
-            newer[len(parsed)] = exc
-        parsed.append((env, raw))
+            newer: admission.Refused | None = exc
+        else:
+            newer = None
+        try:
+            signed: bytes | EnvelopeError = env_mod.signed_bytes(env)
+        except EnvelopeError as exc:
+            signed = exc
+        out.append(Prepared(raw, env, None, signed, newer))
+    return out
+
+
+def check(
+    node: Node,
+    raws: Sequence[Any],
+    *,
+    sender: str,
+    direction: str,
+    extra: Mapping[str, tuple[certs_mod.Cert, list[Any]]] | None = None,
+    prepared: Sequence[Prepared] | None = None,
+) -> Checked:
+    """Check and authorise a batch without changing anything. ``direction``
+    is "up" for envelopes a child hands up, "down" for those the parent
+    hands down. The store is asked once per batch, and the signatures are
+    checked on the other core while the batch is looked up (crypto.Verifier).
+    ``prepared``: ``prepare(raws)``, done beforehand off the writer."""
+    out = Checked()
+    parsed: list[tuple[Envelope, Any]] = []
+    certs: dict[str, certs_mod.Cert | None] = {}
+    verifier = Verifier()
+    ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
+    misplaced: dict[int, EnvelopeError] = {}  # position -> why its signature cannot be cut out
+    newer: dict[int, admission.Refused] = {}  # position -> held, not refused, if all else checks out
+    for item in prepared if prepared is not None else prepare(raws):
+        if item.refusal is not None:
+            out.refused.append(_refused(item.env, item.raw, *item.refusal))
+            continue
+        env = item.env
+        assert env is not None
+        parsed.append((env, item.raw))
+        if item.newer is not None:
+            newer[len(parsed) - 1] = item.newer
         cert = _origin_cert(node, env.origin, certs, extra)
         if cert is not None:
-            try:
-                ahead[len(parsed) - 1] = verifier.add(cert.sign, env.sig, env_mod.signed_bytes(env))
-            except EnvelopeError as exc:
-                misplaced[len(parsed) - 1] = exc  # refused below, in its turn
+            if isinstance(item.signed, EnvelopeError):
+                misplaced[len(parsed) - 1] = item.signed  # refused below, in its turn
+            else:
+                ahead[len(parsed) - 1] = verifier.add(cert.sign, env.sig, item.signed)
     envs = [e for e, _raw in parsed]
     known = node.store.envelope_rows([e.id for e in envs]) if envs else {}
     taken = node.store.envelopes_at([(e.origin, e.seq) for e in envs]) if envs else {}
@@ -713,7 +753,7 @@ def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
         node.store.set_effect(env.id, "pending")
         return False
     node.store.insert_event(event_of(env, now))
-    projection.project(row, new, env.kind, env.body, now)
+    projection.project(row, new, env.kind, env.body, now, node.calendar())
     row["sync_problem"] = None
     node.store.save_application(row)
     return True
@@ -746,7 +786,7 @@ def record(node: Node, row: dict[str, Any], kind: str, body: Mapping[str, Any], 
     authorise_own(node, kind, body, row)
     new = lifecycle.apply(projection.state_of(row), kind, body)
     record_own(node, new_event(node, row["tracking"], kind, body, now), row)
-    projection.project(row, new, kind, body, now)
+    projection.project(row, new, kind, body, now, node.calendar())
     node.store.save_application(row)
 
 

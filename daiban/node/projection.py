@@ -7,11 +7,13 @@ it holds masked values only (the personal part stays sealed)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 from daiban.node import lifecycle
 from daiban.node.lifecycle import AppState, Kind, Status
+from daiban.node.workdays import WorkCalendar
 
 
 def filed_row(
@@ -62,14 +64,40 @@ def filed_row(
     return state, row
 
 
+def due_fields(calendar: WorkCalendar, accepted_on: Any, days: Any) -> dict[str, Any]:
+    """The summary row's due date counted here from acceptance: exact
+    ("known") where calendars cover it, else the estimate ("provisional",
+    with the first year counted without its calendar); "unknown" only when
+    the acceptance names no date or time limit to count from."""
+    try:
+        due = calendar.due(dt.date.fromisoformat(str(accepted_on)), int(days))
+    except (TypeError, ValueError):
+        return {"due": None, "due_state": "unknown"}
+    return {
+        "due": due.date.isoformat(),
+        "due_state": "provisional" if due.provisional else "known",
+        "due_missing_year": due.missing_year,
+    }
+
+
 def state_of(row: Mapping[str, Any]) -> AppState:
     """The state a summary row holds."""
     return AppState(Status(row["status"]), tuple(row["owed"]), tuple(row["missing"]), row["evaluation"])
 
 
-def project(row: dict[str, Any], state: AppState, kind: str, body: Mapping[str, Any], at: str) -> None:
+def project(
+    row: dict[str, Any],
+    state: AppState,
+    kind: str,
+    body: Mapping[str, Any],
+    at: str,
+    calendar: WorkCalendar | None = None,
+) -> None:
     """Bring an application's summary row up to date after one event: the
-    state, and what the event itself tells (dates, due date, delivery)."""
+    state, and what the event itself tells (dates, due date, delivery). An
+    acceptance whose due date the office could not count exactly (no
+    calendar for a year yet) gets this node's estimate (``calendar``),
+    marked provisional."""
     row.update(
         status=state.status.value,
         owed=list(state.owed),
@@ -89,6 +117,8 @@ def project(row: dict[str, Any], state: AppState, kind: str, body: Mapping[str, 
             due_missing_year=body.get("due_missing_year"),
             time_limit_days=body.get("time_limit_days", row.get("time_limit_days")),
         )
+        if not due and calendar is not None:
+            row.update(due_fields(calendar, row.get("accepted_on"), row.get("time_limit_days")))
     elif kind == Kind.REJECTED:
         row["decided_at"] = at
     elif kind == Kind.COMPLETED:

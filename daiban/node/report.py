@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from daiban.errors import DaibanError
 from daiban.i18n import _
 from daiban.node.children import DEFAULT_STALE_AFTER, nodes_below, stale_children, stale_nodes
+from daiban.node.workdays import missing_calendar
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -252,6 +253,7 @@ def for_node(
         "node": node.code,
         "name": node.name,
         **report,
+        "calendar_missing": missing_calendar(node.calendar(), node.today()),
         "stale_after": int(stale_after.total_seconds()),
         "children_enrolled": len(children),
         "stale_children": [c.as_dict() for c in stale],

@@ -313,7 +313,14 @@ class Store:
         )
 
     def unknown_dues(self) -> list[dict[str, Any]]:
-        return [_decode(r) for r in self._query("SELECT * FROM applications WHERE due_state = 'unknown'")]
+        """Accepted applications whose due date is not exact yet."""
+        return [
+            _decode(r)
+            for r in self._query(
+                "SELECT * FROM applications WHERE due_state IN ('unknown', 'provisional') "
+                "AND accepted_on IS NOT NULL"
+            )
+        ]
 
     def set_due(self, tracking: str, due: str | None, state: str, missing_year: int | None) -> None:
         self.db.execute(

@@ -2,8 +2,11 @@
 
 Years the bundled ``chinesecalendar`` knows come from it (adjusted workdays,
 调休, included). A year it lacks comes from the calendar the city publishes with
-the catalog. With neither, the answer is *unknown* (None) — never a guess that
-every weekday is a working day."""
+the catalog. With neither, ``is_workday`` answers *unknown* (None) — never a
+silent guess that every weekday is a working day — and ``due`` counts on an
+estimate instead, said as such (预计): weekends and the statutory holidays by
+rule (the ``holidays`` library's China calendar, lunar dates included, 调休
+not), replaced by the exact date once the city publishes that year."""
 
 from __future__ import annotations
 
@@ -31,6 +34,32 @@ def _bundled_workday(day: dt.date) -> bool:
     import chinese_calendar
 
     return bool(chinese_calendar.is_workday(day))
+
+
+@lru_cache(maxsize=16)
+def _estimated_holidays(year: int) -> frozenset[dt.date]:
+    import holidays
+
+    return frozenset(holidays.country_holidays("CN", years=year))
+
+
+def estimated_workday(day: dt.date) -> bool:
+    """A working day as far as a year's calendar can be foreseen: not a
+    weekend, not a statutory holiday by rule."""
+    return day.weekday() < 5 and day not in _estimated_holidays(day.year)
+
+
+@dataclass(frozen=True)
+class Due:
+    """A due date, and whether it is counted partly on an estimate
+    (``missing_year``: the first year counted without its calendar)."""
+
+    date: dt.date
+    missing_year: int | None = None
+
+    @property
+    def provisional(self) -> bool:
+        return self.missing_year is not None
 
 
 @dataclass(frozen=True)
@@ -90,15 +119,34 @@ class WorkCalendar:
                 left -= 1
         return day
 
-    def working_days_between(self, start: dt.date, end: dt.date) -> int | None:
-        """Working days after ``start`` up to and including ``end`` (0 if end <= start)."""
+    def due(self, start: dt.date, days: int) -> Due:
+        """The ``days``-th working day after ``start``, exact where calendars
+        cover the count, else counted on the estimate (``Due.provisional``)."""
+        if days < 0:
+            raise ValueError("days must be >= 0")
+        day, left, missing = start, days, None
+        while left > 0:
+            day += dt.timedelta(days=1)
+            work = self.is_workday(day)
+            if work is None:
+                missing = missing or day.year
+                work = estimated_workday(day)
+            if work:
+                left -= 1
+        return Due(day, missing)
+
+    def working_days_between(self, start: dt.date, end: dt.date, *, estimate: bool = False) -> int | None:
+        """Working days after ``start`` up to and including ``end`` (0 if end
+        <= start); None where a year is not covered, unless ``estimate``."""
         count = 0
         day = start
         while day < end:
             day += dt.timedelta(days=1)
             work = self.is_workday(day)
             if work is None:
-                return None
+                if not estimate:
+                    return None
+                work = estimated_workday(day)
             count += int(work)
         return count
 
@@ -113,3 +161,16 @@ class WorkCalendar:
                 return day.year
             left -= int(work)
         return None
+
+
+WARN_FROM_MONTH = 11  # from 1 November, next year's missing calendar is said
+
+
+def missing_calendar(calendar: WorkCalendar, today: dt.date) -> int | None:
+    """The year whose official calendar due dates need and nobody has
+    published yet: this year, or from 1 November the next; else None."""
+    if not calendar.knows(today.year):
+        return today.year
+    if today.month >= WARN_FROM_MONTH and not calendar.knows(today.year + 1):
+        return today.year + 1
+    return None

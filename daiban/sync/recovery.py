@@ -166,7 +166,7 @@ def serve_recover(
         raise ProtocolError(400, "malformed", "recover needs after >= 0 and a limit of 1 to 1000")
     journal.drain(node)  # what the child pushed before it was lost is applied, its receipts made
     with node.store.transaction():
-        code, counter = service.authenticate(node, headers, "POST", path, body)
+        code, counter, _key = service.authenticate(node, headers, "POST", path, body)
         node.store.update_peer(code, counter=counter, last_seen_at=stamp(node.clock()))
         rows = node.store.recovery_page(code, after, limit)
     return {

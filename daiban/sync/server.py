@@ -309,19 +309,109 @@ async def _decoded(request: web.Request, raw: bytes, limit: int) -> Any:
     return await loop.run_in_executor(request.app[DECODER], _parse, request.path, raw, limit)
 
 
-def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> None:
-    service.authenticate(node, headers, "POST", path, raw)
+class Senders:
+    """The certified signing keys (and last counters) of children that
+    authenticated here lately, so that a request's signature is checked
+    before anything is inflated on a decoder thread, without a turn of the
+    writer (which is storing the batch before meanwhile).
+
+    Only ever a first look: the transaction that acts on a request
+    authenticates it again against the store. A request this cannot vouch
+    for (a child not seen yet, a signature that does not verify with the key
+    held here — a new key —, a counter not above the last one seen) goes to
+    the writer for the answer, as before; an entry is dropped when the
+    transaction refuses its child (revoked, moved, unknown), so a stale one
+    costs one inflated body at most."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[bytes, int]] = {}
+
+    def vouch(self, headers: dict[str, str], path: str, raw: bytes, server: str) -> bool:
+        try:
+            code, counter, sig = service.request_parts(headers)
+        except ProtocolError:
+            return False
+        with self._lock:
+            entry = self._known.get(code)
+        if entry is None or counter <= entry[1]:
+            return False
+        if not service.signature_ok(entry[0], sig, "POST", path, raw, counter, code, server):
+            return False
+        self.learn(code, entry[0], counter)
+        return True
+
+    def learn(self, code: str, key: bytes, counter: int) -> None:
+        with self._lock:
+            known = self._known.get(code)
+            if known is None or known[0] != key or counter > known[1]:
+                self._known[code] = (key, counter)
+
+    def forget(self, code: str) -> None:
+        with self._lock:
+            self._known.pop(code, None)
 
 
-async def _signed(request: web.Request) -> tuple[dict[str, str], bytes, Any]:
-    """A signed request's headers, its body as sent, and the value it holds.
-    The signature and the counter are checked over the body as sent before
-    anything is inflated; only checked: the counter is recorded by the
-    transaction that acts on the request, which checks them again."""
+SENDERS = web.AppKey("senders", Senders)
+
+
+def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> tuple[str, int, bytes]:
+    return service.authenticate(node, headers, "POST", path, raw)
+
+
+def _vouched_parse(
+    senders: Senders, server: str, headers: dict[str, str], path: str, raw: bytes, prepare: bool
+) -> tuple[Any, list[journal.Prepared] | None] | None:
+    """On a decoder thread: the body parsed (and a push's envelopes prepared)
+    once Senders vouches for its signature; None when it cannot."""
+    if not senders.vouch(headers, path, raw, server):
+        return None
+    return _parse_prepared(path, raw, protocol.MAX_DECOMPRESSED, prepare)
+
+
+def _parse_prepared(
+    path: str, raw: bytes, limit: int, prepare: bool
+) -> tuple[Any, list[journal.Prepared] | None]:
+    data = _parse(path, raw, limit)
+    return data, journal.prepare(data["envelopes"]) if prepare else None
+
+
+async def _signed(
+    request: web.Request, prepare: bool = False
+) -> tuple[dict[str, str], bytes, Any, list[journal.Prepared] | None]:
+    """A signed request's headers, its body as sent, the value it holds and,
+    for a push (``prepare``), its envelopes parsed and checked for shape
+    (journal.prepare). The signature and the counter are checked over the
+    body as sent before anything is inflated; only checked: the counter is
+    recorded by the transaction that acts on the request, which checks them
+    again."""
     raw = await _raw(request)
     headers = dict(request.headers)
-    await request.app[WRITER].call(_authentic, headers, request.path, raw)
-    return headers, raw, await _decoded(request, raw, protocol.MAX_DECOMPRESSED)
+    loop = asyncio.get_running_loop()
+    decoder, senders = request.app[DECODER], request.app[SENDERS]
+    server = request.app[WRITER].info["code"]
+    done = await loop.run_in_executor(
+        decoder, _vouched_parse, senders, server, headers, request.path, raw, prepare
+    )
+    if done is None:
+        code, counter, key = await request.app[WRITER].call(_authentic, headers, request.path, raw)
+        senders.learn(code, key, counter)
+        done = await loop.run_in_executor(
+            decoder, _parse_prepared, request.path, raw, protocol.MAX_DECOMPRESSED, prepare
+        )
+    data, prepared = done
+    return headers, raw, data, prepared
+
+
+async def _acting(request: web.Request, headers: dict[str, str], fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn`` on the writer; should it refuse the sender itself (revoked,
+    moved away, unknown, a bad signature), Senders forgets that sender."""
+    try:
+        return await request.app[WRITER].call(fn, *args)
+    except ProtocolError as exc:
+        if exc.status in (401, 403):
+            request.app[SENDERS].forget(headers.get(protocol.H_NODE, ""))
+        raise
 
 
 def _health(node: Any) -> dict[str, Any]:
@@ -356,8 +446,15 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def _push_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:
-    result = service.push(node, headers, path, raw, data)
+def _push_counted(
+    node: Any,
+    headers: dict[str, str],
+    path: str,
+    raw: bytes,
+    data: Any,
+    prepared: list[journal.Prepared] | None,
+) -> tuple[Any, Any]:
+    result = service.push(node, headers, path, raw, data, prepared)
     return result, metrics.push_kinds(node, result)
 
 
@@ -370,9 +467,11 @@ def _pull_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, dat
 async def push(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
-    headers, raw, data = await _signed(request)
+    headers, raw, data, prepared = await _signed(request, prepare=True)
     try:
-        result, kinds = await writer.call(_push_counted, headers, request.path, raw, data)
+        result, kinds = await _acting(
+            request, headers, _push_counted, headers, request.path, raw, data, prepared
+        )
     finally:
         writer.busy()
     writer.check_database()  # stored into a file deleted meanwhile: acknowledge nothing
@@ -384,8 +483,8 @@ async def push(request: web.Request) -> web.Response:
 async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
-    headers, raw, data = await _signed(request)
-    result, kinds = await writer.call(_pull_counted, headers, request.path, raw, data)
+    headers, raw, data, _prepared = await _signed(request)
+    result, kinds = await _acting(request, headers, _pull_counted, headers, request.path, raw, data)
     writer.check_database()
     request.app[METRICS].count_kinds(request.app[METRICS].envelopes_out, kinds, "child")
     return _json(result)
@@ -393,8 +492,8 @@ async def pull(request: web.Request) -> web.Response:
 
 async def recover(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
-    headers, raw, data = await _signed(request)
-    result = await writer.call(recovery.serve_recover, headers, request.path, raw, data)
+    headers, raw, data, _prepared = await _signed(request)
+    result = await _acting(request, headers, recovery.serve_recover, headers, request.path, raw, data)
     writer.check_database()
     return _json(result)
 
@@ -424,6 +523,7 @@ def create_app(home: Path, config: ServeConfig | None = None) -> web.Application
     app = web.Application(client_max_size=protocol.MAX_BODY, middlewares=[observe, sign_answers, errors])
     app[CONFIG] = config
     app[METRICS] = metrics.ServerMetrics(config.stale_after)
+    app[SENDERS] = Senders()
 
     async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = Writer(home)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stdnum import damm
@@ -35,49 +35,76 @@ ENROLL_DIGITS = 10
 MAX_ENROLL_FAILURES = 5
 
 
-def authenticate(
-    node: Node, headers: Mapping[str, str], method: str, path: str, body: bytes
-) -> tuple[str, int]:
-    """The child a request comes from, after checking its signature and counter.
-    It reads and changes nothing else: the server calls it once over the body as
-    sent, before inflating anything, and again in the transaction that acts
-    on the request and records the counter."""
+def request_parts(headers: Mapping[str, str]) -> tuple[str, int, bytes]:
+    """The code, counter and signature a request claims (401 when they are
+    not shaped as they must be); nothing checked against anything yet."""
     code = headers.get(H_NODE, "")
     text = headers.get(H_COUNTER, "")
     # Plain decimal digits only (int() would also take "+1", " 1", "1_0"),
     # within the 64 bits the counter is stored in.
     if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_INTEGER):
         raise ProtocolError(401, "unauthenticated", "request is not signed")
-    counter = int(text)
     try:
         sig = unb64(headers.get(H_SIG, ""))
     except CryptoError:
         raise ProtocolError(401, "unauthenticated", "request is not signed") from None
+    return code, int(text), sig
+
+
+def signature_ok(
+    key: bytes, sig: bytes, method: str, path: str, body: bytes, counter: int, code: str, server: str
+) -> bool:
+    """Whether ``sig`` is ``code``'s signature (``key``) over this request to ``server``."""
+    try:
+        verify(key, sig, request_message(method, path, body, counter, code, server))
+    except CryptoError:
+        return False
+    return True
+
+
+def authenticate(
+    node: Node, headers: Mapping[str, str], method: str, path: str, body: bytes
+) -> tuple[str, int, bytes]:
+    """The child a request comes from, its counter and its certified signing
+    key, after checking its signature and counter. It reads and changes
+    nothing else: the server calls it over the body as sent, before
+    inflating anything (unless sync/server.py's Senders could tell), and
+    again in the transaction that acts on the request and records the
+    counter."""
+    code, counter, sig = request_parts(headers)
     peer = node.store.peer(code)
     cert = identity.known(node, code)
     if peer is None or peer["relation"] != "child" or cert is None:
         raise ProtocolError(401, "unknown_node", f"{code or '?'} is not enrolled here")
     if cert.serial in node.store.revoked():
         raise ProtocolError(403, "revoked", f"{code} is revoked")
-    try:
-        verify(cert.sign, sig, request_message(method, path, body, counter, code, node.code))
-    except CryptoError:
-        raise ProtocolError(401, "bad_signature", "request signature does not verify") from None
+    if not signature_ok(cert.sign, sig, method, path, body, counter, code, node.code):
+        raise ProtocolError(401, "bad_signature", "request signature does not verify")
     if counter <= peer["counter"]:
         raise ProtocolError(409, "replayed", "request counter was used before", counter=peer["counter"])
-    return code, counter
+    return code, counter, cert.sign
 
 
-def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
+def push(
+    node: Node,
+    headers: Mapping[str, str],
+    path: str,
+    body: bytes,
+    data: Any,
+    prepared: Sequence[journal.Prepared] | None = None,
+) -> dict[str, Any]:
+    """Check, authorise and store a batch a child hands up; ``prepared``:
+    the batch already parsed and checked for shape (journal.prepare) off the
+    writer."""
     envelopes = _list(data, "envelopes")
     chains = data.get("certs", []) if isinstance(data, dict) else []
     if not isinstance(chains, list) or len(chains) > MAX_BATCH:
         raise ProtocolError(400, "malformed", "certs must be a list of certificate chains")
     refused: list[journal.Verdict] = []
     with node.store.transaction():
-        code, counter = authenticate(node, headers, "POST", path, body)
+        code, counter, _key = authenticate(node, headers, "POST", path, body)
         extra = journal.verify_chains(node, chains)
-        checked = journal.check(node, envelopes, sender=code, direction="up", extra=extra)
+        checked = journal.check(node, envelopes, sender=code, direction="up", extra=extra, prepared=prepared)
         if checked.refused:
             refused = checked.refused
         else:
@@ -130,7 +157,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
     # push-then-pull brings back the receipts of what it just pushed.
     journal.drain(node)
     with node.store.transaction():
-        code, counter = authenticate(node, headers, "POST", path, body)
+        code, counter, _key = authenticate(node, headers, "POST", path, body)
         # The child has durably stored everything up to its cursor: custody ends.
         node.store.release_through(code, cursor)
         now = stamp(node.clock())

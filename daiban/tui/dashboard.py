@@ -15,6 +15,8 @@ from textual.widgets import Static
 
 from daiban.i18n import _
 from daiban.node.dashboard import Figures, dashboard
+from daiban.node.workdays import missing_calendar
+from daiban.render import calendar_missing_lines
 from daiban.tui import children
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain
@@ -83,9 +85,11 @@ class DashboardScreen(Base):
     def action_reload(self) -> None:
         node = self.node
         board = dashboard(node.store.dashboard_rows(node.code), today=node.today(), calendar=node.calendar())
-        self.query_one("#total", Plain).show(
-            _("All of {office}: ").format(office=node.code) + figures_line(board.total)
-        )
+        total = _("All of {office}: ").format(office=node.code) + figures_line(board.total)
+        year = missing_calendar(node.calendar(), node.today())
+        if year is not None:
+            total += "\n" + "\n".join(calendar_missing_lines(year))
+        self.query_one("#total", Plain).show(total)
         top = max((n for _d, n in board.per_day), default=0)
         days = Table.grid(padding=(0, 1))
         days.add_column(no_wrap=True)

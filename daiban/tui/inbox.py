@@ -35,14 +35,17 @@ def deadline_text(
         if not due:
             return _("due unknown")
         if due not in cache:
+            # A provisional due date (no official calendar for its year yet)
+            # is counted on the same estimate, and said so.
             day = dt.date.fromisoformat(due)
             if day < today:
-                late = calendar.working_days_between(day, today)
-                cache[due] = "! " + _("overdue {n} working days").format(n=late if late is not None else "?")
+                late = calendar.working_days_between(day, today, estimate=True)
+                cache[due] = "! " + _("overdue {n} working days").format(n=late)
             else:
-                left = calendar.working_days_between(today, day)
-                cache[due] = _("{n} working days left").format(n=left if left is not None else "?")
-        return cache[due]
+                left = calendar.working_days_between(today, day, estimate=True)
+                cache[due] = _("{n} working days left").format(n=left)
+        text = cache[due]
+        return _("{text} (estimated)").format(text=text) if row.get("due_state") == "provisional" else text
     since = str(row.get("received_at") or row.get("filed_at") or "")[:10]
     try:
         waited = (today - dt.date.fromisoformat(since)).days

@@ -71,15 +71,17 @@ def expected(node: Node, view: Mapping[str, Any]) -> str:
     """When the resident can expect the result, as far as it is known here."""
     if view.get("due_state") == "known":
         return _("by {date}").format(date=view["due"])
+    if view.get("due_state") == "provisional":
+        return _("by about {date} (estimated until the {year} calendar is published)").format(
+            date=view["due"], year=view.get("due_missing_year") or "?"
+        )
     try:
         days = node.filed_item(str(view["tracking"])).time_limit_days
     except NotFound:  # an item this node's catalog no longer lists
         return _("set when the office accepts it")
     if days == 0:
         return _("on the spot, once the office accepts it")
-    guess = node.calendar().add_working_days(node.today(), days)
-    if guess is None:
-        return _("{n} working days after the office accepts it").format(n=days)
+    guess = node.calendar().due(node.today(), days)
     return _("{n} working days after the office accepts it (about {date} if accepted today)").format(
-        n=days, date=guess.isoformat()
+        n=days, date=guess.date.isoformat()
     )
