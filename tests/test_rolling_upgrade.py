@@ -30,6 +30,7 @@ import pytest
 
 from daiban.sync import protocol
 from tests import release
+from tests.attacker import Attacker, assert_quarantined
 from tests.sync_net import DAIBAN, NODES, Network, Result
 from tests.test_moving import FIELDS, id_number
 
@@ -227,3 +228,15 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
             assert net.count(name, table) == 0, (name, table, net.query(name, f"SELECT * FROM {table}"))
         assert net.query(name, "PRAGMA integrity_check")[0][0] == "ok", name
     assert net.run(D, "status", "--json").ok().json()["protocol"] == protocol.PROTOCOL
+
+    # -- and now the district holds what a newer town would send it ---------------------------------
+    newer_town = Attacker(net, T)
+    newer = newer_town.envelope("corrected", to=net.code(C), tracking=None, body={"note": "新"})
+    pushed = newer_town.push([newer.raw])
+    assert pushed.status == 200 and pushed.verdict(newer.id)["status"] == "held", pushed.answer
+    row = assert_quarantined(net, D, newer.id, code="unknown_kind", origin=town, sender=town)
+    assert row["held"] is True
+    info = net.run(D, "status", "--json").ok().json()
+    assert (info["quarantined"], info["held_for_upgrade"]) == (0, 1)
+    assert "held for an upgrade" in net.run(D, "quarantine").ok().stdout
+    assert net.count(D, "outbox") == 0  # held, not passed on
