@@ -222,6 +222,38 @@ def test_after_an_upgrade_what_an_older_build_could_not_take_is_taken_in_once(
     assert "held for an upgrade" in listed.stdout and "0 refused" in listed.stdout
 
 
+def test_a_row_that_cannot_be_examined_never_stops_the_node_opening(
+    make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _city, _district, town, village, _village2 = network(make_node)
+    filed = village.file(filing(item="MZ001", name="李建国", fields=MZ001))
+    hand_up(village, town)
+    received = town.store.outbox(VILLAGE)[0].raw
+    _put(village, received, TOWN, "unknown_kind", held=False)
+    with village.store.transaction():
+        village.store.set_setting(upgrade.SETTING, "0.0.9+older")
+    home = village.home
+    village.close()
+
+    def broken(*args: Any, **kwargs: Any) -> journal.Verdict:
+        raise RuntimeError("disk trouble")
+
+    monkeypatch.setattr(journal, "retake", broken)
+    node = open_node(home)  # opens all the same; the row stays, and the build is not recorded
+    try:
+        assert len(node.store.quarantine_rows()) == 1
+        assert node.store.setting(upgrade.SETTING) == "0.0.9+older"
+    finally:
+        node.close()
+    monkeypatch.undo()
+    node = open_node(home)  # the next opening tries again
+    try:
+        assert node.show(filed.tracking)["status"] == "received"
+        assert node.store.quarantine_rows() == [] and node.store.setting(upgrade.SETTING) == upgrade.build()
+    finally:
+        node.close()
+
+
 def test_an_older_refusal_the_new_build_still_refuses_stays_with_its_reason(make_node: MakeNode) -> None:
     _city, _district, town, village, village2 = network(make_node)
     filed = village.file(filing(item="MZ001", name="李建国", fields=MZ001))

@@ -25,6 +25,7 @@ held, not lost.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +38,8 @@ from daiban.node.clock import stamp
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
+
+log = logging.getLogger("daiban.upgrade")
 
 SETTING = "build"
 """The setting that records the build that last opened the database."""
@@ -55,6 +58,8 @@ class Reexamined:
     duplicates: int = 0
     held: int = 0
     refused: int = 0
+    failed: int = 0
+    """Rows that could not be examined (logged; left as they were)."""
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -93,12 +98,14 @@ def record_build(node: Node) -> None:
 def after_upgrade(node: Node) -> Reexamined | None:
     """When the database was last opened by another build (or by one from
     before builds were recorded): examine again what it holds for an
-    upgrade, then record this build. None when nothing changed."""
+    upgrade, then record this build (unless a row failed to be examined:
+    the next opening tries again). None when nothing changed."""
     if node.store.setting(SETTING) == build():
         return None
     done = reexamine(node)
-    with node.store.transaction():
-        record_build(node)
+    if not done.failed:  # else the next opening tries again
+        with node.store.transaction():
+            record_build(node)
     return done
 
 
@@ -109,29 +116,35 @@ def reexamine(node: Node, ids: Iterable[int] | None = None) -> Reexamined:
     chosen = list(ids) if ids is not None else node.store.reexaminable(REEXAMINED)
     out = Reexamined()
     for quarantine_id in chosen:
-        with node.store.transaction():
-            row = node.store.quarantine_row(quarantine_id)
-            if row is None:  # another process took it in meanwhile
-                continue
-            sender = str(row["sender"])
-            verdict = journal.retake(node, str(row["raw"]), sender=sender, direction=_direction(node, sender))
-            if verdict.status in ("stored", "duplicate"):
-                node.store.drop_quarantine(quarantine_id)
-                if verdict.status == "stored":
-                    out.taken += 1
-                else:
-                    out.duplicates += 1
-                continue
-            held = verdict.status == "held"
-            node.store.requarantine(
-                quarantine_id, verdict.code, verdict.reason[:1000], held, stamp(node.clock())
-            )
-            if held:
-                out.held += 1
-            else:
-                out.refused += 1
+        try:
+            with node.store.transaction():
+                _one(node, quarantine_id, out)
+        except Exception:  # never a reason for a node not to open: it stays as it was
+            log.exception("quarantine row %s could not be examined again", quarantine_id)
+            out.failed += 1
     journal.drain(node)
     return out
+
+
+def _one(node: Node, quarantine_id: int, out: Reexamined) -> None:
+    row = node.store.quarantine_row(quarantine_id)
+    if row is None:  # another process took it in meanwhile
+        return
+    sender = str(row["sender"])
+    verdict = journal.retake(node, str(row["raw"]), sender=sender, direction=_direction(node, sender))
+    if verdict.status in ("stored", "duplicate"):
+        node.store.drop_quarantine(quarantine_id)
+        if verdict.status == "stored":
+            out.taken += 1
+        else:
+            out.duplicates += 1
+        return
+    held = verdict.status == "held"
+    node.store.requarantine(quarantine_id, verdict.code, verdict.reason[:1000], held, stamp(node.clock()))
+    if held:
+        out.held += 1
+    else:
+        out.refused += 1
 
 
 def _direction(node: Node, sender: str) -> str:
