@@ -1148,7 +1148,13 @@ def cmd_quarantine_show(args: argparse.Namespace) -> int:
 def cmd_quarantine_retry(args: argparse.Namespace) -> int:
     from daiban.node import upgrade
 
-    done = _with_node(args, lambda node: upgrade.reexamine(node, args.ids or None))
+    def retry(node: Any) -> upgrade.Reexamined:
+        for number in args.ids:
+            if node.store.quarantine_row(number) is None:
+                raise NotFound(_("Nothing in quarantine has the number {id}.").format(id=number))
+        return upgrade.reexamine(node, args.ids or None)
+
+    done = _with_node(args, retry)
     if args.json:
         _print_json(done.as_dict())
     else:

@@ -220,6 +220,11 @@ def test_after_an_upgrade_what_an_older_build_could_not_take_is_taken_in_once(
     assert retried.json() == {"taken": 0, "duplicates": 0, "held": 1, "refused": 0}
     listed = cli("quarantine", "list", home=home)
     assert "held for an upgrade" in listed.stdout and "0 refused" in listed.stdout
+    missing = cli("quarantine", "retry", "999", home=home)
+    assert missing.returncode == 1 and "999" in missing.stderr and "Traceback" not in missing.stderr
+    [row] = cli("quarantine", "list", "--json", home=home).json()  # type: ignore[misc]
+    one = cli("quarantine", "retry", str(row["id"]), "--json", home=home)
+    assert one.json() == {"taken": 0, "duplicates": 0, "held": 1, "refused": 0}
 
 
 def test_a_row_that_cannot_be_examined_never_stops_the_node_opening(
