@@ -372,3 +372,13 @@ def test_a_server_refuses_a_client_two_protocols_away_with_a_signed_answer(city_
         status, body, _headers = _post(url, version)
         assert (status, protocol.decode(body)["code"]) == (401, "unauthenticated"), version
     assert NOW  # the fixtures' clock, shared with the other in-process tests
+
+
+def test_a_child_refused_for_its_protocol_says_so_in_one_line() -> None:
+    from daiban.sync import client
+
+    answer = protocol.error_body(400, "protocol_version", "far apart", protocol=protocol.PROTOCOL + 2)
+    failed = client._refusal(400, answer)
+    assert failed.code == "protocol_version"
+    text = str(failed)
+    assert str(protocol.PROTOCOL + 2) in text and str(protocol.PROTOCOL) in text and "\n" not in text

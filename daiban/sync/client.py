@@ -165,6 +165,15 @@ def _refusal(status: int, data: Any) -> SyncFailed:
             _("The parent does not recognise this node ({code}); enroll it again.").format(code=code),
             code=str(code),
         )
+    if code == "protocol_version":
+        theirs = data.get("protocol") if isinstance(data, dict) else None
+        return SyncFailed(
+            _(
+                "The parent speaks sync protocol {theirs} and this node {ours}: more than one version "
+                "apart. Upgrade the older of the two first."
+            ).format(theirs=theirs if type(theirs) is int else "?", ours=protocol.PROTOCOL),
+            code="protocol_version",
+        )
     message = data.get("error") if isinstance(data, dict) else ""
     return SyncFailed(_("The parent answered {status}: {message}").format(status=status, message=message))
 
