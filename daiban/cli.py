@@ -20,6 +20,7 @@ from daiban.errors import DaibanError, LedgerRefused, NotFound, database_problem
 from daiban.i18n import _
 
 ROLES = ("city", "district", "town", "village")
+TO_DO_LIMIT = 1000
 STATUSES = ("submitted", "received", "accepted", "needs_supplement", "rejected", "completed", "withdrawn")
 
 
@@ -273,6 +274,14 @@ def build_parser() -> Parser:
     c.add_argument("--status", choices=STATUSES, help=_("only this status"))
     c.add_argument("--id-number", help=_("only this resident's applications"))
     c.add_argument(
+        "--to-do",
+        action="store_true",
+        help=_(
+            "only what this filing point must act on: supplements, rejections not told yet, "
+            "past due, evaluations, refusals"
+        ),
+    )
+    c.add_argument(
         "--limit", type=_limit, metavar="N", help=_("at most N (default: 20 on screen, all with --json)")
     )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
@@ -321,6 +330,14 @@ def build_parser() -> Parser:
     c = command("withdraw", _("withdraw an application before it is accepted"), cmd_withdraw)
     c.add_argument("tracking", metavar="TRACKING")
     c.add_argument("--note", default="")
+    c.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    c = command(
+        "told",
+        _("note that the resident was told of a rejection (it leaves the to-do list)"),
+        cmd_told,
+    )
+    c.add_argument("tracking", metavar="TRACKING")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command(
@@ -783,8 +800,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     node = _open(args)
     try:
         limit = args.limit if args.limit or args.json else DEFAULT_PAGE
-        rows = node.list(status=args.status, limit=limit, id_number=args.id_number)
-        total = node.count(status=args.status, id_number=args.id_number) if not args.json else len(rows)
+        if args.to_do:
+            if args.status or args.id_number:
+                raise DaibanError(_("--to-do lists on its own: leave out --status and --id-number."))
+            rows = node.to_do(limit=limit or TO_DO_LIMIT)
+            total = len(rows)
+        else:
+            rows = node.list(status=args.status, limit=limit, id_number=args.id_number)
+            total = node.count(status=args.status, id_number=args.id_number) if not args.json else len(rows)
         code, name = node.code, node.name
         # Applications whose personal part cannot be opened here cannot be
         # searched by ID number: one line each, so none goes missing unsaid.
@@ -848,6 +871,11 @@ def cmd_supplement(args: argparse.Namespace) -> int:
 def cmd_withdraw(args: argparse.Namespace) -> int:
     row = _with_node(args, lambda node: node.withdraw(args.tracking, note=args.note))
     return _after_change(args, row, "withdraw")
+
+
+def cmd_told(args: argparse.Namespace) -> int:
+    row = _with_node(args, lambda node: node.mark_told(args.tracking))
+    return _after_change(args, row, "told")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -114,7 +114,7 @@ def application_table(rows: Sequence[Mapping[str, Any]], *, total: int, node: st
             r["tracking"],
             r["item_name"],
             r["applicant"]["name"],
-            status_label(r["status"]) + (" !" if r.get("sync_problem") else ""),
+            status_label(r["status"]) + (" !" if r.get("sync_problem") or r.get("late") else ""),
             due_text(r, short=True),
         ]
         for r in rows
@@ -129,15 +129,48 @@ def application_table(rows: Sequence[Mapping[str, Any]], *, total: int, node: st
         text += "\n" + _("! the parent refused {n} of these; `daiban show TRACKING` says why.").format(
             n=len(problems)
         )
+    text += "".join("\n" + line for line in late_summary(rows))
     return text
 
 
+def late_summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines that count what is late among ``rows`` (views with ``late``)."""
+    unanswered = sum(1 for r in rows if (r.get("late") or {}).get("kind") == "unanswered")
+    overdue = sum(1 for r in rows if (r.get("late") or {}).get("kind") == "overdue")
+    lines = []
+    if unanswered:
+        lines.append(
+            _("! {n} received and not answered for 4 working days or more (the limit is 5).").format(
+                n=unanswered
+            )
+        )
+    if overdue:
+        lines.append(_("! {n} past their due date.").format(n=overdue))
+    return lines
+
+
+def late_lines(late: Mapping[str, Any]) -> list[str]:
+    """What timeliness says of an application, in lines that fit 80 columns."""
+    n = int(late["working_days"])
+    if late["kind"] == "unanswered":
+        return [
+            _("! Received {n} working days ago and not answered (the limit is 5):").format(n=n),
+            _("  ask for every supplement at once or decide, or it counts as accepted (Art. 32)."),
+        ]
+    if n == 0:
+        return [_("! Past its due date.")]
+    return [_("! Past its due date by {n} working days.").format(n=n)]
+
+
 def attention_lines(view: Mapping[str, Any]) -> list[str]:
-    """What an application still waits for: a refusal by the parent, the
-    materials owed (容缺) and those asked for at once (一次性告知)."""
+    """What an application still waits for: a refusal by the parent, a time
+    limit running out or run out, the materials owed (容缺) and those asked
+    for at once (一次性告知)."""
     lines = []
     if view.get("sync_problem"):
         lines.append(_("Refused by the parent: {reason}").format(reason=view["sync_problem"]))
+    if view.get("late"):
+        lines.extend(late_lines(view["late"]))
     if view.get("owed"):
         lines.append(_("Owed (容缺): {materials}").format(materials=_("、").join(view["owed"])))
     if view.get("missing"):
@@ -217,6 +250,8 @@ def change_summary(view: Mapping[str, Any], done: str) -> str:
     line = _("{tracking}: now {status}.").format(
         tracking=view["tracking"], status=status_label(view["status"])
     )
+    if done == "told":
+        line += " " + _("The resident has been told; it leaves the to-do list.")
     if view["status"] == "accepted" and done == "accept":
         line += " " + _("Due: {due}.").format(due=due_text(view))
     if view.get("owed"):
@@ -356,6 +391,13 @@ def report_text(report: Mapping[str, Any]) -> str:
         ),
         _("Evaluations: {n}, average {avg}").format(n=total["evaluated"], avg=_number(total["avg_score"])),
     ]
+    late = report.get("late") or {}
+    if any(late.values()):
+        lines.append(
+            _("! Open now: unanswered for 4+ working days {unanswered}, past due {overdue}").format(
+                unanswered=late.get("unanswered", 0), overdue=late.get("overdue", 0)
+            )
+        )
     if report.get("calendar_missing"):
         lines[1:1] = calendar_missing_lines(int(report["calendar_missing"]))
     lines.extend(_fill([f"{score_label(int(s))} {n}" for s, n in total["evaluations"].items()]))

@@ -26,7 +26,7 @@ from daiban.errors import (
     ValidationFailed,
 )
 from daiban.i18n import _, join
-from daiban.node import lifecycle, masking, projection, routing, tracking, validation
+from daiban.node import lifecycle, masking, projection, routing, timeliness, tracking, validation
 from daiban.node.catalog import Item, initials_of, item_digest, level_label
 from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.divisions import city_of, is_within, office_for
@@ -809,12 +809,43 @@ class Node:
                 done += 1
         return done
 
+    def to_do(self, limit: int = 50) -> list[dict[str, Any]]:
+        """What this filing node's agent must act on (store.needing_attention),
+        each with what timeliness says of it today."""
+        today, cal = self.today(), self.calendar()
+        rows = self.store.needing_attention(self.code, today.isoformat(), limit)
+        return [public_view(r, timeliness.of_row(r, today, cal)) for r in rows]
+
+    def mark_told(self, tracking_text: str) -> dict[str, Any]:
+        """The agent has told the resident of a rejection: it leaves the to-do
+        list. Only at the filing node, only for a rejected application; a
+        note of this PC's, not an event (nobody else needs it)."""
+        with self.store.transaction():
+            row = self._application(tracking_text)
+            if row["origin"] != self.code:
+                raise DaibanError(
+                    _("{tracking} was filed at {origin}; only the filing point tells its resident.").format(
+                        tracking=row["tracking"], origin=row["origin"]
+                    ),
+                    code="not_filer",
+                )
+            if row["status"] != "rejected":
+                raise DaibanError(
+                    _("{tracking} is not rejected: there is no rejection to tell.").format(
+                        tracking=row["tracking"]
+                    ),
+                    code="not_rejected",
+                )
+            self.store.set_told(row["tracking"], stamp(self.clock()))
+            return self._application(row["tracking"])
+
     def list(
         self, *, status: str | None = None, limit: int | None = None, id_number: str | None = None
     ) -> list[dict[str, Any]]:
         id_hash = self.find_by_id_number(id_number) if id_number else None
         rows = self.store.list_applications(self.code, status=status, id_hash=id_hash, limit=limit)
-        return [public_view(r) for r in rows]
+        today, cal = self.today(), self.calendar()
+        return [public_view(r, timeliness.of_row(r, today, cal)) for r in rows]
 
     def count(self, *, status: str | None = None, id_number: str | None = None) -> int:
         id_hash = self.find_by_id_number(id_number) if id_number else None
@@ -822,7 +853,7 @@ class Node:
 
     def show(self, tracking_text: str) -> dict[str, Any]:
         row = self._application(tracking_text)
-        view = public_view(row)
+        view = public_view(row, timeliness.of_row(row, self.today(), self.calendar()))
         view["history"] = [
             {
                 "seq": e.seq,
@@ -1060,8 +1091,9 @@ def _owable_problems(item: Item, owed: Sequence[str]) -> list[Problem]:
     return problems
 
 
-def public_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An application as ``list --json`` and ``show --json`` report it (stable keys)."""
+def public_view(row: Mapping[str, Any], late: timeliness.Late | None = None) -> dict[str, Any]:
+    """An application as ``list --json`` and ``show --json`` report it (stable
+    keys); ``late``: what timeliness.of_row says of it today."""
     return {
         "tracking": row["tracking"],
         "item": row["item"],
@@ -1083,6 +1115,8 @@ def public_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "delivery": row["delivery"],
         "evaluation": row["evaluation"],
         "sync_problem": row.get("sync_problem"),
+        "late": late.as_dict() if late is not None else None,
+        "told_at": row.get("told_at"),
         "applicant": {
             "name": row["name_masked"],
             "id_number": row["id_masked"],

@@ -537,3 +537,15 @@ def m0016_upgrade_holds(db: Database) -> None:
         ALTER TABLE quarantine ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
         """,
     )
+
+
+@migrations(name="0018_told")
+def m0018_told(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- When the filing point's agent told the resident of a rejection
+        -- (daiban told): until then it stays on the agent's to-do list.
+        ALTER TABLE applications ADD COLUMN told_at TEXT;
+        """,
+    )

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node import timeliness
 from daiban.node.children import DEFAULT_STALE_AFTER, nodes_below, stale_children, stale_nodes
 from daiban.node.workdays import missing_calendar
 
@@ -238,8 +239,9 @@ def for_node(
         )
     statistics.flush(node)
     names = _names(node)
+    records = node.store.stats_records(node.code, _iso(start), _iso(end))
     report = summarize(
-        node.store.stats_records(node.code, _iso(start), _iso(end)),
+        records,
         start=start,
         end=end,
         by=by,
@@ -254,6 +256,12 @@ def for_node(
         "name": node.name,
         **report,
         "calendar_missing": missing_calendar(node.calendar(), node.today()),
+        # Open now, whatever the period: what the offices below must act on.
+        "late": timeliness.count(
+            records if start is None and end is None else node.store.stats_records(node.code),
+            node.today(),
+            node.calendar(),
+        ),
         "stale_after": int(stale_after.total_seconds()),
         "children_enrolled": len(children),
         "stale_children": [c.as_dict() for c in stale],

@@ -959,15 +959,21 @@ class Store:
         sql = f"SELECT * FROM applications WHERE {where} AND name_masked = ? ORDER BY rowid DESC LIMIT ?"
         return [_decode(r) for r in self.db.query(sql, [*params, name_masked, limit])]
 
-    def needing_attention(self, origin: str, limit: int = 50) -> list[dict[str, Any]]:
-        """What a filing node must act on: returned for supplement, completed
-        and not yet evaluated, refused by the parent."""
+    def needing_attention(self, origin: str, today: str, limit: int = 50) -> list[dict[str, Any]]:
+        """What a filing node must act on: returned for supplement, rejected
+        and the resident not told yet, past its due date (``today``: ISO
+        date), completed and not yet evaluated, refused by the parent."""
         sql = (
             "SELECT * FROM applications WHERE origin = ? AND (status = 'needs_supplement' "
+            "OR (status = 'rejected' AND told_at IS NULL) "
+            "OR (status = 'accepted' AND due IS NOT NULL AND due < ?) "
             "OR (status = 'completed' AND evaluation IS NULL) OR sync_problem IS NOT NULL) "
             "ORDER BY updated_at DESC LIMIT ?"
         )
-        return [_decode(r) for r in self.db.query(sql, [origin, limit])]
+        return [_decode(r) for r in self.db.query(sql, [origin, today, limit])]
+
+    def set_told(self, tracking: str, at: str) -> None:
+        self.db.execute("UPDATE applications SET told_at = ? WHERE tracking = ?", [at, tracking])
 
     def inbox(self, office: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Open applications this office handles, by deadline: accepted ones by

@@ -14,9 +14,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from daiban.i18n import _
+from daiban.node import timeliness
 from daiban.node.dashboard import Figures, dashboard
 from daiban.node.workdays import missing_calendar
-from daiban.render import calendar_missing_lines
 from daiban.tui import children
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain
@@ -86,9 +86,14 @@ class DashboardScreen(Base):
         node = self.node
         board = dashboard(node.store.dashboard_rows(node.code), today=node.today(), calendar=node.calendar())
         total = _("All of {office}: ").format(office=node.code) + figures_line(board.total)
+        late = timeliness.count(node.store.inbox(node.code), node.today(), node.calendar())
+        if any(late.values()):
+            line = _("! Not answered for 4+ working days: {unanswered}   past due: {overdue}")
+            total += "\n" + line.format(**late)
         year = missing_calendar(node.calendar(), node.today())
         if year is not None:
-            total += "\n" + "\n".join(calendar_missing_lines(year))
+            line = _("! No official {year} calendar yet: due dates in it are estimates (预计)")
+            total += "\n" + line.format(year=year)
         self.query_one("#total", Plain).show(total)
         top = max((n for _d, n in board.per_day), default=0)
         days = Table.grid(padding=(0, 1))

@@ -33,6 +33,7 @@ class DetailScreen(Base):
         Binding("w", "withdraw", N_("Withdraw")),
         Binding("r", "receipt", N_("Receipt")),
         Binding("o", "notice", N_("Notice")),
+        Binding("t", "told", N_("Resident told")),
         Binding("escape", "app.pop_screen", N_("Back")),
     ]
 
@@ -87,6 +88,8 @@ class DetailScreen(Base):
             return status == "needs_supplement"
         if action == "receipt":
             return v["origin"] == here
+        if action == "told":
+            return status == "rejected" and v["origin"] == here and not v.get("told_at")
         return True
 
     def action_decide(self) -> None:
@@ -108,6 +111,12 @@ class DetailScreen(Base):
         from daiban.tui.receipt import ReceiptScreen
 
         self.app.push_screen(ReceiptScreen(self.view["tracking"], "receipt"))
+
+    def action_told(self) -> None:
+        """The agent has told the resident of the rejection: off the to-do list."""
+        self.node.mark_told(self.view["tracking"])
+        self.dapp.info(_("Noted: the resident has been told."))
+        self.load()
 
     def action_notice(self) -> None:
         from daiban.tui.receipt import ReceiptScreen

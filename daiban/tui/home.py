@@ -5,6 +5,8 @@ evaluated, refused by the parent)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -86,11 +88,11 @@ class HomeScreen(Base):
             self.query_one("#parent", Plain).show(_("Parent: not enrolled yet"))
         table = self.query_one(DataTable)
         table.clear()
-        for row in node.store.needing_attention(node.code):
+        for row in node.to_do():
             table.add_row(
                 cell(row["tracking"]),
                 cell(row["item_name"]),
-                cell(row["name_masked"]),
+                cell(row["applicant"]["name"]),
                 cell(_todo(row)),
                 key=row["tracking"],
             )
@@ -168,9 +170,14 @@ class HomeScreen(Base):
         self.app.push_screen(DashboardScreen())
 
 
-def _todo(row: dict[str, object]) -> str:
+def _todo(row: dict[str, Any]) -> str:
     if row.get("sync_problem"):
         return _("refused by the parent: {reason}").format(reason=row["sync_problem"])
     if row["status"] == Status.NEEDS_SUPPLEMENT:
-        return _("supplement: {materials}").format(materials=_("、").join(row.get("missing") or []))  # type: ignore[arg-type]
+        return _("supplement: {materials}").format(materials=_("、").join(row.get("missing") or []))
+    if row["status"] == Status.REJECTED:
+        return _("rejected: tell the resident (t in its detail)")
+    if row["status"] == Status.ACCEPTED:
+        late = row.get("late") or {}
+        return _("past its due date {due}: ask the office").format(due=row["due"]) if late else ""
     return _("completed: record the evaluation")

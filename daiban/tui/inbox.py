@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from daiban.i18n import _
+from daiban.node import timeliness
 from daiban.node.lifecycle import status_label
 from daiban.node.workdays import WorkCalendar
 from daiban.tui.base import Base
@@ -46,6 +47,10 @@ def deadline_text(
                 cache[due] = _("{n} working days left").format(n=left)
         text = cache[due]
         return _("{text} (estimated)").format(text=text) if row.get("due_state") == "provisional" else text
+    if row["status"] == "received":
+        unanswered = timeliness.of_row(row, today, calendar)
+        if unanswered is not None:  # the Art. 32 limit (5 working days) is near or past
+            return "! " + _("no answer for {n} working days").format(n=unanswered.working_days)
     since = str(row.get("received_at") or row.get("filed_at") or "")[:10]
     try:
         waited = (today - dt.date.fromisoformat(since)).days
