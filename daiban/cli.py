@@ -547,6 +547,29 @@ def build_parser() -> Parser:
     )
     kp.add_argument("--json", action="store_true", help=_("print JSON"))
 
+    c = command(
+        "divisions",
+        _("the city's division code changes (towns merge, a 镇 becomes a 街道)"),
+        cmd_divisions_list,
+    )
+    dsub = c.add_subparsers(dest="divisions_command", metavar="list|change", parser_class=Parser)
+    dsub.required = True
+    dl = _sub(dsub, "list", _("the code changes in force at this node"), cmd_divisions_list)
+    dl.add_argument("--json", action="store_true", help=_("print JSON"))
+    dc = _sub(
+        dsub,
+        "change",
+        _("publish that office code OLD is now NEW, in a new manifest to every node (city)"),
+        cmd_divisions_change,
+    )
+    dc.add_argument("old", metavar="OLD", help=_("the town's or district's code that changes"))
+    dc.add_argument("new", metavar="NEW", help=_("its new code, same level, same parent"))
+    dc.add_argument("--name", required=True, help=_("the new name, e.g. 某某街道"))
+    dc.add_argument(
+        "--effective", metavar="YYYY-MM-DD", help=_("the day it takes effect by law (default: today)")
+    )
+    dc.add_argument("--json", action="store_true", help=_("print JSON"))
+
     c = command("revoke", _("revoke a descendant node's certificate"), cmd_revoke)
     c.add_argument("code", metavar="CODE")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
@@ -1402,6 +1425,40 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 "{n} personal parts were sealed to the old PC's key and can no longer be sent: "
                 "file those applications again."
             ).format(n=done["unopenable"])
+        )
+    return 0
+
+
+def cmd_divisions_list(args: argparse.Namespace) -> int:
+    changes = _with_node(args, lambda node: node.division_changes())
+    if getattr(args, "json", False):
+        _print_json([c.as_dict() for c in changes])
+    elif not changes:
+        print(_("No division code has changed."))
+    else:
+        for c in changes:
+            print(
+                _("{old} -> {new} {name}, in effect from {effective} (published {at})").format(
+                    old=c.old, new=c.new, name=c.name, effective=c.effective, at=c.at
+                )
+            )
+    return 0
+
+
+def cmd_divisions_change(args: argparse.Namespace) -> int:
+    from daiban.node import manifest
+
+    version = _with_node(
+        args, lambda node: manifest.publish_change(node, args.old, args.new, args.name, args.effective)
+    )
+    if args.json:
+        _print_json({"old": args.old, "new": args.new, "version": version})
+    else:
+        print(
+            _(
+                "Published manifest version {version}: {old} is now {new}. Enroll {new} at its parent, "
+                "then move {old}'s children to it (README: A division code that changes)."
+            ).format(version=version, old=args.old, new=args.new)
         )
     return 0
 

@@ -203,7 +203,7 @@ def application_detail(view: Mapping[str, Any]) -> str:
             )
         )
     if view.get("evaluation"):
-        lines.append(_("Evaluation: {score} / 5").format(score=view["evaluation"]))
+        lines.append(_("Evaluation: {level}").format(level=score_label(int(view["evaluation"]))))
     personal = view.get("personal")
     if personal:
         lines.append(
@@ -235,7 +235,13 @@ def event_detail(kind: str, body: Mapping[str, Any]) -> str:
     if kind == "accepted" and body.get("owed"):
         return _("owed: {materials}").format(materials=_("、").join(body["owed"]))
     if kind == "evaluated":
-        return _("score {score}").format(score=body.get("score"))
+        score = body.get("score")
+        level = score_label(score) if isinstance(score, int) and 1 <= score <= 5 else str(score)
+        return (
+            _("{level}: {reason}").format(level=level, reason=body["comment"])
+            if body.get("comment")
+            else level
+        )
     if kind == "completed":
         d = body.get("delivery") or {}
         return (
@@ -655,21 +661,31 @@ def children_table(children: Sequence[Any], *, stale_after: str) -> str:
         shrink=1,
     )
     stale = sum(1 for c in children if c.stale)
-    current = [c for c in children if not c.moved]
-    text = table + "\n" + _("{stale} of {n} children have not synced for more than {after}.").format(
-        stale=stale, n=len(current), after=stale_after
+    current = [c for c in children if not c.moved and not c.revoked]
+    text = (
+        table
+        + "\n"
+        + _("{stale} of {n} children have not synced for more than {after}.").format(
+            stale=stale, n=len(current), after=stale_after
+        )
     )
     for child in children:
         if child.moved:
             text += "\n" + _("{child} moved to {parent}; what waited for it here was handed on.").format(
                 child=child.code, parent=child.moved_to
             )
+        elif child.revoked:
+            text += "\n" + _(
+                "{child} is revoked; what comes for its branch is held here until its nodes enroll here."
+            ).format(child=child.code)
     return text
 
 
 def _child_state(child: Any) -> str:
     if child.moved:
         return _("moved")
+    if child.revoked:
+        return _("revoked")
     return _("stale") if child.stale else _("ok")
 
 
@@ -749,7 +765,15 @@ def status_text(info: Mapping[str, Any]) -> str:
             lines.append(_("Parent: not enrolled yet"))
     else:
         lines.append(_("Parent: {code}  {url}").format(code=parent["code"], url=parent["url"] or "?"))
-        if parent["revoked"]:
+        if parent["revoked"] and parent.get("revoked_by"):
+            lines.append(
+                "  "
+                + _(
+                    "The parent's certificate is revoked (by {by}): enroll at {by} or another parent; "
+                    "everything queued here is kept until then."
+                ).format(by=parent["revoked_by"])
+            )
+        elif parent["revoked"]:
             lines.append("  " + _("The parent's certificate is revoked: enroll with another parent."))
         if parent["reachable"] is None:
             lines.append("  " + _("No sync has tried it yet."))

@@ -17,6 +17,7 @@ import pytest
 from daiban import i18n
 from daiban.node.home import open_node
 from daiban.node.lifecycle import Kind
+from daiban.render import score_label
 from daiban.tui.app import DaibanApp
 from tests.sync_net import Network, network_at
 from tests.tui_helpers import EVIL, EVIL_SHOWN, add_agent, login, screen_text, settle
@@ -177,9 +178,11 @@ def test_village_and_town_work_a_case_through_the_app(network: Network, clock) -
             await pilot.pause()
             await pilot.press("e")
             await pilot.pause()
-            await pilot.press("5")
+            await pilot.press("5")  # the level, then Enter confirms it
             await pilot.pause()
-            assert "5 / 5" in screen_text(app)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert score_label(5) in screen_text(app)
 
     asyncio.run(village_sees_it())
     [kept] = net.query(

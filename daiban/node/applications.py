@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,10 +27,11 @@ from daiban.errors import (
     ValidationFailed,
 )
 from daiban.i18n import _, join
-from daiban.node import lifecycle, masking, projection, routing, timeliness, tracking, validation
+from daiban.node import codechanges, lifecycle, masking, projection, routing, timeliness, tracking, validation
 from daiban.node.catalog import Item, initials_of, item_digest, level_label
 from daiban.node.clock import Clock, stamp, system_clock
-from daiban.node.divisions import city_of, is_within, office_for
+from daiban.node.codechanges import Change
+from daiban.node.divisions import city_of, is_within
 from daiban.node.lifecycle import Kind, Status
 from daiban.node.store import Store
 from daiban.node.workdays import WorkCalendar
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from daiban.trust.crypto import NodeKeys
 
 REVIEW_ACTIONS = ("accept", "supplement", "reject", "complete")
+POOR_SCORE = 2  # 不满意 and below: a reason is required
 
 
 class PersonalUnavailable(DaibanError):
@@ -122,7 +125,10 @@ class Node:
         self._keys: NodeKeys | None = None
         self._children: list[str] | None = None
         self._moved: list[str] | None = None
+        self._revoked: list[str] | None = None
         self._root: str | None = None
+        self._changes: tuple[Change, ...] | None = None
+        self._changes_text = ""
         self._premade: dict[str, tuple[bytes, str, envelope.Envelope | None]] = {}
         self._prefilled: dict[str, tuple[str, Mapping[str, Any]]] = {}
         # Restored from a backup and not yet caught up with the parent: no new
@@ -269,10 +275,32 @@ class Node:
             self._moved = [p["code"] for p in self.store.peers("moved")]
         return self._moved
 
+    def revoked_children(self) -> list[str]:
+        """Children whose certificate was revoked (node/revocation.py)."""
+        if self._revoked is None:
+            self._revoked = [p["code"] for p in self.store.peers("revoked")]
+        return self._revoked
+
+    def division_changes(self) -> tuple[Change, ...]:
+        """The city's code changes this node holds (node/codechanges.py).
+        Read each time (one row by key; parsed again only when it changed):
+        a server's node sees a manifest another process installed."""
+        text = self.store.setting(codechanges.SETTING, "") or ""
+        if self._changes is None or text != self._changes_text:
+            self._changes = codechanges.from_body(json.loads(text or "[]"))
+            self._changes_text = text
+        return self._changes
+
+    def changes_installed(self) -> None:
+        """The manifest brought code changes: read them again when next asked."""
+        self._changes = None
+        self.children_changed()
+
     def children_changed(self) -> None:
         """A child enrolled, moved or left: read the children again when next asked."""
         self._children = None
         self._moved = None
+        self._revoked = None
 
     def rejoined(self) -> None:
         """A restored node has caught up with its parent: it may number events again."""
@@ -342,15 +370,22 @@ class Node:
         """route() for many (envelope id, destination) pairs, queued in one statement."""
         if pairs:
             from_parent = self._from_parent(came_from)
-            rows = [row for i, dest in pairs for row in _queue_rows(i, self._hop(dest, from_parent))]
+            changes = self.division_changes()
+            rows = [row for i, dest in pairs for row in _queue_rows(i, self._hop(dest, from_parent, changes))]
             self.store.enqueue_many(rows, now)
 
     def _from_parent(self, came_from: str | None) -> bool:
         return came_from is not None and came_from == self.parent()
 
-    def _hop(self, dest: str, from_parent: bool) -> routing.Hop:
+    def _hop(self, dest: str, from_parent: bool, changes: tuple[Change, ...] | None = None) -> routing.Hop:
         return routing.next_hop(
-            self.code, dest, self.children(), from_parent=from_parent, moved=self.moved_children()
+            self.code,
+            dest,
+            self.children(),
+            from_parent=from_parent,
+            moved=self.moved_children(),
+            revoked=self.revoked_children(),
+            changes=self.division_changes() if changes is None else changes,
         )
 
     def reseal_pending(self) -> int:
@@ -465,7 +500,12 @@ class Node:
             self.id_hash("0")
         assert self._lookup_key is not None
         return FilingContext(
-            self.code, dict(self._items), self._lookup_key, today or self.today(), language()
+            self.code,
+            dict(self._items),
+            self._lookup_key,
+            today or self.today(),
+            language(),
+            self.division_changes(),
         )
 
     def prepare(self, filing: Filing, *, today: dt.date | None = None) -> _Prepared:
@@ -651,6 +691,15 @@ class Node:
                 code="not_office",
             )
 
+    def _require_filer(self, row: Mapping[str, Any]) -> None:
+        if row["origin"] != self.code:
+            raise DaibanError(
+                _(
+                    "Only the point that filed {tracking} ({origin}) can record this; this node is {code}."
+                ).format(tracking=row["tracking"], origin=row["origin"], code=self.code),
+                code="not_filer",
+            )
+
     def _require_party(self, row: Mapping[str, Any]) -> None:
         if self.code not in (row["origin"], row["office"]):
             raise DaibanError(
@@ -774,9 +823,15 @@ class Node:
         return self._record(tracking_text, Kind.WITHDRAWN, {"note": note}, self._require_party)
 
     def evaluate(self, tracking_text: str, score: int, *, comment: str = "") -> dict[str, Any]:
-        comment = validation.text(comment, label=_("comment"), key="comment")
+        """The resident's evaluation (好差评, GB/T 39734's five levels), once,
+        recorded at the filing point only — never by the office evaluated. A
+        不满意 or 非常不满意 needs the resident's reason."""
+        if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+            raise ValidationFailed([Problem("score", _("evaluation"), _("must be one of the levels 1 to 5"))])
+        # 不满意 and 非常不满意 need the resident's reason (GB/T 39734).
+        comment = validation.text(comment, label=_("reason"), key="comment", required=score <= POOR_SCORE)
         return self._record(
-            tracking_text, Kind.EVALUATED, {"score": score, "comment": comment}, self._require_party
+            tracking_text, Kind.EVALUATED, {"score": score, "comment": comment}, self._require_filer
         )
 
     # -- views -------------------------------------------------------------
@@ -888,6 +943,8 @@ class FilingContext:
     lookup_key: bytes
     today: dt.date
     language: str
+    changes: tuple[Change, ...] = ()
+    """The city's code changes: a resident's office is the resolved prefix."""
 
     def item(self, code: str) -> Item:
         return find_item(self.items, code)
@@ -949,7 +1006,7 @@ def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
                 _("{region} is outside this city ({city})").format(region=region, city=city_of(ctx.code)),
             )
         )
-    elif not item.citywide and not is_within(region, ctx.code):
+    elif not item.citywide and not codechanges.within(region, ctx.code, ctx.changes):
         # Only a 全城通办 item may be filed for a resident of another area:
         # every hop refuses such a filing otherwise (node/authority.py).
         problems.append(
@@ -963,7 +1020,7 @@ def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
             )
         )
     else:
-        office = office_for(region, item.level)
+        office = codechanges.office_for(region, item.level, ctx.changes)
         if office is None:
             problems.append(
                 Problem(

@@ -26,6 +26,8 @@ from functools import lru_cache
 from typing import Any
 
 from daiban.i18n import _
+from daiban.node import codechanges
+from daiban.node.codechanges import Change
 from daiban.node.divisions import LEVEL_LENGTHS, ROLE_LENGTHS
 from daiban.node.lifecycle import kind_label, status_label
 from daiban.node.routing import BROADCAST
@@ -51,6 +53,8 @@ class Claim:
     to: str
     tracking: str | None
     body: Mapping[str, Any]
+    at: str | None = None
+    """When the origin says it signed (decides who was the office then)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ class Known:
     item_level: str | None = None
     revoked_cert: tuple[str, str] | None = None
     is_addressee: bool = False
+    changes: tuple[Change, ...] = ()
+    """The city's code changes this node holds (node/codechanges.py): an old
+    office code names the new office, and the old office's decisions count
+    only when signed before the change."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,7 @@ def _is_filers_office(claim: Claim, known: Known) -> bool:
     office, or (where the office is not known) an office's code that is not
     the filer."""
     if known.office is not None:
-        return claim.origin == known.office
+        return codechanges.may_decide(claim.origin, known.office, claim.at, known.changes)
     return _is_office(claim.origin) and claim.origin != _filer(claim, known)
 
 
@@ -261,7 +269,7 @@ def _own_area(claim: Claim, known: Known) -> Refusal | None:
         return Refusal(
             "outside_area", _("{region} is outside this city ({city}).").format(region=region, city=city)
         )
-    if region.startswith(claim.origin) or known.citywide is True:
+    if codechanges.within(region, claim.origin, known.changes) or known.citywide is True:
         return None
     if known.citywide is None and not known.is_addressee:
         return None  # this hop's catalog lacks the item: it cannot tell
@@ -285,15 +293,18 @@ def _items_office(claim: Claim, known: Known) -> Refusal | None:
         return _member(claim, "level")
     if not is_code(office):
         return _member(claim, "office")
-    expected = str(region)[: LEVEL_LENGTHS[level]]
-    if len(str(region)) < LEVEL_LENGTHS[level] or office != expected:
+    assert isinstance(office, str)
+    expected = codechanges.resolve(str(region)[: LEVEL_LENGTHS[level]], known.changes)
+    if len(str(region)) < LEVEL_LENGTHS[level] or not codechanges.same_office(
+        office, expected, known.changes
+    ):
         return Refusal(
             "wrong_office",
             _("A {level}-level item for {region} is handled by {expected}, not {office}.").format(
                 level=level, region=region, expected=expected, office=office
             ),
         )
-    if claim.to != office:
+    if not codechanges.same_office(claim.to, office, known.changes):
         return Refusal(
             "wrong_office",
             _("A filing for {office} must be addressed to {office}, not {to}.").format(
@@ -328,14 +339,22 @@ def _from_office(claim: Claim, known: Known) -> Refusal | None:
         )
     said = claim.body.get("office", claim.origin)  # `received` names its office
     for office in (known.office, said):
-        if office is not None and office != claim.origin:
+        if office is not None and not _decides(claim, office, known):
             return Refusal(
                 "not_office",
                 _("Only the application's office ({office}) may record '{kind}', not {origin}.").format(
-                    office=office, kind=kind_label(claim.kind), origin=claim.origin
+                    office=codechanges.resolve(str(office), known.changes),
+                    kind=kind_label(claim.kind),
+                    origin=claim.origin,
                 ),
             )
     return None
+
+
+def _decides(claim: Claim, office: object, known: Known) -> bool:
+    if not isinstance(office, str):
+        return False
+    return codechanges.may_decide(claim.origin, office, claim.at, known.changes)
 
 
 def _to_filer(claim: Claim, known: Known) -> Refusal | None:
@@ -377,7 +396,9 @@ def _to_other_party(claim: Claim, known: Known) -> Refusal | None:
     if _is_filers_office(claim, known):
         return None if claim.to == filer else _misaddressed(claim, filer)
     if known.office is not None:
-        return None if claim.to == known.office else _misaddressed(claim, known.office)
+        if codechanges.same_office(claim.to, known.office, known.changes):
+            return None
+        return _misaddressed(claim, known.office)
     return None if _is_office(claim.to) else _misaddressed(claim, _("the application's office"))
 
 
@@ -485,7 +506,11 @@ def _own_records(claim: Claim, known: Known) -> Refusal | None:
         if not isinstance(record, Mapping):
             return _member(claim, "records")
         office, region = record.get("office"), record.get("region")
-        if office != claim.origin or not isinstance(region, str) or not region.startswith(claim.origin):
+        if (
+            office != claim.origin
+            or not isinstance(region, str)
+            or not codechanges.within(region, claim.origin, known.changes)
+        ):
             return Refusal(
                 "not_office",
                 _(
@@ -507,7 +532,7 @@ def _own_children(claim: Claim, known: Known) -> Refusal | None:
         if not is_code(code):
             return _member(claim, "children")
         assert isinstance(code, str)
-        if len(code) <= len(claim.origin) or not code.startswith(claim.origin):
+        if len(code) <= len(claim.origin) or not codechanges.within(code, claim.origin, known.changes):
             return Refusal(
                 "not_ancestor",
                 _("{origin} may report only on its own children, not on {code}.").format(

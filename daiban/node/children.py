@@ -48,6 +48,8 @@ class ChildSync:
     """The parent this child enrolled with since (node/moving.py); None while it is a child here."""
     moved_at: str | None = None
     """When this node learnt that it moved, ISO 8601."""
+    revoked: bool = False
+    """Its certificate is revoked (node/revocation.py): what comes for its branch is held here."""
 
     @property
     def moved(self) -> bool:
@@ -68,7 +70,13 @@ class ChildSync:
     def listing(self) -> dict[str, Any]:
         """What `daiban children --json` prints: as_dict(), and whether the
         child moved to another parent (``moved``, ``moved_to``, ``moved_at``)."""
-        return {**self.as_dict(), "moved": self.moved, "moved_to": self.moved_to, "moved_at": self.moved_at}
+        return {
+            **self.as_dict(),
+            "moved": self.moved,
+            "moved_to": self.moved_to,
+            "moved_at": self.moved_at,
+            "revoked": self.revoked,
+        }
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ def child_statuses(
     for row in rows:
         silent, stale = _silence(row, now, stale_after)
         moved_to = row.get("moved_to") or None
+        revoked = bool(row.get("revoked"))
         out.append(
             ChildSync(
                 code=str(row["code"]),
@@ -157,10 +166,11 @@ def child_statuses(
                 enrolled_at=row.get("enrolled_at"),
                 queued=int(row.get("queued") or 0),
                 silent_seconds=silent,
-                stale=moved_to is None and stale,
+                stale=moved_to is None and not revoked and stale,
                 quarantined=int(row.get("quarantined") or 0),
                 moved_to=None if moved_to is None else str(moved_to),
                 moved_at=row.get("moved_at") if moved_to is not None else None,
+                revoked=revoked,
             )
         )
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from daiban.node import codechanges
 from daiban.trust import certs as certs_mod
 from daiban.trust.crypto import NodeKeys, random_id
 
@@ -49,7 +50,8 @@ def trust(node: Node, chain: Sequence[Any], relation: str, now: str) -> certs_mo
     root = root_fingerprint(node)
     if root is None:
         raise certs_mod.CertError("not_enrolled", "this node has not pinned a city root yet")
-    leaf = certs_mod.verify_chain(chain, root, node.store.revoked())
+    renamed = codechanges.renamed(node.division_changes())
+    leaf = certs_mod.verify_chain(chain, root, node.store.revoked(), node.store.kept_certs(), renamed)
     node.store.put_cert(
         leaf.code, leaf.serial, [c if isinstance(c, dict) else c.as_dict() for c in chain], relation, now
     )

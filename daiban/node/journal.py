@@ -36,7 +36,17 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import TransitionRefused
-from daiban.node import admission, authority, lifecycle, moving, projection, retired, routing, statistics
+from daiban.node import (
+    admission,
+    authority,
+    codechanges,
+    lifecycle,
+    moving,
+    projection,
+    retired,
+    routing,
+    statistics,
+)
 from daiban.node import identity as identity_mod
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
@@ -113,6 +123,8 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
     but not yet stored: {code: (leaf, chain)}."""
     root = identity_mod.root_fingerprint(node)
     revoked = node.store.revoked()
+    kept = node.store.kept_certs() if revoked else set()
+    renamed = codechanges.renamed(node.division_changes())
     out: dict[str, tuple[certs_mod.Cert, list[Any]]] = {}
     if root is None or not isinstance(chains, list | tuple):
         return out
@@ -120,7 +132,7 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
         if not isinstance(chain, list) or not chain or len(chain) > certs_mod.MAX_CHAIN:
             continue
         try:
-            leaf = certs_mod.verify_chain(chain, root, revoked)
+            leaf = certs_mod.verify_chain(chain, root, revoked, kept, renamed)
         except (certs_mod.CertError, KeyError, TypeError, ValueError):
             continue
         if leaf.code != node.code:
@@ -244,6 +256,7 @@ def check(
     known = node.store.envelope_rows([e.id for e in envs]) if envs else {}
     taken = node.store.envelopes_at([(e.origin, e.seq) for e in envs]) if envs else {}
     revoked = node.store.revoked()
+    changes = node.division_changes()
     seen: set[str] = set()
     slots: set[tuple[str, int]] = set()
     candidates: list[tuple[Envelope, Any, int, bool]] = []
@@ -261,7 +274,7 @@ def check(
                 continue
             if (env.origin, env.seq) in taken or (env.origin, env.seq) in slots:
                 raise EnvelopeError("conflict", f"sequence number {env.seq} of {env.origin} is already taken")
-            if direction == "up" and not env.origin.startswith(sender):
+            if direction == "up" and not codechanges.within(env.origin, sender, changes):
                 raise EnvelopeError("forged_origin", f"{sender} may not hand up envelopes of {env.origin}")
             cert = _origin_cert(node, env.origin, certs, extra)
             if env.origin == node.code:
@@ -330,6 +343,7 @@ class _Gate:
     def __init__(self, node: Node, envelopes: Sequence[Envelope]) -> None:
         self.node = node
         self.root = node.root_code()
+        self.changes = node.division_changes()
         trackings = sorted(
             {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
         )
@@ -338,7 +352,7 @@ class _Gate:
 
     def known(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Known:
         node = self.node
-        addressee = env.to == node.code
+        addressee = codechanges.addressed_here(env.to, node.code, self.changes)
         if env.kind == Kind.FILED:
             # What a filing's check needs depends only on its item and where
             # it goes: asked once per batch (a ledger's filings share both).
@@ -351,12 +365,13 @@ class _Gate:
                     citywide=item.citywide if item is not None else None,
                     item_level=item.level if item is not None else None,
                     is_addressee=addressee,
+                    changes=self.changes,
                 )
             return known
         if env.kind in APPLICATION_KINDS:
             row = row if row is not None else self.apps.get(env.tracking or "")
             if row is None:
-                return authority.Known(root=self.root, is_addressee=addressee)
+                return authority.Known(root=self.root, is_addressee=addressee, changes=self.changes)
             return authority.Known(
                 root=self.root,
                 filer=row["origin"],
@@ -364,12 +379,13 @@ class _Gate:
                 status=row["status"],
                 evaluated=row["evaluation"] is not None,
                 is_addressee=addressee,
+                changes=self.changes,
             )
-        return authority.Known(root=self.root, is_addressee=addressee)
+        return authority.Known(root=self.root, is_addressee=addressee, changes=self.changes)
 
     def authorise(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Refusal | None:
         claim = authority.Claim(
-            kind=env.kind, origin=env.origin, to=env.to, tracking=env.tracking, body=env.body
+            kind=env.kind, origin=env.origin, to=env.to, tracking=env.tracking, body=env.body, at=env.at
         )
         known = self.known(env, row)
         if env.kind == "revocation":
@@ -402,7 +418,7 @@ def _revoked_cert(node: Node, body: Mapping[str, Any]) -> tuple[str, str, str] |
     if root is None or not isinstance(chain, list) or not 1 <= len(chain) <= certs_mod.MAX_CHAIN:
         return None
     try:
-        leaf = certs_mod.verify_chain(chain, root)
+        leaf = certs_mod.verify_chain(chain, root, (), renamed=codechanges.renamed(node.division_changes()))
     except (certs_mod.CertError, KeyError, TypeError, ValueError):
         return None
     return leaf.code, leaf.serial, b64(leaf.sign)
@@ -466,6 +482,8 @@ def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direct
     quarantine(node, checked.refused + checked.held, sender=sender)
     if direction == "up" and checked.duplicates:
         moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
+    elif direction == "down" and checked.duplicates:
+        moving.came_back_down(node, [v.id for v in checked.duplicates], stamp(node.clock()))
     return Taken(stored, checked.duplicates, checked.refused, checked.held)
 
 
@@ -511,11 +529,18 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str) -> list[Ver
     rows: list[tuple[Envelope, str]] = []
     relayed: list[Envelope] = []
     inline: list[Envelope] = []
+    changes = node.division_changes()
     for env in envelopes:
         if env.to == routing.BROADCAST or env.kind == statistics.KIND:
             inline.append(env)
-        elif env.to == node.code:
+        elif codechanges.addressed_here(env.to, node.code, changes):
             rows.append((env, "queued"))
+        elif changes and env.tracking and codechanges.succeeds(node.code, env.origin, changes):
+            # The old office's own events, handed over (node/manifest.py):
+            # this node, its successor, folds them into the application's
+            # history, and passes them on to the filer all the same.
+            rows.append((env, "queued"))
+            relayed.append(env)
         else:
             rows.append((env, "none"))
             relayed.append(env)
@@ -639,8 +664,11 @@ def _apply_broadcast(node: Node, env: Envelope, now: str) -> None:
 
         manifest.install(node, env, now)
     elif env.kind == "revocation":
+        from daiban.node import revocation
+
         node.store.revoke(str(env.body["serial"]), str(env.body["code"]), env.origin, now)
         retired.remember(node, env)
+        revocation.applied(node, env.body, now)
     node.store.set_effect(env.id, "applied")
 
 
@@ -728,11 +756,26 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     if env.sealed_text is not None and env.sealed_to == node.code:
         node.store.insert_personal(env.id, tracking, env.sealed_text, node.code)
     state, row = filed_summary(node, env, now, office=node.code)
+    row["office"] = node.code  # the office now, also for a filing addressed to its old code
+    if env.to != node.code and _received_before(node, tracking):
+        # Handed over by the office's old code, which had received it: its
+        # receipt (before the filing in the handover) is folded instead.
+        node.store.save_application(row)
+        return
     receipt = new_event(node, tracking, Kind.RECEIVED, {"office": node.code}, now)
     record_own(node, receipt, row)
     state = lifecycle.apply(state, Kind.RECEIVED, receipt.body)
     projection.project(row, state, Kind.RECEIVED, receipt.body, now)
     node.store.save_application(row)
+
+
+def _received_before(node: Node, tracking: str) -> bool:
+    """Whether an office's receipt for ``tracking`` waits here for its filing
+    (the old office's, handed over ahead of the filing it received)."""
+    for raw, _sender in node.store.pending_effects_from(tracking):
+        if env_mod.parse(raw, checked=True).kind == Kind.RECEIVED:
+            return True
+    return False
 
 
 def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
@@ -972,7 +1015,10 @@ def restore_own(node: Node, env: Envelope, sender: str, now: str) -> None:
     else:  # a broadcast this node made (a revocation)
         node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender, effect="applied")
         if env.kind == "revocation":
+            from daiban.node import revocation
+
             node.store.revoke(str(env.body.get("serial", "")), str(env.body.get("code", "")), env.origin, now)
+            revocation.applied(node, env.body, now)
 
 
 def authorise_own(node: Node, kind: str, body: Mapping[str, Any], row: Mapping[str, Any]) -> None:
@@ -988,6 +1034,7 @@ def authorise_own(node: Node, kind: str, body: Mapping[str, Any], row: Mapping[s
         to=routing.destination(kind, node.code, row["origin"], row["office"]),
         tracking=row["tracking"],
         body=body,
+        at=stamp(node.clock()),
     )
     known = authority.Known(
         root=node.root_code(),
@@ -995,6 +1042,7 @@ def authorise_own(node: Node, kind: str, body: Mapping[str, Any], row: Mapping[s
         office=row["office"],
         status=row["status"],
         evaluated=row["evaluation"] is not None,
+        changes=node.division_changes(),
     )
     refusal = authority.authorise(claim, known)
     if refusal is None:

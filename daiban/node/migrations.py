@@ -524,6 +524,37 @@ def m0013_moved_children(db: Database) -> None:
     )
 
 
+@migrations(name="0015_revoked_children")
+def m0015_revoked_children(db: Database) -> None:
+    # The peers table again (as in 0013), its relation list widened by
+    # 'revoked', whatever other relations an earlier migration allowed.
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'peers'").fetchone()
+    start = sql.find("CHECK (relation IN (")
+    end = sql.find(")", start + len("CHECK (relation IN ("))
+    if start < 0 or end < 0:
+        raise RuntimeError("the peers table is not as migration 0015 expects")
+    widened = sql[:end] + ", 'revoked'" + sql[end:]
+    # A renamed table's SQL names it quoted ("peers"): the name is cut off
+    # up to the column list, whatever its quoting.
+    db.execute("CREATE TABLE peers_0015 " + widened[widened.index("(") :])
+    db.execute("INSERT INTO peers_0015 SELECT * FROM peers")
+    db.execute("DROP TABLE peers")
+    db.execute("ALTER TABLE peers_0015 RENAME TO peers")
+    _run(
+        db,
+        """
+        -- Certificates that still count though the certificate of the node
+        -- that issued them is revoked: the revoking ancestor listed them in
+        -- its revocation (node/revocation.py), as the ones it knew of and keeps.
+        CREATE TABLE kept_certs (
+            serial TEXT PRIMARY KEY,
+            revoked TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        """,
+    )
+
+
 @migrations(name="0016_upgrade_holds")
 def m0016_upgrade_holds(db: Database) -> None:
     _run(

@@ -97,7 +97,17 @@ def child_enrolled(node: Node, code: str, now: str) -> None:
         node.store.set_relation(code, "child", cursor=0, moved_to=None, moved_at=None)
     node.store.update_peer(code, announce=1 if node.parent() is not None else 0)
     node.children_changed()
-    reroute(node, [row for row in node.store.queued_toward(code) if row[1] != code], now)
+    rows = [row for row in node.store.queued_toward(code) if row[1] != code]
+    changes = node.division_changes()
+    if changes:
+        # Held for an old office code (or a village below it) whose new
+        # office is the child enrolling now (node/codechanges.py).
+        seen = {row[0] for row in rows}
+        for envelope_id, dest in node.store.queued_for(routing.HELD):
+            target, _rewritten = routing.route_target(dest, changes)
+            if envelope_id not in seen and target.startswith(code):
+                rows.append((envelope_id, routing.HELD, dest))
+    reroute(node, rows, now)
 
 
 def reroute(node: Node, rows: Iterable[tuple[str, str, str]], now: str) -> None:
@@ -117,7 +127,7 @@ def pass_on(node: Node, envelope_ids: Sequence[str], sender: str, now: str) -> N
     for envelope_id, dest in node.store.dests_of(envelope_ids):
         if dest in (routing.BROADCAST, node.code):
             continue
-        hop = routing.next_hop(node.code, dest, children)
+        hop = routing.next_hop(node.code, dest, children, changes=node.division_changes())
         if hop.action == "down" and hop.child is not None and hop.child != sender:
             node.store.enqueue(envelope_id, hop.child, "down", now)
 
@@ -129,3 +139,22 @@ def chains_below(node: Node, child: str, room: int) -> list[list[Any]]:
     if room <= 0:
         return []
     return node.store.child_chains_under(child, room)
+
+
+def came_back_down(node: Node, envelope_ids: Sequence[str], now: str) -> None:
+    """Envelopes the parent hands down that this node holds already, while a
+    division code change is in force (node/codechanges.py): the new office's
+    own, sent up for a village still under its old town, come back down to
+    it; each is held here (or handed to the child, if it has enrolled) like
+    anything else that comes down for this node's area. The addressee's
+    exactly-once check makes a second delivery harmless."""
+    changes = node.division_changes()
+    if not changes:
+        return
+    children, moved = node.children(), node.moved_children()
+    for envelope_id, dest in node.store.dests_of(envelope_ids):
+        if dest in (routing.BROADCAST, node.code):
+            continue
+        hop = routing.next_hop(node.code, dest, children, from_parent=True, moved=moved, changes=changes)
+        if hop.action in ("hold", "down"):
+            node.route(envelope_id, dest, now, came_from=node.parent())

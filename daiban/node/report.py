@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import timeliness
+from daiban.node import codechanges, timeliness
 from daiban.node.children import DEFAULT_STALE_AFTER, nodes_below, stale_children, stale_nodes
+from daiban.node.codechanges import Change
 from daiban.node.workdays import missing_calendar
 
 if TYPE_CHECKING:
@@ -66,14 +67,18 @@ def _iso(day: dt.date | None) -> str | None:
     return day.isoformat() if day else None
 
 
-def group_key(record: Record, by: str) -> str | None:
+def group_key(record: Record, by: str, changes: Sequence[Change] = ()) -> str | None:
     """The record's group: the applicant's district, town or village (None
-    when the applicant's division code is coarser), or the item."""
+    when the applicant's division code is coarser), or the item. A district
+    or town whose code changed is grouped under its new code
+    (node/codechanges.py); a village keeps its own."""
     if by == "item":
         return str(record["item"])
     region = str(record["region"])
     length = {"district": 6, "town": 9, "village": 12}[by]
-    return region[:length] if len(region) >= length else None
+    if len(region) < length:
+        return None
+    return region[:length] if by == "village" else codechanges.resolve(region[:length], changes)
 
 
 def figures(records: Iterable[Record], start: str | None, end: str | None) -> dict[str, Any]:
@@ -182,6 +187,7 @@ def summarize(
     end: dt.date | None = None,
     by: str | None = None,
     name_of: Callable[[str], str] = lambda key: "",
+    changes: Sequence[Change] = (),
 ) -> dict[str, Any]:
     """The whole report over plain records: totals, groups (with ``by``), trend."""
     if by is not None and by not in GROUPINGS:
@@ -197,7 +203,7 @@ def summarize(
     if by is not None:
         grouped: dict[str | None, list[Record]] = defaultdict(list)
         for r in records:
-            grouped[group_key(r, by)].append(r)
+            grouped[group_key(r, by, changes)].append(r)
         for key in sorted(grouped, key=lambda k: (k is None, k or "")):
             row = figures(grouped[key], _iso(start), _iso(end))
             if row["filed"] or row["completed"] or row["evaluated"]:
@@ -246,6 +252,7 @@ def for_node(
         end=end,
         by=by,
         name_of=lambda key: names.get(key, ""),
+        changes=node.division_changes(),
     )
     children = node.store.children_sync()
     now = node.clock()
@@ -279,4 +286,6 @@ def _names(node: Node) -> dict[str, str]:
         if chain and isinstance(chain[-1], dict):
             names.setdefault(cert["code"], str(chain[-1].get("name", "")))
     names.setdefault(node.code, node.name)
+    for change in node.division_changes():
+        names.setdefault(change.new, change.name)
     return names

@@ -40,9 +40,20 @@ def retire(node: Node, child: str, previous: Cert, chain: list[Any], upto: Any, 
     sign = b64(previous.sign)
     node.store.revoke(previous.serial, child, node.code, now)
     node.store.put_retired_key(previous.serial, child, sign, upto_seq, now)
-    body = {"code": child, "serial": previous.serial, "sign": sign, "upto": upto_seq, "chain": chain}
-    from daiban.node import journal  # journal reads retired keys: imported when needed
+    body: dict[str, Any] = {
+        "code": child,
+        "serial": previous.serial,
+        "sign": sign,
+        "upto": upto_seq,
+        "chain": chain,
+    }
+    from daiban.node import journal, revocation  # journal reads retired keys: imported when needed
 
+    # The children the old certificate enrolled still count (node/revocation.py).
+    kept = revocation.issued_under(node, previous.serial)
+    if kept:
+        body["kept"] = kept
+        node.store.keep_certs(kept, previous.serial, now)
     journal.record_broadcast(node, "revocation", body, now)
 
 

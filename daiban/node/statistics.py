@@ -34,7 +34,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from daiban.node import stats
+from daiban.node import codechanges, stats
 from daiban.node.admission import is_datetime
 from daiban.node.clock import stamp
 from daiban.node.divisions import city_of
@@ -182,23 +182,33 @@ def check(node: Node, env: Envelope) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "envelope"
         raise EnvelopeError("malformed", f"statistics envelope does not fit its schema at {where}")
+    changes = node.division_changes()
     for record in env.body["records"]:
         if record["office"] != env.origin:
             raise EnvelopeError(
                 "forged_origin", f"{env.origin} may not publish records of {record['office']}'s applications"
             )
-        if not record["region"].startswith(record["office"]):
+        if not codechanges.within(record["region"], record["office"], changes):
             raise EnvelopeError("malformed", f"{record['tracking']}: region outside its office")
     for child in env.body.get("children", ()):
         code = child["code"]
-        if len(code) <= len(env.origin) or not code.startswith(env.origin):
+        if len(code) <= len(env.origin) or not codechanges.within(code, env.origin, changes):
             raise EnvelopeError("not_ancestor", f"{env.origin} may not report on {code}: not below it")
 
 
 def take(node: Node, env: Envelope, now: str, sender: str) -> None:
     """Keep the records (a district and the city report on them) and pass
     the envelope on towards the city; call inside inbox.store's transaction."""
-    node.store.put_stats(env.body["records"], version=env.seq, taken_at=now)
+    changes = node.division_changes()
+    records = env.body["records"]
+    if changes and codechanges.changed_away(env.origin, changes):
+        # An old office's records (sent before it learned of the change):
+        # they count under the new code, below whatever the new office
+        # publishes of the same applications.
+        new = codechanges.resolve(env.origin, changes)
+        node.store.put_stats([{**r, "office": new} for r in records], version=0, taken_at=now)
+    else:
+        node.store.put_stats(records, version=env.seq, taken_at=now)
     children = env.body.get("children")
     if children:
         node.store.put_heartbeats(env.origin, children, version=env.seq, taken_at=now)

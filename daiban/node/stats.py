@@ -55,7 +55,9 @@ def record_of(row: Mapping[str, Any], calendar: WorkCalendar) -> dict[str, Any]:
     """The record of an application's summary row, at its office."""
     completed_on = day(row.get("completed_at"))
     accepted_on = row.get("accepted_on")
-    due = row.get("due")
+    # Official figures count on exact due dates only: an estimate (a year
+    # whose calendar is not published yet) is left out until it is exact.
+    due = row.get("due") if row.get("due_state") == "known" else None
     working_days = None
     if completed_on and accepted_on:
         working_days = calendar.working_days_between(

@@ -539,6 +539,25 @@ class Store:
         )
         return [Event.from_row(r) for r in rows]
 
+    def change_office(self, old: str, new: str) -> None:
+        """A division code changed (node/codechanges.py): applications of the
+        old office are the new office's, and statistics held for them count
+        under the new code, below anything the new office publishes."""
+        self.db.conn.execute("UPDATE applications SET office = ? WHERE office = ?", [new, old])
+        self.db.conn.execute("UPDATE stats SET office = ?, version = 0 WHERE office = ?", [new, old])
+
+    def office_envelopes(self, office: str) -> list[str]:
+        """Ids of every envelope held of the applications of ``office``: their
+        events first, then their filings, each in the order they came."""
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT e.id FROM envelopes e JOIN applications a ON a.tracking = e.tracking "
+                "WHERE a.office = ? ORDER BY e.kind = 'filed', e.n",
+                [office],
+            )
+        ]
+
     def enqueue(self, envelope_id: str, hop: str, direction: str, at: str) -> None:
         self.db.conn.execute(
             "INSERT OR IGNORE INTO outbox (envelope_id, hop, direction, queued_at) VALUES (?, ?, ?, ?)",
@@ -596,12 +615,12 @@ class Store:
         """Every enrolled child: its name, when it last synced and was last
         seen, when it enrolled, and how many envelopes wait for it; with
         ``include_moved``, also those that moved to another parent (with
-        ``moved_to`` and ``moved_at``)."""
-        relations = "('child', 'moved')" if include_moved else "('child')"
+        ``moved_to`` and ``moved_at``) and those revoked (``revoked``)."""
+        relations = "('child', 'moved', 'revoked')" if include_moved else "('child')"
         return list(
             self.db.query(
                 "SELECT p.code, COALESCE(e.name, '') AS name, p.last_sync_at, p.last_seen_at, "
-                "e.used_at AS enrolled_at, p.moved_to, p.moved_at, "
+                "e.used_at AS enrolled_at, p.moved_to, p.moved_at, p.relation = 'revoked' AS revoked, "
                 "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued, "
                 "(SELECT COUNT(*) FROM quarantine q WHERE q.sender = p.code AND q.held = 0) AS quarantined "
                 "FROM peers p LEFT JOIN enroll_codes e ON e.code = p.code "
@@ -771,6 +790,30 @@ class Store:
 
     def revoked(self) -> set[str]:
         return {r[0] for r in self.db.conn.execute("SELECT serial FROM revocations")}
+
+    def keep_certs(self, serials: list[str], revoked: str, at: str) -> None:
+        """Certificates issued under ``revoked`` that its revoker keeps."""
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO kept_certs (serial, revoked, at) VALUES (?, ?, ?)",
+            [(s, revoked, at) for s in serials],
+        )
+
+    def kept_certs(self) -> set[str]:
+        return {r[0] for r in self.db.conn.execute("SELECT serial FROM kept_certs")}
+
+    def revoked_by(self, serial: str) -> str | None:
+        """The code of the node that revoked ``serial``, if it is revoked here."""
+        row = self.db.conn.execute("SELECT by FROM revocations WHERE serial = ?", [serial]).fetchone()
+        return str(row[0]) if row else None
+
+    def revocation_raw(self, serial: str) -> str | None:
+        """The text of the revocation envelope held here that revokes ``serial``."""
+        sql = "SELECT raw FROM envelopes WHERE kind = 'revocation' ORDER BY n DESC"
+        for (raw,) in self.db.conn.execute(sql):
+            body = json.loads(raw).get("body")
+            if isinstance(body, dict) and body.get("serial") == serial:
+                return str(raw)
+        return None
 
     def peer(self, code: str) -> dict[str, Any] | None:
         rows = list(self._query("SELECT * FROM peers WHERE code = ?", [code]))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import admission, identity, journal, moving, routing, statistics
+from daiban.node import admission, identity, journal, moving, revocation, routing, statistics
 from daiban.node.clock import stamp
 from daiban.trust.crypto import CryptoError, b64, canonical, unb64, verify
 
@@ -43,7 +43,9 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
         "made_at": now,
         "chain": identity.own_chain(node) or [],
     }
-    if child is None:
+    if child is None and revocation.own_revocation(node) is not None:
+        payload.update(_carry_out(node))
+    elif child is None:
         parent = node.parent()
         if parent is None:
             raise BundleRefused(
@@ -94,7 +96,32 @@ def export(node: Node, path: Path, child: str | None = None) -> dict[str, Any]:
     tmp.write_bytes(data)
     tmp.replace(path)
     count = len(payload.get("up", payload.get("down", {})).get("envelopes", []))
+    count += len(payload.get("held", {}).get("envelopes", []))
     return {"file": str(path), "to": payload["to"], "envelopes": count}
+
+
+def _carry_out(node: Node) -> dict[str, Any]:
+    """At a revoked node: everything it holds that others signed, for its
+    parent — what waits to go up, and what it held for its children (they
+    enroll elsewhere). Its own envelopes stay: no node takes them any more
+    (node/revocation.py)."""
+    parent = node.parent() or ""
+    up = [r for r in node.store.outbox(routing.UP, limit=10**9) if r.origin != node.code]
+    held = [
+        r
+        for hop in sorted(node.store.outbox_counts())
+        if hop != routing.UP
+        for r in node.store.outbox(hop, limit=10**9)
+        if r.origin != node.code
+    ]
+    dests = dict(node.store.dests_of([r.id for r in held]))
+    held = list({r.id: r for r in held if dests.get(r.id) != routing.BROADCAST}.values())
+    return {
+        "to": parent,
+        "up": {"envelopes": [r.raw for r in up], "certs": identity.chains_for(node, up)},
+        "held": {"envelopes": [r.raw for r in held], "certs": identity.chains_for(node, held)},
+        "cursor_ack": 0,
+    }
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -142,7 +169,11 @@ def import_(node: Node, path: Path) -> dict[str, Any]:
         raise BundleRefused(
             _("The bundle's sender {sender} is not a neighbour of this node.").format(sender=sender)
         )
-    if cert.serial in node.store.revoked():
+    peer = node.store.peer(sender)
+    # What a revoked child carried out (_carry_out: "held" beside "up");
+    # any other bundle of a revoked sender is refused whole, as before.
+    carried_out = "held" in payload and "up" in payload and peer is not None and peer["relation"] == "revoked"
+    if cert.serial in node.store.revoked() and not carried_out:
         raise BundleRefused(
             _("The bundle's sender {sender} is revoked; it is refused.").format(sender=sender), code="revoked"
         )
@@ -152,8 +183,11 @@ def import_(node: Node, path: Path) -> dict[str, Any]:
     except CryptoError:
         raise BundleRefused(_("The bundle's signature does not verify: it was altered or forged.")) from None
     now = stamp(node.clock())
-    peer = node.store.peer(sender)
-    if "up" in payload and peer is not None and peer["relation"] == "child":
+    if carried_out:
+        # From a child revoked here: its signature proves nothing; each
+        # envelope stands on its origin's (node/revocation.py).
+        result: dict[str, Any] | None = _import_from_revoked(node, sender, payload, now)
+    elif "up" in payload and peer is not None and peer["relation"] == "child":
         result = _import_from_child(node, sender, payload, now)
     elif "down" in payload and sender == node.parent():
         result = _import_from_parent(node, sender, payload, now)
@@ -193,6 +227,34 @@ def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str
         "stored": len(stored),
         "duplicates": len(checked.duplicates),
         "refused": len(checked.refused),
+    }
+
+
+def _import_from_revoked(node: Node, sender: str, payload: dict[str, Any], now: str) -> dict[str, Any]:
+    """What a revoked child carried out (``_carry_out``): each envelope is
+    checked as from anyone (chain, signature, the table, exactly once) —
+    the revoked node's own are refused. What it held for its children is
+    held here for them (or handed to them, if they enrolled here since)."""
+    up = payload["up"] if isinstance(payload.get("up"), dict) else {}
+    held = payload["held"] if isinstance(payload.get("held"), dict) else {}
+    with node.store.transaction():
+        first = journal.take_in(
+            node, up.get("envelopes", []), up.get("certs", []), sender=sender, direction="up"
+        )
+        second = journal.take_in(
+            node, held.get("envelopes", []), held.get("certs", []), sender=sender, direction="down"
+        )
+        ids = [v.id for v in second.duplicates]
+        for envelope_id, dest in node.store.dests_of(ids):
+            if dest != node.code and dest.startswith(node.code):
+                node.route(envelope_id, dest, now)
+    stored = first.stored + second.stored
+    duplicates = first.duplicates + second.duplicates
+    return {
+        "from": sender,
+        "stored": len(stored),
+        "duplicates": len(duplicates),
+        "refused": len(first.refused) + len(second.refused),
     }
 
 

@@ -15,9 +15,9 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal, routing, statistics, upgrade
+from daiban.node import codechanges, identity, journal, revocation, routing, statistics, upgrade
 from daiban.node.clock import stamp
-from daiban.sync import answers, faults, protocol, recovery, status
+from daiban.sync import answers, faults, protocol, recovery, revoked, status
 from daiban.sync.protocol import ProtocolError
 from daiban.trust.crypto import b64
 
@@ -96,6 +96,8 @@ class Connection:
             except answers.AnswerError:
                 raise unverified(self.url) from None
             data = protocol.decode(raw)
+            if status == 403 and isinstance(data, dict) and data.get("code") in revoked.CODES:
+                raise revoked.refusal(self.node, self.parent, str(data["code"]), data)
             if status == 409 and isinstance(data, dict) and data.get("code") == "replayed":
                 # Our counter is behind the parent's (a restored home): jump past it.
                 theirs = data.get("counter")
@@ -331,6 +333,9 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
             _("This node has not enrolled with a parent yet: run `daiban enroll URL CODE`."),
             code="not_enrolled",
         )
+    gone = revocation.parent_revocation(node)
+    if gone is not None:  # the parent is revoked: it is not asked anything any more
+        raise revoked.parent_revoked(parent, gone[1])
     node.reseal_pending()
     if not recovery.pending(node):
         statistics.flush(node)
@@ -444,7 +449,11 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
     try:
         if not isinstance(data.get("chain"), list) or not 2 <= len(data["chain"]) <= certs_mod.MAX_CHAIN:
             raise certs_mod.CertError("broken_chain", "the chain is not a list of 2 to 4 certificates")
-        leaf = certs_mod.verify_chain(data["chain"], fingerprint)
+        # A village below a town whose code changed keeps its code
+        # (node/codechanges.py): the changes this node knows, or, on a new
+        # PC, those of the city's manifest that comes with the answer.
+        renamed = codechanges.renamed(node.division_changes()) or _renamed_by(data, fingerprint)
+        leaf = certs_mod.verify_chain(data["chain"], fingerprint, (), renamed=renamed)
     except (certs_mod.CertError, KeyError, TypeError, AttributeError) as exc:
         raise SyncFailed(
             _("The certificate from the parent does not verify ({error}).").format(error=exc),
@@ -491,3 +500,24 @@ async def enroll(node: Node, url: str, enroll_code: str, root: str | None = None
         if data.get("manifest"):
             journal.take_in(node, [data["manifest"]], [], sender=str(parent["code"]), direction="down")
     return {"parent": parent, "root": fingerprint, "serial": leaf.serial}
+
+
+def _renamed_by(data: dict[str, Any], fingerprint: str) -> dict[str, str]:
+    """The division code changes (old -> new) of the manifest an enrollment
+    answer carries, if the city root of the answer's chain (the pinned
+    fingerprint) signed it; else none."""
+    from daiban.trust import certs as certs_mod
+    from daiban.trust import envelope as env_mod
+    from daiban.trust.crypto import CryptoError, verify
+
+    try:
+        root = certs_mod.Cert.from_dict(data["chain"][0])
+        if root.fingerprint != fingerprint or root.issuer != root.code:
+            return {}
+        env = env_mod.parse(data["manifest"])
+        if env.kind != "manifest" or env.origin != root.code:
+            return {}
+        verify(root.sign, env.sig, env_mod.signed_bytes(env))
+    except (certs_mod.CertError, env_mod.EnvelopeError, CryptoError, KeyError, TypeError, ValueError):
+        return {}
+    return codechanges.renamed(codechanges.from_body(env.body.get("divisions")))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from stdnum import damm
 
-from daiban.node import identity, journal, moving, retired
+from daiban.node import codechanges, identity, journal, moving, retired, revocation
 from daiban.node.clock import CST, stamp
 from daiban.sync import faults
 from daiban.sync.protocol import (
@@ -74,12 +74,23 @@ def authenticate(
     code, counter, sig = request_parts(headers)
     peer = node.store.peer(code)
     cert = identity.known(node, code)
-    if peer is None or peer["relation"] != "child" or cert is None:
+    if peer is None or peer["relation"] not in ("child", "revoked") or cert is None:
         raise ProtocolError(401, "unknown_node", f"{code or '?'} is not enrolled here")
     if cert.serial in node.store.revoked():
-        raise ProtocolError(403, "revoked", f"{code} is revoked")
+        # The signed revocation goes with the refusal: the revoked node can
+        # check it, and show its own children (node/revocation.py).
+        raise ProtocolError(403, "revoked", f"{code} is revoked", **revocation.proof(node, cert.serial))
+    if peer["relation"] != "child":
+        raise ProtocolError(401, "unknown_node", f"{code} is not enrolled here")
     if not signature_ok(cert.sign, sig, method, path, body, counter, code, node.code):
         raise ProtocolError(401, "bad_signature", "request signature does not verify")
+    own = revocation.own_revocation(node)
+    if own is not None:
+        # This node is revoked: its children must enroll elsewhere. It only
+        # passes on the ancestor's signed revocation; they check it themselves.
+        raise ProtocolError(
+            403, "parent_revoked", f"{node.code} is revoked: enroll elsewhere", **revocation.proof(node, own)
+        )
     if counter <= peer["counter"]:
         raise ProtocolError(409, "replayed", "request counter was used before", counter=peer["counter"])
     return code, counter, cert.sign
@@ -189,7 +200,7 @@ def _list(data: Any, key: str) -> list[Any]:
 
 def new_enroll_code(node: Node, child: str, name: str, hours: float) -> tuple[str, str]:
     """At a parent: a one-time code for ``child``, with a Damm check digit."""
-    if not certs_mod.extends(child, node.code):
+    if not certs_mod.extends(child, node.code, codechanges.renamed(node.division_changes())):
         raise certs_mod.CertError("name_constraint", f"{node.code} may not enroll {child}")
     if identity.own_chain(node) is None:
         raise certs_mod.CertError("not_enrolled", "this node is not enrolled itself yet")
@@ -258,6 +269,7 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             # Milliseconds: of two certificates for one code, the later is in
             # force (a child that moved, node/moving.py), even a second apart.
             issued_at=node.clock().astimezone(CST).isoformat(timespec="milliseconds"),
+            renamed=codechanges.renamed(node.division_changes()),
         )
         chain = [*(identity.own_chain(node) or []), cert.as_dict()]
         if previous is not None and previous.serial != cert.serial and previous.sign != cert.sign:

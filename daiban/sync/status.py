@@ -65,6 +65,8 @@ def status(node: Node, *, check: bool = False) -> dict[str, Any]:
             "last_attempt_at": settings.get(LAST_ATTEMPT),
             "last_sync_at": peer.get("last_sync_at"),
             "revoked": parent_serial is not None and parent_serial in revoked,
+            # Who revoked it: where to enroll instead, unless told otherwise.
+            "revoked_by": node.store.revoked_by(parent_serial) if parent_serial is not None else None,
             "refusal": settings.get(REFUSAL) or None,
             "checked": None,
         }

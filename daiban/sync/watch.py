@@ -33,7 +33,7 @@ INTERVAL = 30.0
 STOP_GRACE = 10.0  # seconds a sync under way may take to finish once stop() is called
 BACKOFF = Backoff(base=1.0, cap=60.0)
 # Failures no retry can mend: the operator must act (enroll again).
-PERMANENT = frozenset({"not_enrolled", "revoked", "unknown_node", "bad_signature"})
+PERMANENT = frozenset({"not_enrolled", "revoked", "parent_revoked", "unknown_node", "bad_signature"})
 
 Sleep = Callable[[float], Awaitable[Any]]
 

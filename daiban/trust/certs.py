@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daiban.trust.codes import role_of
+from daiban.trust.codes import resolve, role_of
 from daiban.trust.crypto import CryptoError, b64, canonical, fingerprint, unb64, verify
 
 CERT_VERSION = 1
@@ -90,26 +90,47 @@ def issue(
     enc: bytes,
     serial: str,
     issued_at: str,
+    renamed: Mapping[str, str] | None = None,
 ) -> Cert:
     """Certify ``code`` with the issuer's signing key. Refuses a code that does
-    not extend the issuer's (the root certifies itself)."""
+    not extend the issuer's (the root certifies itself), as ``renamed`` (the
+    city's code changes) places it."""
     role = role_of(code)
     if role is None:
         raise CertError("bad_code", f"{code} is not a division code")
-    if code != issuer_code and not extends(code, issuer_code):
+    if code != issuer_code and not extends(code, issuer_code, renamed):
         raise CertError("name_constraint", f"{issuer_code} may not certify {code}")
     draft = Cert(code, name, role, sign, enc, issuer_code, serial, issued_at, b"")
     return Cert(**{**draft.__dict__, "sig": issuer_sign.sign(canonical(draft.unsigned()))})
 
 
-def extends(code: str, ancestor: str) -> bool:
-    return len(code) > len(ancestor) and code.startswith(ancestor)
+def extends(code: str, ancestor: str, renamed: Mapping[str, str] | None = None) -> bool:
+    """Whether ``code`` lies below ``ancestor``: by its own digits, or, once
+    the city changed a code above it (``renamed``, old -> new, from its
+    signed manifest), where the change put it (a village under a town whose
+    code changed keeps its code, and lies below the new town)."""
+    if len(code) > len(ancestor) and code.startswith(ancestor):
+        return True
+    if renamed:
+        moved = resolve(code, renamed)
+        return moved != code and len(moved) > len(ancestor) and moved.startswith(ancestor)
+    return False
 
 
 def verify_chain(
-    chain: Sequence[Mapping[str, Any] | Cert], root_fingerprint: str, revoked: Collection[str] = ()
+    chain: Sequence[Mapping[str, Any] | Cert],
+    root_fingerprint: str,
+    revoked: Collection[str] = (),
+    kept: Collection[str] = (),
+    renamed: Mapping[str, str] | None = None,
 ) -> Cert:
-    """Check a chain, root first; return the leaf certificate."""
+    """Check a chain, root first; return the leaf certificate. A revoked
+    certificate refuses the chain, unless it is not the leaf and the one it
+    issued next in the chain is ``kept``: listed by the revoking ancestor as
+    issued before the revocation (node/revocation.py). The revoked node's own
+    word (the issue time it wrote) counts for nothing here. ``renamed``: the
+    code changes of the city's manifest (old -> new), under which a village
+    keeps its code below a town whose code changed."""
     if not chain:
         raise CertError("broken_chain", "empty certificate chain")
     certs = [c if isinstance(c, Cert) else Cert.from_dict(c) for c in chain]
@@ -120,14 +141,14 @@ def verify_chain(
         raise CertError("untrusted_root", "the chain's root is not the pinned city root")
     parent = root
     for index, cert in enumerate(certs):
-        if cert.serial in revoked:
+        if cert.serial in revoked and (index == len(certs) - 1 or certs[index + 1].serial not in kept):
             raise CertError("revoked", f"certificate of {cert.code} is revoked")
         if role_of(cert.code) != cert.role:
             raise CertError("bad_cert", f"{cert.code} is not a {cert.role} code")
         if index > 0:
             if cert.issuer != parent.code:
                 raise CertError("broken_chain", f"{cert.code} was not issued by {parent.code}")
-            if not extends(cert.code, parent.code):
+            if not extends(cert.code, parent.code, renamed):
                 raise CertError("name_constraint", f"{parent.code} may not certify {cert.code}")
         try:
             verify(parent.sign, cert.sig, canonical(cert.unsigned()))

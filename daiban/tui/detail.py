@@ -11,14 +11,15 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, SelectionList
+from textual.widgets import DataTable, Input, SelectionList
 from textual.widgets.selection_list import Selection
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node.applications import POOR_SCORE
 from daiban.node.lifecycle import kind_label, status_label
 from daiban.node.validation import field_label
-from daiban.render import attention_lines, due_text, event_detail
+from daiban.render import attention_lines, due_text, event_detail, score_label
 from daiban.tui.base import Base, Modal
 from daiban.tui.safe import N_, Plain, cell
 
@@ -78,8 +79,8 @@ class DetailScreen(Base):
         status = v["status"]
         if action == "decide":
             return v["office"] == here and status in OPEN_AT_OFFICE
-        if action == "evaluate":
-            return status == "completed" and not v.get("evaluation")
+        if action == "evaluate":  # the resident evaluates at the point that filed, never the office
+            return status == "completed" and not v.get("evaluation") and v["origin"] == here
         if action == "supplied":
             return status == "needs_supplement" or bool(v.get("owed") and status != "completed")
         if action == "withdraw":
@@ -136,7 +137,7 @@ def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
     ]
     lines.extend(attention_lines(view))
     if view.get("evaluation"):
-        lines.append(_("Evaluation: {score} / 5").format(score=view["evaluation"]))
+        lines.append(_("Evaluation: {level}").format(level=score_label(int(view["evaluation"]))))
     personal = view.get("personal")
     if personal:
         lines.append(
@@ -159,16 +160,19 @@ def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
 
 
 class EvaluateModal(Modal):
-    """The resident's five-level evaluation (好差评)."""
+    """The resident's evaluation (好差评) in GB/T 39734's five levels: a digit
+    chooses the level, then it is confirmed — with the resident's reason,
+    required for 不满意 and 非常不满意 — before it is recorded, once."""
 
     BINDINGS = [
         *(Binding(str(n), f"score({n})", str(n), show=False) for n in (1, 2, 3, 4, 5)),
-        Binding("escape", "app.pop_screen", N_("Cancel")),
+        Binding("escape", "back", N_("Cancel")),
     ]
 
     def __init__(self, tracking: str) -> None:
         super().__init__()
         self.tracking = tracking
+        self.score: int | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -176,20 +180,52 @@ class EvaluateModal(Modal):
                 _("The resident's evaluation of {tracking}").format(tracking=self.tracking), classes="title"
             )
             yield Plain(
-                _(
-                    "Press 5 very satisfied, 4 satisfied, 3 fair, 2 dissatisfied, "
-                    "1 very dissatisfied; Esc cancels."
-                )
+                "  ".join(f"{n} {score_label(n)}" for n in (5, 4, 3, 2, 1)),
+                id="levels",
             )
+            yield Plain(_("Press the digit of the resident's choice; Esc cancels."), id="ask")
+            # Disabled (and so never focused) until a level is chosen: the
+            # digits choose the level, they are not typed into it.
+            yield Input(id="reason", placeholder=_("the resident's reason"), max_length=200, disabled=True)
         yield self.footer()
 
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).display = False
+
     def action_score(self, score: int) -> None:
+        """A level chosen: ask to confirm it (and for the reason)."""
+        self.score = score
+        poor = score <= POOR_SCORE
+        ask = (
+            _("{level}: type the resident's reason (required), Enter records it, Esc goes back.")
+            if poor
+            else _("{level}: Enter records it (a reason may be typed), Esc goes back.")
+        )
+        self.query_one("#ask", Plain).show(ask.format(level=score_label(score)))
+        reason = self.query_one("#reason", Input)
+        reason.disabled = False
+        reason.display = True
+        reason.focus()
+
+    def action_back(self) -> None:
+        if self.score is None:
+            self.dismiss()
+            return
+        self.score = None
+        reason = self.query_one("#reason", Input)
+        reason.display = False
+        reason.disabled = True
+        self.query_one("#ask", Plain).show(_("Press the digit of the resident's choice; Esc cancels."))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.score is None:
+            return
         try:
-            self.node.evaluate(self.tracking, score)
+            self.node.evaluate(self.tracking, self.score, comment=event.value)
         except DaibanError as exc:
             self.dapp.error(exc.message)
             return
-        self.dapp.info(_("Evaluation {score} / 5 recorded.").format(score=score))
+        self.dapp.info(_("Evaluation recorded: {level}.").format(level=score_label(self.score)))
         self.dismiss()
 
 
