@@ -468,12 +468,26 @@ def build_parser() -> Parser:
     c = command(
         "quarantine", _("envelopes this node refused, with their reason, origin and sender"), cmd_quarantine
     )
-    qsub = c.add_subparsers(dest="quarantine_command", metavar="list|show", parser_class=Parser)
+    qsub = c.add_subparsers(dest="quarantine_command", metavar="list|show|retry", parser_class=Parser)
     ql = _sub(qsub, "list", _("list what this node refused, newest first"), cmd_quarantine)
     ql.add_argument("--json", action="store_true", help=_("print JSON"))
     qs = _sub(qsub, "show", _("one refused envelope, as it came"), cmd_quarantine_show)
     qs.add_argument("id", type=_limit, metavar="ID")
     qs.add_argument("--json", action="store_true", help=_("print JSON"))
+    qr = _sub(
+        qsub,
+        "retry",
+        _("examine quarantined envelopes again with this build; take in what it admits"),
+        cmd_quarantine_retry,
+    )
+    qr.add_argument(
+        "ids",
+        type=_limit,
+        nargs="*",
+        metavar="ID",
+        help=_("the numbers to examine (default: those held for an upgrade, and unknown kinds or bodies)"),
+    )
+    qr.add_argument("--json", action="store_true", help=_("print JSON"))
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("bundle", _("sync on a USB stick: export or import a bundle"), cmd_bundle_export)
@@ -1204,12 +1218,35 @@ def cmd_quarantine_show(args: argparse.Namespace) -> int:
         raise NotFound(_("Nothing in quarantine has the number {id}.").format(id=args.id))
     row["envelope"] = row.pop("raw")
     row.pop("digest", None)
+    row["held"] = bool(row["held"])
     if args.json:
         _print_json(row)
     else:
         from daiban.render import quarantine_detail
 
         print(quarantine_detail(row))
+    return 0
+
+
+def cmd_quarantine_retry(args: argparse.Namespace) -> int:
+    from daiban.node import upgrade
+
+    def retry(node: Any) -> upgrade.Reexamined:
+        for number in args.ids:
+            if node.store.quarantine_row(number) is None:
+                raise NotFound(_("Nothing in quarantine has the number {id}.").format(id=number))
+        return upgrade.reexamine(node, args.ids or None)
+
+    done = _with_node(args, retry)
+    if args.json:
+        _print_json(done.as_dict())
+    else:
+        print(
+            _(
+                "Taken in: {taken}; already held here: {duplicates}; still waiting for an upgrade: "
+                "{held}; refused: {refused}."
+            ).format(**done.as_dict())
+        )
     return 0
 
 

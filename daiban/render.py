@@ -724,18 +724,29 @@ def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 str(r["sender"]),
                 str(r["origin"] or "?"),
                 str(r["kind"] or "?"),
-                str(r["code"]),
+                _held_code(r),
                 str(r["count"]),
             )
             for r in rows
         ],
         shrink=4,
     )
-    return (
-        table
-        + "\n"
-        + _("{n} refused; `daiban quarantine show ID` shows one with its reason.").format(n=len(rows))
+    held = sum(1 for r in rows if r.get("held"))
+    footer = _("{n} refused; `daiban quarantine show ID` shows one with its reason.").format(
+        n=len(rows) - held
     )
+    if held:
+        footer += "\n" + _(
+            "{n} held for an upgrade: sent by a newer neighbour, not known to this build; "
+            "taken in once this node runs a build that knows them."
+        ).format(n=held)
+    return table + "\n" + footer
+
+
+def _held_code(row: Mapping[str, Any]) -> str:
+    if row.get("held"):
+        return _("{code}, held for an upgrade").format(code=row["code"])
+    return str(row["code"])
 
 
 def quarantine_detail(row: Mapping[str, Any]) -> str:
@@ -745,7 +756,11 @@ def quarantine_detail(row: Mapping[str, Any]) -> str:
         _("Sender: {sender}; origin: {origin}; kind: {kind}").format(
             sender=row["sender"], origin=row["origin"] or "?", kind=row["kind"] or "?"
         ),
-        _("Refused: {code} — {reason}").format(code=row["code"], reason=row["reason"]),
+        (
+            _("Held for an upgrade: {code} — {reason}")
+            if row.get("held")
+            else _("Refused: {code} — {reason}")
+        ).format(code=row["code"], reason=row["reason"]),
         _("First seen {first}, last seen {last}, {count} time(s)").format(
             first=row["first_at"], last=row["at"], count=row["count"]
         ),
@@ -830,6 +845,10 @@ def status_text(info: Mapping[str, Any]) -> str:
             parts.append(_("not enrolled yet {n}").format(n=info["held_unenrolled"]))
         lines.extend(_fill(parts))
     lines.append(_("Quarantined (refused here): {n}").format(n=info["quarantined"]))
+    if info.get("held_for_upgrade"):
+        lines.append(
+            _("Held for an upgrade (sent by a newer neighbour): {n}").format(n=info["held_for_upgrade"])
+        )
     if info["role"] != "city":
         lines.append(_("Last successful sync: {at}").format(at=_moment(info["last_sync_at"])))
     return "\n".join(lines)

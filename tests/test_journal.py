@@ -280,6 +280,7 @@ def test_daiban_quarantine_lists_and_shows_what_was_refused(
     assert listed.returncode == 0, listed.stderr
     [row] = listed.json()  # type: ignore[misc]
     keys = {"id", "envelope_id", "kind", "origin", "sender", "code", "reason", "first_at", "at", "count"}
+    keys.add("held")
     assert set(row) == keys
     assert (row["kind"], row["origin"], row["sender"]) == ("accepted", VILLAGE2, VILLAGE2)
     shown = cli("quarantine", "show", str(row["id"]), "--json", home=home).json()

@@ -296,7 +296,10 @@ def test_poison_is_refused_before_the_ack(poisoned: dict[str, Outcome], case: st
     verdicts = pushed.verdicts()
     assert len(verdicts) == 1, pushed.answer
     verdict = verdicts[0]
-    assert verdict.get("status") == "refused", f"acknowledged: {pushed.status} {pushed.answer}"
+    # A kind this build does not know, well formed and signed by its origin,
+    # is held for an upgrade (node/upgrade.py): kept in quarantine, never stored.
+    wanted = "held" if case == "unknown-kind" else "refused"
+    assert verdict.get("status") == wanted, f"acknowledged: {pushed.status} {pushed.answer}"
     if verdict.get("id") not in (None, "", "?"):  # an envelope too broken to read has no id to give
         assert verdict["id"] == outcome.envelope_id, verdict
     allowed = CASES[case].codes

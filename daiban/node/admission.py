@@ -90,12 +90,29 @@ def N_(message: str) -> str:
 
 class Refused(Exception):
     """A value that may not enter: ``code`` (malformed, unknown_kind,
-    invalid_body) for the verdict, ``reason`` for the operator."""
+    invalid_body) for the verdict, ``reason`` for the operator. ``newer``:
+    what is wrong is only that this build does not know something a newer
+    protocol may carry (a kind, a body member); the journal may hold such an
+    envelope for an upgrade when its origin's signature verifies (it is
+    never admitted on that account)."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, *, newer: bool = False) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+        self.newer = newer
+
+
+# The shape of a kind a later build may add: lower-case words and digits.
+_NEW_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def _unknown_kind(kind: object) -> NoReturn:
+    raise Refused(
+        "unknown_kind",
+        _("Unknown envelope kind {kind}.").format(kind=_show(kind)),
+        newer=isinstance(kind, str) and _NEW_KIND.fullmatch(kind) is not None,
+    )
 
 
 # -- formats ------------------------------------------------------------------
@@ -252,7 +269,7 @@ def check_body(kind: str, body: object) -> None:
     """Refuse a kind this build does not know (``unknown_kind``) or a body
     that does not fit its kind's schema (``invalid_body``)."""
     if not isinstance(kind, str) or kind not in _KNOWN:
-        raise Refused("unknown_kind", _("Unknown envelope kind {kind}.").format(kind=_show(kind)))
+        _unknown_kind(kind)
     has_float = _walk(body, MAX_DEPTH - 1, "invalid_body")
     _check_body(kind, body, has_float)
 
@@ -263,7 +280,11 @@ def _check_body(kind: str, body: Any, has_float: bool) -> None:
     try:
         _validator(kind)(body)
     except JsonSchemaValueException as exc:
-        raise Refused("invalid_body", _reason(kind, exc)) from None
+        # A member of the body this build does not know may be one a newer
+        # protocol added (a member deeper down is refused: what a record may
+        # hold, say, is no news to wait for).
+        newer = exc.rule == "additionalProperties" and exc.name == "data"
+        raise Refused("invalid_body", _reason(kind, exc), newer=newer) from None
     if has_float:
         where = _first_float(body, "catalog" if kind == "manifest" else None)
         if where is not None:
@@ -328,7 +349,7 @@ def check_envelope(value: object) -> None:
     if not isinstance(text, str) or _SIG.fullmatch(text) is None:
         _bad("sig", N_("an Ed25519 signature in base64url (86 characters)"))
     if kind not in _KNOWN:
-        raise Refused("unknown_kind", _("Unknown envelope kind {kind}.").format(kind=_show(kind)))
+        _unknown_kind(kind)
     _route_shape(kind, to, tracking, sealed)
     _check_body(kind, value["body"], has_float)
 
@@ -362,7 +383,7 @@ def check_parsed(
     if sealed_to is not None and (not isinstance(sealed_to, str) or _CODE.fullmatch(sealed_to) is None):
         _bad("sealed_to", N_("a division code of 4, 6, 9 or 12 digits"))
     if kind not in _KNOWN:
-        raise Refused("unknown_kind", _("Unknown envelope kind {kind}.").format(kind=_show(kind)))
+        _unknown_kind(kind)
     _route_shape(kind, to, tracking, sealed)
     if kind == "filed" and filed_surely_valid(body):
         return  # the common case, decided without the general walk and validator

@@ -90,6 +90,9 @@ def init_home(
 
             identity.create(node, stamp(clock()))
             node.install_catalog(doc, source="bundled" if catalog_path is None else str(catalog_path))
+            from daiban.node import upgrade
+
+            upgrade.record_build(node)
             if passphrase is not None:
                 keybackup.set_passphrase(home, code, passphrase)
     except BaseException:
@@ -120,4 +123,9 @@ def open_node(home: Path, *, clock: Clock = system_clock, actor: str | None = No
         from daiban.node.journal import drain
 
         drain(node)
+    from daiban.node import upgrade
+
+    # Opened by another build than last time: what an older one could not
+    # admit is examined again (node/upgrade.py).
+    upgrade.after_upgrade(node)
     return node

@@ -67,7 +67,7 @@ QUARANTINE_RAW = 70_000  # what a quarantine row keeps of an envelope's text (on
 @dataclass
 class Verdict:
     id: str
-    status: str  # stored | duplicate | refused
+    status: str  # stored | duplicate | held | refused
     code: str = ""
     reason: str = ""
     received_at: str = ""
@@ -90,6 +90,15 @@ class Checked:
     accepted: list[Envelope] = field(default_factory=list)
     duplicates: list[Verdict] = field(default_factory=list)
     refused: list[Verdict] = field(default_factory=list)
+    # Signed by a verified origin, of a kind or with a body member this build
+    # does not know: kept in quarantine for an upgrade (node/upgrade.py).
+    held: list[Verdict] = field(default_factory=list)
+
+
+def _held(env: Envelope, raw: Any, why: admission.Refused, now: str) -> Verdict:
+    verdict = _refused(env, raw, why.code, why.reason)
+    verdict.status, verdict.received_at = "held", now
+    return verdict
 
 
 def _refused(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
@@ -163,6 +172,9 @@ class Prepared:
     env: Envelope | None
     refusal: tuple[str, str] | None
     signed: bytes | EnvelopeError = b""
+    # What this build does not know in it (a newer neighbour's kind or body
+    # member): held, not refused, if all the rest checks out (``check``).
+    newer: admission.Refused | None = None
 
 
 def prepare(raws: Sequence[Any]) -> list[Prepared]:
@@ -190,13 +202,17 @@ def prepare(raws: Sequence[Any]) -> list[Prepared]:
                 body=env.body,
             )
         except admission.Refused as exc:
-            out.append(Prepared(raw, env, (exc.code, exc.reason)))
-            continue
+            if not exc.newer:
+                out.append(Prepared(raw, env, (exc.code, exc.reason)))
+                continue
+            newer: admission.Refused | None = exc
+        else:
+            newer = None
         try:
             signed: bytes | EnvelopeError = env_mod.signed_bytes(env)
         except EnvelopeError as exc:
             signed = exc
-        out.append(Prepared(raw, env, None, signed))
+        out.append(Prepared(raw, env, None, signed, newer))
     return out
 
 
@@ -220,6 +236,7 @@ def check(
     verifier = Verifier()
     ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
     misplaced: dict[int, EnvelopeError] = {}  # position -> why its signature cannot be cut out
+    newer: dict[int, admission.Refused] = {}  # position -> held, not refused, if all else checks out
     for item in prepared if prepared is not None else prepare(raws):
         if item.refusal is not None:
             out.refused.append(_refused(item.env, item.raw, *item.refusal))
@@ -227,6 +244,8 @@ def check(
         env = item.env
         assert env is not None
         parsed.append((env, item.raw))
+        if item.newer is not None:
+            newer[len(parsed) - 1] = item.newer
         cert = _origin_cert(node, env.origin, certs, extra)
         if cert is not None:
             if isinstance(item.signed, EnvelopeError):
@@ -272,7 +291,8 @@ def check(
         slots.add((env.origin, env.seq))
         candidates.append((env, raw, position, was_revoked))
     checked = verifier.results()
-    gate = _Gate(node, [env for env, _raw, _p, _r in candidates])
+    gate = _Gate(node, [env for env, _raw, p, _r in candidates if p not in newer])
+    now = stamp(node.clock()) if newer else ""
     for env, raw, position, was_revoked in candidates:
         ok = position in ahead and checked[ahead[position]]
         try:
@@ -281,6 +301,13 @@ def check(
                 if was_revoked:
                     raise EnvelopeError("revoked", f"{env.origin} is revoked")
                 raise EnvelopeError("bad_signature", "envelope signature does not verify: tampered or forged")
+            if position in newer:
+                # Its origin's signature verified, and this build cannot
+                # tell more: held for an upgrade, neither stored, applied
+                # nor routed. A build that knows it examines it again in
+                # full (upgrade.reexamine); nothing here admits it.
+                out.held.append(_held(env, raw, newer[position], now))
+                continue
             refusal = gate.authorise(env)
             if refusal is not None:
                 raise EnvelopeError(refusal.code, refusal.reason)
@@ -422,6 +449,7 @@ def quarantine(node: Node, refused: Iterable[Verdict], *, sender: str) -> None:
             "code": v.code,
             "reason": v.reason[:1000],
             "raw": v.raw,
+            "held": int(v.status == "held"),
         }
         for v in refused
         if v.code != "rollback"  # an older manifest again is no news
@@ -441,6 +469,7 @@ class Taken:
     stored: list[Verdict]
     duplicates: list[Verdict]
     refused: list[Verdict]
+    held: list[Verdict] = field(default_factory=list)
 
 
 def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direction: str) -> Taken:
@@ -450,12 +479,24 @@ def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direct
     checked = check(node, raws, sender=sender, direction=direction, extra=extra)
     remember(node, extra)
     stored = store(node, checked.accepted, sender=sender)
-    quarantine(node, checked.refused, sender=sender)
+    quarantine(node, checked.refused + checked.held, sender=sender)
     if direction == "up" and checked.duplicates:
         moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
     elif direction == "down" and checked.duplicates:
         moving.came_back_down(node, [v.id for v in checked.duplicates], stamp(node.clock()))
-    return Taken(stored, checked.duplicates, checked.refused)
+    return Taken(stored, checked.duplicates, checked.refused, checked.held)
+
+
+def retake(node: Node, raw: str, *, sender: str, direction: str) -> Verdict:
+    """One envelope kept in quarantine, examined again by this build as if
+    ``sender`` had just handed it over: checked, authorised and, if
+    admitted, stored and routed (its effect queued: drain() after the
+    transaction). Its verdict; the caller decides what becomes of the
+    quarantine row. Call inside a transaction."""
+    checked = check(node, [raw], sender=sender, direction=direction)
+    if checked.accepted:
+        return store(node, checked.accepted, sender=sender)[0]
+    return (checked.duplicates + checked.held + checked.refused)[0]
 
 
 def receive(

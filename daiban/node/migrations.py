@@ -555,6 +555,21 @@ def m0015_revoked_children(db: Database) -> None:
     )
 
 
+@migrations(name="0016_upgrade_holds")
+def m0016_upgrade_holds(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- held = 1: an envelope of a kind (or a body member) this build does
+        -- not know, signed by a verified origin, that a newer neighbour sent:
+        -- kept here, in this node's custody, waiting for an upgrade, and
+        -- taken in through the journal once a build that knows it opens the
+        -- node (node/upgrade.py). Not counted as a refusal.
+        ALTER TABLE quarantine ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
 @migrations(name="0018_told")
 def m0018_told(db: Database) -> None:
     _run(

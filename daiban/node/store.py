@@ -622,7 +622,7 @@ class Store:
                 "SELECT p.code, COALESCE(e.name, '') AS name, p.last_sync_at, p.last_seen_at, "
                 "e.used_at AS enrolled_at, p.moved_to, p.moved_at, p.relation = 'revoked' AS revoked, "
                 "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued, "
-                "(SELECT COUNT(*) FROM quarantine q WHERE q.sender = p.code) AS quarantined "
+                "(SELECT COUNT(*) FROM quarantine q WHERE q.sender = p.code AND q.held = 0) AS quarantined "
                 "FROM peers p LEFT JOIN enroll_codes e ON e.code = p.code "
                 f"WHERE p.relation IN {relations} ORDER BY p.code"
             )
@@ -653,6 +653,24 @@ class Store:
             [reason, envelope_id],
         )
 
+    def reoffer(self, hop: str, codes: Sequence[str], at: str) -> int:
+        """Queue again for ``hop`` what it set aside with one of ``codes``
+        (what an older build did not know, which it may take after an
+        upgrade); returns how many."""
+        marks = ", ".join("?" for _c in codes)
+        ids = [
+            str(r[0])
+            for r in self.db.conn.execute(
+                f"SELECT envelope_id FROM set_aside WHERE hop = ? AND code IN ({marks}) ORDER BY at",
+                [hop, *codes],
+            )
+        ]
+        direction = "up" if hop == "^" else "down"
+        for envelope_id in ids:
+            self.db.conn.execute("DELETE FROM set_aside WHERE envelope_id = ?", [envelope_id])
+            self.enqueue(envelope_id, hop, direction, at)
+        return len(ids)
+
     def set_aside_rows(self) -> list[dict[str, Any]]:
         return list(
             self._query(
@@ -665,22 +683,57 @@ class Store:
 
     def put_quarantine(self, rows: Sequence[Mapping[str, Any]], at: str) -> None:
         """Keep refused envelopes (keys: envelope_id, digest, kind, origin,
-        sender, code, reason, raw); the same one again only counts up."""
+        sender, code, reason, raw, and held: 1 for one waiting for an
+        upgrade); the same one again only counts up."""
         self.db.conn.executemany(
             "INSERT INTO quarantine (envelope_id, digest, kind, origin, sender, code, reason, raw, "
-            "first_at, at) VALUES (:envelope_id, :digest, :kind, :origin, :sender, :code, :reason, :raw, "
-            ":at, :at) ON CONFLICT (digest, sender, code) DO UPDATE SET count = count + 1, at = excluded.at",
-            [{**r, "at": at} for r in rows],
+            "first_at, at, held) VALUES (:envelope_id, :digest, :kind, :origin, :sender, :code, :reason, "
+            ":raw, :at, :at, :held) ON CONFLICT (digest, sender, code) DO UPDATE SET count = count + 1, "
+            "at = excluded.at",
+            [{"held": 0, **r, "at": at} for r in rows],
         )
 
     def quarantine_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
         sql = (
-            "SELECT id, envelope_id, kind, origin, sender, code, reason, first_at, at, count "
+            "SELECT id, envelope_id, kind, origin, sender, code, reason, first_at, at, count, held "
             "FROM quarantine ORDER BY id DESC"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return list(self._query(sql))
+        return [{**r, "held": bool(r["held"])} for r in self._query(sql)]
+
+    def reexaminable(self, codes: Sequence[str]) -> list[int]:
+        """The quarantine rows a newer build may admit: those held for an
+        upgrade, and those an older build refused with one of ``codes``;
+        oldest first."""
+        marks = ", ".join("?" for _c in codes)
+        sql = f"SELECT id FROM quarantine WHERE held = 1 OR code IN ({marks}) ORDER BY id"
+        return [int(r[0]) for r in self.db.conn.execute(sql, list(codes))]
+
+    def drop_quarantine(self, quarantine_id: int) -> None:
+        self.db.conn.execute("DELETE FROM quarantine WHERE id = ?", [quarantine_id])
+
+    def requarantine(self, quarantine_id: int, code: str, reason: str, held: bool, at: str) -> None:
+        """A row examined again: its verdict as this build gives it. Should
+        the same text from the same sender already be kept under that code,
+        the two become one."""
+        row = self.db.conn.execute(
+            "SELECT q.id FROM quarantine q JOIN quarantine r ON r.digest = q.digest AND r.sender = q.sender "
+            "WHERE r.id = ? AND q.code = ? AND q.id != r.id",
+            [quarantine_id, code],
+        ).fetchone()
+        if row is not None:
+            self.db.conn.execute(
+                "UPDATE quarantine SET count = count + (SELECT count FROM quarantine WHERE id = ?), "
+                "held = ?, reason = ?, at = ? WHERE id = ?",
+                [quarantine_id, int(held), reason, at, row[0]],
+            )
+            self.drop_quarantine(quarantine_id)
+            return
+        self.db.conn.execute(
+            "UPDATE quarantine SET code = ?, reason = ?, held = ? WHERE id = ?",
+            [code, reason, int(held), quarantine_id],
+        )
 
     def quarantine_row(self, quarantine_id: int) -> dict[str, Any] | None:
         rows = list(self._query("SELECT * FROM quarantine WHERE id = ?", [quarantine_id]))
@@ -690,8 +743,14 @@ class Store:
         """How many envelopes each sender had refused here."""
         return {
             str(sender): int(n)
-            for sender, n in self.db.conn.execute("SELECT sender, COUNT(*) FROM quarantine GROUP BY sender")
+            for sender, n in self.db.conn.execute(
+                "SELECT sender, COUNT(*) FROM quarantine WHERE held = 0 GROUP BY sender"
+            )
         }
+
+    def held_count(self) -> int:
+        """How many envelopes wait here for an upgrade (not refusals)."""
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM quarantine WHERE held = 1").fetchone()[0])
 
     def record_conflict(self, envelope_id: str, digest: str, received_from: str, at: str) -> None:
         self.db.conn.execute(

@@ -213,7 +213,7 @@ def _import_from_child(node: Node, child: str, payload: dict[str, Any], now: str
             node, up.get("envelopes", []), up.get("certs", []), sender=child, direction="up"
         )
         stored = checked.stored
-        node.store.reset_bundle_acks(child, [v.id for v in stored + checked.duplicates])
+        node.store.reset_bundle_acks(child, [v.id for v in stored + checked.duplicates + checked.held])
         for v in checked.refused:
             node.store.add_bundle_refusal(child, v.id, v.code, v.reason, now)
         cursor = int(payload.get("cursor_ack", 0))

@@ -15,7 +15,7 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import codechanges, identity, journal, revocation, routing, statistics
+from daiban.node import codechanges, identity, journal, revocation, routing, statistics, upgrade
 from daiban.node.clock import stamp
 from daiban.sync import answers, faults, protocol, recovery, revoked, status
 from daiban.sync.protocol import ProtocolError
@@ -167,6 +167,15 @@ def _refusal(status: int, data: Any) -> SyncFailed:
             _("The parent does not recognise this node ({code}); enroll it again.").format(code=code),
             code=str(code),
         )
+    if code == "protocol_version":
+        theirs = data.get("protocol") if isinstance(data, dict) else None
+        return SyncFailed(
+            _(
+                "The parent speaks sync protocol {theirs} and this node {ours}: more than one version "
+                "apart. Upgrade the older of the two first."
+            ).format(theirs=theirs if type(theirs) is int else "?", ours=protocol.PROTOCOL),
+            code="protocol_version",
+        )
     message = data.get("error") if isinstance(data, dict) else ""
     return SyncFailed(_("The parent answered {status}: {message}").format(status=status, message=message))
 
@@ -177,6 +186,11 @@ async def push(conn: Connection, report: Report) -> None:
     in the outbox until the parent's answer for it has been recorded."""
     node = conn.node
     await announce(conn)
+    # What the parent refused only because its build did not know it goes
+    # again: upgraded since, it takes it (or has taken it from its
+    # quarantine: a duplicate); else it is set aside again.
+    with node.store.transaction():
+        node.store.reoffer(routing.UP, upgrade.REEXAMINED, stamp(node.clock()))
     after = 0
     inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
     try:
@@ -227,10 +241,11 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
         if not isinstance(results, list) or len(results) > len(rows):
             raise bad_answer(url)
         verdicts = {r["id"]: r.get("status") for r in results if isinstance(r, dict) and r.get("id") in ids}
-        done = [i for i, v in verdicts.items() if v in ("stored", "duplicate")]
+        # Held: the parent keeps it for an upgrade of its own; custody passed.
+        done = [i for i, v in verdicts.items() if v in ("stored", "duplicate", "held")]
         with node.store.transaction():
             node.store.release(routing.UP, done)
-        report.pushed += sum(1 for v in verdicts.values() if v == "stored")
+        report.pushed += sum(1 for v in verdicts.values() if v in ("stored", "held"))
         report.duplicates += sum(1 for v in verdicts.values() if v == "duplicate")
         return True
     if status == 422 and isinstance(data, dict) and isinstance(data.get("refused"), list):

@@ -44,6 +44,8 @@ class Snapshot:
     children: list[ChildSync] = field(default_factory=list)
     quarantined: dict[str, int] = field(default_factory=dict)
     """Envelopes this node refused, by the neighbour that sent them."""
+    held: int = 0
+    """Envelopes held for an upgrade of this node (node/upgrade.py)."""
 
 
 def snapshot(node: Node, stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> Snapshot:
@@ -53,7 +55,9 @@ def snapshot(node: Node, stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> Sna
     for row in rows:
         queues.setdefault(row["code"], 0)
     children = child_statuses(rows, node.clock(), stale_after)
-    return Snapshot(node.code, node.role, queues, children, node.store.quarantine_counts())
+    return Snapshot(
+        node.code, node.role, queues, children, node.store.quarantine_counts(), node.store.held_count()
+    )
 
 
 class StoreCollector(Collector):
@@ -108,6 +112,11 @@ class StoreCollector(Collector):
         for sender, n in sorted(snap.quarantined.items()):
             refused.add_metric([sender], n)
         yield refused
+        yield GaugeMetricFamily(
+            "daiban_held_for_upgrade",
+            "Envelopes a newer neighbour sent that this build does not know, held for its upgrade",
+            value=snap.held,
+        )
 
 
 class ServerMetrics:

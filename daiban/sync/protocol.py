@@ -19,11 +19,17 @@ from daiban.trust.crypto import canonical
 PUSH, PULL, ENROLL, HEALTH = "/v1/push", "/v1/pull", "/v1/enroll", "/v1/healthz"
 RECOVER = "/v1/recover"
 H_NODE, H_COUNTER, H_SIG = "X-Daiban-Node", "X-Daiban-Counter", "X-Daiban-Signature"
-PROTOCOL = 1
+PROTOCOL = 2
 """The sync protocol version this build speaks: sent by the client on every
-request (``X-Daiban-Protocol``) and shown by the server's /v1/healthz."""
+request (``X-Daiban-Protocol``) and shown by the server's /v1/healthz.
+2: a push's verdict may be ``held`` (an envelope this server cannot admit
+yet, kept for its upgrade: the child lets go of it). A server works with
+clients one version older or newer (a request without the header is from
+protocol 1, which came before it) and refuses any other with 400
+``protocol_version``."""
 H_PROTOCOL = "X-Daiban-Protocol"
 PROTOCOL_HEADERS = {H_PROTOCOL: str(PROTOCOL)}
+OLDEST_PEER, NEWEST_PEER = PROTOCOL - 1, PROTOCOL + 1
 CONTENT_TYPE = "application/vnd.daiban+json+zlib"
 MAX_BODY = 8 * 1024 * 1024  # compressed, as read from the socket
 MAX_DECOMPRESSED = 32 * 1024 * 1024
@@ -52,6 +58,28 @@ class ProtocolError(Exception):
         self.status = status
         self.code = code
         self.extra = extra
+
+
+def check_protocol(header: str | None) -> None:
+    """A request's protocol version, from its header: 400 ``protocol_version``
+    unless it is within one of this build's."""
+    text = "1" if header is None else header.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= len(text) <= 9 and text[0] != "0"):
+        raise ProtocolError(
+            400,
+            "protocol_version",
+            f"{H_PROTOCOL} must be a protocol version (1 to 9 digits)",
+            protocol=PROTOCOL,
+        )
+    sent = int(text)
+    if not OLDEST_PEER <= sent <= NEWEST_PEER:
+        raise ProtocolError(
+            400,
+            "protocol_version",
+            f"this server speaks sync protocol {PROTOCOL} and works with protocols {OLDEST_PEER} to "
+            f"{NEWEST_PEER}; the request is from protocol {sent}: upgrade the older node first",
+            protocol=PROTOCOL,
+        )
 
 
 def request_message(method: str, path: str, body: bytes, counter: int, node: str, server: str) -> bytes:

@@ -245,6 +245,7 @@ def take_page(node: Node, raws: list[Any], chains: list[Any], parent: str, caugh
                 caught.refused += 1
             continue
         checked = journal.check(node, [raw], sender=parent, direction="down", extra=extra)
+        journal.quarantine(node, checked.held, sender=parent)  # waits here for an upgrade
         if not checked.accepted:
             if env.kind not in routing.BROADCAST_KINDS:  # an old manifest is no news
                 caught.refused += len(checked.refused)

@@ -272,7 +272,9 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Any]) ->
 
 async def _raw(request: web.Request) -> bytes:
     """A request's body exactly as sent, read through aiohttp's size-checked
-    reader (at most MAX_BODY); nothing is inflated here."""
+    reader (at most MAX_BODY); nothing is inflated here. A client more than
+    one protocol version away is refused first."""
+    protocol.check_protocol(request.headers.get(protocol.H_PROTOCOL))
     if request.content_type != protocol.CONTENT_TYPE:
         raise ProtocolError(415, "unsupported", f"send {protocol.CONTENT_TYPE}")
     if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":

@@ -121,6 +121,8 @@ def push(
         else:
             journal.remember(node, extra)
             stored = journal.store(node, checked.accepted, sender=code)
+            # Held for an upgrade: in this node's custody now, the child lets go.
+            journal.quarantine(node, checked.held, sender=code)
             now = stamp(node.clock())
             if checked.duplicates:
                 moving.pass_on(node, [v.id for v in checked.duplicates], code, now)
@@ -128,7 +130,7 @@ def push(
             origins = sorted({e.origin for e in checked.accepted})
             answer = {
                 "ok": True,
-                "results": journal.as_results(stored + checked.duplicates),
+                "results": journal.as_results(stored + checked.duplicates + checked.held),
                 "high_water": node.store.high_water(origins),
             }
     if not refused:

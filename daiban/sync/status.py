@@ -92,6 +92,7 @@ def status(node: Node, *, check: bool = False) -> dict[str, Any]:
         },
         "held_unenrolled": counts.get(routing.HELD, 0),
         "quarantined": sum(node.store.quarantine_counts().values()),
+        "held_for_upgrade": node.store.held_count(),
         "last_sync_at": parent["last_sync_at"] if parent else None,
     }
 
