@@ -304,7 +304,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-KINDS = [*journal.APPLICATION_KINDS, "manifest", "revocation", "stats", "corrected", "", "x" * 40]
+KINDS = [*journal.APPLICATION_KINDS, "manifest", "revocation", "stats", "corrected", "amended", "", "x" * 40]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

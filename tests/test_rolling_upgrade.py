@@ -231,7 +231,7 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
 
     # -- and now the district holds what a newer town would send it ---------------------------------
     newer_town = Attacker(net, T)
-    newer = newer_town.envelope("corrected", to=net.code(C), tracking=None, body={"note": "新"})
+    newer = newer_town.envelope("amended", to=net.code(C), tracking=None, body={"note": "新"})
     pushed = newer_town.push([newer.raw])
     assert pushed.status == 200 and pushed.verdict(newer.id)["status"] == "held", pushed.answer
     row = assert_quarantined(net, D, newer.id, code="unknown_kind", origin=town, sender=town)

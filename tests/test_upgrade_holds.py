@@ -66,7 +66,7 @@ def test_an_unknown_kind_from_a_verified_origin_is_held_not_refused(make_node: M
     filed = village.file(filing(item="MZ001", name="李建国", fields=MZ001))
     hand_up(village, town)
     before, queued = stored_ids(town), outbox_size(town)
-    newer = forge(village, seq=500, kind="corrected", to=TOWN, tracking=filed.tracking, body={"note": "x"})
+    newer = forge(village, seq=500, kind="amended", to=TOWN, tracking=filed.tracking, body={"note": "x"})
     member = forge(
         village, seq=501, kind="withdrawn", to=TOWN, tracking=filed.tracking, body={"note": "", "why": "搬家"}
     )
@@ -81,14 +81,14 @@ def test_an_unknown_kind_from_a_verified_origin_is_held_not_refused(make_node: M
     assert stored_ids(town) == before and outbox_size(town) == queued
     assert town.show(filed.tracking)["status"] == "received"
     rows = town.store.quarantine_rows()
-    assert [(r["kind"], r["held"]) for r in rows] == [("withdrawn", True), ("corrected", True)]
+    assert [(r["kind"], r["held"]) for r in rows] == [("withdrawn", True), ("amended", True)]
     assert town.store.quarantine_row(rows[1]["id"])["raw"] == newer
     # Counted apart from true refusals.
     assert town.store.quarantine_counts() == {} and town.store.held_count() == 2
     # The same again only counts up.
     take(town, [newer], VILLAGE)
     assert town.store.held_count() == 2
-    assert {r["kind"]: r["count"] for r in town.store.quarantine_rows()}["corrected"] == 2
+    assert {r["kind"]: r["count"] for r in town.store.quarantine_rows()}["amended"] == 2
 
 
 def test_an_unknown_member_deeper_in_the_body_is_refused_not_held(make_node: MakeNode) -> None:
@@ -106,7 +106,7 @@ def test_an_unknown_member_deeper_in_the_body_is_refused_not_held(make_node: Mak
 
 
 def _tampered(make_node: MakeNode, nodes: dict[str, Node]) -> tuple[str, str]:
-    raw = forge(nodes["village"], seq=700, kind="corrected", to=TOWN, tracking=None, body={"n": 1})
+    raw = forge(nodes["village"], seq=700, kind="amended", to=TOWN, tracking=None, body={"n": 1})
     doc = json.loads(raw)
     doc["body"] = {"n": 2}
     return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")), VILLAGE
@@ -114,22 +114,22 @@ def _tampered(make_node: MakeNode, nodes: dict[str, Node]) -> tuple[str, str]:
 
 def _unenrolled(make_node: MakeNode, nodes: dict[str, Node]) -> tuple[str, str]:
     stranger = make_node(role="village", code="370303101209", name="无名村")
-    return forge(stranger, seq=1, kind="corrected", to=TOWN, tracking=None, body={}), "370303101209"
+    return forge(stranger, seq=1, kind="amended", to=TOWN, tracking=None, body={}), "370303101209"
 
 
 def _another_origin(make_node: MakeNode, nodes: dict[str, Node]) -> tuple[str, str]:
     # village2 hands up an envelope village signed: a sender may hand up only its own and below.
-    return forge(nodes["village"], seq=701, kind="corrected", to=TOWN, tracking=None, body={}), VILLAGE2
+    return forge(nodes["village"], seq=701, kind="amended", to=TOWN, tracking=None, body={}), VILLAGE2
 
 
 def _not_a_kind(make_node: MakeNode, nodes: dict[str, Node]) -> tuple[str, str]:
-    return forge(nodes["village"], seq=702, kind="Corrected!", to=TOWN, tracking=None, body={}), VILLAGE
+    return forge(nodes["village"], seq=702, kind="Amended!", to=TOWN, tracking=None, body={}), VILLAGE
 
 
 def _replayed_slot(make_node: MakeNode, nodes: dict[str, Node]) -> tuple[str, str]:
     # A sequence number of the village's already taken by another envelope.
     taken_seq = min(r.seq for r in nodes["village"].store.outbox("^"))
-    return forge(nodes["village"], seq=taken_seq, kind="corrected", to=TOWN, tracking=None, body={}), VILLAGE
+    return forge(nodes["village"], seq=taken_seq, kind="amended", to=TOWN, tracking=None, body={}), VILLAGE
 
 
 @pytest.mark.parametrize(
@@ -184,7 +184,7 @@ def test_after_an_upgrade_what_an_older_build_could_not_take_is_taken_in_once(
     hand_up(village, town)
     town.review(filed.tracking, "accept")
     received, accepted = [r.raw for r in town.store.outbox(VILLAGE)]
-    still = forge(town, seq=900, kind="corrected", to=VILLAGE, tracking=filed.tracking, body={})
+    still = forge(town, seq=900, kind="amended", to=VILLAGE, tracking=filed.tracking, body={})
     # What the village's older build left: the receipt refused as an unknown
     # kind (it could not hold), the acceptance held, a kind no build knows yet.
     _put(village, received, TOWN, "unknown_kind", held=False)
@@ -200,7 +200,7 @@ def test_after_an_upgrade_what_an_older_build_could_not_take_is_taken_in_once(
     try:
         assert upgraded.show(filed.tracking)["status"] == "accepted"
         [left] = upgraded.store.quarantine_rows()
-        assert (left["kind"], left["held"], left["code"]) == ("corrected", True, "unknown_kind")
+        assert (left["kind"], left["held"], left["code"]) == ("amended", True, "unknown_kind")
         assert upgraded.store.setting(upgrade.SETTING) == upgrade.build()
         events = _events(upgraded, filed.tracking)
         assert events == {"filed": 1, "received": 1, "accepted": 1}
@@ -276,7 +276,7 @@ def test_an_older_refusal_the_new_build_still_refuses_stays_with_its_reason(make
 # -- anything at all, from a verified origin or not ------------------------------------------
 
 _SHARED: dict[str, Any] = {}
-KIND = st.sampled_from([*admission.KINDS, "corrected", "x" * 41, "", "A", "new_kind_2"]) | st.text(
+KIND = st.sampled_from([*admission.KINDS, "amended", "x" * 41, "", "A", "new_kind_2"]) | st.text(
     max_size=12
 )
 BODY = st.dictionaries(
