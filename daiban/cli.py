@@ -67,6 +67,20 @@ def _field(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+def _status(text: str) -> str:
+    """A status by its code or by its name in either language (已受理, 待补正)."""
+    from daiban.i18n import speaking
+    from daiban.node.lifecycle import Status, status_label
+
+    wanted = text.strip()
+    for lang in ("zh", "en"):
+        with speaking(lang):
+            names = {status_label(s): s.value for s in Status}
+        if wanted in names:
+            return names[wanted]
+    return wanted  # a code, or argparse refuses it against the choices, naming them
+
+
 def _score(text: str) -> int:
     try:
         value = int(text)
@@ -272,7 +286,12 @@ def build_parser() -> Parser:
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("list", _("list the applications this node filed or handles, newest first"), cmd_list)
-    c.add_argument("--status", choices=STATUSES, help=_("only this status"))
+    c.add_argument(
+        "--status",
+        type=_status,
+        choices=STATUSES,
+        help=_("only this status: a code or its name as shown (已受理, needs supplement, …)"),
+    )
     c.add_argument("--id-number", help=_("only this resident's applications"))
     c.add_argument(
         "--to-do",

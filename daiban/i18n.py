@@ -6,8 +6,10 @@ Core code calls ``_()`` when it raises or renders, so the language must be set
 
 from __future__ import annotations
 
+import contextlib
 import gettext
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 DOMAIN = "daiban"
@@ -60,3 +62,15 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def join(parts: list[str]) -> str:
     """Join reasons into one line, with the language's own separator."""
     return _("; ").join(parts)
+
+
+@contextlib.contextmanager
+def speaking(lang: str) -> Iterator[None]:
+    """Translate into ``lang`` inside the block, then as before (to read a
+    word the user may type in either language)."""
+    before = _language
+    set_language(lang)
+    try:
+        yield
+    finally:
+        set_language(before)

@@ -397,9 +397,7 @@ def report_text(report: Mapping[str, Any]) -> str:
     """A report for the terminal: totals, the groups (with --by), and a bar
     chart of the trend."""
     total = report["total"]
-    period = _("{start} to {end}").format(
-        start=report["from"] or _("the beginning"), end=report["to"] or _("now")
-    )
+    period = period_span(report["from"], report["to"])
     lines = [
         _("Report for {code} {name}, {period}").format(
             code=report["node"], name=report["name"], period=period
@@ -545,6 +543,26 @@ def _below_table(nodes: Sequence[Mapping[str, Any]]) -> str:
     return _table([_("Code"), _("Name"), _("Under"), _("Last sync"), _("Silent")], rows, shrink=1)
 
 
+def period_text(period: str) -> str:
+    """A period's key as people read it: an ISO week (2026-W49) as 2026年第49周
+    in Chinese; a month (2026-12) as it is."""
+    year, sep, week = period.partition("-W")
+    if sep and year.isdigit() and week.isdigit():
+        return _("{year} week {week}").format(year=year, week=int(week))
+    return period
+
+
+def period_span(start: str | None, end: str | None) -> str:
+    """The span a report covers, in whole words whatever is left open."""
+    if start and end:
+        return _("{start} to {end}").format(start=start, end=end)
+    if start:
+        return _("from {start} on").format(start=start)
+    if end:
+        return _("up to {end}").format(end=end)
+    return _("all time")
+
+
 def _trend_chart(trend: Mapping[str, Any]) -> str:
     from rich import box
     from rich.bar import Bar
@@ -564,7 +582,7 @@ def _trend_chart(trend: Mapping[str, Any]) -> str:
     table.add_column("", width=BAR_WIDTH, no_wrap=True)
     for p in shown:
         table.add_row(
-            p["period"],
+            period_text(p["period"]),
             str(p["filed"]),
             Bar(top, 0, p["filed"], width=BAR_WIDTH),
             str(p["completed"]),

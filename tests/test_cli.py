@@ -740,3 +740,18 @@ def test_frozen_clock_is_iso_and_dates_are_cst(cli: Run, town: Path) -> None:
     row = cli("review", tracking, "accept", "--json", home=town, env=clock).json()
     assert row["accepted_on"] == "2026-11-28"
     assert dt.datetime.fromisoformat(row["filed_at"]).utcoffset() == dt.timedelta(hours=8)
+
+
+@pytest.mark.parametrize("word", ["已受理", "accepted", "受理"])
+def test_list_status_in_the_users_words(cli: Run, town: Path, word: str) -> None:
+    clock = {"DAIBAN_CLOCK": "2026-09-30T10:00:00+08:00"}
+    accepted = file_one(cli, town, "MZ003", 31, *MZ003_FIELDS, **clock)
+    waiting = file_one(cli, town, "MZ003", 32, *MZ003_FIELDS, **clock)
+    assert cli("review", accepted, "accept", home=town, env=clock).returncode == 0
+    result = cli("list", "--status", word, "--json", home=town, lang="zh")
+    if word == "受理":  # not a status's name: refused, the choices named
+        assert result.returncode == 2 and "accepted" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert [r["tracking"] for r in result.json()] == [accepted]
+    assert waiting not in result.stdout

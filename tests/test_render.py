@@ -33,3 +33,20 @@ def test_long_runs_of_figures_wrap_at_80_columns() -> None:
     lines = _fill(parts)
     assert len(lines) > 1 and all(cell_len(line) <= 80 for line in lines)
     assert sum(line.count("very dissatisfied") for line in lines) == 10
+
+
+def test_report_periods_read_as_words() -> None:
+    from daiban import i18n
+    from daiban.render import period_span, period_text
+
+    i18n.set_language("zh")
+    try:
+        assert period_text("2026-W49") == "2026年第49周"
+        assert period_text("2026-12") == "2026-12"
+        assert period_span(None, None) == "全部时间"
+        assert period_span("2026-01-01", None) == "自 2026-01-01 起"
+        assert period_span(None, "2026-12-31") == "截至 2026-12-31"
+    finally:
+        i18n.set_language("en")
+    assert period_text("2026-W05") == "2026 week 5"
+    assert period_span("2026-01-01", "2026-12-31") == "2026-01-01 to 2026-12-31"

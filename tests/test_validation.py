@@ -9,6 +9,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from stdnum.cn import ric
 
 from daiban import i18n
@@ -405,3 +407,21 @@ def test_fields_in_chinese() -> None:
             assert CJK.search(problem.text)
         else:
             assert problem.label == problem.field  # "color": unknown, no title
+
+
+# -- names as the ID office writes them (issue 13) ---------------------------
+
+
+@pytest.mark.parametrize("name", ["李〇", "王\U00020000", "陈\U0002a6d6华", "林\U00030000", "欧阳\uf900"])
+def test_names_take_ling_and_uncommon_ideographs(name: str) -> None:
+    assert v.person_name(name).value == name
+
+
+@given(st.text(min_size=1, max_size=10))
+def test_names_with_a_digit_or_a_control_are_refused(text: str) -> None:
+    name = "王" + text + "3"
+    with pytest.raises(ValidationFailed):
+        v.person_name(name)
+    control = "王" + text + "\x1b"
+    with pytest.raises(ValidationFailed):
+        v.person_name(control)

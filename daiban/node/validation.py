@@ -25,7 +25,9 @@ USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 # Names: Chinese characters, the middle dot of minority names (买买提·艾力),
 # Latin letters and single spaces for foreign names. Nothing else, so markup
 # and control sequences never get into a name.
-NAME = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U0003134fA-Za-z·•．. ]{1,40}$")
+# 〇 (U+3007) and the compatibility and Extension B–H ideographs are real
+# characters of names the ID office issues; digits and controls never are.
+NAME = re.compile(r"^[\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U000323afA-Za-z·•．. ]{1,40}$")
 MAX_TEXT = 500
 # What SQLite and every envelope hold: a field's integer fits in 64 bits.
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1
