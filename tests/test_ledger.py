@@ -318,3 +318,51 @@ def test_from_with_applicant_options_is_bad_usage(cli: Run, village: Path, tmp_p
     clean(result)
     assert result.returncode == 2
     assert dump(village) == before
+
+
+# -- Excel's number trap (issue 13) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_an_xlsx_whose_id_numbers_excel_stored_as_numbers_is_named_once(
+    cli: Run, village: Path, tmp_path: Path, lang: str
+) -> None:
+    rows = good_rows()
+    for row in rows[:2]:
+        row[1] = float(str(row[1]))  # what Excel keeps of an 18-digit number: 15 significant digits
+    path = write_xlsx(tmp_path / "台账.xlsx", rows)
+    before = dump(village)
+    result = cli("apply", "--from", str(path), home=village, lang=lang)
+    clean(result)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines  # once for the column, not once a row
+    assert ("文本" in lines[0]) and ("row 2" in lines[0] or "第 2 行" in lines[0]), lines[0]
+    assert ("身份证号" if lang == "zh" else "ID number") in lines[0]
+    assert dump(village) == before
+
+
+def test_a_csv_with_numbers_excel_already_cut_is_named_once(cli: Run, village: Path, tmp_path: Path) -> None:
+    rows = good_rows()
+    rows[1][1] = "3.70303E+17"
+    rows[2][1] = "3.70303E+17"
+    path = tmp_path / "台账.csv"
+    path.write_bytes(csv_bytes(rows, encoding="gbk"))
+    before = dump(village)
+    result = cli("apply", "--from", str(path), home=village, lang="zh")
+    clean(result)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "3.70303E+17" in line and "第 3 行" in line and "文本" in line
+    assert dump(village) == before
+
+
+def test_a_mobile_number_stored_as_a_number_is_whole_and_taken(
+    cli: Run, village: Path, tmp_path: Path
+) -> None:
+    rows = good_rows()[:2]
+    rows[0][2] = 13805331234  # a number cell, but all eleven digits are there
+    path = write_xlsx(tmp_path / "台账.xlsx", rows)
+    result = cli("apply", "--from", str(path), home=village)
+    assert result.returncode == 0, result.stderr
+    assert len(listed(cli, village)) == 2

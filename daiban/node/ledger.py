@@ -58,11 +58,15 @@ class Ledger:
 def read(path: Path) -> Ledger:
     data = _bytes(path)
     digest = hashlib.sha256(data).hexdigest()
+    numeric: dict[str, tuple[int, str]] = {}
     if data[:4] == b"PK\x03\x04":
         _check_zip(data, path)
-        header, rows = _read_xlsx(data, path)
+        header, rows = _read_xlsx(data, path, numeric)
     else:
         header, rows = _read_csv(data, path)
+        numeric = _scientific(rows)
+    if numeric:
+        raise _numbers_not_text(path, numeric)
     missing = [k for k in ("item", "name", "id_number", "phone") if k not in header]
     if missing:
         raise DaibanError(
@@ -198,7 +202,46 @@ def _read_csv(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict[
     return header, rows
 
 
-def _read_xlsx(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+# Columns Excel must keep as text: as numbers, an 18-digit ID number loses its
+# last digits (a float holds 15 to 17) and a landline its leading zero.
+TEXT_COLUMNS = ("id_number", "phone")
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
+MOBILE = re.compile(r"^1\d{10}$")
+
+
+def _scientific(rows: list[tuple[int, dict[str, str]]]) -> dict[str, tuple[int, str]]:
+    """In a CSV, the text-only columns whose numbers Excel already cut
+    (saved as 3.70303E+17): {column: (first row, its text)}."""
+    found: dict[str, tuple[int, str]] = {}
+    for line, row in rows:
+        for key in TEXT_COLUMNS:
+            if key not in found and _SCIENTIFIC.match(row.get(key, "")):
+                found[key] = (line, row[key])
+    return found
+
+
+def _numbers_not_text(path: Path, numeric: dict[str, tuple[int, str]]) -> DaibanError:
+    """One line for the whole ledger: which column Excel turned into numbers,
+    where first, and the fix."""
+    labels = {"id_number": _("ID number"), "phone": _("phone")}
+    key = "id_number" if "id_number" in numeric else next(iter(numeric))
+    line, shown = numeric[key]
+    return DaibanError(
+        _(
+            "Ledger {path}: Excel stored the {column} column as numbers (row {line}: {value}), which "
+            "cuts their last digits or leading zeros. Set the column's format to 文本 (Text), type "
+            "the numbers again, save, and import again; nothing was stored."
+        ).format(path=path.name, column=labels[key], line=line, value=shown),
+        code="ledger_numbers",
+    )
+
+
+def _read_xlsx(
+    data: bytes, path: Path, numeric: dict[str, tuple[int, str]]
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The rows as text; ``numeric`` gets the text-only columns (ID number,
+    phone) that hold number cells — a landline's leading zero or an ID
+    number's last digits are gone from those; a mobile number is whole."""
     from openpyxl import load_workbook
 
     try:
@@ -217,12 +260,18 @@ def _read_xlsx(data: bytes, path: Path) -> tuple[list[str], list[tuple[int, dict
         except StopIteration:
             raise DaibanError(_("Ledger {path} is empty.").format(path=path.name), code="ledger") from None
         rows: list[tuple[int, dict[str, str]]] = []
+        watch = {i: key for i, key in enumerate(header) if key in TEXT_COLUMNS}
         for number, values in enumerate(it, start=2):
             cells = [_cell(c) for c in values]
             if any(cells):
                 if len(rows) >= MAX_ROWS:
                     raise _too_many_rows(path)
                 rows.append((number, _row(header, cells)))
+                for i, key in watch.items():
+                    value = values[i] if i < len(values) else None
+                    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+                    if is_number and key not in numeric and not (key == "phone" and MOBILE.match(cells[i])):
+                        numeric[key] = (number, f"{value:.6g}" if isinstance(value, float) else str(value))
         return header, rows
     except DaibanError:
         raise
