@@ -36,7 +36,17 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import TransitionRefused
-from daiban.node import admission, authority, lifecycle, moving, projection, retired, routing, statistics
+from daiban.node import (
+    admission,
+    authority,
+    custody,
+    lifecycle,
+    moving,
+    projection,
+    retired,
+    routing,
+    statistics,
+)
 from daiban.node import identity as identity_mod
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
@@ -94,6 +104,11 @@ def _refused(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
         kind=clean_text(env.kind)[:40] if env is not None and isinstance(env.kind, str) else None,
         origin=env.origin if env is not None else None,
     )
+
+
+def refused_verdict(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
+    """The verdict, kept for quarantine, of an envelope refused here."""
+    return _refused(env, raw, code, reason)
 
 
 # -- check and authorise what arrives ----------------------------------------
@@ -432,6 +447,7 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str) -> list[Ver
     here at once. Envelopes for other nodes are stored and queued for their
     next hop in bulk."""
     now = stamp(node.clock())
+    custody.receipted(node, envelopes)  # an office answered: what was kept for it ends
     rows: list[tuple[Envelope, str]] = []
     relayed: list[Envelope] = []
     inline: list[Envelope] = []
@@ -652,6 +668,12 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     if env.sealed_text is not None and env.sealed_to == node.code:
         node.store.insert_personal(env.id, tracking, env.sealed_text, node.code)
     state, row = filed_summary(node, env, now, office=node.code)
+    if node.store.has_own_receipt(tracking, node.code):
+        # Received here before this node was restored from a backup: the
+        # receipt came back from the filer's side (custody.take_back) and
+        # waits for this filing; it applies now, no second one is made.
+        node.store.save_application(row)
+        return
     receipt = new_event(node, tracking, Kind.RECEIVED, {"office": node.code}, now)
     record_own(node, receipt, row)
     state = lifecycle.apply(state, Kind.RECEIVED, receipt.body)

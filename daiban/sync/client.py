@@ -15,7 +15,7 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import identity, journal, routing, statistics
+from daiban.node import custody, identity, journal, routing, statistics
 from daiban.node.clock import stamp
 from daiban.sync import answers, faults, protocol, recovery, status
 from daiban.sync.protocol import ProtocolError
@@ -175,6 +175,7 @@ async def push(conn: Connection, report: Report) -> None:
     in the outbox until the parent's answer for it has been recorded."""
     node = conn.node
     await announce(conn)
+    await give_back(conn)
     after = 0
     inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
     try:
@@ -216,6 +217,29 @@ async def announce(conn: Connection) -> None:
         node.store.clear_announced([code for code, _chain in announced])
 
 
+async def give_back(conn: Connection) -> None:
+    """After the parent was restored: hand it back its own envelopes held
+    here above the number it holds (custody.py), in pushes of their own,
+    before anything else goes up, so its receipts and decisions are back
+    before the filings they answer."""
+    node = conn.node
+    above = custody.to_return(node, conn.parent)
+    if above is None:
+        return
+    after = 0
+    for _page in range(protocol.MAX_POSITION):  # bounded: each page moves past the last
+        rows = custody.returning(node, conn.parent, above, after, protocol.BATCH)
+        if not rows:
+            break
+        value = {"certs": [], "envelopes": [], "returned": [raw for _n, raw in rows]}
+        status, data = await conn.post(protocol.PUSH, value)
+        if status != 200:
+            raise _refusal(status, data)
+        after = rows[-1][0]
+    with node.store.transaction():
+        custody.returned(node, conn.parent)
+
+
 def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: Report, url: str) -> bool:
     """Record the parent's (verified) answer to a push; False when envelopes
     were set aside. Only envelopes of this batch are let go or set aside."""
@@ -228,6 +252,7 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
         done = [i for i, v in verdicts.items() if v in ("stored", "duplicate")]
         with node.store.transaction():
             node.store.release(routing.UP, done)
+            custody.keep(node, done)  # filings: until their office answers (custody.py)
         report.pushed += sum(1 for v in verdicts.values() if v == "stored")
         report.duplicates += sum(1 for v in verdicts.values() if v == "duplicate")
         return True
@@ -248,24 +273,63 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
     raise _refusal(status, data)
 
 
+def _pull_request(node: Node, parent: str, limit: int) -> tuple[dict[str, Any], int, str | None]:
+    """A pull's body: the cursor and the parent's incarnation it belongs to
+    (node/custody.py); also the cursor and that incarnation."""
+    peer = node.store.peer(parent)
+    cursor = peer["cursor"] if peer else 0
+    known = peer.get("incarnation") if peer else None
+    request: dict[str, Any] = {"cursor": cursor, "limit": limit}
+    if known:
+        request["incarnation"] = known
+    return request, cursor, known
+
+
+def _incarnation(data: Any, url: str) -> str | None:
+    value = data.get("incarnation") if isinstance(data, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= protocol.MAX_INCARNATION:
+        raise bad_answer(url)
+    return value
+
+
+def _holds(data: Any, url: str) -> dict[str, int]:
+    held = data.get("holds", {}) if isinstance(data, dict) else None
+    if (
+        not isinstance(held, dict)
+        or len(held) > protocol.MAX_BATCH + 1
+        or not all(isinstance(k, str) and _within(v, 0, protocol.MAX_INTEGER) for k, v in held.items())
+    ):
+        raise bad_answer(url)
+    return held
+
+
 async def pull(conn: Connection, report: Report) -> None:
     node = conn.node
     acked = True
     for _round in range(protocol.MAX_POSITION):  # bounded: the cursor goes up every round but the last
-        peer = node.store.peer(conn.parent)
-        cursor = peer["cursor"] if peer else 0
-        status, data = await conn.post(protocol.PULL, {"cursor": cursor, "limit": protocol.BATCH})
+        request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
+        status, data = await conn.post(protocol.PULL, request)
         faults.point("pull-answered")
         if status != 200:
             raise _refusal(status, data)
-        raws, certs, new_cursor, more = bounded_page(data, "cursor", cursor, protocol.BATCH, conn.url)
-        if raws or certs:
+        theirs = _incarnation(data, conn.url)
+        # The parent was restored since this cursor (a new incarnation): it
+        # hands out its queue for this node from the start (custody.py).
+        restarted = known is not None and theirs is not None and theirs != known
+        asked = 0 if restarted else cursor
+        raws, certs, new_cursor, more = bounded_page(data, "cursor", asked, protocol.BATCH, conn.url)
+        held = _holds(data, conn.url) if restarted else {}
+        if raws or certs or restarted or (theirs is not None and theirs != known):
             # Certificates alone count too: one may show that a child of this
             # node has moved to the parent (node/moving.py).
             with node.store.transaction():
+                if restarted:
+                    custody.parent_restored(node, conn.parent, held)
                 taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
                 # The cursor moves in the same transaction that stored the envelopes.
-                node.store.update_peer(conn.parent, cursor=new_cursor)
+                node.store.update_peer(conn.parent, cursor=new_cursor, incarnation=theirs or known)
             report.pulled += len(taken.stored)
             acked = acked and not raws
         if not more:
@@ -275,8 +339,8 @@ async def pull(conn: Connection, report: Report) -> None:
     journal.drain(node)
     if not acked:
         # Tell the parent we hold everything it sent, so it can let go of it.
-        peer = node.store.peer(conn.parent)
-        await conn.post(protocol.PULL, {"cursor": peer["cursor"] if peer else 0, "limit": 0})
+        request, _cursor, _known = _pull_request(node, conn.parent, 0)
+        await conn.post(protocol.PULL, request)
 
 
 def bounded_page(

@@ -1,0 +1,188 @@
+"""Custody across a restore: what a node keeps until the office has it, its
+incarnation, and the sequence numbers it takes after a restore.
+
+- **Kept until the office has it.** A filing this node handed up (its own
+  or a child's it relayed) is kept, sealed as it is, after the parent
+  acknowledged it, until an event of its office on that application arrives
+  (``received``, or a later decision). A kept filing is not pushed in
+  ordinary syncs; it goes up again when the parent turns out to have been
+  restored. Later events of an application (a supplement, a withdrawal, an
+  evaluation) are not kept: the office need not answer them, so nothing
+  would end their keeping; a restored parent gets them again all the same,
+  with everything above what it ``holds`` (below).
+- **Incarnation.** A random id in the node's settings, made anew by every
+  restore; the node's pull (and push) answers carry it, signed. A child sends
+  with its pull the incarnation its cursor belongs to: a parent that sees an
+  earlier one does not take the cursor (it would drop what it never
+  delivered) but hands out its queue for that child from the start (the child
+  skips what it has by id), with ``holds``: per origin in the child's area,
+  how far it holds that origin's envelopes without a gap, and for its own
+  origin the highest number it held when it caught up after the restore.
+- **The child then sends again** what the restored parent may have held: the
+  kept envelopes, every envelope of its area above ``holds`` that went up,
+  and ("returned") the parent's own envelopes it holds above the parent's
+  number — decisions and receipts that only went down. The parent takes its
+  own back like a recovery page (its own signature, an empty slot); the rest
+  goes through the journal's gate like any push. The addressee's
+  exactly-once check by id makes sending again harmless.
+- **Sequence numbers.** A restored node first takes back from its parent
+  everything of its own the parent holds (recovery.py). A node without
+  children has sent everything it numbered up, so it goes on from there.
+  One with children may have numbered envelopes that only went down; it goes
+  on ``GAP`` numbers higher (more than any node numbers between two
+  backups), so no number is issued twice; its children return the ones below
+  at their next sync."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from daiban.node import routing
+from daiban.node.clock import stamp
+from daiban.node.lifecycle import Kind
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+    from daiban.node.store import Store
+    from daiban.trust.envelope import Envelope
+
+INCARNATION = "incarnation"
+SEQ_FLOOR = "seq_floor"  # numbers up to here are not this incarnation's to issue
+RESTORED_SEQ = "restored_seq"  # the highest own number held after catching up from the parent
+RETURN_ABOVE = "return_above"  # at a child: the parent's own envelopes above this go back to it
+GAP = 2**32
+MAX_HOLDS = 1000
+
+
+def incarnation(store: Store) -> str:
+    return store.setting(INCARNATION) or ""
+
+
+def new_incarnation(store: Store) -> str:
+    """A restored node's new incarnation; call inside a transaction."""
+    value = secrets.token_hex(8)
+    store.set_setting(INCARNATION, value)
+    return value
+
+
+def seq_floor(store: Store) -> int:
+    return int(store.setting(SEQ_FLOOR, "0") or 0)
+
+
+def caught_up(store: Store, code: str) -> None:
+    """A restored node has taken back what its parent held of it (the city:
+    at once, it has none): with children, it goes on GAP numbers higher;
+    call inside a transaction."""
+    restored = max(store.next_seq(code) - 1, seq_floor(store))
+    store.set_setting(RESTORED_SEQ, str(restored))
+    if store.peers("child") or store.peers("moved"):
+        store.set_setting(SEQ_FLOOR, str(restored + GAP))
+
+
+# -- kept until the office has it -------------------------------------------------
+
+
+def keep(node: Node, envelope_ids: Sequence[str]) -> None:
+    """The parent acknowledged these: keep the filings among them until
+    their office answers; call inside a transaction."""
+    if envelope_ids:
+        node.store.keep(envelope_ids, Kind.FILED.value, node.code, stamp(node.clock()))
+
+
+def receipted(node: Node, envelopes: Iterable[Envelope]) -> None:
+    """Office events stored here: what was kept for their applications ends."""
+    for env in envelopes:
+        if env.kind in routing.OFFICE_KINDS and env.tracking:
+            node.store.release_kept(env.tracking, env.origin)
+
+
+# -- at a parent: a child whose cursor is of an earlier incarnation -------------------
+
+
+def holds(node: Node, child: str) -> dict[str, int]:
+    """How far this node holds each origin of ``child``'s area without a gap
+    (at most MAX_HOLDS of them), and its own highest number as it caught up."""
+    out = node.store.high_water(node.store.origins_under(child, MAX_HOLDS))
+    restored = node.store.setting(RESTORED_SEQ)
+    out[node.code] = int(restored) if restored else node.store.next_seq(node.code) - 1
+    return out
+
+
+# -- at a child: the parent was restored -------------------------------------------------
+
+
+def parent_restored(node: Node, parent: str, held: Mapping[str, int]) -> int:
+    """Queue up again what the restored parent may have lost, and mark its
+    own envelopes to return; how many were queued. Call inside a transaction."""
+    now = stamp(node.clock())
+    ids = node.store.kept_ids()
+    for origin in node.store.origins_under(node.code, None):
+        ids += node.store.sent_up_above(origin, int(held.get(origin, 0)), node.code)
+    rows = [(i, routing.UP, "up") for i in dict.fromkeys(ids)]
+    node.store.enqueue_many(rows, now)
+    node.store.set_setting(f"{RETURN_ABOVE}:{parent}", str(int(held.get(parent, 0))))
+    return len(rows)
+
+
+def to_return(node: Node, parent: str) -> int | None:
+    value = node.store.setting(f"{RETURN_ABOVE}:{parent}")
+    return int(value) if value not in (None, "") else None
+
+
+def returned(node: Node, parent: str) -> None:
+    node.store.set_setting(f"{RETURN_ABOVE}:{parent}", "")
+
+
+def returning(node: Node, parent: str, above: int, after: int, limit: int) -> list[tuple[int, str]]:
+    """(arrival number, raw) of the parent's own envelopes held here above ``above``."""
+    return node.store.origin_above(parent, above, after, limit)
+
+
+def take_back(node: Node, raws: Sequence[Any], sender: str) -> list[dict[str, Any]]:
+    """This node's own envelopes, returned by a child after a restore: each
+    taken back as before the loss when this node's own key (or a retired
+    one) signed it and its number is free; a known one is a duplicate;
+    anything else is refused and quarantined. Nothing is routed (the child
+    has it). Call inside a transaction."""
+    from daiban.node import journal, retired
+    from daiban.trust import envelope as env_mod
+    from daiban.trust.crypto import CryptoError
+    from daiban.trust.envelope import EnvelopeError
+
+    now = stamp(node.clock())
+    keys = retired.signing_keys(node, node.code, node.keys.sign_public)
+    results: list[dict[str, Any]] = []
+    refused: list[journal.Verdict] = []
+    for raw in raws:
+        try:
+            env = env_mod.parse(raw)
+        except EnvelopeError as exc:
+            refused.append(journal.refused_verdict(None, raw, exc.code, str(exc)))
+            continue
+        known = node.store.envelope_row(env.id)
+        if known is not None and known["digest"] == env.digest:
+            results.append({"id": env.id, "status": "duplicate"})
+            continue
+        try:
+            if env.origin != node.code:
+                raise EnvelopeError("forged_origin", f"only {node.code}'s own envelopes come back to it")
+            if known is not None or node.store.envelope_at(env.origin, env.seq) is not None:
+                node.store.record_conflict(env.id, env.digest, sender, now)
+                raise EnvelopeError("conflict", f"sequence number {env.seq} of {env.origin} is taken")
+            for key in keys:
+                try:
+                    env_mod.check_signature(env, key)
+                    break
+                except (EnvelopeError, CryptoError):
+                    continue
+            else:
+                raise EnvelopeError("bad_signature", "not signed by this node's key")
+        except EnvelopeError as exc:
+            refused.append(journal.refused_verdict(env, raw, exc.code, str(exc)))
+            continue
+        journal.restore_own(node, env, sender, now)
+        results.append({"id": env.id, "status": "stored"})
+    journal.quarantine(node, refused, sender=sender)
+    return results + [v.as_dict() for v in refused]
