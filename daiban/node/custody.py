@@ -16,8 +16,8 @@ incarnation, and the sequence numbers it takes after a restore.
   earlier one does not take the cursor (it would drop what it never
   delivered) but hands out its queue for that child from the start (the child
   skips what it has by id), with ``holds``: per origin in the child's area,
-  how far it holds that origin's envelopes without a gap, and for its own
-  origin the highest number it held when it caught up after the restore.
+  and its own, how far it holds that origin's envelopes without a gap (its
+  own: as it caught up after the restore).
 - **The child then sends again** what the restored parent may have held: the
   kept envelopes, every envelope of its area above ``holds`` that went up,
   and ("returned") the parent's own envelopes it holds above the parent's
@@ -75,10 +75,12 @@ def caught_up(store: Store, code: str) -> None:
     """A restored node has taken back what its parent held of it (the city:
     at once, it has none): with children, it goes on GAP numbers higher;
     call inside a transaction."""
-    restored = max(store.next_seq(code) - 1, seq_floor(store))
-    store.set_setting(RESTORED_SEQ, str(restored))
+    # Children hand back what is above the first gap: the numbers that
+    # came back from the parent may leave some between that went only down.
+    store.set_setting(RESTORED_SEQ, str(store.high_water([code])[code]))
     if store.peers("child") or store.peers("moved"):
-        store.set_setting(SEQ_FLOOR, str(restored + GAP))
+        highest = max(store.next_seq(code) - 1, seq_floor(store))
+        store.set_setting(SEQ_FLOOR, str(highest + GAP))
 
 
 # -- kept until the office has it -------------------------------------------------

@@ -1,0 +1,217 @@
+"""A town restored from a snapshot taken before it acknowledged, forwarded,
+decided and pulled more work, on a real network of ``daiban serve``
+processes (tests/sync_net.py): with its keys, with its keys brought back by
+the recovery passphrase, and with its keys truly lost. Its village keeps the
+filings it handed up until their office answered (node/custody.py), sees the
+town's new incarnation at its next sync, sends again what the town may have
+lost and hands back the town's own envelopes that only went down to it. At the
+end every application is at its office exactly once, every status at the
+village, nothing waits in any queue, nothing is quarantined, no sequence
+number was issued twice, and every database passes ``PRAGMA
+integrity_check``. Every process started here is stopped by its PID; every
+wait is bounded."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sync_net import CMD_TIMEOUT, DAIBAN, NODES, Network, Result, network_at
+from tests.test_backup import apply
+
+C, D, T, V = "city", "district", "town", "village"
+ALL = (C, D, T, V)
+TOWN, VILLAGE = NODES[T].code, NODES[V].code
+PASSPHRASE = "大张村 南定镇 红色 拖拉机 2026"
+TOWN_ITEM, DISTRICT_ITEM = "YB001", "SB001"  # offices: the town, the district
+
+
+def run_with_stdin(net: Network, name: str, stdin: str, *args: str) -> Result:
+    proc = subprocess.run(
+        [DAIBAN, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=net.env(net.home(name)),
+        timeout=CMD_TIMEOUT,
+    )
+    return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    """Snapshots (no Litestream), as on a town's Windows PC."""
+    with network_at(tmp_path / "net") as net:
+        original = net.env
+        net.env = lambda h: {**original(h), "DAIBAN_LITESTREAM": "none"}  # type: ignore[method-assign]
+        yield net
+
+
+def build(net: Network, *, passphrase: bool = False) -> None:
+    """City, district, town (its recovery passphrase set at init when asked),
+    village; the three parents serving."""
+    net.init(C, D, V)
+    spec = NODES[T]
+    init = ["init", "--role", spec.role, "--code", spec.code, "--name", spec.name]
+    if passphrase:
+        made = run_with_stdin(net, T, PASSPHRASE + "\n", *init, "--passphrase-stdin").ok()
+        assert "Recovery passphrase set" in made.stdout
+    else:
+        net.run(T, *init).ok()
+    net.start(C, D, T)
+    for name in (D, T, V):
+        net.enroll(name)
+
+
+def status_of(net: Network, name: str) -> dict[str, str]:
+    return {r[0]: r[1] for r in net.query(name, "SELECT tracking, status FROM applications")}
+
+
+def decide(net: Network, name: str, tracking: str) -> None:
+    net.run(name, "review", tracking, "accept").ok()
+
+
+@contextlib.contextmanager
+def town_lost(net: Network, tmp_path: Path) -> Iterator[str]:
+    """The town's server stopped and its database gone (the disk, or the PC);
+    yields its URL, to serve again at once restored."""
+    url = net.url(T)
+    net.stop(T)
+    yield url
+    net.serve_again(T, url)
+
+
+def own_numbers(net: Network, name: str, origin: str) -> dict[int, str]:
+    """{seq: envelope id} of ``origin``'s envelopes held at a node."""
+    rows = net.query(name, "SELECT seq, id FROM envelopes WHERE origin = ?", (origin,))
+    return {int(r[0]): str(r[1]) for r in rows}
+
+
+def settle(net: Network) -> None:
+    """Sync everything everywhere a few rounds: the village, the town, the
+    district (with the city)."""
+    for _round in range(3):
+        net.sync(V)
+        net.sync(T)
+        net.sync(D)
+    net.sync(V)
+
+
+def assert_whole(net: Network, offices: dict[str, str]) -> None:
+    """Every application at its office exactly once and the same status at
+    the village; nothing queued, kept, pending, quarantined or in conflict;
+    no sequence number of any origin held with two ids; integrity ok."""
+    village = status_of(net, V)
+    assert set(village) == set(offices)
+    for tracking, office in offices.items():
+        held = net.query(
+            office,
+            "SELECT COUNT(*) FROM envelopes WHERE tracking = ? AND kind = 'filed'",
+            (tracking,),
+        )[0][0]
+        assert held == 1, (tracking, office)
+        at_office = net.query(office, "SELECT status FROM applications WHERE tracking = ?", (tracking,))
+        assert len(at_office) == 1 and at_office[0][0] == village[tracking], (tracking, office)
+    for name in ALL:
+        assert net.count(name, "outbox") == 0, name
+        assert net.count(name, "kept") == 0, name
+        assert net.count(name, "quarantine") == 0, name
+        assert net.count(name, "conflicts") == 0, name
+        assert net.count(name, "set_aside") == 0, name
+        waiting = net.query(name, "SELECT COUNT(*) FROM envelopes WHERE effect IN ('pending', 'queued')")
+        assert waiting[0][0] == 0, name
+        with contextlib.closing(sqlite3.connect(net.home(name) / "daiban.db")) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok", name
+    for origin in (TOWN, VILLAGE, NODES[D].code):
+        seen: dict[int, str] = {}
+        for name in ALL:
+            for seq, envelope_id in own_numbers(net, name, origin).items():
+                assert seen.setdefault(seq, envelope_id) == envelope_id, (origin, seq, name)
+
+
+def work_after_the_snapshot(net: Network) -> dict[str, Any]:
+    """What the town acknowledged, forwarded, decided and pulled after its
+    snapshot: filings from the village (for the town and for the district),
+    the town's decisions, the district's decisions pulled down through the
+    town (one of them not yet pulled by the village)."""
+    a1, b1 = apply(net, V, 11, TOWN_ITEM), apply(net, V, 12, DISTRICT_ITEM)
+    assert net.sync(V)["left"] == 0  # acknowledged by the town; its receipt for a1 comes back
+    assert status_of(net, V)[a1] == "received"
+    net.sync(T)  # b1 forwarded to the district
+    net.sync(T)  # the district's receipt for b1 pulled down
+    decide(net, T, a1)
+    net.sync(V)  # the village has the town's decision on a1, the district's receipt for b1
+    decide(net, D, b1)
+    net.sync(T)  # the district's decision on b1 waits at the town for the village
+    a2 = apply(net, V, 13, TOWN_ITEM)
+    assert net.sync(V)["left"] == 0  # a2 received by the town; b1's acceptance pulled too
+    return {"a1": a1, "b1": b1, "a2": a2}
+
+
+def pulled_by_the_town_only(net: Network, b0: str) -> None:
+    """The district decides b0; the town pulls it down, the village not yet."""
+    decide(net, D, b0)
+    net.sync(T)
+    sql = "SELECT COUNT(*) FROM outbox o JOIN envelopes v ON v.id = o.envelope_id WHERE v.tracking = ?"
+    assert net.query(T, sql, (b0,))[0][0] == 1
+
+
+@pytest.mark.parametrize("keys", ["kept", "passphrase"])
+def test_a_town_restored_from_a_snapshot(network: Network, tmp_path: Path, keys: str) -> None:
+    """With its keys still on the PC (the database lost), and on a new PC
+    with the keys brought back by the recovery passphrase set at init."""
+    net, replica = network, tmp_path / "usb"
+    build(net, passphrase=keys == "passphrase")
+    a0, b0 = apply(net, V, 1, TOWN_ITEM), apply(net, V, 2, DISTRICT_ITEM)
+    settle(net)
+    before = net.run(T, "status", "--json").ok().json()
+    assert before["incarnation"] and before["kept"] == 0
+    net.run(T, "backup", "--replica", str(replica), "--once").ok()
+
+    later = work_after_the_snapshot(net)
+    decide(net, T, a0)  # decided at the town, not yet pulled by the village
+    pulled_by_the_town_only(net, b0)
+    village_before = status_of(net, V)
+    town_numbers = {**own_numbers(net, V, TOWN), **own_numbers(net, D, TOWN)}
+    assert set(own_numbers(net, V, TOWN)) - set(own_numbers(net, D, TOWN))  # some went only down
+
+    with town_lost(net, tmp_path):
+        if keys == "kept":
+            for suffix in ("", "-wal", "-shm"):
+                (net.home(T) / f"daiban.db{suffix}").unlink(missing_ok=True)
+            restored = net.run(T, "restore", "--replica", str(replica), "--json").ok().json()
+        else:
+            shutil.move(net.home(T), tmp_path / "old-town-pc")
+            again = ("restore", "--replica", str(replica), "--passphrase-stdin", "--json")
+            restored = run_with_stdin(net, T, PASSPHRASE + "\n", *again).ok().json()
+            assert restored["keys_restored"] and not restored["new_keys"]
+        assert restored["mode"] == "snapshot" and not restored["must_enroll"]
+        assert later["a1"] not in status_of(net, T)
+        net.sync(T)  # catch up with the district first
+    after = net.run(T, "status", "--json").ok().json()
+    assert after["incarnation"] != before["incarnation"]
+
+    net.sync(V)  # the village sees the new incarnation: sends again, hands back
+    net.sync(V)  # (the town applies what came before it answers a pull)
+    town = status_of(net, T)
+    for key in ("a1", "a2"):
+        assert town[later[key]] == village_before[later[key]], key
+    assert town[later["a1"]] == "accepted"  # its decision came back from the village
+    # Its decision on a0 reached nobody before the loss: gone, made again.
+    assert town[a0] == village_before[a0] == "received"
+    decide(net, T, a0)
+    decide(net, T, later["a2"])
+    settle(net)
+    offices = {a0: T, b0: D, later["a1"]: T, later["b1"]: D, later["a2"]: T}
+    assert_whole(net, offices)
+    assert status_of(net, V)[later["a2"]] == status_of(net, V)[a0] == status_of(net, V)[b0] == "accepted"
+    # The restored town numbered its new envelopes above the gap: none reused.
+    new = [s for s in own_numbers(net, T, TOWN) if s > max(town_numbers)]
+    assert new and min(new) > 2**32
