@@ -14,17 +14,26 @@ wait is bounded."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sqlite3
 import subprocess
+import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from daiban.sync import answers, protocol
+from daiban.trust.crypto import b64, canonical, random_id
+from tests.attacker import Attacker
+from tests.fault_net import set_parent_url
 from tests.sync_net import CMD_TIMEOUT, DAIBAN, NODES, Network, Result, network_at
 from tests.test_backup import apply
+from tests.test_rogue_parent import Rogue, zjson
 
 C, D, T, V = "city", "district", "town", "village"
 ALL = (C, D, T, V)
@@ -215,3 +224,121 @@ def test_a_town_restored_from_a_snapshot(network: Network, tmp_path: Path, keys:
     # The restored town numbered its new envelopes above the gap: none reused.
     new = [s for s in own_numbers(net, T, TOWN) if s > max(town_numbers)]
     assert new and min(new) > 2**32
+
+
+# -- attacks --------------------------------------------------------------------------------
+
+
+class Returner(Attacker):
+    """The village turned attacker: it hands its parent "back" what it likes."""
+
+    def push_back(self, returned: list[str]) -> Any:
+        body = protocol.encode({"certs": [], "envelopes": [], "returned": returned})
+        counter = self._counter()
+        message = protocol.request_message("POST", protocol.PUSH, body, counter, self.code, TOWN)
+        headers = {
+            protocol.H_NODE: self.code,
+            protocol.H_COUNTER: str(counter),
+            protocol.H_SIG: b64(self.keys.signature(message)),
+            "Content-Type": protocol.CONTENT_TYPE,
+        }
+        request = urllib.request.Request(
+            self.net.url(T) + protocol.PUSH, data=body, headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            assert resp.status == 200
+            return protocol.decode(resp.read())
+
+
+def town_view(net: Network) -> dict[str, Any]:
+    return {
+        "apps": status_of(net, T),
+        "own": own_numbers(net, T, TOWN),
+        "events": net.count(T, "events"),
+    }
+
+
+def test_a_child_cannot_hand_back_what_its_parent_never_signed(network: Network) -> None:
+    net = network
+    build(net)
+    a0 = apply(net, V, 21, TOWN_ITEM)
+    settle(net)
+    before = town_view(net)
+    att = Returner(net, V)
+    (receipt,) = net.query(V, "SELECT raw FROM envelopes WHERE origin = ? AND kind = 'received'", (TOWN,))
+    own = att.envelope("accepted", to=VILLAGE, tracking=a0, body={"note": "自己批的"}).raw
+    claimed = att.fields("accepted", to=VILLAGE, tracking=a0, body={"note": "冒充镇里"}, seq=10**6)
+    claimed["origin"] = TOWN  # the town's origin, signed with the village's key
+    forged = att.craft(claimed)
+    tampered = json.loads(receipt[0])
+    tampered.update(id=random_id(), seq=10**6 + 1, tracking=a0)  # the town's signature, other content
+    changed = canonical(tampered).decode()
+
+    answer = att.push_back([own, forged, changed, receipt[0]])
+    verdicts = {r["id"]: r for r in answer["returned"]}
+    assert verdicts[json.loads(own)["id"]]["code"] == "forged_origin"
+    assert verdicts[claimed["id"]]["code"] == "bad_signature"
+    assert verdicts[tampered["id"]]["code"] == "bad_signature"
+    assert verdicts[json.loads(receipt[0])["id"]]["status"] == "duplicate"
+    assert town_view(net) == before  # nothing taken in
+    quarantined = {r["envelope_id"]: r for r in net.run(T, "quarantine", "list", "--json").ok().json()}
+    assert set(quarantined) == {json.loads(own)["id"], claimed["id"], tampered["id"]}
+    assert all(r["sender"] == VILLAGE for r in quarantined.values())
+
+    # What it sends again goes through the push's gate like anything else:
+    # a decision it may not make is refused, as before any restore.
+    refused = att.push([att.envelope("accepted", to=VILLAGE, tracking=a0, body={"note": "x"}).raw])
+    assert refused.status == 422 and town_view(net) == before
+
+
+def test_a_forged_or_replayed_incarnation_changes_nothing(network: Network) -> None:
+    net = network
+    build(net)
+    b0 = apply(net, V, 31, DISTRICT_ITEM)
+    net.sync(V)  # handed to the town, not yet to its office: kept at the village
+    assert net.count(V, "kept") == 1
+
+    def village() -> dict[str, Any]:
+        return {
+            "peer": tuple(
+                net.query(V, "SELECT counter, cursor, incarnation FROM peers WHERE code = ?", (TOWN,))[0]
+            ),
+            "queued": net.count(V, "outbox"),
+            "kept": net.count(V, "kept"),
+            "return": net.query(V, "SELECT COUNT(*) FROM node WHERE key LIKE 'return_above%'")[0][0],
+        }
+
+    async def new_incarnation(request: web.Request, body: bytes) -> web.Response | None:
+        if request.path != protocol.PULL:
+            return None
+        genuine = await rogue.forward(request, body)
+        data = json.loads(zlib.decompress(genuine.body))  # type: ignore[arg-type]
+        data.update(incarnation="feedfacefeedface", holds={VILLAGE: 0, TOWN: 0})
+        return zjson(data, headers={answers.H_ANSWER: genuine.headers[answers.H_ANSWER]})
+
+    async def replayed(request: web.Request, body: bytes) -> web.Response | None:
+        if request.path != protocol.PULL:
+            return None
+        _path, status, answer, signature = next(g for g in rogue.genuine if g[0] == protocol.PULL)
+        return web.Response(
+            body=answer,
+            status=status,
+            content_type=protocol.CONTENT_TYPE,
+            headers={answers.H_ANSWER: signature},
+        )
+
+    with Rogue(net.url(T)) as rogue:
+        set_parent_url(net.home(V), rogue.url)
+        net.sync(V)  # relayed as it is: a genuine answer to replay later
+        before = village()
+        for forgery in (new_incarnation, replayed):
+            rogue.forge = forgery
+            result = net.run(V, "sync", "--json")
+            assert result.returncode == 1 and "not signed by the parent" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+            after = village()
+            assert after["peer"][1:] == before["peer"][1:] and after["queued"] == after["return"] == 0
+            assert after["kept"] == 1
+        set_parent_url(net.home(V), net.url(T))
+    settle(net)
+    assert_whole(net, {b0: D})
