@@ -130,7 +130,7 @@ def assert_whole(net: Network, offices: dict[str, str]) -> None:
         assert len(at_office) == 1 and at_office[0][0] == village[tracking], (tracking, office)
     for name in ALL:
         assert net.count(name, "outbox") == 0, name
-        assert net.count(name, "kept") == 0, name
+        assert net.count(name, "kept") == net.count(name, "kept_personal") == 0, name
         assert net.count(name, "quarantine") == 0, name
         assert net.count(name, "conflicts") == 0, name
         assert net.count(name, "set_aside") == 0, name

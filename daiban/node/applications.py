@@ -396,6 +396,8 @@ class Node:
                 self.store.update_personal(event.id, b64(sealed), row["office"])
                 dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
                 journal.send(self, event, dest, sealed, row["office"], stamp(self.clock()))
+                if event.kind == "filed":  # kept sealed to this node until the office answers
+                    self.store.keep_personal(event.id, event.tracking, row["office"], held["data"], b64(enc))
                 made += 1
         return made
 

@@ -25,6 +25,11 @@ incarnation, and the sequence numbers it takes after a restore.
   own back like a recovery page (its own signature, an empty slot); the rest
   goes through the journal's gate like any push. The addressee's
   exactly-once check by id makes sending again harmless.
+- **Keys lost.** A filing made here is also kept sealed to this node's own
+  key until its office answers (``kept_personal``); should the office have
+  lost its keys and enrolled again (its answers carry its new chain), the
+  filing goes again as a new envelope sealed to the office's new key, in
+  place of the old one, so the office can open it.
 - **Sequence numbers.** A restored node first takes back from its parent
   everything of its own the parent holds (recovery.py). A node without
   children has sent everything it numbered up, so it goes on from there.
@@ -39,7 +44,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from daiban.node import routing
+from daiban.node import identity, routing
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
 
@@ -52,6 +57,7 @@ INCARNATION = "incarnation"
 SEQ_FLOOR = "seq_floor"  # numbers up to here are not this incarnation's to issue
 RESTORED_SEQ = "restored_seq"  # the highest own number held after catching up from the parent
 RETURN_ABOVE = "return_above"  # at a child: the parent's own envelopes above this go back to it
+REKEYED = "rekeyed_at"  # restored without its keys: its answers carry its new chain
 GAP = 2**32
 MAX_HOLDS = 1000
 
@@ -103,6 +109,14 @@ def receipted(node: Node, envelopes: Iterable[Envelope]) -> None:
 # -- at a parent: a child whose cursor is of an earlier incarnation -------------------
 
 
+def own_chain_if_rekeyed(node: Node) -> list[Any] | None:
+    """This node's chain, for its answers, once it was restored without its
+    keys and enrolled again: its children hold its old certificate."""
+    if not node.store.setting(REKEYED):
+        return None
+    return identity.own_chain(node)
+
+
 def holds(node: Node, child: str) -> dict[str, int]:
     """How far this node holds each origin of ``child``'s area without a gap
     (at most MAX_HOLDS of them), and its own highest number as it caught up."""
@@ -115,10 +129,43 @@ def holds(node: Node, child: str) -> dict[str, int]:
 # -- at a child: the parent was restored -------------------------------------------------
 
 
+def reseal_kept(node: Node) -> int:
+    """Filings made here that their office has not answered, sealed to a key
+    of the office that is no longer its certified one (it lost its keys and
+    enrolled again): each goes again as a new envelope sealed to the new key,
+    in place of the old one (journal.reseal_filing). How many; call inside a
+    transaction."""
+    from daiban.node import journal
+    from daiban.trust import envelope as env_mod
+    from daiban.trust.crypto import b64, unb64
+
+    now = stamp(node.clock())
+    done = 0
+    for row in node.store.kept_personal():
+        enc = identity.enc_key_for(node, row["office"])
+        raw = node.store.raw_envelope(row["event_id"])
+        if enc is None or b64(enc) == row["enc"] or raw is None:
+            continue
+        env = env_mod.parse(raw, checked=True)
+        try:
+            personal = env_mod.open_blob(
+                unb64(row["sealed"]), env.id, env.kind, env.tracking, node.keys, node.keys.sign_public
+            )
+        except env_mod.EnvelopeError:
+            continue  # kept under a key this node has lost itself: nothing to seal again
+        journal.reseal_filing(node, env, personal, enc, now)
+        node.store.resealed(row["event_id"], env.id, b64(enc))
+        done += 1
+    return done
+
+
 def parent_restored(node: Node, parent: str, held: Mapping[str, int]) -> int:
     """Queue up again what the restored parent may have lost, and mark its
-    own envelopes to return; how many were queued. Call inside a transaction."""
+    own envelopes to return; how many were queued. Call inside a transaction,
+    after the page that told it (and may have brought the parent's new
+    certificate) is taken in."""
     now = stamp(node.clock())
+    reseal_kept(node)
     ids = node.store.kept_ids()
     for origin in node.store.origins_under(node.code, None):
         ids += node.store.sent_up_above(origin, int(held.get(origin, 0)), node.code)

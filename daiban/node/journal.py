@@ -787,6 +787,12 @@ def record_own(
         node.store.insert_personal(event.id, event.tracking, b64(sealed), target)
         if target != row["office"]:
             return  # the envelope is made when the office's key arrives (reseal_pending)
+        if target != node.code and event.kind == Kind.FILED:
+            # Kept sealed to this node too until the office answers: should
+            # the office lose its keys, it goes sealed again (custody.py).
+            office_enc = identity_mod.enc_key_for(node, target) or b""
+            mine = seal(node, event, personal, node.keys.enc_public)
+            node.store.keep_personal(event.id, event.tracking, target, b64(mine), b64(office_enc))
     send(node, event, dest, sealed, sealed_to, event.recorded_at, made)
 
 
@@ -890,6 +896,36 @@ def _record_stats_body(node: Node, body: Mapping[str, Any], dest: str, now: str)
     node.store.insert_envelope(env, dest=dest, received_at=now, received_from=node.code, effect="applied")
     node.route(env.id, dest, now)
     return env
+
+
+def reseal_filing(node: Node, env: Envelope, personal: Mapping[str, Any], enc: bytes, now: str) -> Envelope:
+    """A filing of this node's that its office has not received, whose
+    office lost its keys and enrolled again: the same filing as a new
+    envelope (a new id and sequence number), its personal part sealed to the
+    office's new key, queued in place of the old one; call inside a
+    transaction."""
+    office = env.sealed_to or env.to
+    new_id = uuid.uuid4().hex
+    sealed = env_mod.seal_personal(
+        node.keys, id=new_id, kind=env.kind, tracking=env.tracking, personal=personal, enc_public=enc
+    )
+    new = env_mod.make(
+        node.keys,
+        id=new_id,
+        origin=node.code,
+        seq=node.take_seq(),
+        kind=env.kind,
+        to=env.to,
+        tracking=env.tracking,
+        actor=env.actor,
+        at=env.at,
+        body=env.body,
+        sealed=sealed,
+        sealed_to=office,
+    )
+    node.store.insert_envelope(new, dest=env.to, received_at=now, received_from=node.code, effect="applied")
+    node.route(new.id, env.to, now)
+    return new
 
 
 def restore_filed(node: Node, env: Envelope, sender: str, now: str) -> None:

@@ -548,13 +548,15 @@ def m0014_custody(db: Database) -> None:
         CREATE INDEX kept_tracking ON kept (tracking);
 
         -- The personal part of a filing made here, sealed to this node's own
-        -- key as well, until its office has received it: should the office
-        -- lose its keys, the filing is sealed again to its new key.
+        -- key as well, until its office has answered; enc: the office's key
+        -- it went sealed to. Should the office lose its keys and enroll
+        -- again, the filing is sealed again to its new key.
         CREATE TABLE kept_personal (
             event_id TEXT PRIMARY KEY,
             tracking TEXT NOT NULL,
             office TEXT NOT NULL,
-            sealed TEXT NOT NULL
+            sealed TEXT NOT NULL,
+            enc TEXT NOT NULL
         );
         CREATE INDEX kept_personal_tracking ON kept_personal (tracking);
         """,

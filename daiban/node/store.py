@@ -1183,6 +1183,30 @@ class Store:
 
     def release_kept(self, tracking: str, office: str) -> None:
         self.db.conn.execute("DELETE FROM kept WHERE tracking = ? AND office = ?", [tracking, office])
+        self.db.conn.execute(
+            "DELETE FROM kept_personal WHERE tracking = ? AND office = ?", [tracking, office]
+        )
+
+    def keep_personal(self, event_id: str, tracking: str, office: str, sealed: str, enc: str) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO kept_personal (event_id, tracking, office, sealed, enc) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [event_id, tracking, office, sealed, enc],
+        )
+
+    def kept_personal(self) -> list[dict[str, Any]]:
+        return list(self._query("SELECT * FROM kept_personal ORDER BY rowid"))
+
+    def resealed(self, event_id: str, old_id: str, enc: str) -> None:
+        """A kept filing went sealed again (to its office's new key): the old
+        envelope is neither queued nor kept any more."""
+        self.db.conn.execute("UPDATE kept_personal SET enc = ? WHERE event_id = ?", [enc, event_id])
+        self.db.conn.execute("DELETE FROM kept WHERE envelope_id = ?", [old_id])
+        self.db.conn.execute("DELETE FROM outbox WHERE envelope_id = ?", [old_id])
+
+    def raw_envelope(self, envelope_id: str) -> str | None:
+        row = self.db.conn.execute("SELECT raw FROM envelopes WHERE id = ?", [envelope_id]).fetchone()
+        return str(row[0]) if row else None
 
     def kept_ids(self) -> list[str]:
         return [r[0] for r in self.db.conn.execute("SELECT envelope_id FROM kept ORDER BY kept_at")]
@@ -1205,8 +1229,11 @@ class Store:
         return [
             r[0]
             for r in self.db.conn.execute(
-                "SELECT id FROM envelopes WHERE origin = ?1 AND seq > ?2 "
-                "AND (dest = '*' OR substr(dest, 1, length(?3)) != ?3) ORDER BY n",
+                "SELECT id FROM envelopes v WHERE origin = ?1 AND seq > ?2 "
+                "AND (dest = '*' OR substr(dest, 1, length(?3)) != ?3) "
+                # not a filing since sealed again to its office's new key
+                "AND NOT (kind = 'filed' AND EXISTS (SELECT 1 FROM envelopes w WHERE w.origin = v.origin "
+                "AND w.kind = 'filed' AND w.tracking = v.tracking AND w.n > v.n)) ORDER BY n",
                 [origin, above, here],
             )
         ]

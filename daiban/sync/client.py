@@ -94,7 +94,10 @@ class Connection:
                 key = identity.sign_key_for(self.node, self.parent)
                 answers.check(key, header, status, raw, signature, self.parent)
             except answers.AnswerError:
-                raise unverified(self.url) from None
+                # The parent lost its keys and enrolled again: its new
+                # certificate, later than ours, verifies the answer (custody.py).
+                if not parent_rekeyed(self.node, self.parent, header, status, raw, signature):
+                    raise unverified(self.url) from None
             data = protocol.decode(raw)
             if status == 409 and isinstance(data, dict) and data.get("code") == "replayed":
                 # Our counter is behind the parent's (a restored home): jump past it.
@@ -109,6 +112,35 @@ class Connection:
                 continue
             return status, data
         raise SyncFailed(_("The parent keeps refusing this node's request counter."))
+
+
+def parent_rekeyed(
+    node: Node, parent: str, header: str | None, status: int, raw: bytes, signature: str
+) -> bool:
+    """An answer the parent's known key does not verify: True (and the new
+    certificate kept) when the answer carries a chain for the parent that
+    verifies against the pinned root, was issued later than the one held
+    here, and whose key verifies the answer. A parent restored without its
+    keys, and enrolled again, answers so (node/custody.py)."""
+    from daiban.node import moving
+    from daiban.trust import certs as certs_mod
+
+    root = identity.root_fingerprint(node)
+    try:
+        data = protocol.decode(raw)
+        chain = data.get("chain") if isinstance(data, dict) else None
+        if root is None or not isinstance(chain, list) or not 2 <= len(chain) <= certs_mod.MAX_CHAIN:
+            return False
+        leaf = certs_mod.verify_chain(chain, root, node.store.revoked())
+        known = identity.known(node, parent)
+        if leaf.code != parent or (known is not None and not moving.later(leaf.issued_at, known.issued_at)):
+            return False
+        answers.check(leaf.sign, header, status, raw, signature, parent)
+    except (ProtocolError, certs_mod.CertError, answers.AnswerError, KeyError, TypeError, ValueError):
+        return False
+    with node.store.transaction():
+        node.store.put_cert(parent, leaf.serial, chain, "ancestor", stamp(node.clock()))
+    return True
 
 
 async def read_answer(resp: aiohttp.ClientResponse, url: str) -> bytes:
@@ -325,9 +357,9 @@ async def pull(conn: Connection, report: Report) -> None:
             # Certificates alone count too: one may show that a child of this
             # node has moved to the parent (node/moving.py).
             with node.store.transaction():
+                taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
                 if restarted:
                     custody.parent_restored(node, conn.parent, held)
-                taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
                 # The cursor moves in the same transaction that stored the envelopes.
                 node.store.update_peer(conn.parent, cursor=new_cursor, incarnation=theirs or known)
             report.pulled += len(taken.stored)
@@ -381,6 +413,8 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
             code="not_enrolled",
         )
     node.reseal_pending()
+    with node.store.transaction():
+        custody.reseal_kept(node)  # an office that lost its keys has a new one
     if not recovery.pending(node):
         statistics.flush(node)
     try:

@@ -126,6 +126,8 @@ def after_restore(home: Path, now: str) -> Restored:
             if must_enroll and own is not None:
                 # The old PC's key still vouches for what it signed up to here.
                 store.put_retired_key(str(own["serial"]), code, str(own["sign"]), last_seq, now)
+                # Its children know its old certificate: its answers carry the new one.
+                store.set_setting(custody.REKEYED, now)
             if new_keys:
                 unopenable = store.unsent_sealed_to(code)
                 # The ID-number hashes were keyed with the lost lookup key:

@@ -101,6 +101,9 @@ def push(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
             }
             if taken_back is not None:
                 answer["returned"] = taken_back
+            rekeyed = custody.own_chain_if_rekeyed(node)
+            if rekeyed is not None:
+                answer["chain"] = rekeyed
     if not refused:
         faults.point("push-stored")
         return answer
@@ -155,6 +158,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         # been this child's before, it sees that it moved (node/moving.py).
         chains += moving.chains_below(node, code, MAX_BATCH - len(chains))
         held = custody.holds(node, code) if stale else None
+        rekeyed = custody.own_chain_if_rekeyed(node)
     faults.point("pull-served")
     answer = {
         "ok": True,
@@ -166,6 +170,8 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
     }
     if held is not None:
         answer["holds"] = held
+    if rekeyed is not None:
+        answer["chain"] = rekeyed
     return answer
 
 
