@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daiban.sync import answers, protocol
+from daiban.sync import answers, faults, protocol
 from daiban.trust.crypto import b64, canonical, random_id
 from tests.attacker import Attacker
 from tests.fault_net import set_parent_url
 from tests.sync_net import CMD_TIMEOUT, DAIBAN, NODES, Network, Result, network_at
-from tests.test_backup import apply
+from tests.test_backup import apply, resident_id, wait_for
 from tests.test_rogue_parent import Rogue, zjson
 
 C, D, T, V = "city", "district", "town", "village"
@@ -224,6 +224,82 @@ def test_a_town_restored_from_a_snapshot(network: Network, tmp_path: Path, keys:
     # The restored town numbered its new envelopes above the gap: none reused.
     new = [s for s in own_numbers(net, T, TOWN) if s > max(town_numbers)]
     assert new and min(new) > 2**32
+
+
+def kept_by_a_crash(net: Network, tmp_path: Path, tracking: str) -> None:
+    """The village's sync is killed (kill -9, by PID) once the town has
+    acknowledged ``tracking`` and before the village stored the town's
+    receipt: the filing stays kept at the village."""
+    mark = tmp_path / "village.fault"
+    env = {**net.env(net.home(V)), faults.PAUSE: "pull-answered", faults.MARK: str(mark)}
+    proc = subprocess.Popen(
+        [DAIBAN, "sync"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: mark.exists() and mark.read_text().strip() == str(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait(timeout=CMD_TIMEOUT)
+    assert (
+        net.query(
+            V,
+            "SELECT COUNT(*) FROM kept k JOIN envelopes v ON v.id = k.envelope_id WHERE v.tracking = ?",
+            (tracking,),
+        )[0][0]
+        == 1
+    )
+    assert status_of(net, V)[tracking] == "submitted"
+
+
+def test_a_town_restored_with_its_keys_truly_lost(network: Network, tmp_path: Path) -> None:
+    """Restored without its keys (new ones), enrolled again at the district:
+    what was sealed to its old key is named, one line each; the filing its
+    village still kept goes again sealed to its new key, and opens there."""
+    net, replica = network, tmp_path / "usb"
+    build(net)
+    a0, b0 = apply(net, V, 1, TOWN_ITEM), apply(net, V, 2, DISTRICT_ITEM)
+    settle(net)
+    net.run(T, "backup", "--replica", str(replica), "--once").ok()
+    later = work_after_the_snapshot(net)
+    a3 = apply(net, V, 14, TOWN_ITEM)
+    kept_by_a_crash(net, tmp_path, a3)
+
+    with town_lost(net, tmp_path):
+        shutil.move(net.home(T), tmp_path / "old-town-pc")
+        lost = net.run(T, "restore", "--replica", str(replica), "--without-keys", "--json").ok().json()
+        assert lost["new_keys"] and lost["must_enroll"] and not lost["keys_restored"]
+        net.enroll(T)  # a fresh code at the district, the same division code
+        assert net.sync(T)["left"] == 0
+    net.sync(V)  # the town's new chain, its new incarnation: a3 sealed again to its new key
+    settle(net)
+
+    # What was sealed to the lost key: named in one line each, never an internal error.
+    unopenable = {a0: 1, later["a1"]: 11, later["a2"]: 13}
+    for tracking, n in unopenable.items():
+        shown = net.run(T, "show", tracking).ok()
+        problem = [line for line in shown.stdout.splitlines() if "previous key" in line]
+        assert len(problem) == 1 and problem[0].startswith(f"{tracking}: "), shown.stdout
+        assert "internal error" not in shown.stdout + shown.stderr
+        listed = net.run(T, "list", "--id-number", resident_id(n), "--json").ok()
+        notes = listed.stderr.strip().splitlines()
+        assert listed.json() == [] and f"note: {problem[0]}" in notes and len(notes) == len(unopenable)
+    # The filing its village still kept went again, sealed to the new key: it opens.
+    view = net.run(T, "show", a3, "--json").ok().json()
+    assert view["personal"]["id_number"] == resident_id(14) and "personal_problem" not in view
+    found = net.run(T, "list", "--id-number", resident_id(14), "--json").ok()
+    assert [r["tracking"] for r in found.json()] == [a3] and a3 not in found.stderr
+
+    for tracking in (a0, later["a2"], a3):
+        if status_of(net, T)[tracking] == "received":
+            decide(net, T, tracking)
+    settle(net)
+    offices = {a0: T, b0: D, later["a1"]: T, later["b1"]: D, later["a2"]: T, a3: T}
+    assert_whole(net, offices)
+    assert status_of(net, V)[a3] == "accepted"
 
 
 # -- attacks --------------------------------------------------------------------------------

@@ -240,11 +240,25 @@ def check(
         candidates.append((env, raw, position, was_revoked))
     checked = verifier.results()
     gate = _Gate(node, [env for env, _raw, _p, _r in candidates])
+    # A retirement anywhere in the batch (signed and authorised) vouches for
+    # the old key's envelopes queued before it (a node restored without its
+    # keys: what its old key signed after its backup was on its way already).
+    vouching = [
+        env
+        for env, _raw, position, was_revoked in candidates
+        if env.kind == "revocation"
+        and not was_revoked
+        and position in ahead
+        and checked[ahead[position]]
+        and gate.authorise(env) is None
+    ]
     for env, raw, position, was_revoked in candidates:
         ok = position in ahead and checked[ahead[position]]
         try:
             # Made by a replaced PC before it was lost (retired.py)?
-            if (was_revoked or not ok) and not retired.signed_before_retirement(node, env, out.accepted):
+            if (was_revoked or not ok) and not retired.signed_before_retirement(
+                node, env, [*out.accepted, *vouching]
+            ):
                 if was_revoked:
                     raise EnvelopeError("revoked", f"{env.origin} is revoked")
                 raise EnvelopeError("bad_signature", "envelope signature does not verify: tampered or forged")
