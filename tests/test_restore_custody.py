@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daiban.sync import answers, faults, protocol
 from daiban.trust.crypto import b64, canonical, random_id
@@ -403,11 +404,28 @@ def test_a_forged_or_replayed_incarnation_changes_nothing(network: Network) -> N
             headers={answers.H_ANSWER: signature},
         )
 
+    rogue_key = Ed25519PrivateKey.generate()
+    (town_chain,) = net.query(V, "SELECT chain FROM certs WHERE code = ?", (TOWN,))
+
+    async def rekeyed(request: web.Request, body: bytes) -> web.Response | None:
+        """As a parent that lost its keys would answer, but with the town's
+        chain as the village holds it (not a later one) and another key."""
+        if request.path != protocol.PULL:
+            return None
+        genuine = await rogue.forward(request, body)
+        data = json.loads(zlib.decompress(genuine.body))  # type: ignore[arg-type]
+        data.update(incarnation="feedfacefeedface", holds={}, chain=json.loads(town_chain[0]))
+        forged = zlib.compress(json.dumps(data).encode())
+        signature = answers.sign(rogue_key, 200, forged, request.headers[protocol.H_SIG], TOWN)
+        return web.Response(
+            body=forged, content_type=protocol.CONTENT_TYPE, headers={answers.H_ANSWER: signature}
+        )
+
     with Rogue(net.url(T)) as rogue:
         set_parent_url(net.home(V), rogue.url)
         net.sync(V)  # relayed as it is: a genuine answer to replay later
         before = village()
-        for forgery in (new_incarnation, replayed):
+        for forgery in (new_incarnation, replayed, rekeyed):
             rogue.forge = forgery
             result = net.run(V, "sync", "--json")
             assert result.returncode == 1 and "not signed by the parent" in result.stderr, result.stderr
@@ -415,6 +433,7 @@ def test_a_forged_or_replayed_incarnation_changes_nothing(network: Network) -> N
             after = village()
             assert after["peer"][1:] == before["peer"][1:] and after["queued"] == after["return"] == 0
             assert after["kept"] == 1
+            assert net.query(V, "SELECT chain FROM certs WHERE code = ?", (TOWN,))[0][0] == town_chain[0]
         set_parent_url(net.home(V), net.url(T))
     settle(net)
     assert_whole(net, {b0: D})
