@@ -344,7 +344,7 @@ def test_a_child_cannot_hand_back_what_its_parent_never_signed(network: Network)
     att = Returner(net, V)
     (receipt,) = net.query(V, "SELECT raw FROM envelopes WHERE origin = ? AND kind = 'received'", (TOWN,))
     own = att.envelope("accepted", to=VILLAGE, tracking=a0, body={"note": "自己批的"}).raw
-    claimed = att.fields("accepted", to=VILLAGE, tracking=a0, body={"note": "冒充镇里"}, seq=10**6)
+    claimed = att.fields("received", to=VILLAGE, tracking=a0, body={"office": TOWN}, seq=10**6)
     claimed["origin"] = TOWN  # the town's origin, signed with the village's key
     forged = att.craft(claimed)
     tampered = json.loads(receipt[0])

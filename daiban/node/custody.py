@@ -191,11 +191,13 @@ def returning(node: Node, parent: str, above: int, after: int, limit: int) -> li
 
 def take_back(node: Node, raws: Sequence[Any], sender: str) -> list[dict[str, Any]]:
     """This node's own envelopes, returned by a child after a restore: each
-    taken back as before the loss when this node's own key (or a retired
-    one) signed it and its number is free; a known one is a duplicate;
-    anything else is refused and quarantined. Nothing is routed (the child
-    has it). Call inside a transaction."""
-    from daiban.node import journal, retired
+    taken back as before the loss when it is in the envelope's and its
+    kind's schema (admission.py), this node's own key (or a retired one)
+    signed it and its number is free; its effect then goes through the
+    authorisation table like any other (journal.restore_own). A known one is
+    a duplicate; anything else is refused and quarantined. Nothing is routed
+    (the child has it). Call inside a transaction."""
+    from daiban.node import admission, journal, retired
     from daiban.trust import envelope as env_mod
     from daiban.trust.crypto import CryptoError
     from daiban.trust.envelope import EnvelopeError
@@ -217,9 +219,17 @@ def take_back(node: Node, raws: Sequence[Any], sender: str) -> list[dict[str, An
         try:
             if env.origin != node.code:
                 raise EnvelopeError("forged_origin", f"only {node.code}'s own envelopes come back to it")
-            if known is not None or node.store.envelope_at(env.origin, env.seq) is not None:
-                node.store.record_conflict(env.id, env.digest, sender, now)
-                raise EnvelopeError("conflict", f"sequence number {env.seq} of {env.origin} is taken")
+            admission.check_parsed(
+                seq=env.seq,
+                kind=env.kind,
+                to=env.to,
+                tracking=env.tracking,
+                actor=env.actor,
+                at=env.at,
+                sealed_to=env.sealed_to,
+                sealed=env.sealed_text,
+                body=env.body,
+            )
             for key in keys:
                 try:
                     env_mod.check_signature(env, key)
@@ -228,6 +238,13 @@ def take_back(node: Node, raws: Sequence[Any], sender: str) -> list[dict[str, An
                     continue
             else:
                 raise EnvelopeError("bad_signature", "not signed by this node's key")
+            if known is not None or node.store.envelope_at(env.origin, env.seq) is not None:
+                # Signed here, and its number taken by another: flagged.
+                node.store.record_conflict(env.id, env.digest, sender, now)
+                raise EnvelopeError("conflict", f"sequence number {env.seq} of {env.origin} is taken")
+        except admission.Refused as exc:
+            refused.append(journal.refused_verdict(env, raw, exc.code, exc.reason))
+            continue
         except EnvelopeError as exc:
             refused.append(journal.refused_verdict(env, raw, exc.code, str(exc)))
             continue
