@@ -141,10 +141,15 @@ def reseal_kept(node: Node) -> int:
 
     now = stamp(node.clock())
     done = 0
+    offices: dict[str, bytes | None] = {}
     for row in node.store.kept_personal():
-        enc = identity.enc_key_for(node, row["office"])
+        if row["office"] not in offices:
+            offices[row["office"]] = identity.enc_key_for(node, row["office"])
+        enc = offices[row["office"]]
+        if enc is None or b64(enc) == row["enc"]:
+            continue
         raw = node.store.raw_envelope(row["event_id"])
-        if enc is None or b64(enc) == row["enc"] or raw is None:
+        if raw is None:
             continue
         env = env_mod.parse(raw, checked=True)
         try:
