@@ -73,6 +73,11 @@ def new_incarnation(store: Store) -> str:
     return value
 
 
+def catching_up(store: Store) -> bool:
+    """Restored and not caught up with its parent yet (sync/recovery.py)."""
+    return store.setting("rejoin_pending") == "1"
+
+
 def seq_floor(store: Store) -> int:
     return int(store.setting(SEQ_FLOOR, "0") or 0)
 

@@ -548,7 +548,13 @@ def apply_queued(node: Node, limit: int = 200) -> int:
     envelope's effect fail, the whole transaction is rolled back and the
     batch applied again, each envelope in a savepoint of its own, so the
     one that fails goes to quarantine alone (a savepoint around every
-    envelope, or around the batch, costs a tenth of the work)."""
+    envelope, or around the batch, costs a tenth of the work).
+
+    A node restored from a backup applies nothing until it has caught up
+    with its parent (a receipt needs a sequence number it may not take
+    yet): what it received waits, stored, until then."""
+    if custody.catching_up(node.store):
+        return 0
 
     def act() -> int:
         queued = node.store.queued_effects_from(limit)
@@ -581,6 +587,8 @@ def apply_queued(node: Node, limit: int = 200) -> int:
 
 def drain(node: Node, chunk: int = 500) -> int:
     """Apply every queued effect, a chunk per transaction."""
+    if custody.catching_up(node.store):
+        return 0
     total = 0
     while node.store.has_queued_effects():
         total += apply_queued(node, chunk)
