@@ -444,3 +444,44 @@ def test_a_forged_or_replayed_incarnation_changes_nothing(network: Network) -> N
         set_parent_url(net.home(V), net.url(T))
     settle(net)
     assert_whole(net, {b0: D})
+
+
+# -- bounds on the wire ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (protocol.PULL, {"cursor": 0, "incarnation": ""}),
+        (protocol.PULL, {"cursor": 0, "incarnation": "x" * 65}),
+        (protocol.PULL, {"cursor": 0, "incarnation": 7}),
+        (protocol.PUSH, {"envelopes": [], "returned": "not a list"}),
+        (protocol.PUSH, {"envelopes": [], "returned": [{"not": "text"}]}),
+        (protocol.PUSH, {"envelopes": [], "returned": ["x"] * 1001}),
+    ],
+)
+def test_a_request_out_of_bounds_is_malformed(path: str, body: dict[str, Any]) -> None:
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.check_request(path, body)
+    assert refused.value.status == 400 and refused.value.code == "malformed"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"incarnation": ""},
+        {"incarnation": ["a"]},
+        {"incarnation": "x" * 65},
+        {"incarnation": "b", "holds": []},
+        {"incarnation": "b", "holds": {VILLAGE: -1}},
+        {"incarnation": "b", "holds": {VILLAGE: True}},
+        {"incarnation": "b", "holds": {str(i): 1 for i in range(1002)}},
+    ],
+)
+def test_an_answer_out_of_bounds_is_refused(answer: dict[str, Any]) -> None:
+    from daiban.sync import client
+
+    with pytest.raises(client.SyncFailed) as refused:
+        if client.incarnation_of(answer, "http://town") == "b":
+            client.holds_of(answer, "http://town")
+    assert refused.value.code == "bad_answer"

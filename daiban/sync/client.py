@@ -317,7 +317,9 @@ def _pull_request(node: Node, parent: str, limit: int) -> tuple[dict[str, Any], 
     return request, cursor, known
 
 
-def _incarnation(data: Any, url: str) -> str | None:
+def incarnation_of(data: Any, url: str) -> str | None:
+    """The parent's incarnation in a (verified) answer, within bounds; None
+    from a parent that does not say it (an older one)."""
     value = data.get("incarnation") if isinstance(data, dict) else None
     if value is None:
         return None
@@ -326,7 +328,8 @@ def _incarnation(data: Any, url: str) -> str | None:
     return value
 
 
-def _holds(data: Any, url: str) -> dict[str, int]:
+def holds_of(data: Any, url: str) -> dict[str, int]:
+    """What a restored parent holds of each origin (node/custody.py), within bounds."""
     held = data.get("holds", {}) if isinstance(data, dict) else None
     if (
         not isinstance(held, dict)
@@ -346,13 +349,13 @@ async def pull(conn: Connection, report: Report) -> None:
         faults.point("pull-answered")
         if status != 200:
             raise _refusal(status, data)
-        theirs = _incarnation(data, conn.url)
+        theirs = incarnation_of(data, conn.url)
         # The parent was restored since this cursor (a new incarnation): it
         # hands out its queue for this node from the start (custody.py).
         restarted = known is not None and theirs is not None and theirs != known
         asked = 0 if restarted else cursor
         raws, certs, new_cursor, more = bounded_page(data, "cursor", asked, protocol.BATCH, conn.url)
-        held = _holds(data, conn.url) if restarted else {}
+        held = holds_of(data, conn.url) if restarted else {}
         if raws or certs or restarted or (theirs is not None and theirs != known):
             # Certificates alone count too: one may show that a child of this
             # node has moved to the parent (node/moving.py).
