@@ -301,11 +301,19 @@ def test_a_town_restored_with_its_keys_truly_lost(network: Network, tmp_path: Pa
     found = net.run(T, "list", "--id-number", resident_id(14), "--json").ok()
     assert [r["tracking"] for r in found.json()] == [a3] and a3 not in found.stderr
 
+    # The city has never seen the village: its chain runs through the town's
+    # retired certificate, which certified it honestly before it was retired.
+    args = ["apply", "--item", "GJ001", "--name", "王秀兰", "--id-number", resident_id(15)]
+    args += ["--phone", "13805330015", "--json", "--field", "retire_date=2020-01-01"]
+    args += ["--field", "bank_name=工商银行", "--field", "bank_account=6222021234567890"]
+    c1 = str(net.run(V, *args).ok().json()["tracking"])
+    assert net.count(C, "certs") and not net.query(C, "SELECT 1 FROM certs WHERE code = ?", (VILLAGE,))
     for tracking in (a0, later["a2"], a3):
         if status_of(net, T)[tracking] == "received":
             decide(net, T, tracking)
     settle(net)
-    offices = {a0: T, b0: D, later["a1"]: T, later["b1"]: D, later["a2"]: T, a3: T}
+    assert status_of(net, V)[c1] == "received"
+    offices = {a0: T, b0: D, later["a1"]: T, later["b1"]: D, later["a2"]: T, a3: T, c1: C}
     assert_whole(net, offices)
     assert status_of(net, V)[a3] == "accepted"
 

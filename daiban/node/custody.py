@@ -40,11 +40,12 @@ incarnation, and the sequence numbers it takes after a restore.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from daiban.node import identity, routing
+from daiban.node import identity, moving, routing
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
 
@@ -92,6 +93,16 @@ def caught_up(store: Store, code: str) -> None:
     if store.peers("child") or store.peers("moved"):
         highest = max(store.next_seq(code) - 1, seq_floor(store))
         store.set_setting(SEQ_FLOOR, str(highest + GAP))
+
+
+def issued_before_retirement(chain: Sequence[Any], retired: Mapping[str, str]) -> bool:
+    """Whether every certificate of a (verified) chain issued under a retired
+    one was issued before that retirement."""
+    for issuer, cert in itertools.pairwise(chain):
+        at = retired.get(str(issuer.get("serial")))
+        if at is not None and not moving.later(at, str(cert.get("issued_at"))):
+            return False
+    return True
 
 
 # -- kept until the office has it -------------------------------------------------

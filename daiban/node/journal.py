@@ -119,6 +119,11 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
     but not yet stored: {code: (leaf, chain)}."""
     root = identity_mod.root_fingerprint(node)
     revoked = node.store.revoked()
+    # A certificate retired because its node lost its keys and enrolled
+    # again (retired.py) certified honestly until then: what it issued
+    # before its retirement still verifies (custody.py).
+    retired = node.store.retired_serials()
+    issuers = revoked - retired.keys() if retired else revoked
     out: dict[str, tuple[certs_mod.Cert, list[Any]]] = {}
     if root is None or not isinstance(chains, list | tuple):
         return out
@@ -126,7 +131,9 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
         if not isinstance(chain, list) or not chain or len(chain) > certs_mod.MAX_CHAIN:
             continue
         try:
-            leaf = certs_mod.verify_chain(chain, root, revoked)
+            leaf = certs_mod.verify_chain(chain, root, issuers)
+            if leaf.serial in revoked or (retired and not custody.issued_before_retirement(chain, retired)):
+                continue
         except (certs_mod.CertError, KeyError, TypeError, ValueError):
             continue
         if leaf.code != node.code:

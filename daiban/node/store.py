@@ -1111,6 +1111,10 @@ class Store:
             [serial, code, sign, upto_seq, at],
         )
 
+    def retired_serials(self) -> dict[str, str]:
+        """{serial: when it was retired} of every retired certificate known here."""
+        return dict(self.db.conn.execute("SELECT serial, at FROM retired_keys").fetchall())
+
     def retired_keys(self, code: str) -> list[tuple[str, int]]:
         """(base64 signing key, highest sequence number it vouches for) of ``code``."""
         return [
