@@ -849,12 +849,15 @@ def status_text(info: Mapping[str, Any]) -> str:
             version=info["version"], protocol=info["protocol"]
         )
     )
+    lines.append(_("Incarnation: {id}").format(id=info.get("incarnation") or "-"))
     lines.append(
         _("Catalog version {catalog}, manifest version {manifest}").format(
             catalog=info["catalog_version"], manifest=info["manifest_version"]
         )
     )
     lines.append(_("Waiting to go up: {n}").format(n=info["queued_up"]))
+    if info.get("kept"):
+        lines.append(_("Kept until their office has them: {n}").format(n=info["kept"]))
     held = info["held_for_children"]
     if held or info["held_unenrolled"]:
         lines.append(_("Held for children:"))

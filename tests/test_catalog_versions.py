@@ -338,7 +338,7 @@ def test_status_shows_one_node_at_a_glance(net: Network, decided: dict[str, Any]
     assert set(info) == {
         "code", "role", "name", "enrolled", "revoked", "parent", "version", "protocol",
         "catalog_version", "manifest_version", "queued_up", "held_for_children",
-        "held_unenrolled", "quarantined", "held_for_upgrade", "last_sync_at",
+        "held_unenrolled", "quarantined", "held_for_upgrade", "last_sync_at", "incarnation", "kept",
     }  # fmt: skip
     assert info["code"] == NODES[V].code and info["role"] == "village" and info["enrolled"]
     assert info["revoked"] is False

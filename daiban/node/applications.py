@@ -350,9 +350,16 @@ class Node:
                 code="rejoin_pending",
             )
         if self._batch is None:
-            return self.store.next_seq(self.code)
+            return self._next_seq()
         self._batch["seq"] += 1
         return self._batch["seq"]
+
+    def _next_seq(self) -> int:
+        """Above every number held here, and above the floor a restore set
+        (node/custody.py: numbers that may have gone only to children)."""
+        from daiban.node import custody
+
+        return max(self.store.next_seq(self.code), custody.seq_floor(self.store) + 1)
 
     def _take_counter(self) -> int:
         if self._batch is None:
@@ -365,7 +372,7 @@ class Node:
         """Inside one transaction: hand out sequence numbers and tracking
         counters from memory, and write the counter back once at the end."""
         self._batch = {
-            "seq": self.store.next_seq(self.code) - 1,
+            "seq": self._next_seq() - 1,
             "counter": int(self.store.setting("tracking_counter", "0") or 0),
         }
         try:
@@ -438,6 +445,8 @@ class Node:
                 self.store.update_personal(event.id, b64(sealed), row["office"])
                 dest = routing.destination(event.kind, event.origin, row["origin"], row["office"])
                 journal.send(self, event, dest, sealed, row["office"], stamp(self.clock()))
+                if event.kind == "filed":  # kept sealed to this node until the office answers
+                    self.store.keep_personal(event.id, event.tracking, row["office"], held["data"], b64(enc))
                 made += 1
         return made
 

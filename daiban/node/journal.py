@@ -40,6 +40,7 @@ from daiban.node import (
     admission,
     authority,
     codechanges,
+    custody,
     lifecycle,
     moving,
     projection,
@@ -115,6 +116,11 @@ def _refused(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
     )
 
 
+def refused_verdict(env: Envelope | None, raw: Any, code: str, reason: str) -> Verdict:
+    """The verdict, kept for quarantine, of an envelope refused here."""
+    return _refused(env, raw, code, reason)
+
+
 # -- check and authorise what arrives ----------------------------------------
 
 
@@ -125,6 +131,11 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
     revoked = node.store.revoked()
     kept = node.store.kept_certs() if revoked else set()
     renamed = codechanges.renamed(node.division_changes())
+    # A certificate retired because its node lost its keys and enrolled
+    # again (retired.py) certified honestly until then: what it issued
+    # before its retirement still verifies (custody.py).
+    retired = node.store.retired_serials()
+    issuers = revoked - retired.keys() if retired else revoked
     out: dict[str, tuple[certs_mod.Cert, list[Any]]] = {}
     if root is None or not isinstance(chains, list | tuple):
         return out
@@ -132,7 +143,9 @@ def verify_chains(node: Node, chains: Iterable[Any]) -> dict[str, tuple[certs_mo
         if not isinstance(chain, list) or not chain or len(chain) > certs_mod.MAX_CHAIN:
             continue
         try:
-            leaf = certs_mod.verify_chain(chain, root, revoked, kept, renamed)
+            leaf = certs_mod.verify_chain(chain, root, issuers, kept, renamed)
+            if leaf.serial in revoked or (retired and not custody.issued_before_retirement(chain, retired)):
+                continue
         except (certs_mod.CertError, KeyError, TypeError, ValueError):
             continue
         if leaf.code != node.code:
@@ -293,11 +306,26 @@ def check(
     checked = verifier.results()
     gate = _Gate(node, [env for env, _raw, p, _r in candidates if p not in newer])
     now = stamp(node.clock()) if newer else ""
+    # A retirement anywhere in the batch (signed and authorised) vouches for
+    # the old key's envelopes queued before it (a node restored without its
+    # keys: what its old key signed after its backup was on its way already).
+    vouching = [
+        env
+        for env, _raw, position, was_revoked in candidates
+        if env.kind == "revocation"
+        and not was_revoked
+        and position not in newer
+        and position in ahead
+        and checked[ahead[position]]
+        and gate.authorise(env) is None
+    ]
     for env, raw, position, was_revoked in candidates:
         ok = position in ahead and checked[ahead[position]]
         try:
             # Made by a replaced PC before it was lost (retired.py)?
-            if (was_revoked or not ok) and not retired.signed_before_retirement(node, env, out.accepted):
+            if (was_revoked or not ok) and not retired.signed_before_retirement(
+                node, env, [*out.accepted, *vouching]
+            ):
                 if was_revoked:
                     raise EnvelopeError("revoked", f"{env.origin} is revoked")
                 raise EnvelopeError("bad_signature", "envelope signature does not verify: tampered or forged")
@@ -526,6 +554,7 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str) -> list[Ver
     here at once. Envelopes for other nodes are stored and queued for their
     next hop in bulk."""
     now = stamp(node.clock())
+    custody.receipted(node, envelopes)  # an office answered: what was kept for it ends
     rows: list[tuple[Envelope, str]] = []
     relayed: list[Envelope] = []
     inline: list[Envelope] = []
@@ -619,7 +648,13 @@ def apply_queued(node: Node, limit: int = 200) -> int:
     envelope's effect fail, the whole transaction is rolled back and the
     batch applied again, each envelope in a savepoint of its own, so the
     one that fails goes to quarantine alone (a savepoint around every
-    envelope, or around the batch, costs a tenth of the work)."""
+    envelope, or around the batch, costs a tenth of the work).
+
+    A node restored from a backup applies nothing until it has caught up
+    with its parent (a receipt needs a sequence number it may not take
+    yet): what it received waits, stored, until then."""
+    if custody.catching_up(node.store):
+        return 0
 
     def act() -> int:
         queued = node.store.queued_effects_from(limit)
@@ -652,6 +687,8 @@ def apply_queued(node: Node, limit: int = 200) -> int:
 
 def drain(node: Node, chunk: int = 500) -> int:
     """Apply every queued effect, a chunk per transaction."""
+    if custody.catching_up(node.store):
+        return 0
     total = 0
     while node.store.has_queued_effects():
         total += apply_queued(node, chunk)
@@ -757,9 +794,14 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
         node.store.insert_personal(env.id, tracking, env.sealed_text, node.code)
     state, row = filed_summary(node, env, now, office=node.code)
     row["office"] = node.code  # the office now, also for a filing addressed to its old code
-    if env.to != node.code and _received_before(node, tracking):
-        # Handed over by the office's old code, which had received it: its
-        # receipt (before the filing in the handover) is folded instead.
+    if (env.to != node.code and _received_before(node, tracking)) or node.store.has_own_receipt(
+        tracking, node.code
+    ):
+        # Its receipt is here already, waiting for this filing: handed over
+        # by the office's old code, which had received it (its receipt comes
+        # before the filing in the handover); or made here before this node
+        # was restored from a backup and come back from the filer's side
+        # (custody.take_back). It applies now; no second one is made.
         node.store.save_application(row)
         return
     receipt = new_event(node, tracking, Kind.RECEIVED, {"office": node.code}, now)
@@ -903,6 +945,12 @@ def record_own(
         node.store.insert_personal(event.id, event.tracking, b64(sealed), target)
         if target != row["office"]:
             return  # the envelope is made when the office's key arrives (reseal_pending)
+        if target != node.code and event.kind == Kind.FILED:
+            # Kept sealed to this node too until the office answers: should
+            # the office lose its keys, it goes sealed again (custody.py).
+            office_enc = identity_mod.enc_key_for(node, target) or b""
+            mine = seal(node, event, personal, node.keys.enc_public)
+            node.store.keep_personal(event.id, event.tracking, target, b64(mine), b64(office_enc))
     send(node, event, dest, sealed, sealed_to, event.recorded_at, made)
 
 
@@ -1006,6 +1054,36 @@ def _record_stats_body(node: Node, body: Mapping[str, Any], dest: str, now: str)
     node.store.insert_envelope(env, dest=dest, received_at=now, received_from=node.code, effect="applied")
     node.route(env.id, dest, now)
     return env
+
+
+def reseal_filing(node: Node, env: Envelope, personal: Mapping[str, Any], enc: bytes, now: str) -> Envelope:
+    """A filing of this node's that its office has not received, whose
+    office lost its keys and enrolled again: the same filing as a new
+    envelope (a new id and sequence number), its personal part sealed to the
+    office's new key, queued in place of the old one; call inside a
+    transaction."""
+    office = env.sealed_to or env.to
+    new_id = uuid.uuid4().hex
+    sealed = env_mod.seal_personal(
+        node.keys, id=new_id, kind=env.kind, tracking=env.tracking, personal=personal, enc_public=enc
+    )
+    new = env_mod.make(
+        node.keys,
+        id=new_id,
+        origin=node.code,
+        seq=node.take_seq(),
+        kind=env.kind,
+        to=env.to,
+        tracking=env.tracking,
+        actor=env.actor,
+        at=env.at,
+        body=env.body,
+        sealed=sealed,
+        sealed_to=office,
+    )
+    node.store.insert_envelope(new, dest=env.to, received_at=now, received_from=node.code, effect="applied")
+    node.route(new.id, env.to, now)
+    return new
 
 
 def restore_filed(node: Node, env: Envelope, sender: str, now: str) -> None:

@@ -524,6 +524,45 @@ def m0013_moved_children(db: Database) -> None:
     )
 
 
+@migrations(name="0014_custody")
+def m0014_custody(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- This node's incarnation: a random id, made again whenever the node
+        -- is restored from a backup (node/custody.py). Its children see it in
+        -- every pull answer; at a child, the parent's as last seen, for the
+        -- pull cursor it goes with.
+        INSERT OR IGNORE INTO node (key, value) VALUES ('incarnation', lower(hex(randomblob(8))));
+        ALTER TABLE peers ADD COLUMN incarnation TEXT;
+
+        -- Filings this node handed up, kept until their office answers for
+        -- that application (any event of the office on it). Should the parent
+        -- be restored from a backup meanwhile, they go up again.
+        CREATE TABLE kept (
+            envelope_id TEXT PRIMARY KEY REFERENCES envelopes (id),
+            tracking TEXT NOT NULL,
+            office TEXT NOT NULL,
+            kept_at TEXT NOT NULL
+        );
+        CREATE INDEX kept_tracking ON kept (tracking);
+
+        -- The personal part of a filing made here, sealed to this node's own
+        -- key as well, until its office has answered; enc: the office's key
+        -- it went sealed to. Should the office lose its keys and enroll
+        -- again, the filing is sealed again to its new key.
+        CREATE TABLE kept_personal (
+            event_id TEXT PRIMARY KEY,
+            tracking TEXT NOT NULL,
+            office TEXT NOT NULL,
+            sealed TEXT NOT NULL,
+            enc TEXT NOT NULL
+        );
+        CREATE INDEX kept_personal_tracking ON kept_personal (tracking);
+        """,
+    )
+
+
 @migrations(name="0015_revoked_children")
 def m0015_revoked_children(db: Database) -> None:
     # The peers table again (as in 0013), its relation list widened by

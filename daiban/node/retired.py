@@ -37,6 +37,9 @@ def retire(node: Node, child: str, previous: Cert, chain: list[Any], upto: Any, 
     """At a parent, as ``child`` enrolls again: retire its previous
     certificate here and flood the retirement; call inside a transaction."""
     upto_seq = upto if isinstance(upto, int) and not isinstance(upto, bool) and upto >= 0 else 0
+    # A node restored without its keys knows only what its backup held; what
+    # its old key signed that reached this node (verified as it came) counts too.
+    upto_seq = max(upto_seq, node.store.next_seq(child) - 1)
     sign = b64(previous.sign)
     node.store.revoke(previous.serial, child, node.code, now)
     node.store.put_retired_key(previous.serial, child, sign, upto_seq, now)

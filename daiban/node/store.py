@@ -1226,6 +1226,10 @@ class Store:
             [serial, code, sign, upto_seq, at],
         )
 
+    def retired_serials(self) -> dict[str, str]:
+        """{serial: when it was retired} of every retired certificate known here."""
+        return dict(self.db.conn.execute("SELECT serial, at FROM retired_keys").fetchall())
+
     def retired_keys(self, code: str) -> list[tuple[str, int]]:
         """(base64 signing key, highest sequence number it vouches for) of ``code``."""
         return [
@@ -1238,16 +1242,17 @@ class Store:
     def recovery_page(self, child: str, after: int, limit: int) -> list[OutboxRow]:
         """At a parent, for a child restored from its backup (n: the arrival
         number): every envelope held here that the child made, or that is
-        addressed to it or to everyone, after ``after``, oldest first — the
+        addressed to it, below it (it held them on their way) or to
+        everyone, after ``after``, oldest first — the
         order they arrived here, which keeps each application's events in
         the order they happened."""
         return [
             OutboxRow(*r)
             for r in self.db.conn.execute(
                 "SELECT n, raw, id, origin, seq FROM envelopes "
-                "WHERE n > ? AND (origin = ? OR dest = ? OR dest = '*') "
-                "ORDER BY n LIMIT ?",
-                [after, child, child, limit],
+                "WHERE n > ?1 AND (origin = ?2 OR substr(dest, 1, length(?2)) = ?2 OR dest = '*') "
+                "ORDER BY n LIMIT ?3",
+                [after, child, limit],
             )
         ]
 
@@ -1280,6 +1285,95 @@ class Store:
             "(SELECT tracking FROM personal WHERE sealed_to = ?)",
             [code, code],
         ).rowcount
+
+    # -- custody across a restore (node/custody.py) ----------------------------
+
+    def keep(self, envelope_ids: Sequence[str], kind: str, here: str, at: str) -> None:
+        """Keep the envelopes of ``kind`` among these until their office
+        answers: not one addressed here, nor one its office has answered."""
+        self.db.conn.execute(
+            "INSERT OR IGNORE INTO kept (envelope_id, tracking, office, kept_at) "
+            "SELECT v.id, v.tracking, v.dest, ? FROM envelopes v "
+            "WHERE v.id IN (SELECT value FROM json_each(?)) AND v.kind = ? AND v.tracking IS NOT NULL "
+            "AND v.dest != ? AND NOT EXISTS (SELECT 1 FROM envelopes o "
+            "WHERE o.tracking = v.tracking AND o.origin = v.dest)",
+            [at, json.dumps(list(envelope_ids)), kind, here],
+        )
+
+    def release_kept(self, tracking: str, office: str) -> None:
+        self.db.conn.execute("DELETE FROM kept WHERE tracking = ? AND office = ?", [tracking, office])
+        self.db.conn.execute(
+            "DELETE FROM kept_personal WHERE tracking = ? AND office = ?", [tracking, office]
+        )
+
+    def keep_personal(self, event_id: str, tracking: str, office: str, sealed: str, enc: str) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO kept_personal (event_id, tracking, office, sealed, enc) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [event_id, tracking, office, sealed, enc],
+        )
+
+    def kept_personal(self) -> list[dict[str, Any]]:
+        return list(self._query("SELECT * FROM kept_personal ORDER BY rowid"))
+
+    def resealed(self, event_id: str, old_id: str, enc: str) -> None:
+        """A kept filing went sealed again (to its office's new key): the old
+        envelope is neither queued nor kept any more."""
+        self.db.conn.execute("UPDATE kept_personal SET enc = ? WHERE event_id = ?", [enc, event_id])
+        self.db.conn.execute("DELETE FROM kept WHERE envelope_id = ?", [old_id])
+        self.db.conn.execute("DELETE FROM outbox WHERE envelope_id = ?", [old_id])
+
+    def raw_envelope(self, envelope_id: str) -> str | None:
+        row = self.db.conn.execute("SELECT raw FROM envelopes WHERE id = ?", [envelope_id]).fetchone()
+        return str(row[0]) if row else None
+
+    def kept_ids(self) -> list[str]:
+        return [r[0] for r in self.db.conn.execute("SELECT envelope_id FROM kept ORDER BY kept_at")]
+
+    def kept_count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM kept").fetchone()[0])
+
+    def origins_under(self, prefix: str, limit: int | None) -> list[str]:
+        """Origins of the envelopes held here whose code extends ``prefix`` (itself included)."""
+        rows = self.db.conn.execute(
+            "SELECT DISTINCT origin FROM envelopes WHERE substr(origin, 1, length(?1)) = ?1 "
+            "ORDER BY origin LIMIT ?2",
+            [prefix, -1 if limit is None else limit],
+        )
+        return [r[0] for r in rows]
+
+    def sent_up_above(self, origin: str, above: int, here: str) -> list[str]:
+        """Ids of ``origin``'s envelopes numbered above ``above`` that went up
+        from here (addressed outside this node's area, or to everyone)."""
+        return [
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT id FROM envelopes v WHERE origin = ?1 AND seq > ?2 "
+                "AND (dest = '*' OR substr(dest, 1, length(?3)) != ?3) "
+                # not a filing since sealed again to its office's new key
+                "AND NOT (kind = 'filed' AND EXISTS (SELECT 1 FROM envelopes w WHERE w.origin = v.origin "
+                "AND w.kind = 'filed' AND w.tracking = v.tracking AND w.n > v.n)) ORDER BY n",
+                [origin, above, here],
+            )
+        ]
+
+    def origin_above(self, origin: str, above: int, after: int, limit: int) -> list[tuple[int, str]]:
+        """(n, raw) of ``origin``'s envelopes numbered above ``above``, after arrival number ``after``."""
+        return [
+            (int(r[0]), r[1])
+            for r in self.db.conn.execute(
+                "SELECT n, raw FROM envelopes WHERE origin = ? AND seq > ? AND n > ? ORDER BY n LIMIT ?",
+                [origin, above, after, limit],
+            )
+        ]
+
+    def has_own_receipt(self, tracking: str, office: str) -> bool:
+        """Whether the office's receipt for ``tracking`` is held here (taken back after a restore)."""
+        row = self.db.conn.execute(
+            "SELECT 1 FROM envelopes WHERE tracking = ? AND origin = ? AND kind = 'received' LIMIT 1",
+            [tracking, office],
+        ).fetchone()
+        return row is not None
 
 
 @lru_cache(maxsize=32)

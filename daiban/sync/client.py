@@ -15,7 +15,7 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import codechanges, identity, journal, revocation, routing, statistics, upgrade
+from daiban.node import codechanges, custody, identity, journal, revocation, routing, statistics, upgrade
 from daiban.node.clock import stamp
 from daiban.sync import answers, faults, protocol, recovery, revoked, status
 from daiban.sync.protocol import ProtocolError
@@ -94,7 +94,10 @@ class Connection:
                 key = identity.sign_key_for(self.node, self.parent)
                 answers.check(key, header, status, raw, signature, self.parent)
             except answers.AnswerError:
-                raise unverified(self.url) from None
+                # The parent lost its keys and enrolled again: its new
+                # certificate, later than ours, verifies the answer (custody.py).
+                if not parent_rekeyed(self.node, self.parent, header, status, raw, signature):
+                    raise unverified(self.url) from None
             data = protocol.decode(raw)
             if status == 403 and isinstance(data, dict) and data.get("code") in revoked.CODES:
                 raise revoked.refusal(self.node, self.parent, str(data["code"]), data)
@@ -111,6 +114,35 @@ class Connection:
                 continue
             return status, data
         raise SyncFailed(_("The parent keeps refusing this node's request counter."))
+
+
+def parent_rekeyed(
+    node: Node, parent: str, header: str | None, status: int, raw: bytes, signature: str
+) -> bool:
+    """An answer the parent's known key does not verify: True (and the new
+    certificate kept) when the answer carries a chain for the parent that
+    verifies against the pinned root, was issued later than the one held
+    here, and whose key verifies the answer. A parent restored without its
+    keys, and enrolled again, answers so (node/custody.py)."""
+    from daiban.node import moving
+    from daiban.trust import certs as certs_mod
+
+    root = identity.root_fingerprint(node)
+    try:
+        data = protocol.decode(raw)
+        chain = data.get("chain") if isinstance(data, dict) else None
+        if root is None or not isinstance(chain, list) or not 2 <= len(chain) <= certs_mod.MAX_CHAIN:
+            return False
+        leaf = certs_mod.verify_chain(chain, root, node.store.revoked())
+        known = identity.known(node, parent)
+        if leaf.code != parent or (known is not None and not moving.later(leaf.issued_at, known.issued_at)):
+            return False
+        answers.check(leaf.sign, header, status, raw, signature, parent)
+    except (ProtocolError, certs_mod.CertError, answers.AnswerError, KeyError, TypeError, ValueError):
+        return False
+    with node.store.transaction():
+        node.store.put_cert(parent, leaf.serial, chain, "ancestor", stamp(node.clock()))
+    return True
 
 
 async def read_answer(resp: aiohttp.ClientResponse, url: str) -> bytes:
@@ -191,6 +223,7 @@ async def push(conn: Connection, report: Report) -> None:
     # quarantine: a duplicate); else it is set aside again.
     with node.store.transaction():
         node.store.reoffer(routing.UP, upgrade.REEXAMINED, stamp(node.clock()))
+    await give_back(conn)
     after = 0
     inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
     try:
@@ -232,6 +265,29 @@ async def announce(conn: Connection) -> None:
         node.store.clear_announced([code for code, _chain in announced])
 
 
+async def give_back(conn: Connection) -> None:
+    """After the parent was restored: hand it back its own envelopes held
+    here above the number it holds (custody.py), in pushes of their own,
+    before anything else goes up, so its receipts and decisions are back
+    before the filings they answer."""
+    node = conn.node
+    above = custody.to_return(node, conn.parent)
+    if above is None:
+        return
+    after = 0
+    for _page in range(protocol.MAX_POSITION):  # bounded: each page moves past the last
+        rows = custody.returning(node, conn.parent, above, after, protocol.BATCH)
+        if not rows:
+            break
+        value = {"certs": [], "envelopes": [], "returned": [raw for _n, raw in rows]}
+        status, data = await conn.post(protocol.PUSH, value)
+        if status != 200:
+            raise _refusal(status, data)
+        after = rows[-1][0]
+    with node.store.transaction():
+        custody.returned(node, conn.parent)
+
+
 def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: Report, url: str) -> bool:
     """Record the parent's (verified) answer to a push; False when envelopes
     were set aside. Only envelopes of this batch are let go or set aside."""
@@ -245,6 +301,7 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
         done = [i for i, v in verdicts.items() if v in ("stored", "duplicate", "held")]
         with node.store.transaction():
             node.store.release(routing.UP, done)
+            custody.keep(node, done)  # filings: until their office answers (custody.py)
         report.pushed += sum(1 for v in verdicts.values() if v in ("stored", "held"))
         report.duplicates += sum(1 for v in verdicts.values() if v == "duplicate")
         return True
@@ -265,24 +322,66 @@ def _settle(node: Node, rows: list[OutboxRow], status: int, data: Any, report: R
     raise _refusal(status, data)
 
 
+def _pull_request(node: Node, parent: str, limit: int) -> tuple[dict[str, Any], int, str | None]:
+    """A pull's body: the cursor and the parent's incarnation it belongs to
+    (node/custody.py); also the cursor and that incarnation."""
+    peer = node.store.peer(parent)
+    cursor = peer["cursor"] if peer else 0
+    known = peer.get("incarnation") if peer else None
+    request: dict[str, Any] = {"cursor": cursor, "limit": limit}
+    if known:
+        request["incarnation"] = known
+    return request, cursor, known
+
+
+def incarnation_of(data: Any, url: str) -> str | None:
+    """The parent's incarnation in a (verified) answer, within bounds; None
+    from a parent that does not say it (an older one)."""
+    value = data.get("incarnation") if isinstance(data, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= protocol.MAX_INCARNATION:
+        raise bad_answer(url)
+    return value
+
+
+def holds_of(data: Any, url: str) -> dict[str, int]:
+    """What a restored parent holds of each origin (node/custody.py), within bounds."""
+    held = data.get("holds", {}) if isinstance(data, dict) else None
+    if (
+        not isinstance(held, dict)
+        or len(held) > protocol.MAX_BATCH + 1
+        or not all(isinstance(k, str) and _within(v, 0, protocol.MAX_INTEGER) for k, v in held.items())
+    ):
+        raise bad_answer(url)
+    return held
+
+
 async def pull(conn: Connection, report: Report) -> None:
     node = conn.node
     acked = True
     for _round in range(protocol.MAX_POSITION):  # bounded: the cursor goes up every round but the last
-        peer = node.store.peer(conn.parent)
-        cursor = peer["cursor"] if peer else 0
-        status, data = await conn.post(protocol.PULL, {"cursor": cursor, "limit": protocol.BATCH})
+        request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
+        status, data = await conn.post(protocol.PULL, request)
         faults.point("pull-answered")
         if status != 200:
             raise _refusal(status, data)
-        raws, certs, new_cursor, more = bounded_page(data, "cursor", cursor, protocol.BATCH, conn.url)
-        if raws or certs:
+        theirs = incarnation_of(data, conn.url)
+        # The parent was restored since this cursor (a new incarnation): it
+        # hands out its queue for this node from the start (custody.py).
+        restarted = known is not None and theirs is not None and theirs != known
+        asked = 0 if restarted else cursor
+        raws, certs, new_cursor, more = bounded_page(data, "cursor", asked, protocol.BATCH, conn.url)
+        held = holds_of(data, conn.url) if restarted else {}
+        if raws or certs or restarted or (theirs is not None and theirs != known):
             # Certificates alone count too: one may show that a child of this
             # node has moved to the parent (node/moving.py).
             with node.store.transaction():
                 taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
+                if restarted:
+                    custody.parent_restored(node, conn.parent, held)
                 # The cursor moves in the same transaction that stored the envelopes.
-                node.store.update_peer(conn.parent, cursor=new_cursor)
+                node.store.update_peer(conn.parent, cursor=new_cursor, incarnation=theirs or known)
             report.pulled += len(taken.stored)
             acked = acked and not raws
         if not more:
@@ -292,8 +391,8 @@ async def pull(conn: Connection, report: Report) -> None:
     journal.drain(node)
     if not acked:
         # Tell the parent we hold everything it sent, so it can let go of it.
-        peer = node.store.peer(conn.parent)
-        await conn.post(protocol.PULL, {"cursor": peer["cursor"] if peer else 0, "limit": 0})
+        request, _cursor, _known = _pull_request(node, conn.parent, 0)
+        await conn.post(protocol.PULL, request)
 
 
 def bounded_page(
@@ -337,6 +436,8 @@ async def sync_once(node: Node, report: Report | None = None) -> Report:
     if gone is not None:  # the parent is revoked: it is not asked anything any more
         raise revoked.parent_revoked(parent, gone[1])
     node.reseal_pending()
+    with node.store.transaction():
+        custody.reseal_kept(node)  # an office that lost its keys has a new one
     if not recovery.pending(node):
         statistics.flush(node)
     try:

@@ -41,6 +41,7 @@ MAX_UNSIGNED_DECOMPRESSED = 64 * 1024
 MAX_REQUEST_DEPTH = 16
 MAX_INTEGER = 2**63 - 1  # counters, cursors, positions: SQLite integers
 MAX_BATCH = 1000
+MAX_INCARNATION = 64  # characters of a node's incarnation id (node/custody.py)
 BATCH = 1000
 REQUEST_TIMEOUT = 60.0
 # Bounds a child puts on the numbers it takes from a (verified) answer: a
@@ -141,11 +142,27 @@ def check_request(path: str, data: Any) -> None:
             and all(isinstance(chain, list) and all(isinstance(c, dict) for c in chain) for chain in certs)
         ):
             raise ProtocolError(400, "malformed", "certs must be a list of certificate chains")
-    elif path == PULL:
+        returned = data.get("returned", [])
         if not (
-            _integer(data.get("cursor"), 0, MAX_INTEGER) and _integer(data.get("limit", BATCH), 0, MAX_BATCH)
+            isinstance(returned, list)
+            and len(returned) <= MAX_BATCH
+            and all(isinstance(text, str) for text in returned)
         ):
-            raise ProtocolError(400, "malformed", "pull needs a cursor >= 0 and a limit up to 1000")
+            raise ProtocolError(400, "malformed", f"returned must be a list of at most {MAX_BATCH} texts")
+    elif path == PULL:
+        incarnation = data.get("incarnation", "-")
+        if not (
+            _integer(data.get("cursor"), 0, MAX_INTEGER)
+            and _integer(data.get("limit", BATCH), 0, MAX_BATCH)
+            and isinstance(incarnation, str)
+            and 1 <= len(incarnation) <= MAX_INCARNATION
+        ):
+            raise ProtocolError(
+                400,
+                "malformed",
+                "pull needs a cursor >= 0, a limit up to 1000 and (if given) an incarnation "
+                "of 1 to 64 characters",
+            )
     elif path == RECOVER:
         if not (_integer(data.get("after"), 0, MAX_INTEGER) and _integer(data.get("limit", 1), 1, MAX_BATCH)):
             raise ProtocolError(400, "malformed", "recover needs after >= 0 and a limit of 1 to 1000")

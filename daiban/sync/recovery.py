@@ -12,12 +12,17 @@ its parent has seen.
   envelopes the old PC signed still count (retired.py).
 - At the parent, ``/v1/recover`` (``serve``) hands back, page by page in the
   order they arrived there, every envelope the child made and every one
-  addressed to it or to everyone.
+  addressed to it, below it (statuses it had pulled for its children) or to
+  everyone.
 - ``rejoin`` (the first ``daiban sync`` after a restore) takes them in, each
   exactly once: its own envelopes become its events and applications again
   (without going anywhere: the parent has them), the others are checked and
   applied like any pull. Then the tracking-number counter moves past the
-  highest number the node has issued, and the node files again."""
+  highest number the node has issued, and the node files again.
+- The restored node is a new incarnation (node/custody.py): its children,
+  at their next sync, send again what it may have lost and hand back its own
+  envelopes that only went down to them; with children, it numbers its own
+  envelopes from far above what it held (custody.GAP)."""
 
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daiban.node import identity, journal, retired, routing
+from daiban.node import custody, identity, journal, retired, routing
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
 from daiban.sync import protocol
@@ -121,6 +126,8 @@ def after_restore(home: Path, now: str) -> Restored:
             if must_enroll and own is not None:
                 # The old PC's key still vouches for what it signed up to here.
                 store.put_retired_key(str(own["serial"]), code, str(own["sign"]), last_seq, now)
+                # Its children know its old certificate: its answers carry the new one.
+                store.set_setting(custody.REKEYED, now)
             if new_keys:
                 unopenable = store.unsent_sealed_to(code)
                 # The ID-number hashes were keyed with the lost lookup key:
@@ -129,6 +136,11 @@ def after_restore(home: Path, now: str) -> Restored:
             if role != "city":  # the root has no parent to catch up with
                 store.set_setting(PENDING, "1")
             store.set_setting("restored_at", now)
+            # A new incarnation: its children send again what it may have
+            # lost, and their cursors of the old one do not count (custody.py).
+            custody.new_incarnation(store)
+            if role == "city":
+                custody.caught_up(store, code)
         return Restored(
             code=code,
             role=role,
@@ -217,6 +229,8 @@ async def rejoin(conn: Connection) -> Caught:
             break
     with node.store.transaction():
         _counter_past_own(node)
+        # With children, numbers may have gone only down: go on above them.
+        custody.caught_up(node.store, node.code)
         node.store.set_setting(PENDING, "0")
     journal.drain(node)
     node.rejoined()

@@ -460,8 +460,10 @@ def _push_counted(
 
 def _pull_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:
     result = service.pull(node, headers, path, raw, data)
-    # service.pull has checked the cursor and the sender by now.
-    return result, metrics.pull_kinds(node, headers.get(protocol.H_NODE, ""), data["cursor"], result)
+    # service.pull has checked the cursor and the sender by now; a cursor of
+    # an earlier incarnation was served from the start (holds in the answer).
+    after = 0 if "holds" in result else data["cursor"]
+    return result, metrics.pull_kinds(node, headers.get(protocol.H_NODE, ""), after, result)
 
 
 async def push(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from stdnum import damm
 
-from daiban.node import codechanges, identity, journal, moving, retired, revocation
+from daiban.node import codechanges, custody, identity, journal, moving, retired, revocation
 from daiban.node.clock import CST, stamp
 from daiban.sync import faults
 from daiban.sync.protocol import (
@@ -112,8 +112,13 @@ def push(
     if not isinstance(chains, list) or len(chains) > MAX_BATCH:
         raise ProtocolError(400, "malformed", "certs must be a list of certificate chains")
     refused: list[journal.Verdict] = []
+    returned = data.get("returned", []) if isinstance(data, dict) else []
     with node.store.transaction():
         code, counter, _key = authenticate(node, headers, "POST", path, body)
+        # This node's own envelopes back from a child after a restore
+        # (node/custody.py): taken back first, so that the receipts and
+        # decisions they hold are here before the filings they answer.
+        taken_back = custody.take_back(node, returned, code) if returned else None
         extra = journal.verify_chains(node, chains)
         checked = journal.check(node, envelopes, sender=code, direction="up", extra=extra, prepared=prepared)
         if checked.refused:
@@ -132,7 +137,13 @@ def push(
                 "ok": True,
                 "results": journal.as_results(stored + checked.duplicates + checked.held),
                 "high_water": node.store.high_water(origins),
+                "incarnation": custody.incarnation(node.store),
             }
+            if taken_back is not None:
+                answer["returned"] = taken_back
+            rekeyed = custody.own_chain_if_rekeyed(node)
+            if rekeyed is not None:
+                answer["chain"] = rekeyed
     if not refused:
         faults.point("push-stored")
         return answer
@@ -169,8 +180,16 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
     journal.drain(node)
     with node.store.transaction():
         code, counter, _key = authenticate(node, headers, "POST", path, body)
-        # The child has durably stored everything up to its cursor: custody ends.
-        node.store.release_through(code, cursor)
+        mine = custody.incarnation(node.store)
+        # A cursor of an earlier incarnation of this node (it was restored
+        # since): it does not count here; the queue is handed out from the
+        # start, and the child learns what this node holds (custody.py).
+        stale = data.get("incarnation", mine) != mine
+        if stale:
+            cursor = 0
+        else:
+            # The child has durably stored everything up to its cursor: custody ends.
+            node.store.release_through(code, cursor)
         now = stamp(node.clock())
         node.store.update_peer(code, counter=counter, cursor=cursor, last_seen_at=now, last_sync_at=now)
         rows = node.store.outbox(code, after=cursor, limit=limit) if limit else []
@@ -178,14 +197,22 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         # Children enrolled here inside this child's area: should one have
         # been this child's before, it sees that it moved (node/moving.py).
         chains += moving.chains_below(node, code, MAX_BATCH - len(chains))
+        held = custody.holds(node, code) if stale else None
+        rekeyed = custody.own_chain_if_rekeyed(node)
     faults.point("pull-served")
-    return {
+    answer = {
         "ok": True,
         "envelopes": [row.raw for row in rows],
         "cursor": rows[-1].n if rows else cursor,
         "more": len(rows) == limit and limit > 0,
         "certs": chains,
+        "incarnation": mine,
     }
+    if held is not None:
+        answer["holds"] = held
+    if rekeyed is not None:
+        answer["chain"] = rekeyed
+    return answer
 
 
 def _list(data: Any, key: str) -> list[Any]:

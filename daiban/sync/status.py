@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from daiban.node import routing
+from daiban.node import custody, routing
 from daiban.node.clock import stamp
 from daiban.sync import protocol
 from daiban.trust import certs as certs_mod
@@ -94,6 +94,10 @@ def status(node: Node, *, check: bool = False) -> dict[str, Any]:
         "quarantined": sum(node.store.quarantine_counts().values()),
         "held_for_upgrade": node.store.held_count(),
         "last_sync_at": parent["last_sync_at"] if parent else None,
+        # Made anew by every restore (node/custody.py); and the filings
+        # handed up that wait for their office's answer.
+        "incarnation": custody.incarnation(node.store),
+        "kept": node.store.kept_count(),
     }
 
 
