@@ -106,7 +106,9 @@ def own_revocation(node: Node) -> str | None:
     """The serial of this node's own certificate, if a revocation of it is held here."""
     chain = node.store.cert_chain(node.code) or []
     serial = _serial(chain, -1)
-    return serial if serial is not None and serial in node.store.revoked() else None
+    if serial is None or serial not in node.store.revoked() or serial in node.store.retired_serials():
+        return None
+    return serial
 
 
 def parent_revocation(node: Node) -> tuple[str, str] | None:
@@ -114,7 +116,9 @@ def parent_revocation(node: Node) -> tuple[str, str] | None:
     this node's chain — is revoked here."""
     chain = node.store.cert_chain(node.code) or []
     serial = _serial(chain, -2) if len(chain) >= 2 else None
-    if serial is None:
+    if serial is None or serial in node.store.retired_serials():
+        # Retired, not revoked: the parent lost its keys and enrolled again
+        # (retired.py); what it certified before still counts (custody.py).
         return None
     by = node.store.revoked_by(serial)
     return (serial, by) if by is not None else None
