@@ -85,8 +85,8 @@ class DetailScreen(Base):
             return status == "needs_supplement" or bool(v.get("owed") and status != "completed")
         if action == "withdraw":
             return status in ("submitted", "received", "needs_supplement")
-        if action == "notice":
-            return status == "needs_supplement"
+        if action == "notice":  # the notice for the state now, wherever it is looked at
+            return True
         if action == "receipt":
             return v["origin"] == here
         if action == "told":
@@ -122,7 +122,7 @@ class DetailScreen(Base):
     def action_notice(self) -> None:
         from daiban.tui.receipt import ReceiptScreen
 
-        self.app.push_screen(ReceiptScreen(self.view["tracking"], "notice"))
+        self.app.push_screen(ReceiptScreen(self.view["tracking"]))
 
 
 def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
