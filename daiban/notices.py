@@ -352,24 +352,25 @@ def _contact(node: Node, code: str) -> dict[str, str]:
 # -- layout --------------------------------------------------------------------
 
 
-def text(notice: Notice) -> str:
-    """The notice as plain text, every line at most 80 columns wide."""
+def text(notice: Notice, width: int = WIDTH) -> str:
+    """The notice as plain text, every line at most ``width`` (80) columns
+    wide; a screen with a scroll bar asks for a little less."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     buffer = io.StringIO()
-    console = Console(file=buffer, width=WIDTH, color_system=None, markup=False, emoji=False, highlight=False)
+    console = Console(file=buffer, width=width, color_system=None, markup=False, emoji=False, highlight=False)
     console.print(Text(notice.title, justify="center"))
     console.print(Text(clean_text(notice.issuer), justify="center"))
-    console.print("─" * WIDTH)
+    console.print("─" * width)
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")
     for label, value in notice.rows:
         grid.add_row(Text(label), Text(clean_text(value)))
     console.print(grid)
-    console.print("─" * WIDTH)
+    console.print("─" * width)
     for line in notice.paragraphs:
         console.print(Text(clean_text(line), overflow="fold"))
     console.print()

@@ -32,8 +32,9 @@ class ReceiptScreen(Base):
 
     def compose(self) -> ComposeResult:
         self.notice = notices.compose(self.node, self.tracking, self.kind, agent=self.dapp.agent)
-        self.text = notices.text(self.notice)
         self.path = notices.save_notice(self.dapp.home, self.notice, as_pdf=False)
+        # On screen, two columns less than the paper's 80: the scroll bar's.
+        self.text = notices.text(self.notice, width=notices.WIDTH - 2)
         yield self.header()
         with VerticalScroll():
             yield Plain(self.text)
