@@ -399,3 +399,38 @@ def test_notice_screen(snap_compare, town: Node, clock, kind: str) -> None:
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
     assert (town.home / "receipts" / f"{tracking}-{kind}.txt").exists()
+
+
+def test_notice_print_from_the_command_line(cli, tmp_path: Path) -> None:
+    home = tmp_path / "town"
+    made = cli("init", "--role", "town", "--code", "370303101", "--name", "南定镇便民服务中心", home=home)
+    assert made.returncode == 0, made.stderr
+    who = PEOPLE[5]
+    args = [
+        "apply",
+        "--item",
+        "MZ001",
+        "--name",
+        who.name,
+        "--id-number",
+        who.id_number,
+        "--phone",
+        who.phone,
+    ]
+    filed = cli(*args, "--region", "370303101201", *FIELDS, "--json", home=home)
+    assert filed.returncode == 0, filed.stderr
+    tracking = str(json.loads(filed.stdout)["tracking"])
+    saved = home / "receipts" / f"{tracking}-receipt.pdf"
+    nowhere = cli("notice", tracking, "--print", home=home, env={"PATH": str(tmp_path / "empty")})
+    assert nowhere.returncode == 0, nowhere.stderr
+    assert nowhere.stdout.strip().splitlines() == [f"No printer command here; the paper is saved as {saved}."]
+    assert "收件回执" in pdf_text(saved)
+    printer = tmp_path / "bin"
+    printer.mkdir()
+    log = tmp_path / "lp.log"
+    (printer / "lp").write_text(f'#!/bin/sh\necho "$@" > {log}\necho "request id is office-1 (1 file(s))"\n')
+    (printer / "lp").chmod(0o755)
+    sent = cli("notice", tracking, "--print", home=home, env={"PATH": f"{printer}{os.pathsep}/usr/bin:/bin"})
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip() == f"Sent to the printer; also saved as {saved}."
+    assert log.read_text().strip() == str(saved)

@@ -166,6 +166,8 @@ def test_village_and_town_work_a_case_through_the_app(network: Network, clock) -
             await pilot.pause()
             notice = screen_text(app)
             assert EVIL_SHOWN in notice and "\x1b" not in notice
+            app.screen.query_one("#saved").scroll_visible(animate=False)  # below the notice
+            await pilot.pause()
             await pilot.click("#saved")
             assert app.is_running
             await pilot.press("escape", "escape")
