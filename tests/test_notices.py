@@ -132,6 +132,10 @@ def test_every_notice_through_the_tiers(net: Network) -> None:
     net.run(T, *args).ok()
     net.run(T, "review", refused, "reject", "--note", REASON).ok()
     net.sync_all(T, V)
+    # at the town too, the materials go to the village point where the resident filed
+    at_town = net.run(T, "notice", kept).ok().stdout
+    contains(at_town, "the filing point, 大张村 (370303101201)", MISSING, OWED, by)
+    fits(at_town)
 
     for lang in ("en", "zh"):
         text, page = notice(net, kept, lang=lang)  # the state's notice: no --kind needed

@@ -240,9 +240,15 @@ class Node:
 
     def office_contact(self, code: str) -> dict[str, str]:
         """How residents reach the office or agency point ``code``, as the
-        catalog in force publishes it (``offices``); empty when it does not."""
+        catalog in force publishes it (``offices``); else the name of a child
+        enrolled here; empty when neither says."""
         offices = json.loads(self.store.setting("catalog_offices", "{}") or "{}")
-        return {str(k): str(v) for k, v in (offices.get(code) or {}).items()}
+        found = {str(k): str(v) for k, v in (offices.get(code) or {}).items()}
+        if not found.get("name"):  # a point enrolled here: the name it was enrolled under
+            named = [r["name"] for r in self.store.children_sync(include_moved=True) if r["code"] == code]
+            if named and named[0]:
+                found["name"] = str(named[0])
+        return found
 
     def catalog_info(self) -> dict[str, Any]:
         s = self.store.settings()
