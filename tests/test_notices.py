@@ -8,6 +8,7 @@ input, printing, and the screens at 80x24."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -19,6 +20,7 @@ import pytest
 from pypdf import PdfReader
 from rich.cells import cell_len
 from textual.pilot import Pilot
+from textual.widgets import Input, RadioButton, SelectionList
 
 from daiban import i18n, notices
 from daiban.node import admission
@@ -27,7 +29,7 @@ from daiban.node.catalog import bundled_path
 from daiban.tui.app import DaibanApp
 from tests.conftest import filing
 from tests.sync_net import AGENT, NODES, Network, Resident, network_at
-from tests.tui_helpers import add_agent, login
+from tests.tui_helpers import add_agent, login, screen_text
 
 C, D, T, V = "city", "district", "town", "village"
 OWED = "承诺书"
@@ -438,3 +440,35 @@ def test_notice_print_from_the_command_line(cli, tmp_path: Path) -> None:
     assert sent.returncode == 0, sent.stderr
     assert sent.stdout.strip() == f"Sent to the printer; also saved as {saved}."
     assert log.read_text().strip() == str(saved)
+
+
+def test_the_office_sets_the_supplement_date_in_the_app(town: Node, clock) -> None:
+    i18n.set_language("zh")
+    tracking = walk_in(town, 0, missing=[OWED])
+    add_agent(town.home, "刘窗口", clock)
+
+    async def scenario() -> str:
+        app = DaibanApp(town.home, clock=clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await login(pilot, "刘窗口")
+            await pilot.press("f", *tracking, "enter", "enter")
+            await pilot.pause()
+            await pilot.press("d")
+            await pilot.pause()
+            screen = app.screen
+            screen.query_one("#a-supplement", RadioButton).value = True
+            await pilot.pause()
+            screen.query_one("#missing", SelectionList).select(MISSING)
+            screen.query_one("#by", Input).value = "2026-12-10"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            await pilot.press("o")  # the notice for the state now: the one-time notice
+            await pilot.pause()
+            return screen_text(app)
+
+    shown = asyncio.run(scenario())
+    assert "补正材料一次性告知单" in shown and "2026-12-10" in shown, shown
+    [asked] = [e for e in town.show(tracking)["history"] if e["kind"] == "supplement_requested"]
+    assert asked["body"] == {"missing": [MISSING], "note": "", "supplement_by": "2026-12-10"}
+    saved = (town.home / "receipts" / f"{tracking}-supplement.txt").read_text(encoding="utf-8")
+    contains(saved, "1. " + MISSING, "2. " + OWED, "2026-12-10", LAW)
