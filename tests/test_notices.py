@@ -138,6 +138,9 @@ def test_every_notice_through_the_tiers(net: Network) -> None:
     at_town = net.run(T, "notice", kept).ok().stdout
     contains(at_town, "the filing point, 大张村 (370303101201)", MISSING, OWED, by)
     fits(at_town)
+    # the office can open the resident's sealed data; its papers still print only masked values
+    assert resident.name in net.run(T, "show", kept).ok().stdout
+    assert resident.id_number not in at_town and resident.name not in at_town
 
     for lang in ("en", "zh"):
         text, page = notice(net, kept, lang=lang)  # the state's notice: no --kind needed
