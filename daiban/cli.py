@@ -310,6 +310,25 @@ def build_parser() -> Parser:
     c.add_argument("tracking", metavar="TRACKING")
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
+    c = command(
+        "notice",
+        _("the notice for an application's state (收件回执, 受理通知书, 一次性告知单 …), as text or PDF"),
+        cmd_notice,
+    )
+    c.add_argument("tracking", metavar="TRACKING")
+    c.add_argument(
+        "--kind",
+        choices=("receipt", "accepted", "supplement", "rejected", "completed"),
+        help=_("which notice (default: the one for the application's state now)"),
+    )
+    c.add_argument("--pdf", action="store_true", help=_("write a printable PDF page and print its path"))
+    c.add_argument(
+        "--print",
+        dest="send",
+        action="store_true",
+        help=_("send it to the printer (saved under receipts/ when no printer answers)"),
+    )
+
     c = command("review", _("decide an application at the office that handles it"), cmd_review)
     c.add_argument("tracking", metavar="TRACKING")
     c.add_argument("action", choices=("accept", "supplement", "reject", "complete"))
@@ -332,6 +351,12 @@ def build_parser() -> Parser:
         default="",
         metavar="NUMBER",
         help=_("complete --delivery post: the postal tracking number"),
+    )
+    c.add_argument(
+        "--supplement-by",
+        default="",
+        metavar="YYYY-MM-DD",
+        help=_("supplement: the day by which to hand the materials in (default: 10 working days)"),
     )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
@@ -922,9 +947,27 @@ def cmd_review(args: argparse.Namespace) -> int:
             missing=args.missing,
             delivery=args.delivery,
             post_tracking=args.post_tracking,
+            supplement_by=args.supplement_by,
         ),
     )
     return _after_change(args, row, args.action)
+
+
+def cmd_notice(args: argparse.Namespace) -> int:
+    from daiban import notices
+
+    def make(node: Any) -> tuple[Any, Path]:
+        notice = notices.compose(node, args.tracking, args.kind, agent=node.actor)
+        return notice, notices.save_notice(node.home, notice, as_pdf=args.pdf or args.send)
+
+    notice, path = _with_node(args, make)
+    if args.send:
+        print(notices.print_file(path))
+    elif args.pdf:
+        print(path)
+    else:
+        sys.stdout.write(notices.text(notice))
+    return 0
 
 
 def cmd_supplement(args: argparse.Namespace) -> int:

@@ -87,7 +87,7 @@ async def _file_in_app(pilot: Any) -> None:
     await pilot.pause()
     await pilot.press("ctrl+s")
     await pilot.pause()
-    assert "受理回执" in screen_text(app), screen_text(app)
+    assert "收件回执" in screen_text(app), screen_text(app)
     await pilot.press("escape")
     await pilot.pause()
 

@@ -166,6 +166,8 @@ def test_village_and_town_work_a_case_through_the_app(network: Network, clock) -
             await pilot.pause()
             notice = screen_text(app)
             assert EVIL_SHOWN in notice and "\x1b" not in notice
+            app.screen.query_one("#saved").scroll_visible(animate=False)  # below the notice
+            await pilot.pause()
             await pilot.click("#saved")
             assert app.is_running
             await pilot.press("escape", "escape")
@@ -193,7 +195,7 @@ def test_village_and_town_work_a_case_through_the_app(network: Network, clock) -
     assert json.loads(kept["body"]) == {"missing": [EVIL_SHOWN], "note": EVIL_SHOWN}
     [evaluated] = net.query("village", "SELECT evaluation FROM applications WHERE tracking = ?", (allowance,))
     assert evaluated["evaluation"] == 5
-    notice = (village / "receipts" / f"{mediation}-notice.txt").read_text(encoding="utf-8")
+    notice = (village / "receipts" / f"{mediation}-supplement.txt").read_text(encoding="utf-8")
     assert EVIL_SHOWN in notice and "\x1b" not in notice
 
     net.stop("town")  # the parent goes away: the app says why, and what to do

@@ -105,10 +105,29 @@ def test_papers_fit_80_columns_and_show_untrusted_text_literally() -> None:
             }
         ],
     }
-    for text in (
-        notices.receipt(view, node="大张村代办点", agent="张代办", expected="2026-12-08"),
-        notices.supplement_notice(view, node="大张村代办点"),
-    ):
+    contact = {"name": "大张村代办点 (370303101201)", "address": EVIL, "phone": "12345"}
+    papers = {
+        kind: notices.text(
+            notices.build(
+                kind,
+                {
+                    **view,
+                    "history": [
+                        *view["history"],
+                        {"kind": "rejected", "at": "2026-11-28", "body": {"reason": EVIL * 5}},
+                    ],
+                },
+                office=contact,
+                point=contact,
+                agent="张代办",
+                expected="2026-12-08",
+                supplement_by="2026-12-10",
+                today=dt.date(2026, 11, 28),
+            )
+        )
+        for kind in ("receipt", "supplement", "rejected")
+    }
+    for text in papers.values():
         assert max(cell_len(line) for line in text.splitlines()) <= 80
         assert "\x1b" not in text and "\x07" not in text
-    assert EVIL_SHOWN in notices.supplement_notice(view, node="x")
+    assert EVIL_SHOWN in papers["supplement"] and EVIL_SHOWN in papers["rejected"]

@@ -65,7 +65,7 @@ def test_first_agent_made_at_login_files_an_application(make_node, clock) -> Non
             assert "李建国" in screen_text(app)
             await pilot.press("ctrl+s")
             await pilot.pause()
-            assert "受理回执" in screen_text(app)
+            assert "收件回执" in screen_text(app)
 
     asyncio.run(scenario())
     from daiban.node.home import open_node
@@ -80,7 +80,7 @@ def test_first_agent_made_at_login_files_an_application(make_node, clock) -> Non
     finally:
         node.close()
     receipt = (home / "receipts" / f"{row['tracking']}-receipt.txt").read_text(encoding="utf-8")
-    assert "受理回执" in receipt and "李*国" in receipt
+    assert "收件回执" in receipt and "受理回执" not in receipt and "李*国" in receipt
     assert "李建国" not in receipt and "370303196208150048" not in receipt  # only masked values on paper
     assert "3703 0310 1201 0000 0013" in receipt
     assert max(cell_len(line) for line in receipt.splitlines()) <= 80

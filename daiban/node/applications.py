@@ -178,6 +178,8 @@ class Node:
             self.store.set_setting("catalog_title", doc.get("title", ""))
             self.store.set_setting("catalog_published", doc.get("published", ""))
             self.store.set_setting("catalog_source", source)
+            offices = json.dumps(doc.get("offices") or {}, ensure_ascii=False)
+            self.store.set_setting("catalog_offices", offices)
             self._items = None
             self._calendar = None
             cal = self.calendar()
@@ -249,6 +251,18 @@ class Node:
         if self._calendar is None:
             self._calendar = WorkCalendar.from_catalog(self.store.calendar())
         return self._calendar
+
+    def office_contact(self, code: str) -> dict[str, str]:
+        """How residents reach the office or agency point ``code``, as the
+        catalog in force publishes it (``offices``); else the name of a child
+        enrolled here; empty when neither says."""
+        offices = json.loads(self.store.setting("catalog_offices", "{}") or "{}")
+        found = {str(k): str(v) for k, v in (offices.get(code) or {}).items()}
+        if not found.get("name"):  # a point enrolled here: the name it was enrolled under
+            named = [r["name"] for r in self.store.children_sync(include_moved=True) if r["code"] == code]
+            if named and named[0]:
+                found["name"] = str(named[0])
+        return found
 
     def catalog_info(self) -> dict[str, Any]:
         s = self.store.settings()
@@ -792,10 +806,11 @@ class Node:
         missing: Sequence[str] = (),
         delivery: str = "pickup",
         post_tracking: str = "",
+        supplement_by: str = "",
     ) -> dict[str, Any]:
         """Record the office's decision: accept (容缺 with ``missing``), ask for a
-        supplement listing everything missing, reject with a reason, or complete
-        with the delivery."""
+        supplement listing everything missing (by the day ``supplement_by``,
+        optional), reject with a reason, or complete with the delivery."""
         note = validation.text(note, label=_("note"), key="note", required=(action == "reject"))
         missing = [
             validation.text(m, label=_("material"), key="missing", max_length=100)
@@ -830,10 +845,13 @@ class Node:
 
             return self._record(tracking_text, Kind.ACCEPTED, accepted, check)
         if action == "supplement":
+            asked: dict[str, Any] = {"missing": missing, "note": note}
+            if supplement_by.strip():
+                asked["supplement_by"] = _supplement_by(supplement_by, self.today())
             return self._record(
                 tracking_text,
                 Kind.SUPPLEMENT_REQUESTED,
-                {"missing": missing, "note": note},
+                asked,
                 self._require_office,
             )
         if action == "reject":
@@ -1299,6 +1317,20 @@ def public_view(row: Mapping[str, Any], late: timeliness.Late | None = None) -> 
             "phone": row["phone_masked"],
         },
     }
+
+
+def _supplement_by(text: str, today: dt.date) -> str:
+    """The day by which a supplement is due, as the office sets it: an ISO
+    date, not before today."""
+    try:
+        day = dt.date.fromisoformat(text.strip())
+    except ValueError:
+        day = None
+    if day is None or day < today:
+        raise ValidationFailed(
+            [Problem("supplement_by", _("supplement by"), _("must be a date (YYYY-MM-DD), today or later"))]
+        )
+    return day.isoformat()
 
 
 def _default_actor() -> str:

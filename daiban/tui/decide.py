@@ -29,7 +29,7 @@ ACTIONS = (
 # Which parts of the form each decision uses.
 PARTS = {
     "accept": {"owed", "note"},
-    "supplement": {"missing", "other", "note"},
+    "supplement": {"missing", "other", "by", "note"},
     "reject": {"note"},
     "complete": {"delivery", "post", "note"},
 }
@@ -84,6 +84,14 @@ class DecideScreen(Base):
                 yield SafeInput(
                     id="other", compact=True, placeholder=_("others, separated by ；"), max_length=300
                 )
+            with Horizontal(classes="row part-by"):
+                yield Plain(_("Hand in by"), classes="label")
+                yield SafeInput(
+                    id="by",
+                    compact=True,
+                    placeholder=_("YYYY-MM-DD (default: 10 working days)"),
+                    max_length=10,
+                )
             with Horizontal(classes="row part-delivery"):
                 yield Plain(_("Delivery"), classes="label")
                 yield Select(
@@ -117,7 +125,7 @@ class DecideScreen(Base):
 
     def show_parts(self) -> None:
         parts = PARTS.get(self.chosen(), set())
-        for name in ("owed", "missing", "other", "delivery", "post", "note"):
+        for name in ("owed", "missing", "other", "by", "delivery", "post", "note"):
             for widget in self.query(f".part-{name}"):
                 widget.display = name in parts
         label = {"reject": _("Reason*"), "complete": _("Result")}.get(self.chosen(), _("Note"))
@@ -147,6 +155,7 @@ class DecideScreen(Base):
                 missing=missing,
                 delivery=delivery,
                 post_tracking=self.query_one("#post", Input).value,
+                supplement_by=self.query_one("#by", Input).value if action == "supplement" else "",
             )
         except DaibanError as exc:
             self.dapp.error(exc.message)

@@ -86,8 +86,8 @@ class DetailScreen(Base):
             return status == "needs_supplement" or bool(v.get("owed") and status != "completed")
         if action == "withdraw":
             return status in ("submitted", "received", "needs_supplement") and v["origin"] == here
-        if action == "notice":
-            return status == "needs_supplement"
+        if action == "notice":  # the notice for the state now, wherever it is looked at
+            return True
         if action == "receipt":
             return v["origin"] == here
         if action == "correct":  # what was typed, before the office accepts, at the filing point
@@ -128,7 +128,7 @@ class DetailScreen(Base):
     def action_notice(self) -> None:
         from daiban.tui.receipt import ReceiptScreen
 
-        self.app.push_screen(ReceiptScreen(self.view["tracking"], "notice"))
+        self.app.push_screen(ReceiptScreen(self.view["tracking"]))
 
 
 def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
