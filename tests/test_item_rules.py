@@ -1,0 +1,236 @@
+"""Conditions of each item (issue 12): an age range on the filing date from
+the resident ID's birth date, and a guardian required under an age or for
+given values of a field; checked at filing (library, CLI, ledger) with one
+clear reason, nothing stored on refusal; the guardian sealed with the rest of
+the personal data, never in a summary row, a statistics record or a file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from stdnum.cn import ric
+
+from daiban import i18n
+from daiban.errors import ValidationFailed
+from daiban.node import catalog, conditions, statistics
+from daiban.node.applications import Node
+from tests.conftest import Result, filing
+
+MakeNode = Callable[..., Node]
+TOWN = "370303101"
+VILLAGE = "370303101201"
+LL002_FIELDS = {"receive_method": "社会保障卡金融账户"}
+
+
+def rid(birth: str, seq: str = "012") -> str:
+    body = "370303" + birth + seq
+    return body + ric.calc_check_digit(body + "0")
+
+
+CHILD = rid("20150306", "023")  # 11 on 2026-11-27
+PARENT = rid("19860412", "041")
+GUARDIAN = {"name": "李建华", "id_number": PARENT, "relation": "父母"}
+
+
+def _count(node: Node) -> tuple[int, int, int]:
+    db = node.store.db.conn
+    return tuple(  # type: ignore[return-value]
+        int(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+        for t in ("events", "personal", "applications")
+    )
+
+
+def test_the_demo_catalog_carries_the_items_conditions() -> None:
+    doc = catalog.read_document(catalog.bundled_path())
+    rules = {i["code"]: i.get("conditions") for i in doc["items"]}
+    assert rules["LL002"] == {"min_age": 80}
+    assert rules["LL001"] == {"min_age": 60} and rules["SB002"] == {"min_age": 60}
+    assert rules["CL001"] == {
+        "guardian": {"under_age": 18, "field": "disability_category", "values": ["智力", "精神"]}
+    }
+    assert doc["version"] >= 2  # changed, so its version went up
+
+
+def test_high_age_allowance_refused_at_44_accepted_at_86(make_node: MakeNode, clock: object) -> None:
+    node = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
+    before = _count(node)
+    with pytest.raises(ValidationFailed) as refused:
+        node.file(filing(item="LL002", id_number=rid("19800101"), fields=LL002_FIELDS))
+    assert "80" in refused.value.message and "46" in refused.value.message
+    assert _count(node) == before  # nothing stored
+    filed = node.file(filing(item="LL002", id_number=rid("19400101"), fields=LL002_FIELDS))
+    assert filed.status == "received"
+
+
+def test_the_refusal_is_in_the_agents_language(make_node: MakeNode) -> None:
+    node = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
+    i18n.set_language("zh")
+    with pytest.raises(ValidationFailed) as refused:
+        node.prepare(filing(item="LL002", id_number=rid("19800101"), fields=LL002_FIELDS))
+    assert "周岁" in refused.value.message or "80" in refused.value.message
+
+
+def test_the_filing_date_is_the_one_that_counts(make_node: MakeNode) -> None:
+    node = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
+    born = rid("19461128")  # 80 the day after the clock's 2026-11-27
+    with pytest.raises(ValidationFailed):
+        node.prepare(filing(item="LL002", id_number=born, fields=LL002_FIELDS))
+    assert (
+        node.prepare(
+            filing(item="LL002", id_number=born, fields=LL002_FIELDS), today=dt.date(2026, 11, 28)
+        ).applicant["id_number"]
+        == born
+    )
+
+
+def test_disability_card_for_a_child_needs_a_guardian(make_node: MakeNode) -> None:
+    node = make_node(role="district", code="370303", name="张店区")
+    fields = {"apply_type": "新办", "disability_category": "智力"}
+    before = _count(node)
+    with pytest.raises(ValidationFailed) as refused:
+        node.file(filing(item="CL001", id_number=CHILD, region=VILLAGE, fields=fields))
+    assert "guardian" in refused.value.message
+    assert _count(node) == before
+    filed = node.file(filing(item="CL001", id_number=CHILD, region=VILLAGE, fields=fields, guardian=GUARDIAN))
+    opened = node.personal(filed.tracking)
+    assert opened is not None and opened["guardian"] == GUARDIAN
+
+
+def test_an_adult_with_an_intellectual_disability_needs_one_too_a_physical_one_not(
+    make_node: MakeNode,
+) -> None:
+    node = make_node(role="district", code="370303", name="张店区")
+    adult = rid("19900101", "055")
+    with pytest.raises(ValidationFailed):
+        node.prepare(filing(item="CL001", id_number=adult, region=VILLAGE,
+                            fields={"apply_type": "新办", "disability_category": "精神"}))  # fmt: skip
+    node.prepare(filing(item="CL001", id_number=adult, region=VILLAGE,
+                        fields={"apply_type": "新办", "disability_category": "肢体"}))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "guardian, word",
+    [
+        ({**GUARDIAN, "relation": "朋友"}, "relation"),
+        ({**GUARDIAN, "id_number": CHILD}, "own"),
+        ({**GUARDIAN, "id_number": rid("20100101", "061")}, "adult"),
+        ({**GUARDIAN, "id_number": PARENT[:-1] + ("0" if PARENT[-1] != "0" else "1")}, "check"),
+        ({**GUARDIAN, "name": "<b>x</b>"}, "name"),
+    ],
+)
+def test_a_bad_guardian_is_refused(make_node: MakeNode, guardian: dict[str, str], word: str) -> None:
+    node = make_node(role="district", code="370303", name="张店区")
+    with pytest.raises(ValidationFailed) as refused:
+        node.prepare(filing(item="CL001", id_number=CHILD, region=VILLAGE,
+                            fields={"apply_type": "新办", "disability_category": "视力"}, guardian=guardian))  # fmt: skip
+    assert word in refused.value.message
+
+
+def test_the_guardian_is_sealed_never_in_a_summary_statistics_or_file(make_node: MakeNode) -> None:
+    node = make_node(role="district", code="370303", name="张店区")
+    fields = {"apply_type": "新办", "disability_category": "智力"}
+    filed = node.file(filing(item="CL001", id_number=CHILD, region=VILLAGE, fields=fields, guardian=GUARDIAN))
+    node.review(filed.tracking, "accept")
+    node.review(filed.tracking, "complete")
+    assert statistics.flush(node) >= 1  # its statistics record made, in an envelope
+    conn = node.store.db.conn
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    secrets = [PARENT, GUARDIAN["name"], PARENT[6:14]]
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+        for row in conn.execute(f"SELECT * FROM {table}").fetchall():
+            text = " ".join(str(c) for c in row)
+            for value in secrets:
+                assert value not in text, (table, value)
+    for path in node.home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in secrets:
+                assert value.encode() not in data, (path.name, value)
+    assert GUARDIAN["name"] not in str(node.show(filed.tracking)["applicant"])
+
+
+def test_cli_and_ledger_refuse_with_one_line(cli: Callable[..., Result], tmp_path: Path) -> None:
+    home = tmp_path / "town"
+    cli("init", "--role", "town", "--code", TOWN, "--name", "南定镇", home=home)
+    args = ["apply", "--item", "LL002", "--name", "王秀兰", "--phone", "13805331234",
+            "--field", "receive_method=社会保障卡金融账户"]  # fmt: skip
+    bad = cli(*args, "--id-number", rid("19800101"), home=home)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "80" in bad.stderr
+    zh = cli(*args, "--id-number", rid("19800101"), home=home, lang="zh")
+    assert zh.returncode == 1 and "80" in zh.stderr
+    ok = cli(*args, "--id-number", rid("19400101"), "--json", home=home)
+    assert ok.returncode == 0, ok.stderr
+    ledger = tmp_path / "book.csv"
+    ledger.write_text(
+        "item,name,id_number,phone,receive_method\n"
+        f"LL002,张三,{rid('19300101', '033')},13805331235,社会保障卡金融账户\n"
+        f"LL002,李四,{rid('19800101', '035')},13805331236,社会保障卡金融账户\n",
+        encoding="utf-8",
+    )
+    refused = cli("apply", "--from", str(ledger), home=home)
+    assert refused.returncode == 1 and "row 3" in refused.stderr and "80" in refused.stderr
+    listed = cli("list", "--json", home=home).json()
+    assert isinstance(listed, list) and len(listed) == 1  # the ledger is all or nothing
+
+
+def test_cli_guardian_options(cli: Callable[..., Result], tmp_path: Path) -> None:
+    home = tmp_path / "district"
+    cli("init", "--role", "district", "--code", "370303", "--name", "张店区", home=home)
+    args = ["apply", "--item", "CL001", "--name", "李小明", "--phone", "13805331234", "--id-number", CHILD,
+            "--region", VILLAGE, "--field", "apply_type=新办", "--field", "disability_category=智力"]  # fmt: skip
+    bad = cli(*args, home=home)
+    assert bad.returncode == 1 and "guardian" in bad.stderr
+    ok = cli(*args, "--guardian-name", "李建华", "--guardian-id-number", PARENT, "--guardian-relation", "父母",
+             "--json", home=home)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_a_catalog_whose_guardian_rule_names_no_field_is_refused() -> None:
+    doc = catalog.read_document(catalog.bundled_path())
+    item = next(i for i in doc["items"] if i["code"] == "CL001")
+    item["conditions"]["guardian"]["field"] = "no_such_field"
+    with pytest.raises(Exception, match="no_such_field"):
+        catalog.check_document(doc)
+    item["conditions"] = {"min_age": 90, "max_age": 80}
+    with pytest.raises(Exception, match="max_age"):
+        catalog.check_document(doc)
+
+
+# -- the age rule at its boundaries ------------------------------------------
+
+births = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2030, 12, 31))
+
+
+@given(born=births, years=st.integers(min_value=1, max_value=120))
+def test_the_age_turns_on_the_birthday(born: dt.date, years: int) -> None:
+    birthday = conditions.birthday_in(born, born.year + years)
+    assert conditions.age_on(born, birthday) == years
+    assert conditions.age_on(born, birthday - dt.timedelta(days=1)) == years - 1
+
+
+@given(year=st.integers(min_value=1904, max_value=2096).filter(lambda y: y % 4 == 0 and (y % 100 or y % 400 == 0)),
+       years=st.integers(min_value=1, max_value=100))  # fmt: skip
+def test_a_leap_day_birth_turns_on_28_february_in_a_common_year(year: int, years: int) -> None:
+    born = dt.date(year, 2, 29)
+    later = year + years
+    leap = later % 4 == 0 and (later % 100 != 0 or later % 400 == 0)
+    birthday = dt.date(later, 2, 29) if leap else dt.date(later, 2, 28)
+    assert conditions.age_on(born, birthday) == years
+    assert conditions.age_on(born, birthday - dt.timedelta(days=1)) == years - 1
+
+
+@given(born=st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2026, 11, 27)),
+       low=st.integers(min_value=0, max_value=110))  # fmt: skip
+def test_the_min_age_rule_matches_the_age(born: dt.date, low: int) -> None:
+    today = dt.date(2026, 11, 27)
+    number = rid(born.strftime("%Y%m%d"))
+    problems, _g = conditions.check(
+        {"min_age": low}, item_name="X", id_number=number, fields={}, guardian=None, today=today
+    )
+    assert bool(problems) == (conditions.age_on(born, today) < low)
