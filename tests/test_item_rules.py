@@ -107,10 +107,22 @@ def test_an_adult_with_an_intellectual_disability_needs_one_too_a_physical_one_n
     node = make_node(role="district", code="370303", name="张店区")
     adult = rid("19900101", "055")
     with pytest.raises(ValidationFailed):
-        node.prepare(filing(item="CL001", id_number=adult, region=VILLAGE,
-                            fields={"apply_type": "新办", "disability_category": "精神"}))  # fmt: skip
-    node.prepare(filing(item="CL001", id_number=adult, region=VILLAGE,
-                        fields={"apply_type": "新办", "disability_category": "肢体"}))  # fmt: skip
+        node.prepare(
+            filing(
+                item="CL001",
+                id_number=adult,
+                region=VILLAGE,
+                fields={"apply_type": "新办", "disability_category": "精神"},
+            )
+        )
+    node.prepare(
+        filing(
+            item="CL001",
+            id_number=adult,
+            region=VILLAGE,
+            fields={"apply_type": "新办", "disability_category": "肢体"},
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,8 +138,15 @@ def test_an_adult_with_an_intellectual_disability_needs_one_too_a_physical_one_n
 def test_a_bad_guardian_is_refused(make_node: MakeNode, guardian: dict[str, str], word: str) -> None:
     node = make_node(role="district", code="370303", name="张店区")
     with pytest.raises(ValidationFailed) as refused:
-        node.prepare(filing(item="CL001", id_number=CHILD, region=VILLAGE,
-                            fields={"apply_type": "新办", "disability_category": "视力"}, guardian=guardian))  # fmt: skip
+        node.prepare(
+            filing(
+                item="CL001",
+                id_number=CHILD,
+                region=VILLAGE,
+                fields={"apply_type": "新办", "disability_category": "视力"},
+                guardian=guardian,
+            )
+        )
     assert word in refused.value.message
 
 
@@ -157,8 +176,17 @@ def test_the_guardian_is_sealed_never_in_a_summary_statistics_or_file(make_node:
 def test_cli_and_ledger_refuse_with_one_line(cli: Callable[..., Result], tmp_path: Path) -> None:
     home = tmp_path / "town"
     cli("init", "--role", "town", "--code", TOWN, "--name", "南定镇", home=home)
-    args = ["apply", "--item", "LL002", "--name", "王秀兰", "--phone", "13805331234",
-            "--field", "receive_method=社会保障卡金融账户"]  # fmt: skip
+    args = [
+        "apply",
+        "--item",
+        "LL002",
+        "--name",
+        "王秀兰",
+        "--phone",
+        "13805331234",
+        "--field",
+        "receive_method=社会保障卡金融账户",
+    ]
     bad = cli(*args, "--id-number", rid("19800101"), home=home)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "80" in bad.stderr
@@ -182,12 +210,36 @@ def test_cli_and_ledger_refuse_with_one_line(cli: Callable[..., Result], tmp_pat
 def test_cli_guardian_options(cli: Callable[..., Result], tmp_path: Path) -> None:
     home = tmp_path / "district"
     cli("init", "--role", "district", "--code", "370303", "--name", "张店区", home=home)
-    args = ["apply", "--item", "CL001", "--name", "李小明", "--phone", "13805331234", "--id-number", CHILD,
-            "--region", VILLAGE, "--field", "apply_type=新办", "--field", "disability_category=智力"]  # fmt: skip
+    args = [
+        "apply",
+        "--item",
+        "CL001",
+        "--name",
+        "李小明",
+        "--phone",
+        "13805331234",
+        "--id-number",
+        CHILD,
+        "--region",
+        VILLAGE,
+        "--field",
+        "apply_type=新办",
+        "--field",
+        "disability_category=智力",
+    ]
     bad = cli(*args, home=home)
     assert bad.returncode == 1 and "guardian" in bad.stderr
-    ok = cli(*args, "--guardian-name", "李建华", "--guardian-id-number", PARENT, "--guardian-relation", "父母",
-             "--json", home=home)  # fmt: skip
+    ok = cli(
+        *args,
+        "--guardian-name",
+        "李建华",
+        "--guardian-id-number",
+        PARENT,
+        "--guardian-relation",
+        "父母",
+        "--json",
+        home=home,
+    )
     assert ok.returncode == 0, ok.stderr
 
 
@@ -214,8 +266,12 @@ def test_the_age_turns_on_the_birthday(born: dt.date, years: int) -> None:
     assert conditions.age_on(born, birthday - dt.timedelta(days=1)) == years - 1
 
 
-@given(year=st.integers(min_value=1904, max_value=2096).filter(lambda y: y % 4 == 0 and (y % 100 or y % 400 == 0)),
-       years=st.integers(min_value=1, max_value=100))  # fmt: skip
+@given(
+    year=st.integers(min_value=1904, max_value=2096).filter(
+        lambda y: y % 4 == 0 and (y % 100 or y % 400 == 0)
+    ),
+    years=st.integers(min_value=1, max_value=100),
+)
 def test_a_leap_day_birth_turns_on_28_february_in_a_common_year(year: int, years: int) -> None:
     born = dt.date(year, 2, 29)
     later = year + years
@@ -225,8 +281,10 @@ def test_a_leap_day_birth_turns_on_28_february_in_a_common_year(year: int, years
     assert conditions.age_on(born, birthday - dt.timedelta(days=1)) == years - 1
 
 
-@given(born=st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2026, 11, 27)),
-       low=st.integers(min_value=0, max_value=110))  # fmt: skip
+@given(
+    born=st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2026, 11, 27)),
+    low=st.integers(min_value=0, max_value=110),
+)
 def test_the_min_age_rule_matches_the_age(born: dt.date, low: int) -> None:
     today = dt.date(2026, 11, 27)
     number = rid(born.strftime("%Y%m%d"))

@@ -124,5 +124,5 @@ def mask_address(text: str) -> str:
         area += m.group(1)
         rest = rest[len(m.group(1)) :]
     if not area or not rest:
-        area = text[: min(4, len(text) // 2)]
+        area = text[: min(2, len(text) // 3)]  # no area to show: hardly anything
     return area + "****"
