@@ -292,3 +292,65 @@ def test_the_min_age_rule_matches_the_age(born: dt.date, low: int) -> None:
         {"min_age": low}, item_name="X", id_number=number, fields={}, guardian=None, today=today
     )
     assert bool(problems) == (conditions.age_on(born, today) < low)
+
+
+# -- through real tiers: the guardian stays sealed ------------------------------
+
+
+def test_the_guardian_travels_sealed_through_real_tiers(tmp_path: Path) -> None:
+    from tests.sync_net import network_at
+
+    with network_at(tmp_path / "net") as net:
+        net.build(("city", "district", "town", "village"))
+        base = [
+            "apply",
+            "--item",
+            "CL001",
+            "--name",
+            "李小明",
+            "--phone",
+            "13805331234",
+            "--id-number",
+            CHILD,
+            "--field",
+            "apply_type=新办",
+            "--field",
+            "disability_category=智力",
+        ]
+        refused = net.run("village", *base)
+        assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+        assert net.count("village", "events") == 0
+        tracking = (
+            net.run(
+                "village",
+                *base,
+                "--guardian-name",
+                GUARDIAN["name"],
+                "--guardian-id-number",
+                PARENT,
+                "--guardian-relation",
+                "父母",
+                "--json",
+            )
+            .ok()
+            .json()["tracking"]
+        )
+        net.sync_all("village", "town", "district")
+        net.run("district", "review", tracking, "accept").ok()
+        net.run("district", "review", tracking, "complete").ok()
+        for _round in range(2):
+            net.sync_all("village", "town", "district", "city", "district", "town", "village")
+        office_view = net.run("district", "show", tracking, "--json").ok().json()
+        assert office_view["personal"]["guardian"] == GUARDIAN
+        assert GUARDIAN["name"] in net.run("district", "show", tracking).ok().stdout
+        assert net.run("village", "show", tracking, "--json").ok().json()["status"] == "completed"
+        assert net.query("city", "SELECT COUNT(*) FROM stats WHERE tracking = ?", (tracking,))[0][0] == 1
+        # Not in any summary row, statistics record or file of any node
+        # (the office's own included: sealed there), WAL included.
+        for name in ("city", "district", "town", "village"):
+            for path, data in net.home_bytes(name).items():
+                for secret in (PARENT, GUARDIAN["name"]):
+                    assert secret.encode() not in data, (name, path.name, secret)
+            for table in ("outbox", "quarantine", "set_aside"):
+                assert net.count(name, table) == 0, (name, table)
+            assert net.query(name, "PRAGMA integrity_check")[0][0] == "ok", name
