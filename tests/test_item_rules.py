@@ -354,3 +354,56 @@ def test_the_guardian_travels_sealed_through_real_tiers(tmp_path: Path) -> None:
             for table in ("outbox", "quarantine", "set_aside"):
                 assert net.count(name, table) == 0, (name, table)
             assert net.query(name, "PRAGMA integrity_check")[0][0] == "ok", name
+
+
+# -- the terminal form checks the conditions as they are typed -------------------
+
+
+def test_the_form_asks_for_the_guardian_as_typed_and_files_it_sealed(
+    make_node: MakeNode, clock: object
+) -> None:
+    import asyncio
+
+    from daiban.tui.app import DaibanApp
+    from daiban.tui.apply import ConfirmScreen
+    from tests.tui_helpers import add_agent, login
+
+    node: Node = make_node()
+    add_agent(node.home, "张代办", clock)
+
+    async def scenario() -> None:
+        app = DaibanApp(node.home, clock=clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await login(pilot, "张代办")
+            await pilot.press("n", *"CL001", "enter", "enter")
+            await pilot.pause()
+            form = app.screen
+            assert {"guardian_name", "guardian_id_number", "guardian_relation", "address"} <= set(
+                form.widgets
+            )
+            form.widgets["name"].value = "李小明"
+            form.widgets["id_number"].value = CHILD
+            form.widgets["phone"].value = "13805331234"
+            form.widgets["apply_type"].value = "新办"
+            form.widgets["disability_category"].value = "智力"
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.screen is form  # refused: the reason beside the guardian
+            assert str(form.reasons["guardian_name"].render()).strip() not in ("", "✓")
+            assert app.node.store.count_applications(app.node.code) == 0
+            form.widgets["guardian_name"].value = GUARDIAN["name"]
+            form.widgets["guardian_id_number"].value = PARENT
+            form.widgets["guardian_relation"].value = "父母"
+            await pilot.pause()
+            assert form.check(everything=True) is not None
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.node.store.count_applications(app.node.code) == 1
+
+    asyncio.run(scenario())
+    (row,) = node.list()
+    assert node.personal(row["tracking"])["guardian"] == GUARDIAN  # type: ignore[index]
