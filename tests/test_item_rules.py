@@ -6,6 +6,7 @@ the personal data, never in a summary row, a statistics record or a file."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -407,3 +408,24 @@ def test_the_form_asks_for_the_guardian_as_typed_and_files_it_sealed(
     asyncio.run(scenario())
     (row,) = node.list()
     assert node.personal(row["tracking"])["guardian"] == GUARDIAN  # type: ignore[index]
+
+
+def test_a_manifest_whose_conditions_cannot_hold_is_refused_at_admission() -> None:
+    from daiban.node.admission import Refused, check_body
+
+    doc = catalog.read_document(catalog.bundled_path())
+    body = {"version": 2, "catalog": doc, "revoked": [], "offices": []}
+    n = next(k for k, i in enumerate(doc["items"]) if i["code"] == "CL001")
+    check_body("manifest", body)  # the demo catalog's own conditions pass
+    for change in (
+        lambda c: c["items"][n]["conditions"]["guardian"].update(field="no_such_field"),
+        lambda c: c["items"][n].update(conditions={"min_age": 90, "max_age": 80}),
+        lambda c: c["items"][n].update(conditions={"min_age": -1}),
+        lambda c: c["items"][n].update(conditions={"guardian": {"field": "disability_category"}}),
+    ):
+        bad = copy.deepcopy(body)
+        change(bad["catalog"])
+        with pytest.raises(Refused) as refused:
+            check_body("manifest", bad)
+        assert refused.value.code == "invalid_body"
+        assert refused.value.reason.startswith(f"body.catalog.items[{n}]"), refused.value.reason

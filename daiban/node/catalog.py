@@ -148,10 +148,10 @@ def check_document(doc: Any) -> None:
         )
     for item in doc["items"]:
         Draft202012Validator.check_schema(item.get("fields") or {})
-        _check_conditions(item)
+        check_conditions(item)
 
 
-def _check_conditions(item: Mapping[str, Any]) -> None:
+def check_conditions(item: Mapping[str, Any]) -> None:
     """What the schema cannot say of an item's conditions: an age range that
     can be met, a guardian rule on a field the form has, with its values."""
     rules = item.get("conditions") or {}
