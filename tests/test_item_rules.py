@@ -20,7 +20,7 @@ from daiban import i18n
 from daiban.errors import ValidationFailed
 from daiban.node import catalog, conditions, statistics
 from daiban.node.applications import Node
-from tests.conftest import Result, filing
+from tests.conftest import FrozenClock, Result, filing
 
 MakeNode = Callable[..., Node]
 TOWN = "370303101"
@@ -361,12 +361,12 @@ def test_the_guardian_travels_sealed_through_real_tiers(tmp_path: Path) -> None:
 
 
 def test_the_form_asks_for_the_guardian_as_typed_and_files_it_sealed(
-    make_node: MakeNode, clock: object
+    make_node: MakeNode, clock: FrozenClock
 ) -> None:
     import asyncio
 
     from daiban.tui.app import DaibanApp
-    from daiban.tui.apply import ConfirmScreen
+    from daiban.tui.apply import ConfirmScreen, FormScreen
     from tests.tui_helpers import add_agent, login
 
     node: Node = make_node()
@@ -379,6 +379,7 @@ def test_the_form_asks_for_the_guardian_as_typed_and_files_it_sealed(
             await pilot.press("n", *"CL001", "enter", "enter")
             await pilot.pause()
             form = app.screen
+            assert isinstance(form, FormScreen)
             assert {"guardian_name", "guardian_id_number", "guardian_relation", "address"} <= set(
                 form.widgets
             )
@@ -390,7 +391,9 @@ def test_the_form_asks_for_the_guardian_as_typed_and_files_it_sealed(
             await pilot.pause()
             await pilot.press("ctrl+s")
             await pilot.pause()
-            assert app.screen is form  # refused: the reason beside the guardian
+            assert app.screen is form and isinstance(
+                form, FormScreen
+            )  # refused: the reason beside the guardian
             assert str(form.reasons["guardian_name"].render()).strip() not in ("", "✓")
             assert app.node.store.count_applications(app.node.code) == 0
             form.widgets["guardian_name"].value = GUARDIAN["name"]
@@ -429,3 +432,26 @@ def test_a_manifest_whose_conditions_cannot_hold_is_refused_at_admission() -> No
             check_body("manifest", bad)
         assert refused.value.code == "invalid_body"
         assert refused.value.reason.startswith(f"body.catalog.items[{n}]"), refused.value.reason
+
+
+def test_catalog_show_and_a_ledger_with_guardian_columns(cli: Callable[..., Result], tmp_path: Path) -> None:
+    home = tmp_path / "district"
+    cli("init", "--role", "district", "--code", "370303", "--name", "张店区", home=home)
+    shown = cli("catalog", "show", "CL001", "--json", home=home).json()
+    assert isinstance(shown, dict) and shown["conditions"]["guardian"]["under_age"] == 18
+    text = cli("catalog", "show", "LL002", home=home).stdout
+    assert "80" in text
+    ledger = tmp_path / "cards.csv"
+    ledger.write_text(
+        "item,name,id_number,phone,region,apply_type,disability_category,"
+        "监护人姓名,监护人身份证号,监护关系,送达方式,邮寄地址\n"
+        f"CL001,李小明,{CHILD},13805331234,{VILLAGE},新办,智力,李建华,{PARENT},父母,邮寄,"
+        "山东省淄博市张店区南定镇大张村幸福路12号\n",
+        encoding="utf-8",
+    )
+    filed = cli("apply", "--from", str(ledger), "--json", home=home)
+    assert filed.returncode == 0, filed.stderr
+    tracking = filed.json()["applications"][0]["tracking"]  # type: ignore[index]
+    personal = cli("show", tracking, "--json", home=home).json()["personal"]  # type: ignore[index]
+    assert personal["guardian"] == GUARDIAN
+    assert personal["address"] == "山东省淄博市张店区南定镇大张村幸福路12号"
