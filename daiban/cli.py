@@ -283,6 +283,18 @@ def build_parser() -> Parser:
         action="store_true",
         help=_("accept a legacy credit code that fails its check character"),
     )
+    c.add_argument("--guardian-name", default="", help=_("the guardian applying for the resident: name"))
+    c.add_argument("--guardian-id-number", default="", help=_("the guardian's resident ID number"))
+    c.add_argument(
+        "--guardian-relation", default="", help=_("the guardian's relation to the resident, e.g. 父母")
+    )
+    c.add_argument(
+        "--delivery",
+        choices=("pickup", "post"),
+        default="pickup",
+        help=_("how the result reaches the resident (post needs --address)"),
+    )
+    c.add_argument("--address", default="", help=_("the postal delivery address (sealed)"))
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
     c = command("list", _("list the applications this node filed or handles, newest first"), cmd_list)
@@ -357,6 +369,11 @@ def build_parser() -> Parser:
         default="",
         metavar="YYYY-MM-DD",
         help=_("supplement: the day by which to hand the materials in (default: 10 working days)"),
+    )
+    c.add_argument(
+        "--address",
+        default="",
+        help=_("complete --delivery post: the delivery address, if not given at filing (sealed)"),
     )
     c.add_argument("--json", action="store_true", help=_("print JSON"))
 
@@ -801,7 +818,18 @@ def _read_passphrase(from_stdin: bool, *, confirm: bool) -> str:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     if args.ledger:
-        if args.item or args.name or args.id_number or args.phone or args.field or args.missing:
+        if (
+            args.item
+            or args.name
+            or args.id_number
+            or args.phone
+            or args.field
+            or args.missing
+            or args.guardian_name
+            or args.guardian_id_number
+            or args.guardian_relation
+            or args.address
+        ):
             raise UsageError(_("--from files a whole ledger; give the applicant options only without it"))
         return _apply_ledger(args)
     absent = [
@@ -830,6 +858,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 fields=dict(args.field),
                 missing=args.missing,
                 allow_unchecked_uscc=args.unchecked_uscc,
+                guardian={
+                    "name": args.guardian_name,
+                    "id_number": args.guardian_id_number,
+                    "relation": args.guardian_relation,
+                },
+                delivery=args.delivery,
+                address=args.address,
             )
         )
     finally:
@@ -948,6 +983,7 @@ def cmd_review(args: argparse.Namespace) -> int:
             delivery=args.delivery,
             post_tracking=args.post_tracking,
             supplement_by=args.supplement_by,
+            address=args.address,
         ),
     )
     return _after_change(args, row, args.action)

@@ -214,11 +214,15 @@ def application_detail(view: Mapping[str, Any]) -> str:
     if view.get("delivery"):
         d = view["delivery"]
         lines.append(
-            _("Delivery: {method} {number}").format(
+            _("Delivery: {method} {number}")
+            .format(
                 method=_("post") if d.get("method") == "post" else _("pickup"),
                 number=d.get("post_tracking") or "",
             )
+            .rstrip()
         )
+        if d.get("address") and not (view.get("personal") or {}).get("address"):
+            lines.append(_("Delivery address: {address}").format(address=d["address"]))
     if view.get("evaluation"):
         lines.append(_("Evaluation: {level}").format(level=score_label(int(view["evaluation"]))))
     personal = view.get("personal")
@@ -230,6 +234,17 @@ def application_detail(view: Mapping[str, Any]) -> str:
         )
         for key, value in (personal.get("fields") or {}).items():
             lines.append(f"  {key} = {value}")
+        guardian = personal.get("guardian")
+        if guardian:
+            lines.append(
+                _("Guardian (office view): {name}  {id_number}  {relation}").format(
+                    name=guardian.get("name", ""),
+                    id_number=guardian.get("id_number", ""),
+                    relation=guardian.get("relation", ""),
+                )
+            )
+        if personal.get("address"):
+            lines.append(_("Delivery address (office view): {address}").format(address=personal["address"]))
     elif view.get("personal_problem"):
         lines.append(view["personal_problem"])
     lines.append(_("History:"))
@@ -320,6 +335,11 @@ def catalog_detail(item: Item) -> str:
     ]
     if item.guide:
         lines.append(item.guide)
+    if item.conditions:
+        from daiban.node.conditions import describe
+
+        lines.append(_("Conditions checked at filing:"))
+        lines.extend("  - " + line for line in describe(item.conditions))
     lines.append(_("Materials:"))
     for m in item.materials:
         lines.append("  - " + m["name"] + (("  " + _("(may be owed, 容缺)")) if m.get("owable") else ""))

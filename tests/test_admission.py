@@ -131,7 +131,14 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Real:
         first = mz003(1, missing=["困难情况证明材料"])
         town.review(first, "accept", note="容缺受理", missing=["困难情况证明材料"])
         town.supplement(first, ["困难情况证明材料"], note="已补齐")
-        town.review(first, "complete", note="准予救助", delivery="post", post_tracking="EMS1234567890")
+        town.review(
+            first,
+            "complete",
+            note="准予救助",
+            delivery="post",
+            post_tracking="1180123456789",
+            address="山东省淄博市张店区南定镇大张村幸福路12号",
+        )
         town.evaluate(first, 5, comment="很满意")
         # A supplement asked for, then rejected.
         second = mz003(2)
@@ -191,7 +198,7 @@ def test_the_real_bodies_cover_the_optional_members(real: Real) -> None:
     methods = {
         (b["delivery"]["method"], b["delivery"]["post_tracking"]) for b in map(_body, real.of("completed"))
     }
-    assert methods == {("post", "EMS1234567890"), ("pickup", None)}
+    assert methods == {("post", "1180123456789"), ("pickup", None)}
     revocations = [e["body"] for e in real.of("revocation")]
     assert any(set(b) == {"code", "serial", "chain"} for b in revocations)
     assert any(set(b) == {"code", "serial", "chain", "sign", "upto"} and b["upto"] == 7 for b in revocations)

@@ -207,8 +207,9 @@ def serving(net: Network, name: str, port: int) -> Iterator[str]:
 
 
 def catalog_doc(version: int, names: dict[str, str]) -> dict[str, Any]:
+    """The demo catalog at ``version`` counted from its own (1 is it), renamed."""
     doc: dict[str, Any] = json.loads(DEMO_CATALOG.read_text(encoding="utf-8"))
-    doc["version"] = version
+    doc["version"] += version - 1
     doc["published"] = f"2026-12-{version:02d}"
     for item in doc["items"]:
         if item["code"] in names:

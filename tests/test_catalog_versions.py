@@ -48,11 +48,16 @@ def id_number(birth: str, seq: str) -> str:
     return body + ric.calc_check_digit(body + "0")
 
 
+BASE = json.loads(bundled_path().read_text(encoding="utf-8"))["version"] - 1
+"""Versions here count from the bundled catalog's: ``catalog_v(1)`` is it."""
+
+
 def catalog_v(version: int) -> dict[str, Any]:
-    """The bundled catalog at ``version``; from 2 on, SF002 withdrawn and
-    MZ003 changed (15 working days, its evidence no longer owable)."""
+    """The bundled catalog at ``version`` (its own version plus ``version`` - 1);
+    from 2 on, SF002 withdrawn and MZ003 changed (15 working days, its
+    evidence no longer owable)."""
     doc: dict[str, Any] = json.loads(bundled_path().read_text(encoding="utf-8"))
-    doc["version"] = version
+    doc["version"] = BASE + version
     if version >= 2:
         doc["items"] = [i for i in doc["items"] if i["code"] != "SF002"]
         for item in doc["items"]:
@@ -228,8 +233,8 @@ def test_an_equal_or_older_catalog_is_refused_with_one_line(published: dict[str,
         assert result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
-    assert "is not above the version in force (1)" in published["equal"].stderr
-    assert "is not above the version in force (2)" in published["again"].stderr
+    assert f"is not above the version in force ({BASE + 1})" in published["equal"].stderr
+    assert f"is not above the version in force ({BASE + 2})" in published["again"].stderr
     # In the user's language (the sentence itself once the lead has translated it).
     assert published["older"].stderr.startswith("错误：")
 
@@ -241,7 +246,7 @@ def test_a_refused_catalog_changes_nothing_at_any_node(published: dict[str, Any]
     assert city_after == city_in_force and city_in_force[0] > city_before[0]
     assert published["v2"] == {"version": 1}  # the first manifest the city signed
     for name in ALL:
-        assert published["in_force"][name]["catalog_version"] == 2
+        assert published["in_force"][name]["catalog_version"] == BASE + 2
         assert published["in_force"][name]["manifest_version"] == 1
         codes = {i["code"] for i in published["in_force"][name]["catalog"]}
         assert "SF002" not in codes and "MZ003" in codes
@@ -259,13 +264,13 @@ def test_a_manifest_with_an_older_catalog_leaves_the_catalog_alone(make_node: Ma
     node = make_node(role="town", code="370303101", name="南定镇")
     manifest.install(
         node,
-        SimpleNamespace(body={"version": 1, "catalog": {**catalog_v(1), "version": 3}}, origin="3703"),
+        SimpleNamespace(body={"version": 1, "catalog": {**catalog_v(1), "version": BASE + 3}}, origin="3703"),
         "x",
     )
-    assert node.catalog_info()["version"] == 3
+    assert node.catalog_info()["version"] == BASE + 3
     older = {"version": 2, "catalog": catalog_v(2), "revoked": ["0" * 32]}
     manifest.install(node, SimpleNamespace(body=older, origin="3703"), "x")
-    assert node.catalog_info()["version"] == 3
+    assert node.catalog_info()["version"] == BASE + 3
     assert node.store.setting("manifest_version") == "2"
     assert "0" * 32 in node.store.revoked()
     assert "SF002" in {i.code for i in node.items()}  # version 3's items, not version 2's
@@ -343,7 +348,7 @@ def test_status_shows_one_node_at_a_glance(net: Network, decided: dict[str, Any]
     assert info["code"] == NODES[V].code and info["role"] == "village" and info["enrolled"]
     assert info["revoked"] is False
     assert info["version"] == metadata.version("daiban") and info["protocol"] == protocol.PROTOCOL
-    assert info["catalog_version"] == 2 and info["manifest_version"] == 1
+    assert info["catalog_version"] == BASE + 2 and info["manifest_version"] == 1
     parent = info["parent"]
     assert parent["code"] == NODES[T].code and parent["url"] == net.url(T)
     assert parent["reachable"] is True and parent["revoked"] is False and parent["checked"] is None

@@ -354,13 +354,19 @@ def test_town_flow_with_owed_material(cli: Run, town: Path) -> None:
         "--delivery",
         "post",
         "--post-tracking",
-        "SF1234567890",
+        "EA123456785CN",
+        "--address",
+        "山东省淄博市张店区南定镇大张村幸福路12号",
         "--json",
         home=town,
     )
     assert done.returncode == 0, done.stderr
     assert done.json()["status"] == "completed"
-    assert done.json()["delivery"] == {"method": "post", "post_tracking": "SF1234567890"}
+    assert done.json()["delivery"] == {
+        "method": "post",
+        "post_tracking": "EA123456785CN",
+        "address": "山东省淄博市张店区南定镇****",
+    }
 
     evaluated = cli("evaluate", tracking, "5", "--json", home=town)
     assert evaluated.returncode == 0, evaluated.stderr

@@ -120,7 +120,9 @@ def _long_town_flow(node: Node) -> list[str]:
     node.supplement(a, ["家庭经济状况核对授权书"])
     node.review(a, "accept", missing=["承诺书"])
     node.supplement(a, ["承诺书"])
-    node.review(a, "complete", delivery="post", post_tracking="SF1234567890")
+    node.review(
+        a, "complete", delivery="post", post_tracking="EA123456785CN", address="淄博市张店区南定镇幸福路12号"
+    )
     node.evaluate(a, 4, comment="办事快")
 
     b = node.file(mz001(id_number=BEIJING_ID, name="李四", phone="13905332345", missing=["承诺书"])).tracking
@@ -275,4 +277,8 @@ def test_the_summary_equals_what_the_events_add_up_to(make_node: MakeNode) -> No
     raw = node.store.db.execute(
         "SELECT body FROM events WHERE tracking = ? AND kind = 'completed'", [trackings[0]]
     ).fetchone()[0]
-    assert json.loads(raw)["delivery"] == {"method": "post", "post_tracking": "SF1234567890"}
+    assert json.loads(raw)["delivery"] == {
+        "method": "post",
+        "post_tracking": "EA123456785CN",
+        "address": "淄博市张店区南定镇****",
+    }

@@ -48,7 +48,8 @@ MZ_FIELDS = {"family_size": "3", "monthly_income": "420"}
 SB_FIELDS = {"contribution_grade": "500"}
 GJ_FIELDS = {"retire_date": "2020-01-01", "bank_name": "工商银行", "bank_account": GJ_BANK_ACCOUNT}
 SUPPLEMENT_MISSING = ["户口簿", "居民身份证"]
-POST_TRACKING = "SF1234567890"
+POST_TRACKING = "EA123456785CN"
+ADDRESS = "山东省淄博市张店区南定镇大张村幸福路12号"
 
 # Which office handles each application, by key.
 OFFICE_OF = {"MZ001": T, "SB001": D, "GJ001": C, "V2-MZ001": T}
@@ -136,7 +137,18 @@ def decided(net: Network, filed: Filed) -> dict[str, dict[str, Any]]:
         (C, "review", t["GJ001"], "accept"),
     ):
         result.ok()
-    net.run(C, "review", t["GJ001"], "complete", "--delivery", "post", "--post-tracking", POST_TRACKING).ok()
+    net.run(
+        C,
+        "review",
+        t["GJ001"],
+        "complete",
+        "--delivery",
+        "post",
+        "--post-tracking",
+        POST_TRACKING,
+        "--address",
+        ADDRESS,
+    ).ok()
     net.run(T, "review", t["V2-MZ001"], "accept").ok()
     for _round in range(2):
         net.sync_all(D, T, V, V2)
@@ -277,7 +289,11 @@ def test_district_supplement_request_comes_back_once_with_everything_missing(
 def test_city_completion_comes_back_once_with_postal_delivery(decided: dict[str, dict[str, Any]]) -> None:
     view = decided["GJ001"]
     assert view["status"] == "completed"
-    assert view["delivery"] == {"method": "post", "post_tracking": POST_TRACKING}
+    assert view["delivery"] == {
+        "method": "post",
+        "post_tracking": POST_TRACKING,
+        "address": "山东省淄博市张店区南定镇****",
+    }
     counts = kinds(view)
     assert counts["received"] == 1 and counts["accepted"] == 1 and counts["completed"] == 1, counts
 

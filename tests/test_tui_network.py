@@ -109,7 +109,8 @@ def test_village_and_town_work_a_case_through_the_app(network: Network, clock) -
             await pilot.pause()
             screen = app.screen
             screen.query_one("#delivery").value = "post"
-            screen.query_one("#post").value = "EMS1234567890"
+            screen.query_one("#post").value = "EA123456785CN"
+            screen.query_one("#address").value = "山东省淄博市张店区南定镇大张村幸福路12号"
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert "已办结" in screen_text(app)
@@ -122,7 +123,11 @@ def test_village_and_town_work_a_case_through_the_app(network: Network, clock) -
     asyncio.run(town_decides())
     [row] = net.query("town", "SELECT status, delivery FROM applications WHERE tracking = ?", (allowance,))
     assert row["status"] == "completed"
-    assert json.loads(row["delivery"]) == {"method": "post", "post_tracking": "EMS1234567890"}
+    assert json.loads(row["delivery"]) == {
+        "method": "post",
+        "post_tracking": "EA123456785CN",
+        "address": "山东省淄博市张店区南定镇****",
+    }
     actors = net.query(
         "town",
         "SELECT kind, actor FROM events WHERE tracking = ? AND origin = ?",

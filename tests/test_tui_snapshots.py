@@ -66,7 +66,7 @@ def town(make_node, clock) -> Node:
         filing(
             item="LL002",
             name="王秀兰",
-            id_number="370303195603120020",
+            id_number="370303194003190020",
             region="370303101202",
             fields={"receive_method": "本人银行卡"},
         )

@@ -682,6 +682,9 @@ def _check_catalog(doc: Any) -> None:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
+    from daiban.errors import DaibanError
+    from daiban.node.catalog import check_conditions
+
     errors = sorted(_catalog_validator().iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         first = errors[0]
@@ -703,6 +706,10 @@ def _check_catalog(doc: Any) -> None:
             Draft202012Validator.check_schema(item.get("fields") or {})
         except SchemaError as exc:
             _refuse_catalog(f"body.catalog.items[{n}].fields", _show(exc.message, 200))
+        try:
+            check_conditions(item)
+        except DaibanError as exc:
+            _refuse_catalog(f"body.catalog.items[{n}].conditions", _show(exc.message, 200))
 
 
 def _refuse_catalog(where: str, error: str) -> NoReturn:

@@ -28,7 +28,18 @@ from daiban.errors import (
     ValidationFailed,
 )
 from daiban.i18n import _, join
-from daiban.node import codechanges, lifecycle, masking, projection, routing, timeliness, tracking, validation
+from daiban.node import (
+    codechanges,
+    conditions,
+    lifecycle,
+    masking,
+    postal,
+    projection,
+    routing,
+    timeliness,
+    tracking,
+    validation,
+)
 from daiban.node.catalog import Item, initials_of, item_digest, level_label
 from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.codechanges import Change
@@ -77,6 +88,11 @@ class Filing:
     fields: Mapping[str, Any] = field(default_factory=dict)
     missing: Sequence[str] = ()
     allow_unchecked_uscc: bool = False
+    guardian: Mapping[str, str] | None = None
+    """The guardian applying for the resident: name, id_number, relation."""
+    delivery: str = "pickup"
+    """How the result reaches the resident: pickup, or post (to ``address``)."""
+    address: str = ""
 
 
 @dataclass
@@ -118,6 +134,18 @@ class _Prepared:
     fields: dict[str, Any]
     owed: list[str]
     warnings: list[str]
+    guardian: dict[str, str] | None = None
+    address: str = ""
+
+    def personal(self) -> dict[str, Any]:
+        """What is sealed to the office: the applicant, the form, and the
+        guardian and delivery address when given."""
+        out: dict[str, Any] = {**self.applicant, "fields": self.fields}
+        if self.guardian:
+            out["guardian"] = dict(self.guardian)
+        if self.address:
+            out["address"] = self.address
+        return out
 
 
 class Node:
@@ -488,14 +516,19 @@ class Node:
                 merged = {**part, "fields": dict(part.get("fields") or {})}
                 continue
             changed: dict[str, dict[str, Any]] = {}
-            for key in ("name", "id_number", "phone"):
-                if key in part:
-                    changed[key] = {"from": merged.get(key), "to": part[key]}
-                    merged[key] = part[key]
-            for key, value in (part.get("fields") or {}).items():
-                changed[f"fields.{key}"] = {"from": merged["fields"].get(key), "to": value}
-                merged["fields"][key] = value
-            corrections.append({"event_id": held["event_id"], "changed": changed})
+            for key, value in part.items():
+                if key == "fields":
+                    for name, field_value in (value or {}).items():
+                        changed[f"fields.{name}"] = {"from": merged["fields"].get(name), "to": field_value}
+                        merged["fields"][name] = field_value
+                    continue
+                # A later part stands over the filing's: a correction, or what
+                # the office kept of a later event (a delivery address given
+                # at completion).
+                changed[key] = {"from": merged.get(key), "to": value}
+                merged[key] = value
+            if held["kind"] == "corrected":
+                corrections.append({"event_id": held["event_id"], "changed": changed})
         return merged, corrections
 
     def _open_part(self, number: str, held: Mapping[str, Any]) -> dict[str, Any]:
@@ -598,7 +631,7 @@ class Node:
         else:
             number, body = tracking.make(self.code, counter), filing_body(prepared)
         received = body["materials"]
-        personal = {**prepared.applicant, "fields": prepared.fields}
+        personal = prepared.personal()
         event = journal.new_event(self, number, Kind.FILED, body, now, event_id)
         state, row = projection.filed_row(
             tracking=number,
@@ -726,7 +759,7 @@ class Node:
                     actor=self.actor,
                     at=now,
                     body=filing_body(p),
-                    personal={**p.applicant, "fields": p.fields},
+                    personal=p.personal(),
                     enc_public=enc,
                     sealed_to=target,
                     make_envelope=target == p.office,
@@ -780,9 +813,11 @@ class Node:
         kind: str,
         body: Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]],
         check: Callable[[Mapping[str, Any]], None],
+        kept: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Record one event this node makes about an application, in one
-        transaction: check, apply the state machine, emit, project the summary."""
+        transaction: check, apply the state machine, emit, project the summary.
+        ``kept``: personal data of the event this node keeps, sealed to itself."""
         from daiban.node import journal
 
         with self.store.transaction():
@@ -790,8 +825,16 @@ class Node:
             check(row)
             if callable(body):
                 body = body(row)
-            journal.record(self, row, kind, body, stamp(self.clock()))
+            journal.record(self, row, kind, body, stamp(self.clock()), kept=kept)
             return row
+
+    def _filed_address(self, row: Mapping[str, Any]) -> str:
+        """The delivery address given at filing, where this node can open it."""
+        try:
+            personal = self.personal(row["tracking"])
+        except PersonalUnavailable:
+            return ""
+        return str((personal or {}).get("address") or "")
 
     def _store_due(self, tracking_no: str, cal: WorkCalendar, accepted: dt.date, days: int) -> None:
         fields = projection.due_fields(cal, accepted.isoformat(), days)
@@ -807,10 +850,13 @@ class Node:
         delivery: str = "pickup",
         post_tracking: str = "",
         supplement_by: str = "",
+        address: str = "",
     ) -> dict[str, Any]:
         """Record the office's decision: accept (容缺 with ``missing``), ask for a
         supplement listing everything missing (by the day ``supplement_by``,
-        optional), reject with a reason, or complete with the delivery."""
+        optional), reject with a reason, or complete with the delivery. By
+        post: a China Post tracking number, and the address given here or at
+        filing (sealed; the event carries it masked)."""
         note = validation.text(note, label=_("note"), key="note", required=(action == "reject"))
         missing = [
             validation.text(m, label=_("material"), key="missing", max_length=100)
@@ -857,14 +903,55 @@ class Node:
         if action == "reject":
             return self._record(tracking_text, Kind.REJECTED, {"reason": note}, self._require_office)
         if action == "complete":
-            post = validation.text(
-                post_tracking, label=_("postal tracking number"), key="post_tracking", max_length=40
-            )
+            if delivery not in ("pickup", "post"):
+                raise ValidationFailed([Problem("delivery", _("delivery"), _("must be pickup or post"))])
+            if delivery == "pickup":
+                if post_tracking.strip() or address.strip():
+                    raise ValidationFailed(
+                        [
+                            Problem(
+                                "delivery",
+                                _("delivery"),
+                                _("a tracking number or address needs --delivery post"),
+                            )
+                        ]
+                    )
+                return self._record(
+                    tracking_text,
+                    Kind.COMPLETED,
+                    {"delivery": {"method": "pickup", "post_tracking": None}, "result": note},
+                    self._require_office,
+                )
+            post = postal.tracking_number(post_tracking)
+            typed = postal.address(address) if address.strip() else ""
+
+            def completed(row: Mapping[str, Any]) -> dict[str, Any]:
+                where = typed or self._filed_address(row)
+                if not where:
+                    raise ValidationFailed(
+                        [
+                            Problem(
+                                "address",
+                                _("delivery address"),
+                                _("was not given at filing; give it with --address"),
+                            )
+                        ]
+                    )
+                return {
+                    "delivery": {
+                        "method": "post",
+                        "post_tracking": post,
+                        "address": postal.mask_address(where),
+                    },
+                    "result": note,
+                }
+
             return self._record(
                 tracking_text,
                 Kind.COMPLETED,
-                {"delivery": {"method": delivery, "post_tracking": post or None}, "result": note},
+                completed,
                 self._require_office,
+                kept={"address": typed} if typed else None,
             )
         raise DaibanError(
             _("Unknown review action {action!r}; use accept, supplement, reject or complete.").format(
@@ -1182,6 +1269,26 @@ def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
 
     owed = list(dict.fromkeys(m.strip() for m in filing.missing if m.strip()))
     problems.extend(_owable_problems(item, owed))
+    guardian: dict[str, str] | None = None
+    if "id_number" in applicant:
+        # The item's own conditions (age, guardian) on the filing date.
+        found, guardian = conditions.check(
+            item.conditions,
+            item_name=item.name,
+            id_number=applicant["id_number"],
+            fields=field_values,
+            guardian=filing.guardian,
+            today=today,
+        )
+        problems.extend(found)
+    address = ""
+    if filing.delivery == "post" or (filing.address or "").strip():
+        try:
+            address = postal.address(filing.address)
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+    elif filing.delivery not in ("pickup", ""):
+        problems.append(Problem("delivery", _("delivery"), _("must be pickup or post")))
     if problems:
         raise ValidationFailed(problems)
     assert office is not None
@@ -1195,6 +1302,8 @@ def check_filing(ctx: FilingContext, filing: Filing) -> _Prepared:
         field_values,
         owed,
         warnings,
+        guardian,
+        address,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,9 @@ class Item:
     guide: str = ""
     citywide: bool = False
     """全城通办: filed anywhere in the city for a resident of anywhere in it."""
+    conditions: Mapping[str, Any] = field(default_factory=dict)
+    """The item's conditions checked at filing (node/conditions.py): age range,
+    guardian."""
     digest: str = ""
     """Of the item's document (``item_digest``): which version of the item an
     application was filed under."""
@@ -53,6 +56,7 @@ class Item:
             initials=initials,
             guide=doc.get("guide", ""),
             citywide=bool(doc.get("citywide", False)),
+            conditions=dict(doc.get("conditions") or {}),
             digest=digest or item_digest(doc),
         )
 
@@ -84,6 +88,7 @@ class Item:
             "materials": [dict(m) for m in self.materials],
             "fields": dict(self.fields),
             "guide": self.guide,
+            "conditions": dict(self.conditions),
         }
 
 
@@ -143,6 +148,30 @@ def check_document(doc: Any) -> None:
         )
     for item in doc["items"]:
         Draft202012Validator.check_schema(item.get("fields") or {})
+        check_conditions(item)
+
+
+def check_conditions(item: Mapping[str, Any]) -> None:
+    """What the schema cannot say of an item's conditions: an age range that
+    can be met, a guardian rule on a field the form has, with its values."""
+    rules = item.get("conditions") or {}
+    low, high = rules.get("min_age"), rules.get("max_age")
+    if low is not None and high is not None and low > high:
+        raise DaibanError(
+            _("Item {code}: its min_age {low} is above its max_age {high}.").format(
+                code=item["code"], low=low, high=high
+            ),
+            code="bad_catalog",
+        )
+    key = (rules.get("guardian") or {}).get("field")
+    props = (item.get("fields") or {}).get("properties", {})
+    if key is not None and key not in props:
+        raise DaibanError(
+            _("Item {code}: its guardian rule names {field}, which is not one of its fields.").format(
+                code=item["code"], field=key
+            ),
+            code="bad_catalog",
+        )
 
 
 def initials_of(name: str) -> str:

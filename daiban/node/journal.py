@@ -869,13 +869,27 @@ def new_event(
     )
 
 
-def record(node: Node, row: dict[str, Any], kind: str, body: Mapping[str, Any], now: str) -> None:
+def record(
+    node: Node,
+    row: dict[str, Any],
+    kind: str,
+    body: Mapping[str, Any],
+    now: str,
+    *,
+    kept: Mapping[str, Any] | None = None,
+) -> None:
     """Record an event this node makes about an application it holds
     (a decision, a supplement, a withdrawal, an evaluation): authorise, fold,
-    store, route, and bring ``row`` up to date; call inside a transaction."""
+    store, route, and bring ``row`` up to date; call inside a transaction.
+    ``kept``: personal data of the event this node keeps for itself (an
+    office's delivery address), sealed to its own key and never sent."""
     authorise_own(node, kind, body, row)
     new = lifecycle.apply(projection.state_of(row), kind, body)
-    record_own(node, new_event(node, row["tracking"], kind, body, now), row)
+    event = new_event(node, row["tracking"], kind, body, now)
+    record_own(node, event, row)
+    if kept is not None:
+        sealed = seal(node, event, kept, node.keys.enc_public)
+        node.store.insert_personal(event.id, event.tracking, b64(sealed), node.code)
     projection.project(row, new, kind, body, now, node.calendar())
     node.store.save_application(row)
 

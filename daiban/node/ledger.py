@@ -32,7 +32,13 @@ ALIASES = {
     "phone": ("phone", "电话", "手机", "手机号", "联系电话"),
     "region": ("region", "区划", "区划代码", "地区"),
     "missing": ("missing", "容缺", "容缺材料", "缺少材料"),
+    "guardian_name": ("guardian_name", "监护人", "监护人姓名"),
+    "guardian_id_number": ("guardian_id_number", "监护人身份证号", "监护人身份证号码"),
+    "guardian_relation": ("guardian_relation", "监护关系", "与申请人关系"),
+    "delivery": ("delivery", "送达方式"),
+    "address": ("address", "邮寄地址", "送达地址"),
 }
+DELIVERY_WORDS = {"post": "post", "邮寄": "post", "pickup": "pickup", "自取": "pickup", "": "pickup"}
 _BY_ALIAS = {alias: key for key, aliases in ALIASES.items() for alias in aliases}
 _SPLIT = re.compile(r"[;；、,，|]")
 MAX_ROWS = 100_000
@@ -326,5 +332,12 @@ def filings(
                 fields=fields,
                 missing=[m for m in _SPLIT.split(row.get("missing", "")) if m.strip()],
                 allow_unchecked_uscc=allow_unchecked_uscc,
+                guardian={
+                    "name": row.get("guardian_name", ""),
+                    "id_number": row.get("guardian_id_number", ""),
+                    "relation": row.get("guardian_relation", ""),
+                },
+                delivery=DELIVERY_WORDS.get(row.get("delivery", "").strip().lower(), row.get("delivery", "")),
+                address=row.get("address", ""),
             ),
         )

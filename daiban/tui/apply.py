@@ -21,6 +21,7 @@ from daiban.errors import DaibanError, ValidationFailed
 from daiban.i18n import _
 from daiban.node.applications import Filing
 from daiban.node.catalog import Item, level_label, search
+from daiban.node.conditions import RELATIONS
 from daiban.node.validation import field_label
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, SafeInput, cell
@@ -82,6 +83,11 @@ APPLICANT = (
     ("phone", N_("Phone")),
     ("region", N_("Division")),
 )
+GUARDIAN = (
+    ("guardian_name", N_("Guardian")),
+    ("guardian_id_number", N_("Guardian's ID")),
+)
+EXTRA = ("guardian_name", "guardian_id_number", "guardian_relation", "delivery", "address")
 
 
 class FormScreen(Base):
@@ -123,6 +129,33 @@ class FormScreen(Base):
             for n, (key, spec) in enumerate(self.props.items()):
                 label = field_label(key, spec) + ("*" if key in self.required else "")
                 yield from self._row(key, label, self._field_widget(n, spec))
+            if item.conditions.get("guardian"):
+                # Only items whose conditions may need one ask for a guardian.
+                for key, label in GUARDIAN:
+                    yield from self._row(key, _(label), SafeInput(id=f"f-{key}", compact=True, max_length=60))
+                yield from self._row(
+                    "guardian_relation",
+                    _("Relation"),
+                    Select(
+                        [(r, r) for r in RELATIONS],
+                        id="f-guardian_relation",
+                        compact=True,
+                        prompt=_("choose"),
+                    ),
+                )
+            yield from self._row(
+                "delivery",
+                _("Delivery"),
+                Select(
+                    [(_("pickup"), "pickup"), (_("post"), "post")],
+                    id="f-delivery",
+                    compact=True,
+                    allow_blank=False,
+                ),
+            )
+            yield from self._row(
+                "address", _("Address"), SafeInput(id="f-address", compact=True, max_length=120)
+            )
             yield Plain(
                 _("Materials (unticked = owed; only those marked 容缺 may be owed):"), classes="title"
             )
@@ -198,6 +231,7 @@ class FormScreen(Base):
             value = widget.value
             values[key] = "" if value is None or value is Select.NULL else str(value)
         received = set(self.query_one("#materials", SelectionList).selected)
+        extra = {key: values.pop(key, "") for key in EXTRA}
         return Filing(
             item=self.item.code,
             name=values.pop("name"),
@@ -206,6 +240,13 @@ class FormScreen(Base):
             region=values.pop("region") or None,
             fields=values,
             missing=[m for m in self.item.material_names if m not in received],
+            guardian={
+                "name": extra["guardian_name"],
+                "id_number": extra["guardian_id_number"],
+                "relation": extra["guardian_relation"],
+            },
+            delivery=extra["delivery"] or "pickup",
+            address=extra["address"],
         )
 
     def check(self, *, everything: bool = False) -> Any:
@@ -218,7 +259,9 @@ class FormScreen(Base):
             prepared, problems = None, exc.problems
         by_key: dict[str, list[str]] = {}
         for p in problems:
-            by_key.setdefault(p.field, []).append(p.reason)
+            # "a guardian is needed" is shown beside the guardian's name.
+            key = "guardian_name" if p.field == "guardian" else p.field
+            by_key.setdefault(key, []).append(p.reason)
         for key, widget in self.reasons.items():
             shown = everything or key in self.touched
             text = _("; ").join(by_key.get(key, [])) if shown else ""
@@ -226,6 +269,7 @@ class FormScreen(Base):
                 not text
                 and shown
                 and key in self.widgets
+                and key != "delivery"  # a choice with a default: nothing to confirm
                 and self.widgets[key].value not in ("", None, Select.NULL)
             ):
                 text = "✓"
@@ -265,6 +309,10 @@ class ConfirmScreen(Base):
         ]
         for key, value in p.fields.items():
             lines.append(f"{field_label(key, props.get(key, {}))}: {value}")
+        if p.guardian:
+            lines.append(_("Guardian: {name}  {id_number}  {relation}").format(**p.guardian))
+        if p.address:
+            lines.append(_("Delivery by post to: {address}").format(address=p.address))
         received = [m for m in item.material_names if m not in p.owed]
         lines.append(
             _("Materials received: {materials}").format(materials=_("、").join(received) or _("(none)"))

@@ -103,6 +103,14 @@ class DecideScreen(Base):
             with Horizontal(classes="row part-post"):
                 yield Plain(_("Postal number"), classes="label")
                 yield SafeInput(id="post", compact=True, max_length=40)
+            with Horizontal(classes="row part-post"):
+                yield Plain(_("Address"), classes="label")
+                yield SafeInput(
+                    id="address",
+                    compact=True,
+                    max_length=120,
+                    placeholder=_("if not given at filing"),
+                )
             with Horizontal(classes="row part-note"):
                 yield Plain(_("Note / reason"), id="note-label", classes="label")
                 yield SafeInput(id="note", compact=True, max_length=500)
@@ -156,6 +164,7 @@ class DecideScreen(Base):
                 delivery=delivery,
                 post_tracking=self.query_one("#post", Input).value,
                 supplement_by=self.query_one("#by", Input).value if action == "supplement" else "",
+                address=self.query_one("#address", Input).value,
             )
         except DaibanError as exc:
             self.dapp.error(exc.message)
