@@ -41,6 +41,7 @@ incarnation, and the sequence numbers it takes after a restore.
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -153,26 +154,25 @@ def reseal_kept(node: Node) -> int:
     transaction."""
     from daiban.node import journal
     from daiban.trust import envelope as env_mod
-    from daiban.trust.crypto import b64, unb64
+    from daiban.trust.crypto import CryptoError, b64, unb64
 
     now = stamp(node.clock())
     done = 0
-    offices: dict[str, bytes | None] = {}
-    for row in node.store.kept_personal():
-        if row["office"] not in offices:
-            offices[row["office"]] = identity.enc_key_for(node, row["office"])
-        enc = offices[row["office"]]
-        if enc is None or b64(enc) == row["enc"]:
-            continue
+    # Asked per office, in SQL: nearly always every key is still the one sealed to.
+    stale: list[tuple[dict[str, Any], bytes]] = []
+    for office in node.store.kept_offices():
+        enc = identity.enc_key_for(node, office)
+        if enc is not None:
+            stale += [(row, enc) for row in node.store.kept_personal_not_sealed_to(office, b64(enc))]
+    for row, enc in stale:
         raw = node.store.raw_envelope(row["event_id"])
         if raw is None:
             continue
         env = env_mod.parse(raw, checked=True)
         try:
-            personal = env_mod.open_blob(
-                unb64(row["sealed"]), env.id, env.kind, env.tracking, node.keys, node.keys.sign_public
-            )
-        except env_mod.EnvelopeError:
+            text = node.keys.unkeep(unb64(row["sealed"]), journal.kept_context(env.id, env.tracking or ""))
+            personal = json.loads(text)
+        except (CryptoError, ValueError):
             continue  # kept under a key this node has lost itself: nothing to seal again
         journal.reseal_filing(node, env, personal, enc, now)
         node.store.resealed(row["event_id"], env.id, b64(enc))

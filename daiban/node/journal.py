@@ -55,7 +55,7 @@ from daiban.node.store import Event
 from daiban.node.text import clean_text, clean_tree
 from daiban.trust import certs as certs_mod
 from daiban.trust import envelope as env_mod
-from daiban.trust.crypto import Verifier, b64, random_id
+from daiban.trust.crypto import Verifier, b64, canonical, random_id
 from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
@@ -963,9 +963,14 @@ def record_own(
             # Kept sealed to this node too until the office answers: should
             # the office lose its keys, it goes sealed again (custody.py).
             office_enc = identity_mod.enc_key_for(node, target) or b""
-            mine = seal(node, event, personal, node.keys.enc_public)
+            mine = node.keys.keep(canonical(personal), kept_context(event.id, event.tracking))
             node.store.keep_personal(event.id, event.tracking, target, b64(mine), b64(office_enc))
     send(node, event, dest, sealed, sealed_to, event.recorded_at, made)
+
+
+def kept_context(event_id: str, tracking: str) -> bytes:
+    """What a filing's copy kept for this node alone is bound to."""
+    return f"daiban-kept|{event_id}|{tracking}".encode()
 
 
 def send(

@@ -1316,6 +1316,18 @@ class Store:
     def kept_personal(self) -> list[dict[str, Any]]:
         return list(self._query("SELECT * FROM kept_personal ORDER BY rowid"))
 
+    def kept_offices(self) -> list[str]:
+        """The offices filings are kept for, sealed to (kept_personal)."""
+        return [r[0] for r in self.db.conn.execute("SELECT DISTINCT office FROM kept_personal")]
+
+    def kept_personal_not_sealed_to(self, office: str, enc: str) -> list[dict[str, Any]]:
+        """Filings kept for ``office`` whose envelope was sealed to another key than ``enc``."""
+        return list(
+            self._query(
+                "SELECT * FROM kept_personal WHERE office = ? AND enc != ? ORDER BY rowid", [office, enc]
+            )
+        )
+
     def resealed(self, event_id: str, old_id: str, enc: str) -> None:
         """A kept filing went sealed again (to its office's new key): the old
         envelope is neither queued nor kept any more."""

@@ -130,8 +130,12 @@ class Writer:
             )
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Hand ``fn`` to the writer now (its queue is first in, first out)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(self._local.node, *args))
+        return loop.run_in_executor(self.executor, lambda: fn(self._local.node, *args))
 
     def busy(self) -> None:
         self._last_request = time.monotonic()
@@ -353,6 +357,46 @@ class Senders:
 
 
 SENDERS = web.AppKey("senders", Senders)
+TURN_WAIT = 30.0  # seconds a request waits for an earlier one of its child at most
+
+
+class Turns:
+    """A child keeps two requests in flight, and a request's counter must be
+    above the last one the writer recorded: so each child's requests reach
+    the writer in the order of their counters, whichever finished inflating
+    first. A request registers its (claimed, not yet checked) counter as soon
+    as its body is read and leaves once its work is handed to the writer (or
+    it fails); it waits while one of its child with a lower counter is still
+    on its way. A false claim holds a child's request up at most until that
+    request fails, and never longer than TURN_WAIT."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[int]] = {}
+        self._changed = asyncio.Condition()
+
+    def arrive(self, code: str, counter: int) -> None:
+        self._waiting.setdefault(code, []).append(counter)
+
+    async def wait(self, code: str, counter: int) -> None:
+        def first() -> bool:
+            return min(self._waiting.get(code) or [counter]) >= counter
+
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(first), TURN_WAIT)
+
+    async def leave(self, code: str, counter: int) -> None:
+        waiting = self._waiting.get(code, [])
+        if counter in waiting:
+            waiting.remove(counter)
+        if not waiting:
+            self._waiting.pop(code, None)
+        async with self._changed:
+            self._changed.notify_all()
+
+
+TURNS = web.AppKey("turns", Turns)
+TURN = "daiban.turn"  # (code, counter) of a signed request, while it holds a place
 
 
 def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> tuple[str, int, bytes]:
@@ -387,27 +431,46 @@ async def _signed(
     again."""
     raw = await _raw(request)
     headers = dict(request.headers)
-    loop = asyncio.get_running_loop()
-    decoder, senders = request.app[DECODER], request.app[SENDERS]
-    server = request.app[WRITER].info["code"]
-    done = await loop.run_in_executor(
-        decoder, _vouched_parse, senders, server, headers, request.path, raw, prepare
-    )
-    if done is None:
-        code, counter, key = await request.app[WRITER].call(_authentic, headers, request.path, raw)
-        senders.learn(code, key, counter)
+    claimed = service.request_parts(headers)[:2]
+    turns = request.app[TURNS]
+    turns.arrive(*claimed)
+    request[TURN] = claimed
+    try:
+        loop = asyncio.get_running_loop()
+        decoder, senders = request.app[DECODER], request.app[SENDERS]
+        server = request.app[WRITER].info["code"]
         done = await loop.run_in_executor(
-            decoder, _parse_prepared, request.path, raw, protocol.MAX_DECOMPRESSED, prepare
+            decoder, _vouched_parse, senders, server, headers, request.path, raw, prepare
         )
+        if done is None:
+            code, counter, key = await request.app[WRITER].call(_authentic, headers, request.path, raw)
+            senders.learn(code, key, counter)
+            done = await loop.run_in_executor(
+                decoder, _parse_prepared, request.path, raw, protocol.MAX_DECOMPRESSED, prepare
+            )
+    except BaseException:
+        del request[TURN]
+        await turns.leave(*claimed)
+        raise
     data, prepared = done
     return headers, raw, data, prepared
 
 
 async def _acting(request: web.Request, headers: dict[str, str], fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn`` on the writer; should it refuse the sender itself (revoked,
-    moved away, unknown, a bad signature), Senders forgets that sender."""
+    """Run ``fn`` on the writer, in its child's turn (Turns); should it refuse
+    the sender itself (revoked, moved away, unknown, a bad signature),
+    Senders forgets that sender."""
+    turns = request.app[TURNS]
+    claimed = request[TURN]
     try:
-        return await request.app[WRITER].call(fn, *args)
+        await turns.wait(*claimed)
+        # Handed to the writer (one thread, first in first out) before the
+        # turn passes on: the next request of this child runs after it.
+        work = request.app[WRITER].submit(fn, *args)
+    finally:
+        await turns.leave(*claimed)
+    try:
+        return await work
     except ProtocolError as exc:
         if exc.status in (401, 403):
             request.app[SENDERS].forget(headers.get(protocol.H_NODE, ""))
@@ -526,6 +589,7 @@ def create_app(home: Path, config: ServeConfig | None = None) -> web.Application
     app[CONFIG] = config
     app[METRICS] = metrics.ServerMetrics(config.stale_after)
     app[SENDERS] = Senders()
+    app[TURNS] = Turns()
 
     async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = Writer(home)
