@@ -5,6 +5,7 @@ brings that year's city-published calendar makes it exact."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -86,3 +87,41 @@ def test_deadline_counts_on_the_office_clock_from_acceptance(make_node: MakeNode
     # Oct 12 (4), Oct 13 (5).
     assert row["accepted_on"] == "2026-09-30"
     assert row["due"] == "2026-10-13"
+
+
+def test_a_30_day_item_accepted_on_1_december_is_provisional_then_exact_and_the_notice_agrees(
+    make_node: MakeNode, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """Issue 12: the due date shows as 预计 with a date; once the city
+    publishes 2027 it is exact; the acceptance notice (text and PDF) and
+    `show --json`'s due agree at each step."""
+    from pypdf import PdfReader
+
+    from daiban import i18n, notices
+
+    town = make_node(role="town", code=TOWN, name="南定镇便民服务中心")
+    clock.set("2026-12-01T09:00:00")  # Tuesday
+    tracking = town.file(_mz001()).tracking
+    town.review(tracking, "accept")
+    i18n.set_language("zh")
+    try:
+        for exact in (False, True):
+            view = town.show(tracking)
+            assert view["due_provisional"] is (not exact)
+            notice = notices.compose(town, tracking, "accepted")
+            text = notices.text(notice)
+            pdf_text = (
+                "".join(page.extract_text() for page in PdfReader(io.BytesIO(notices.pdf(notice))).pages)
+                .replace(" ", "")
+                .replace("\n", "")
+            )
+            assert view["due"] in text and view["due"] in pdf_text
+            assert ("预计" in text) is (not exact) and ("预计" in pdf_text) is (not exact)
+            if not exact:
+                # Estimated: 22 working days left in December, 2027 by rule.
+                assert view["due"] == "2027-01-13"
+                town.install_catalog(catalog.read_document(_catalog_with_calendar(tmp_path)), source="test")
+        # The city's 2027 (New Year's Day off, Saturday 9 January worked).
+        assert town.show(tracking)["due"] == "2027-01-12"
+    finally:
+        i18n.set_language("en")
