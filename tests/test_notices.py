@@ -36,6 +36,7 @@ OWED = "承诺书"
 MISSING = "户口簿"
 REASON = "申请人家庭人均收入高于本地最低生活保障标准，经入户核查不符合最低生活保障条件，" * 2
 POST_NUMBER = "1181234567890"
+ADDRESS = "山东省淄博市张店区南定镇大张村8号"
 SIGNATURES = ("经办人签字", "群众签字", "机构印章")
 REMEDIES_ZH = (
     "行政复议",
@@ -198,6 +199,8 @@ def test_every_notice_through_the_tiers(net: Network) -> None:
         "post",
         "--post-tracking",
         POST_NUMBER,
+        "--address",
+        ADDRESS,
         "--note",
         "核准",
     )
@@ -377,7 +380,9 @@ def _states(town: Node, clock: Any) -> dict[str, str]:
     kinds["rejected"] = rejected
     completed = walk_in(town, 4)
     town.review(completed, "accept")
-    town.review(completed, "complete", delivery="post", post_tracking=POST_NUMBER, note="核准")
+    town.review(
+        completed, "complete", delivery="post", post_tracking=POST_NUMBER, address=ADDRESS, note="核准"
+    )
     kinds["completed"] = completed
     return kinds
 

@@ -146,10 +146,15 @@ def test_the_text_report_charts_the_weeks(journey: dict[str, Any]) -> None:
     # Without a period, the span of what is held: ten days, so by ISO week.
     text = journey["city_text"]
     assert "Report for 3703 淄博市" in text and "Trend per week" in text
-    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("2026-W")}
-    assert sorted(rows) == ["2026-W23", "2026-W24"]
-    assert (rows["2026-W23"][1], rows["2026-W23"][3]) == ("3", "1")  # filed 3, SB002 completed
-    assert rows["2026-W24"][1:3] == ["0", "1"]  # no bar for none filed; MZ003 completed late
+    # A week reads as words: "2026 week 23" (2026年第23周 in Chinese).
+    rows = {
+        " ".join(line.split()[:3]): line.split()[3:]
+        for line in text.splitlines()
+        if line.startswith("2026 week")
+    }
+    assert sorted(rows) == ["2026 week 23", "2026 week 24"]
+    assert (rows["2026 week 23"][0], rows["2026 week 23"][2]) == ("3", "1")  # filed 3, SB002 completed
+    assert rows["2026 week 24"][0:2] == ["0", "1"]  # no bar for none filed; MZ003 completed late
 
 
 def test_the_city_and_the_district_hold_one_record_per_application(
