@@ -559,7 +559,6 @@ def m0014_custody(db: Database) -> None:
             enc TEXT NOT NULL
         );
         CREATE INDEX kept_personal_tracking ON kept_personal (tracking);
-        CREATE INDEX kept_personal_office ON kept_personal (office, enc);
         """,
     )
 
