@@ -117,10 +117,13 @@ def keep(node: Node, envelope_ids: Sequence[str]) -> None:
 
 
 def receipted(node: Node, envelopes: Iterable[Envelope]) -> None:
-    """Office events stored here: what was kept for their applications ends."""
-    for env in envelopes:
-        if env.kind in routing.OFFICE_KINDS and env.tracking:
-            node.store.release_kept(env.tracking, env.origin)
+    """Office events stored here: what was kept for their applications ends
+    (one statement per table for a whole batch)."""
+    answered = [
+        (env.tracking, env.origin) for env in envelopes if env.kind in routing.OFFICE_KINDS and env.tracking
+    ]
+    if answered:
+        node.store.release_kept_many(answered)
 
 
 # -- at a parent: a child whose cursor is of an earlier incarnation -------------------

@@ -1300,6 +1300,17 @@ class Store:
             [at, json.dumps(list(envelope_ids)), kind, here],
         )
 
+    def release_kept_many(self, answered: Sequence[tuple[str, str]]) -> None:
+        """``release_kept`` for many (tracking, office) pairs at once."""
+        pairs = json.dumps([list(p) for p in answered])
+        for table in ("kept", "kept_personal"):
+            self.db.conn.execute(
+                f"DELETE FROM {table} WHERE rowid IN (SELECT t.rowid FROM json_each(?) j "
+                f"JOIN {table} t ON t.tracking = json_extract(j.value, '$[0]') "
+                "AND t.office = json_extract(j.value, '$[1]'))",
+                [pairs],
+            )
+
     def release_kept(self, tracking: str, office: str) -> None:
         self.db.conn.execute("DELETE FROM kept WHERE tracking = ? AND office = ?", [tracking, office])
         self.db.conn.execute(
