@@ -42,7 +42,7 @@ import fastjsonschema
 from fastjsonschema import JsonSchemaValueException
 
 from daiban.i18n import _
-from daiban.trust.envelope import BROADCAST, MEMBERS, VERSION
+from daiban.trust.envelope import BROADCAST, MEMBERS, VERSION, Envelope
 
 KINDS = (
     "filed",
@@ -352,6 +352,21 @@ def check_envelope(value: object) -> None:
         _unknown_kind(kind)
     _route_shape(kind, to, tracking, sealed)
     _check_body(kind, value["body"], has_float)
+
+
+def check_parsed_envelope(env: Envelope) -> None:
+    """``check_parsed`` of a parsed envelope's members."""
+    check_parsed(
+        seq=env.seq,
+        kind=env.kind,
+        to=env.to,
+        tracking=env.tracking,
+        actor=env.actor,
+        at=env.at,
+        sealed_to=env.sealed_to,
+        sealed=env.sealed_text,
+        body=env.body,
+    )
 
 
 def check_parsed(

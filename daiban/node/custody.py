@@ -243,17 +243,7 @@ def take_back(node: Node, raws: Sequence[Any], sender: str) -> list[dict[str, An
         try:
             if env.origin != node.code:
                 raise EnvelopeError("forged_origin", f"only {node.code}'s own envelopes come back to it")
-            admission.check_parsed(
-                seq=env.seq,
-                kind=env.kind,
-                to=env.to,
-                tracking=env.tracking,
-                actor=env.actor,
-                at=env.at,
-                sealed_to=env.sealed_to,
-                sealed=env.sealed_text,
-                body=env.body,
-            )
+            admission.check_parsed_envelope(env)
             for key in keys:
                 try:
                     env_mod.check_signature(env, key)

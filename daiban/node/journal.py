@@ -203,17 +203,7 @@ def prepare(raws: Sequence[Any]) -> list[Prepared]:
             out.append(Prepared(raw, None, (exc.code, str(exc))))
             continue
         try:
-            admission.check_parsed(
-                seq=env.seq,
-                kind=env.kind,
-                to=env.to,
-                tracking=env.tracking,
-                actor=env.actor,
-                at=env.at,
-                sealed_to=env.sealed_to,
-                sealed=env.sealed_text,
-                body=env.body,
-            )
+            admission.check_parsed_envelope(env)
         except admission.Refused as exc:
             if not exc.newer:
                 out.append(Prepared(raw, env, (exc.code, exc.reason)))

@@ -396,7 +396,7 @@ class Turns:
 
 
 TURNS = web.AppKey("turns", Turns)
-TURN = "daiban.turn"  # (code, counter) of a signed request, while it holds a place
+TURN = web.RequestKey("turn", tuple)  # (code, counter) of a signed request, while it holds a place
 
 
 def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> tuple[str, int, bytes]:
