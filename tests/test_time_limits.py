@@ -233,3 +233,15 @@ def _rejection_reaches_the_village(net: Any) -> None:
     net.run("village", "told", tracking).ok()
     assert net.run("village", "list", "--to-do", "--json").ok().json() == []
     assert net.run("village", "show", tracking, "--json").ok().json()["status"] == "rejected"
+
+
+def test_the_office_inbox_says_how_long_an_answer_has_waited() -> None:
+    """The office's to-do list in the terminal app (tui/inbox.py): from the
+    fourth working day without an answer, and past due, marked with !."""
+    from daiban.tui.inbox import deadline_text
+
+    received = {"status": "received", "received_at": "2026-11-02T09:00:00+08:00", "due": None}
+    assert not deadline_text(received, dt.date(2026, 11, 5), CAL, {}).startswith("!")
+    assert deadline_text(received, dt.date(2026, 11, 6), CAL, {}) == "! no answer for 4 working days"
+    accepted = {"status": "accepted", "received_at": "2026-11-02", "due": "2026-11-06", "due_state": "known"}
+    assert deadline_text(accepted, dt.date(2026, 11, 10), CAL, {}) == "! overdue 2 working days"
