@@ -58,6 +58,16 @@ def _git(*args: str) -> None:
     subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True, timeout=120)
 
 
+def _have(commit: str) -> None:
+    """Make sure the clone holds ``commit``: a shallow clone may not; then it
+    is fetched from where the clone came from (by hash, once)."""
+    found = subprocess.run(
+        ["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, timeout=60
+    )
+    if found.returncode != 0:
+        _git("fetch", "--quiet", "origin", commit)
+
+
 def _make(commit: str, folder: Path) -> None:
     src, venv = folder / "src", folder / "venv"
     if src.exists():  # a half-made cache: make it again
@@ -69,6 +79,7 @@ def _make(commit: str, folder: Path) -> None:
         shutil.rmtree(src, ignore_errors=True)
     shutil.rmtree(venv, ignore_errors=True)
     _git("worktree", "prune")
+    _have(commit)
     _git("worktree", "add", "--detach", str(src), commit)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=INSTALL_TIMEOUT)
     subprocess.run(
