@@ -223,7 +223,6 @@ def take_back(node: Node, raws: Sequence[Any], sender: str) -> list[dict[str, An
     (the child has it). Call inside a transaction."""
     from daiban.node import admission, journal, retired
     from daiban.trust import envelope as env_mod
-    from daiban.trust.crypto import CryptoError
     from daiban.trust.envelope import EnvelopeError
 
     now = stamp(node.clock())
@@ -244,13 +243,7 @@ def take_back(node: Node, raws: Sequence[Any], sender: str) -> list[dict[str, An
             if env.origin != node.code:
                 raise EnvelopeError("forged_origin", f"only {node.code}'s own envelopes come back to it")
             admission.check_parsed_envelope(env)
-            for key in keys:
-                try:
-                    env_mod.check_signature(env, key)
-                    break
-                except (EnvelopeError, CryptoError):
-                    continue
-            else:
+            if not env_mod.signed_by_any(env, keys):
                 raise EnvelopeError("bad_signature", "not signed by this node's key")
             if known is not None or node.store.envelope_at(env.origin, env.seq) is not None:
                 # Signed here, and its number taken by another: flagged.

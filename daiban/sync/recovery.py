@@ -37,7 +37,7 @@ from daiban.node.lifecycle import Kind
 from daiban.sync import protocol
 from daiban.sync.protocol import MAX_BATCH, ProtocolError
 from daiban.trust import envelope as env_mod
-from daiban.trust.crypto import CryptoError, b64
+from daiban.trust.crypto import b64
 from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
@@ -280,13 +280,7 @@ def _take_own(node: Node, env: Envelope, keys: list[bytes], parent: str, now: st
     if node.store.envelope_at(env.origin, env.seq) is not None:
         node.store.record_conflict(env.id, env.digest, parent, now)
         return False
-    for key in keys:
-        try:
-            env_mod.check_signature(env, key)
-            break
-        except (EnvelopeError, CryptoError):
-            continue
-    else:
+    if not env_mod.signed_by_any(env, keys):
         return False
     journal.restore_own(node, env, parent, now)
     return True

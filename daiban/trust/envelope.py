@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,6 +263,17 @@ def check_signature(env: Envelope, sign_public: bytes) -> None:
         raise EnvelopeError(
             "bad_signature", "envelope signature does not verify: tampered or forged"
         ) from None
+
+
+def signed_by_any(env: Envelope, keys: Iterable[bytes]) -> bool:
+    """Whether one of ``keys`` (a node's key, and the keys it retired) signed ``env``."""
+    for key in keys:
+        try:
+            check_signature(env, key)
+        except EnvelopeError:
+            continue
+        return True
+    return False
 
 
 def open_sealed(env: Envelope, keys: NodeKeys, origin_sign_public: bytes) -> dict[str, Any]:
