@@ -619,3 +619,23 @@ def m0018_told(db: Database) -> None:
         ALTER TABLE applications ADD COLUMN told_at TEXT;
         """,
     )
+
+
+@migrations(name="0021_receipts_waiting")
+def m0021_receipts_waiting(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- An office acknowledges many filings with one `receipts` envelope
+        -- (node/receipts.py). A receipt in it that cannot apply yet (its
+        -- application is not here, or not in a state to take it) waits
+        -- here by its tracking number, its envelope's effect 'pending',
+        -- until the event before it arrives (journal.retry_pending).
+        CREATE TABLE receipts_waiting (
+            envelope_id TEXT NOT NULL REFERENCES envelopes (id),
+            tracking TEXT NOT NULL,
+            PRIMARY KEY (envelope_id, tracking)
+        );
+        CREATE INDEX receipts_waiting_tracking ON receipts_waiting (tracking);
+        """,
+    )

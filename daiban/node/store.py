@@ -534,8 +534,10 @@ class Store:
 
     def events_without_envelope(self) -> list[Event]:
         rows = self._query(
-            "SELECT e.* FROM events e LEFT JOIN envelopes v ON v.id = e.id "
-            "WHERE v.id IS NULL ORDER BY e.rowid"
+            # Only events with a personal part can wait for their envelope
+            # (a receipt folded from a `receipts` envelope has none of its own).
+            "SELECT e.* FROM events e JOIN personal p ON p.event_id = e.id "
+            "LEFT JOIN envelopes v ON v.id = e.id WHERE v.id IS NULL ORDER BY e.rowid"
         )
         return [Event.from_row(r) for r in rows]
 
@@ -548,13 +550,16 @@ class Store:
 
     def office_envelopes(self, office: str) -> list[str]:
         """Ids of every envelope held of the applications of ``office``: their
-        events first, then their filings, each in the order they came."""
+        events (and the office's receipts in bulk) first, then their filings,
+        each in the order they came."""
         return [
             r[0]
             for r in self.db.conn.execute(
-                "SELECT e.id FROM envelopes e JOIN applications a ON a.tracking = e.tracking "
-                "WHERE a.office = ? ORDER BY e.kind = 'filed', e.n",
-                [office],
+                "SELECT id FROM (SELECT e.id, e.kind, e.n FROM envelopes e "
+                "JOIN applications a ON a.tracking = e.tracking WHERE a.office = ? "
+                "UNION SELECT id, kind, n FROM envelopes WHERE origin = ? AND kind = 'receipts') "
+                "ORDER BY kind = 'filed', n",
+                [office, office],
             )
         ]
 
@@ -1391,12 +1396,67 @@ class Store:
         ]
 
     def has_own_receipt(self, tracking: str, office: str) -> bool:
-        """Whether the office's receipt for ``tracking`` is held here (taken back after a restore)."""
+        """Whether the office's receipt for ``tracking`` is held here (taken
+        back after a restore): alone in its envelope, folded from a
+        `receipts` envelope, or waiting in one for its filing."""
         row = self.db.conn.execute(
-            "SELECT 1 FROM envelopes WHERE tracking = ? AND origin = ? AND kind = 'received' LIMIT 1",
-            [tracking, office],
+            "SELECT 1 FROM envelopes WHERE tracking = ? AND origin = ? AND kind = 'received' "
+            "UNION ALL SELECT 1 FROM events WHERE tracking = ? AND origin = ? AND kind = 'received' "
+            "UNION ALL SELECT 1 FROM receipts_waiting w JOIN envelopes v ON v.id = w.envelope_id "
+            "WHERE w.tracking = ? AND v.origin = ? LIMIT 1",
+            [tracking, office, tracking, office, tracking, office],
         ).fetchone()
         return row is not None
+
+    # -- receipts in bulk that wait for their application (node/receipts.py) --
+
+    def event_ids_among(self, ids: Sequence[str]) -> set[str]:
+        """Which of these event ids are recorded here."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(part))
+            found.update(
+                r[0] for r in self.db.conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", part)
+            )
+        return found
+
+    def wait_receipts(self, envelope_id: str, trackings: Sequence[str]) -> None:
+        """Receipts of a `receipts` envelope that cannot apply yet: its effect
+        is pending until each has (receipt_applied)."""
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO receipts_waiting (envelope_id, tracking) VALUES (?, ?)",
+            [(envelope_id, t) for t in trackings],
+        )
+        self.set_effect(envelope_id, "pending")
+
+    def waiting_receipts(self, tracking: str) -> list[tuple[str, str, str]]:
+        """(envelope id, raw, sender) of `receipts` envelopes holding a
+        receipt for ``tracking`` that waits, in arrival order."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.db.conn.execute(
+                "SELECT v.id, v.raw, v.received_from FROM receipts_waiting w "
+                "JOIN envelopes v ON v.id = w.envelope_id WHERE w.tracking = ? ORDER BY v.n",
+                [tracking],
+            )
+        ]
+
+    def stop_waiting(self, envelope_id: str) -> None:
+        self.db.conn.execute("DELETE FROM receipts_waiting WHERE envelope_id = ?", [envelope_id])
+
+    def receipt_applied(self, envelope_id: str, tracking: str) -> None:
+        """A waiting receipt has applied; its envelope's effect is applied
+        once none of its receipts waits."""
+        conn = self.db.conn
+        conn.execute(
+            "DELETE FROM receipts_waiting WHERE envelope_id = ? AND tracking = ?", [envelope_id, tracking]
+        )
+        if conn.execute(
+            "SELECT 1 FROM receipts_waiting WHERE envelope_id = ? LIMIT 1", [envelope_id]
+        ).fetchone():
+            return
+        self.set_effect(envelope_id, "applied")
 
 
 @lru_cache(maxsize=32)
