@@ -34,10 +34,11 @@ from tests.conftest import Result
 CITY = "3703"
 TODAY = "2026-11-06T09:00:00+08:00"
 DISTRICTS = ("370302", "370303", "370305", "370399", "370310")
+SIGNED = {"effective": "2026-06-01", "at": "2026-05-20T10:00:00+08:00"}
 CHANGES = [
     # A district that became another (whose own code is also in use), and a town renumbered.
-    {"old": "370399", "new": "370310", "name": "新区", "effective": "2026-06-01", "at": "2026-05-20T10:00:00+08:00"},
-    {"old": "370303101", "new": "370303150", "name": "新镇", "effective": "2026-06-01", "at": "2026-05-20T10:00:00+08:00"},
+    {"old": "370399", "new": "370310", "name": "新区", **SIGNED},
+    {"old": "370303101", "new": "370303150", "name": "新镇", **SIGNED},
 ]
 ITEMS = ("SB001", "SB002", "LL001", "MZ002", "RS002", "CL001", "YB002", "TY001", "Z-9_x")
 STATUSES = ("submitted", "received", "accepted", "needs_supplement", "rejected", "completed", "withdrawn")
@@ -216,7 +217,9 @@ STATS_FIELDS = (
 )  # fmt: skip
 
 
-def stats_records(db: Path, prefix: str, start: str | None = None, end: str | None = None) -> list[dict[str, Any]]:
+def stats_records(
+    db: Path, prefix: str, start: str | None = None, end: str | None = None
+) -> list[dict[str, Any]]:
     """The earlier Store.stats_records, on the node's database file."""
     lo, hi = start or "0000-00-00", end or "9999-99-99"
     conn = sqlite3.connect(db)
@@ -311,7 +314,8 @@ def records(seed: int, n: int) -> list[dict[str, Any]]:
         if status in ("accepted", "completed", "needs_supplement"):
             accepted = decided = received + dt.timedelta(days=rng.randint(0, 4))
             # Due: past (overdue when still accepted), today, soon, or not known.
-            due = rng.choice((accepted + dt.timedelta(days=rng.randint(0, 30)), today, today + dt.timedelta(days=3), None))
+            soon = accepted + dt.timedelta(days=rng.randint(0, 30))
+            due = rng.choice((soon, today, today + dt.timedelta(days=3), None))
         if status == "rejected":
             decided = received + dt.timedelta(days=rng.randint(0, 5))
         if status == "completed" or (status == "withdrawn" and rng.random() < 0.2):
@@ -412,10 +416,15 @@ def test_one_record_at_a_time_matches_the_earlier_report(city: Any) -> None:
     [
         ((), None, None, None),
         (("--by", "town"), None, None, "town"),
-        (("--from", "2026-09-20", "--to", "2026-10-20", "--by", "district"), dt.date(2026, 9, 20), dt.date(2026, 10, 20), "district"),
+        (
+            ("--from", "2026-09-20", "--to", "2026-10-20", "--by", "district"),
+            dt.date(2026, 9, 20),
+            dt.date(2026, 10, 20),
+            "district",
+        ),
         (("--from", "2026-01-01", "--by", "item"), dt.date(2026, 1, 1), None, "item"),
     ],
-)  # fmt: skip
+)
 def test_the_command_prints_what_the_earlier_report_printed(
     home: Path,
     city: Any,
