@@ -141,12 +141,13 @@ class SlowLink:
 
     # -- control ---------------------------------------------------------------
 
-    def start_cuts(self) -> None:
-        """From now, cut every connection each ``cut_every`` seconds."""
+    def start_cuts(self, first: float = 0.0) -> None:
+        """From now, cut every connection each ``cut_every`` seconds (the
+        first cut after ``first`` seconds, if given)."""
 
         def arm() -> None:
             if self.cut_every:
-                self._spawn(self._cut_on_schedule(self.cut_every))
+                self._spawn(self._cut_on_schedule(first or self.cut_every, self.cut_every))
 
         self._call(arm)
 
@@ -226,10 +227,11 @@ class SlowLink:
             conn.abort()
         self._open.clear()
 
-    async def _cut_on_schedule(self, every: float) -> None:
+    async def _cut_on_schedule(self, first: float, every: float) -> None:
+        await asyncio.sleep(first)
         for _ in range(1_000_000):  # bounded; close() cancels it
-            await asyncio.sleep(every)
             self._cut()
+            await asyncio.sleep(every)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
