@@ -263,7 +263,7 @@ class SlowLink:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUED)
 
-        async def deliver() -> None:
+        async def deliver_all() -> None:
             for _ in range(1_000_000_000):  # bounded by the bytes that come
                 at, data = await queue.get()
                 if not data:
@@ -283,10 +283,16 @@ class SlowLink:
                 self._forward(conn, dst, way, data, upward)
                 await asyncio.wait_for(dst.drain(), IO_TIMEOUT)
 
+        async def deliver() -> None:
+            with contextlib.suppress(OSError, TimeoutError):  # the other side gone, or a cut
+                await deliver_all()
+
         sender = self._spawn(deliver())
         try:
             for _ in range(1_000_000_000):
                 data = await asyncio.wait_for(src.read(CHUNK), IO_TIMEOUT * 10)
+                if sender.done():  # cut: nothing more goes this way
+                    break
                 now = loop.time()
                 start = max(now, way.busy_until)
                 way.busy_until = start + len(data) / self.rate
