@@ -621,6 +621,24 @@ def m0018_told(db: Database) -> None:
     )
 
 
+@migrations(name="0020_report_indexes")
+def m0020_report_indexes(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Reports (node/report.py) count their trend per day and what is late
+        -- now in index order: no sort of the whole table, and a period reads
+        -- only its own days. The filed day is the office's receipt, the
+        -- filing day where not received yet (Store._FILED_DAY, the same
+        -- expression, so SQLite uses the index).
+        CREATE INDEX stats_filed_day ON stats (COALESCE(NULLIF(received_on, ''), filed_on), office);
+        CREATE INDEX stats_completed_day ON stats (completed_on, office) WHERE status = 'completed';
+        CREATE INDEX stats_open ON stats (status, received_on, due, office)
+            WHERE status IN ('received', 'accepted');
+        """,
+    )
+
+
 @migrations(name="0021_receipts_waiting")
 def m0021_receipts_waiting(db: Database) -> None:
     _run(

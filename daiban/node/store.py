@@ -1135,28 +1135,93 @@ class Store:
             ],
         )
 
-    def stats_records(
-        self, prefix: str, start: str | None = None, end: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The records held for applications whose office is ``prefix`` or
-        below it, that were received, completed or evaluated between the ISO
-        days ``start`` and ``end`` (either may be open)."""
-        lo, hi = start or "0000-00-00", end or "9999-99-99"
-        cursor = self.db.conn.execute(
-            f"SELECT {_STATS_COLUMNS} FROM stats WHERE substr(office, 1, ?1) = ?2 AND ("
-            "COALESCE(received_on, filed_on) BETWEEN ?3 AND ?4 OR completed_on BETWEEN ?3 AND ?4 "
-            "OR evaluated_on BETWEEN ?3 AND ?4)",
-            [len(prefix), prefix, lo, hi],
+    # Reports count in SQL (node/report.py), reading only the columns they
+    # add up, over the records whose office is ``prefix`` or below it. Days
+    # are ISO days (the envelope schema's pattern on arrival, node/stats.py
+    # at home), so "received, completed or evaluated in [start, end]" is
+    # each count's own condition; ``start`` and ``end`` may be open (None).
+
+    @staticmethod
+    def _stats_in(column: str, start: str | None, end: str | None) -> str:
+        """SQL: ``column`` holds a day within [:start, :end]."""
+        bounds = [f"{column} IS NOT NULL"]
+        if start is not None:
+            bounds.append(f"{column} >= :start")
+        if end is not None:
+            bounds.append(f"{column} <= :end")
+        return "(" + " AND ".join(bounds) + ")"
+
+    def stats_sums(
+        self, prefix: str, start: str | None, end: str | None, group: str | int | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Per group, what a report adds up (node/report.py ``SUMS``, in that
+        order, after the group's key): ``group`` None for one row over all,
+        "item" per item, or a number of digits per region code cut to that
+        length (None for a region coarser than that). One scan; each row's
+        conditions are worked out once, in a subquery SQLite keeps apart (its
+        LIMIT), then summed."""
+        params: dict[str, Any] = {"n": len(prefix), "prefix": prefix, "start": start, "end": end}
+        if group is None:
+            key = "NULL"
+        elif group == "item":
+            key = "item"
+        else:
+            key = "CASE WHEN length(region) >= :digits THEN substr(region, 1, :digits) END"
+            params["digits"] = group
+        rows = (
+            f"SELECT {key} AS key, {self._stats_in(_FILED_DAY, start, end)} AS f, "
+            f"status = 'completed' AND {self._stats_in('completed_on', start, end)} AS c, "
+            f"evaluation IS NOT NULL AND {self._stats_in('evaluated_on', start, end)} AS e, "
+            "proxy, on_time, CAST(working_days AS INTEGER) AS days, CAST(evaluation AS INTEGER) AS score "
+            "FROM stats WHERE substr(office, 1, :n) = :prefix LIMIT -1"
         )
-        # One dict per row, built once: a city's year is 100,000s of rows.
-        out = []
-        for row in cursor:
-            record = dict(zip(STATS_FIELDS, row, strict=True))
-            record["proxy"] = bool(record["proxy"])
-            if record["on_time"] is not None:
-                record["on_time"] = bool(record["on_time"])
-            out.append(record)
-        return out
+        sums = [
+            "COUNT(*) FILTER (WHERE f)",
+            "COUNT(*) FILTER (WHERE f AND proxy)",
+            "COUNT(*) FILTER (WHERE c)",
+            "COUNT(on_time) FILTER (WHERE c)",
+            "COUNT(*) FILTER (WHERE c AND on_time)",
+            "COALESCE(SUM(days) FILTER (WHERE c), 0)",
+            "COUNT(days) FILTER (WHERE c)",
+            "COUNT(*) FILTER (WHERE e)",
+            "COALESCE(SUM(score) FILTER (WHERE e), 0)",
+            *(f"COUNT(*) FILTER (WHERE e AND score = {s})" for s in (5, 4, 3, 2, 1)),
+        ]
+        sql = f"SELECT key, {', '.join(sums)} FROM ({rows}) GROUP BY key"
+        return [tuple(row) for row in self.db.conn.execute(sql, params)]
+
+    def stats_days(
+        self, prefix: str, start: str | None, end: str | None
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """(day, count) of the applications filed, and of those completed,
+        on each day within [start, end] (in index order: migration 0020)."""
+        params = {"n": len(prefix), "prefix": prefix, "start": start, "end": end}
+        office = "substr(office, 1, :n) = :prefix"
+        conn = self.db.conn
+        filed = conn.execute(
+            f"SELECT {_FILED_DAY} AS day, COUNT(*) FROM stats "
+            f"WHERE {self._stats_in(_FILED_DAY, start, end)} AND {office} GROUP BY day",
+            params,
+        ).fetchall()
+        completed = conn.execute(
+            "SELECT completed_on, COUNT(*) FROM stats WHERE status = 'completed' "
+            f"AND {self._stats_in('completed_on', start, end)} AND {office} GROUP BY completed_on",
+            params,
+        ).fetchall()
+        return filed, completed
+
+    def stats_open(self, prefix: str) -> list[tuple[str, str | None, str | None, int]]:
+        """(status, received_on, due, count) of the applications still to
+        answer or decide: what makes one late (node/timeliness.py)."""
+        return [
+            (row[0], row[1], row[2], int(row[3]))
+            for row in self.db.conn.execute(
+                "SELECT status, received_on, due, COUNT(*) FROM stats "
+                "WHERE status IN ('received', 'accepted') AND substr(office, 1, ?1) = ?2 "
+                "GROUP BY status, received_on, due",
+                [len(prefix), prefix],
+            )
+        ]
 
     def stats_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
@@ -1470,6 +1535,8 @@ def _upsert_sql(columns: tuple[str, ...]) -> str:
 
 
 _STATS_COLUMNS = ", ".join(STATS_FIELDS)
+# The day an application counts as filed: its office's receipt (node/report.py).
+_FILED_DAY = "COALESCE(NULLIF(received_on, ''), filed_on)"
 _STATS_UPSERT = (
     f"INSERT INTO stats ({_STATS_COLUMNS}, version, taken_at) "
     f"VALUES ({', '.join(':' + c for c in STATS_FIELDS)}, :version, :taken_at) "
