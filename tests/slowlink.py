@@ -46,6 +46,9 @@ class Strike:
     when: str = "body"
     fraction: float = 0.5
     min_body: int = 1
+    every: bool = False
+    """Strike every such request, not only the first: a link that carries at
+    most ``min_body`` bytes of a request between two cuts."""
 
 
 @dataclass
@@ -106,6 +109,7 @@ class SlowLink:
         self.cuts = 0
         self.connections = 0
         self.struck = False
+        self.strikes = 0
         self.up_at_cut: int | None = None  # upward bytes when the chosen strike cut
         self._up, self._down = _Way(), _Way()
         self._conns: list[_Conn] = []
@@ -313,7 +317,12 @@ class SlowLink:
     def _watch(self, conn: _Conn) -> None:
         """Arm the chosen strike once the request it is for is in sight."""
         strike = self.strike
-        if strike is None or self.struck or conn.armed is not None or conn.answer_armed:
+        if (
+            strike is None
+            or (self.struck and not strike.every)
+            or conn.armed is not None
+            or conn.answer_armed
+        ):
             return
         for _start, head_end, length, path in _heads(bytes(conn.up)):
             if path != strike.path or length < strike.min_body:
@@ -328,6 +337,7 @@ class SlowLink:
 
     def _strike_now(self) -> None:
         self.struck = True
+        self.strikes += 1
         for conn in self._conns:
             conn.armed, conn.answer_armed = None, False
         self._cut()
