@@ -13,6 +13,7 @@ from daiban.i18n import _
 from daiban.node import agents
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, SafeInput
+from daiban.tui.widgets import Field
 
 
 class LoginScreen(Base):
@@ -42,9 +43,10 @@ class LoginScreen(Base):
                 names = _("、").join(a["name"] for a in agents.listing(self.node))
                 yield Plain(_("Agents here: {names}").format(names=names), classes="hint")
             yield Plain(_("Name"), classes="label")
-            yield SafeInput(value=self.hint, id="name", compact=True, max_length=40)
+            yield Field(value=self.hint, id="name", compact=True, max_length=40)
             yield Plain(_("PIN"), classes="label")
-            yield SafeInput(password=True, id="pin", compact=True, max_length=12, restrict=r"[0-9]*")
+            pin = Field if self.first else SafeInput  # Enter on the last field logs in
+            yield pin(password=True, id="pin", compact=True, max_length=12, restrict=r"[0-9]*")
             if self.first:
                 yield Plain(_("PIN again"), classes="label")
                 yield SafeInput(password=True, id="pin2", compact=True, max_length=12, restrict=r"[0-9]*")
