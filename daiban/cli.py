@@ -1685,6 +1685,7 @@ def cmd_agent_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    idle_after = args.idle_after or _env_duration("DAIBAN_IDLE_AFTER")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise DaibanError(_("`daiban tui` needs a terminal; run it in a console window."), code="no_terminal")
     node = _open(args)  # refuse a missing home with one line, before the screen changes
@@ -1696,7 +1697,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         language=i18n.language(),
         agent=args.agent or os.environ.get("DAIBAN_AGENT"),
         stale_after=args.stale_after,
-        idle_after=args.idle_after or _env_duration("DAIBAN_IDLE_AFTER"),
+        idle_after=idle_after,
     )
 
 

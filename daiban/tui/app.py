@@ -79,6 +79,7 @@ Select.-textual-compact:focus > SelectCurrent {
     border-left: thick $accent !important; border-right: thick $accent !important;
     text-style: bold;
 }
+.row:focus-within { height: auto; }  /* (a rule on the row itself: Textual restyles it on focus) */
 .row:focus-within > .label { text-style: bold reverse; }
 DataTable:focus > .datatable--cursor { text-style: bold reverse; }
 OptionList:focus > .option-list--option-highlighted { text-style: bold reverse; }
@@ -109,8 +110,9 @@ class DaibanApp(App[int]):
         stale_after: dt.timedelta | None = None,
         idle_after: dt.timedelta | None = None,
         idle_clock: Callable[[], float] = time.monotonic,
+        ansi_color: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(ansi_color=ansi_color)  # True: the terminal's own 16 colours
         self.home = home
         self.clock = clock
         self.node = node or open_node(home, clock=clock, actor="-")
@@ -209,8 +211,7 @@ class DaibanApp(App[int]):
         if idle < self.idle_after.total_seconds():
             return False
         minutes = max(1, round(self.idle_after.total_seconds() / 60))
-        self.action_logout()
-        self.info(_("Logged out after {minutes} minutes without use.").format(minutes=minutes))
+        self.logout(_("Logged out after {minutes} minutes without use.").format(minutes=minutes))
         return True
 
     # -- who is acting ---------------------------------------------------------
@@ -224,6 +225,10 @@ class DaibanApp(App[int]):
         self.switch_screen(HomeScreen())
 
     def action_logout(self) -> None:
+        self.logout()
+
+    def logout(self, notice: str = "") -> None:
+        """Back to the login screen, every other screen closed; ``notice`` is said there."""
         from daiban.tui.login import LoginScreen
 
         self.agent = ""
@@ -231,7 +236,7 @@ class DaibanApp(App[int]):
         self.sub_title = ""
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(LoginScreen(""))
+        self.switch_screen(LoginScreen("", notice=notice))
 
     # -- errors --------------------------------------------------------------------
 

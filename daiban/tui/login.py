@@ -22,9 +22,11 @@ class LoginScreen(Base):
         Binding("ctrl+q", "app.quit", N_("Quit")),
     ]
 
-    def __init__(self, hint: str = "") -> None:
+    def __init__(self, hint: str = "", *, notice: str = "") -> None:
         super().__init__()
         self.hint = hint
+        self.notice = notice
+        """Why the app is back here (the idle logout), shown until the next login."""
 
     def compose(self) -> ComposeResult:
         self.first = not agents.has_agents(self.node)
@@ -50,7 +52,7 @@ class LoginScreen(Base):
             if self.first:
                 yield Plain(_("PIN again"), classes="label")
                 yield SafeInput(password=True, id="pin2", compact=True, max_length=12, restrict=r"[0-9]*")
-            yield Plain("", id="problem", classes="reason")
+            yield Plain(self.notice, id="problem", classes="reason")
         yield self.footer()
 
     def on_mount(self) -> None:

@@ -27,12 +27,13 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.strip import Strip
-from textual.widgets import OptionList, RadioButton, SelectionList
+from textual.widgets import OptionList, RadioButton, RadioSet, SelectionList
 from textual.widgets.option_list import OptionDoesNotExist
 from textual.widgets.selection_list import SelectionType
 
 from daiban.tui.safe import SafeInput
 
+FOCUSED = Style(bold=True, reverse=True)
 TICKED, UNTICKED = "[x]", "[ ]"
 CHOSEN, UNCHOSEN = "(•)", "( )"
 
@@ -62,12 +63,8 @@ class OwnKeys:
 
 
 class CheckList(OwnKeys, SelectionList[SelectionType]):
-    """A list of ticks, each written ``[x]`` or ``[ ]`` before its label."""
-
-    DEFAULT_CSS = """
-    CheckList:focus > .option-list--option-highlighted { text-style: bold reverse; }
-    CheckList > .option-list--option-highlighted { text-style: bold; }
-    """
+    """A list of ticks, each written ``[x]`` or ``[ ]`` before its label; the
+    highlighted one in bold reverse video while the list has the focus."""
 
     def render_line(self, y: int) -> Strip:
         line = OptionList.render_line(self, y)  # the label alone, without Textual's button
@@ -80,22 +77,29 @@ class CheckList(OwnKeys, SelectionList[SelectionType]):
         style = (first.style if first is not None else None) or self.rich_style
         ticked = selection.value in self.selected
         mark = Segment(TICKED if ticked else UNTICKED, style + Style(bold=ticked, meta={"option": index}))
-        return Strip([mark, Segment(" ", style + Style(meta={"option": index})), *line])
+        segments = [mark, Segment(" ", style + Style(meta={"option": index})), *line]
+        if self.has_focus and index == self.highlighted:
+            segments = [Segment(seg.text, (seg.style or Style()) + FOCUSED) for seg in segments]
+        return Strip(segments)
 
 
 class Radio(RadioButton):
-    """A radio option written ``(•)`` when chosen, ``( )`` when not."""
+    """A radio option written ``(•)`` when chosen, ``( )`` when not; the
+    highlighted one in bold reverse video while its set has the focus."""
 
     DEFAULT_CSS = """
     Radio > .toggle--button { color: $foreground; background: transparent; }
     Radio.-on > .toggle--button { color: $foreground; background: transparent; text-style: bold; }
-    RadioSet:focus > Radio.-selected > .toggle--label { text-style: bold reverse; }
     """
 
     def render(self) -> Content:
         mark = Content.styled(CHOSEN if self.value else UNCHOSEN, self.get_visual_style("toggle--button"))
         label = self.label.pad(1, 1).stylize_before(self.get_visual_style("toggle--label"))
-        return Content.assemble(mark, label)
+        line = Content.assemble(mark, label)
+        parent = self.parent
+        if isinstance(parent, RadioSet) and parent.has_focus and self.has_class("-selected"):
+            line = line.stylize("bold reverse")
+        return line
 
 
 class Field(OwnKeys, SafeInput):
