@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -140,8 +141,18 @@ def field(screen: str, label: str) -> str:
     raise AssertionError(f"no field {label} on the screen:\n{screen}")
 
 
+TERMINALS = {
+    "256 colours": {"TERM": "xterm-256color"},
+    "16 colours": {"TERM": "xterm"},
+    "NO_COLOR": {"TERM": "xterm", "NO_COLOR": "1"},
+}
+
+
 @pytest.mark.skipif(not Path(TMUX).exists(), reason="tmux is not installed")
-def test_the_real_app_in_tmux_typed_at_2_ms_a_key(make_node, clock, tmp_path: Path) -> None:
+@pytest.mark.parametrize("terminal", list(TERMINALS))
+def test_the_real_app_in_tmux_typed_at_2_ms_a_key(make_node, clock, tmp_path: Path, terminal: str) -> None:
+    """The keys land where they belong, and the focus is drawn in characters
+    (the focused field's heavy sides) whatever the terminal's colours."""
     node: Node = make_node()
     home = node.home
     add_agent(home, "张代办", clock)
@@ -152,14 +163,15 @@ def test_the_real_app_in_tmux_typed_at_2_ms_a_key(make_node, clock, tmp_path: Pa
         "HOME": str(tmp_path),
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
-        "TERM": "xterm-256color",
         "DAIBAN_LITESTREAM": "none",
+        **TERMINALS[terminal],
     }
-    command = f"{DAIBAN} --home {home} --lang zh --agent 张代办 tui"
+    # Through env: tmux sets TERM in the pane itself, over any -e.
+    settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    command = f"env {settings} {DAIBAN} --home {home} --lang zh --agent 张代办 tui"
     try:
         tmux.run(
             "-f", "/dev/null", "new-session", "-d", "-s", "app", "-x", "80", "-y", "24",
-            *(a for k, v in env.items() for a in ("-e", f"{k}={v}")),
             command,
         )  # fmt: skip
         tmux.run("set-option", "-t", "app", "remain-on-exit", "on")
@@ -169,7 +181,12 @@ def test_the_real_app_in_tmux_typed_at_2_ms_a_key(make_node, clock, tmp_path: Pa
         tmux.type(["n", *"SB001", "Enter"], every=0.05)
         tmux.wait_for("SB001")
         tmux.type(["Enter"])
-        tmux.wait_for("身份证号")
+        screen = tmux.wait_for("身份证号")
+        assert re.search(r"姓名\s+█\s+█", screen), screen  # the focus, in characters
+        assert re.search(r"身份证号\s+▏\s+▕", screen), screen
+        if terminal != "256 colours":  # the app drew in the 16 standard colours at most
+            coloured = tmux.run("capture-pane", "-p", "-e", "-t", "app")
+            assert not re.search(r"\x1b\[[0-9;]*[34]8;[25];", coloured), coloured
         tmux.type([*NAME, "Tab", *ID_NUMBER, "Tab", *PHONE])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -182,5 +199,6 @@ def test_the_real_app_in_tmux_typed_at_2_ms_a_key(make_node, clock, tmp_path: Pa
             ID_NUMBER,
             PHONE,
         ), screen
+        assert re.search(r"联系电话\s+█", screen), screen
     finally:
         tmux.kill()
