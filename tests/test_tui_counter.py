@@ -244,6 +244,46 @@ def test_esc_on_a_changed_form_asks_before_discarding(make_node, clock) -> None:
     asyncio.run(scenario())
 
 
+def test_esc_on_a_decision_half_written_asks_too(make_node, clock) -> None:
+    town: Node = make_node("town", "370303101", "南定镇便民服务中心")
+    town.actor = "刘窗口"
+    filed = town.file(
+        filing(
+            item="MZ001",
+            id_number="370303196208150048",
+            region="370303101201",
+            fields={"family_size": "3", "monthly_income": "420"},
+        )
+    )
+    add_agent(town.home, "刘窗口", clock)
+
+    async def scenario() -> None:
+        app = app_for(town, clock)
+        async with app.run_test(size=SIZE) as pilot:
+            await login(pilot, "刘窗口")
+            home = app.screen
+            await app.push_screen(DecideScreen(filed.tracking))
+            await pilot.pause()
+            await pilot.press("escape")  # nothing changed: back at once
+            await pilot.pause()
+            assert app.screen is home
+            await app.push_screen(DecideScreen(filed.tracking))
+            await pilot.pause()
+            decide = app.screen
+            await pilot.press("down", "down", "enter", "tab", *"材料不全", "escape")
+            await pilot.pause()
+            assert isinstance(app.screen, Discard)
+            await pilot.press("n")
+            await pilot.pause()
+            assert app.screen is decide and decide.query_one("#note", Input).value == "材料不全"
+            await pilot.press("escape", "y")
+            await pilot.pause()
+            assert app.screen is home
+            assert town.show(filed.tracking)["status"] == "received"  # nothing recorded
+
+    asyncio.run(scenario())
+
+
 # -- key hints -------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from daiban.node.applications import Filing
 from daiban.node.catalog import Item, level_label, search
 from daiban.node.conditions import RELATIONS
 from daiban.node.validation import field_label
-from daiban.tui.base import Base, Discard
+from daiban.tui.base import Base, Guarded
 from daiban.tui.safe import N_, Plain, SafeInput, cell
 from daiban.tui.widgets import CheckList, Field, Form
 
@@ -91,7 +91,7 @@ GUARDIAN = (
 EXTRA = ("guardian_name", "guardian_id_number", "guardian_relation", "delivery", "address")
 
 
-class FormScreen(Base):
+class FormScreen(Guarded):
     """Step 2: the applicant, the item's fields, the materials."""
 
     BINDINGS = [
@@ -198,24 +198,12 @@ class FormScreen(Base):
 
     def on_mount(self) -> None:
         self.widgets["name"].focus()
-        self.untouched = self.typed()
+        self.remember_untouched()
 
     def typed(self) -> tuple[Any, ...]:
         """Everything the agent can change on the form, to see whether they did."""
         values = tuple(widget.value for widget in self.widgets.values())
         return (*values, tuple(self.query_one("#materials", SelectionList).selected))
-
-    def action_leave(self) -> None:
-        """Esc: leave at once if nothing was typed, else ask first."""
-        if self.typed() == self.untouched:
-            self.app.pop_screen()
-            return
-
-        def answered(discard: bool | None) -> None:
-            if discard:
-                self.app.pop_screen()
-
-        self.app.push_screen(Discard(), answered)
 
     def _key_of(self, widget: object) -> str | None:
         for key, w in self.widgets.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -36,6 +36,31 @@ class Base(Screen[None]):
     @staticmethod
     def footer() -> Footer:
         return footer()
+
+
+class Guarded(Base):
+    """A screen with a form: Esc leaves at once when nothing was typed,
+    else asks first (Discard). ``typed`` says what the agent can change;
+    ``untouched`` is remembered once the form is drawn."""
+
+    untouched: tuple[Any, ...] = ()
+
+    def typed(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def remember_untouched(self) -> None:
+        self.untouched = self.typed()
+
+    def action_leave(self) -> None:
+        if self.typed() == self.untouched:
+            self.app.pop_screen()
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(Discard(), answered)
 
 
 class Modal(ModalScreen[None]):

@@ -7,6 +7,7 @@ decision needs; the library checks it all again."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,7 +18,7 @@ from textual.widgets.selection_list import Selection
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.tui.base import Base
+from daiban.tui.base import Guarded
 from daiban.tui.safe import N_, Plain
 from daiban.tui.widgets import CheckList, Field, Form, Radio
 
@@ -36,10 +37,10 @@ PARTS = {
 }
 
 
-class DecideScreen(Base):
+class DecideScreen(Guarded):
     BINDINGS = [
         Binding("ctrl+s", "decide", N_("Record the decision")),
-        Binding("escape", "app.pop_screen", N_("Back")),
+        Binding("escape", "leave", N_("Back")),
     ]
 
     def __init__(self, tracking: str) -> None:
@@ -120,6 +121,16 @@ class DecideScreen(Base):
             self.dapp.error(_("{tracking} has no decision left to make here.").format(tracking=self.tracking))
         self.show_parts()
         self.query_one(RadioSet).focus()
+        self.remember_untouched()
+
+    def typed(self) -> tuple[Any, ...]:
+        """Everything the officer can change here, to see whether they did."""
+        return (
+            self.query_one(RadioSet).pressed_index,
+            *(widget.value for widget in self.query(Input)),
+            self.query_one("#delivery", Select).value,
+            *(tuple(widget.selected) for widget in self.query(CheckList)),
+        )
 
     def chosen(self) -> str:
         pressed = self.query_one(RadioSet).pressed_button

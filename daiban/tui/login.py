@@ -17,6 +17,7 @@ from daiban.tui.widgets import Field
 
 
 class LoginScreen(Base):
+    DEFAULT_CSS = "LoginScreen .panel > Input { width: 44; }"
     BINDINGS = [
         Binding("ctrl+s", "submit", N_("Log in")),
         Binding("ctrl+q", "app.quit", N_("Quit")),
