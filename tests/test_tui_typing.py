@@ -24,6 +24,7 @@ from textual import events
 from daiban import i18n
 from daiban.node.applications import Node
 from daiban.tui.app import DaibanApp
+from daiban.tui.widgets import CheckList
 from tests.tui_helpers import PIN, add_agent, login
 
 SIZE = (80, 24)
@@ -86,6 +87,13 @@ def test_keys_queued_across_tab_land_in_their_own_fields(make_node, clock, move:
             await wait_for_keys(pilot, app, "name", NAME[1:] + "!")
             assert form["id_number"].value == ID_NUMBER[:-1] + "9"
             assert form["phone"].value == PHONE
+            # A tick's Space, then on to the address at once: each where it was typed.
+            materials = app.screen.query_one("#materials", CheckList)
+            materials.focus()
+            await pilot.pause()
+            burst(app, "space", "shift+tab", *"县城")
+            await wait_for_keys(pilot, app, "address", "县城")
+            assert materials.selected == ["户口簿"]  # the ID card, highlighted first, now owed
 
     asyncio.run(scenario())
 

@@ -38,14 +38,19 @@ TICKED, UNTICKED = "[x]", "[ ]"
 CHOSEN, UNCHOSEN = "(•)", "( )"
 
 
+_BINDINGS: dict[tuple[type, str], Binding | None] = {}
+
+
 def _own_binding(widget_type: type, key: str) -> Binding | None:
     """The binding a widget of this type has for ``key`` (its class's BINDINGS, most derived first)."""
-    for cls in widget_type.__mro__:
-        for entry in cls.__dict__.get("BINDINGS", ()):
-            binding = entry if isinstance(entry, Binding) else Binding(*entry)
-            if not binding.priority and key in (k.strip() for k in binding.key.split(",")):
-                return binding
-    return None
+    if (widget_type, key) not in _BINDINGS:
+        _BINDINGS[widget_type, key] = None
+        for cls in reversed(widget_type.__mro__):  # a subclass's binding replaces its base's
+            for entry in cls.__dict__.get("BINDINGS", ()):
+                binding = entry if isinstance(entry, Binding) else Binding(*entry)
+                if not binding.priority and key in (k.strip() for k in binding.key.split(",")):
+                    _BINDINGS[widget_type, key] = binding
+    return _BINDINGS[widget_type, key]
 
 
 class OwnKeys:
@@ -53,9 +58,7 @@ class OwnKeys:
     the characters typed before it (module docstring)."""
 
     async def on_key(self, event: events.Key) -> None:
-        if event.is_printable:
-            return  # typed text: the widget's own handler, next in line
-        binding = _own_binding(type(self), event.key)
+        binding = _own_binding(type(self), event.key)  # none for typed text: the widget's own handler
         if binding is not None:
             event.stop()
             event.prevent_default()
