@@ -141,7 +141,17 @@ class Tmux:
         self.run("send-keys", "-t", "app", "--", *keys)
 
     def kill(self) -> None:
+        """Stop this server and remove its socket file (tmux leaves it behind)."""
+        found = subprocess.run(
+            [TMUX, "-L", self.socket, "display-message", "-p", "#{socket_path}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
+        path = found.stdout.strip()
+        if found.returncode == 0 and path.endswith(self.socket):
+            Path(path).unlink(missing_ok=True)
 
 
 def field(screen: str, label: str) -> str:
