@@ -186,6 +186,17 @@ def _duration(text: str) -> Any:
         ) from None
 
 
+def _env_duration(name: str) -> Any:
+    """A time from the environment variable ``name`` (None when unset); a bad one is a usage error."""
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        return _duration(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -682,6 +693,12 @@ def build_parser() -> Parser:
         help=_(
             "at an office: a child silent longer than this is named on Home and the dashboard (default 48h)"
         ),
+    )
+    c.add_argument(
+        "--idle-after",
+        type=_duration,
+        metavar="TIME",
+        help=_("log out after this long without a key, e.g. 10m (or DAIBAN_IDLE_AFTER; default 10m)"),
     )
     c = command(
         "report",
@@ -1668,6 +1685,7 @@ def cmd_agent_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    idle_after = args.idle_after or _env_duration("DAIBAN_IDLE_AFTER")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise DaibanError(_("`daiban tui` needs a terminal; run it in a console window."), code="no_terminal")
     node = _open(args)  # refuse a missing home with one line, before the screen changes
@@ -1679,6 +1697,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         language=i18n.language(),
         agent=args.agent or os.environ.get("DAIBAN_AGENT"),
         stale_after=args.stale_after,
+        idle_after=idle_after,
     )
 
 

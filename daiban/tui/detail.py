@@ -22,6 +22,7 @@ from daiban.node.validation import field_label
 from daiban.render import attention_lines, correction_lines, due_text, event_detail, score_label
 from daiban.tui.base import Base, Modal
 from daiban.tui.safe import N_, Plain, cell
+from daiban.tui.widgets import CheckList
 
 OPEN_AT_OFFICE = ("received", "needs_supplement", "accepted")
 
@@ -254,7 +255,7 @@ class SuppliedModal(Modal):
 
         with Vertical(classes="dialog"):
             yield Plain(_("Tick what the resident handed in, then Ctrl+S."), classes="title")
-            yield SelectionList[str](
+            yield CheckList[str](
                 *[Selection(Text(m), m, True) for m in self.outstanding], id="supplied", compact=True
             )
         yield self.footer()
