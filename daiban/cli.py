@@ -949,14 +949,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    view = _with_node(args, lambda node: node.show(args.tracking))
+    from daiban.node import places
+
+    def read(node: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+        return node.show(args.tracking), places.names(node), field_labels(node, args.tracking)
+
+    view, names, labels = _with_node(args, read)
     if args.json:
         _print_json(view)
     else:
         from daiban.render import application_detail
 
-        print(application_detail(view))
+        print(application_detail(view, names, labels))
     return 0
+
+
+def field_labels(node: Any, tracking: str) -> dict[str, str]:
+    """The labels of the form fields of the item an application was filed under."""
+    from daiban.node.validation import field_label
+
+    try:
+        props = node.filed_item(tracking).fields.get("properties", {})
+    except DaibanError:
+        return {}
+    return {key: field_label(key, spec) for key, spec in props.items()}
 
 
 def _after_change(args: argparse.Namespace, row: dict[str, Any], done: str) -> int:
