@@ -88,7 +88,7 @@ def test_the_demo_prints_real_paths_and_two_logins(demo: tuple[Path, str]) -> No
 def test_readme_session_is_true_after_the_demo(demo: tuple[Path, str], tmp_path: Path) -> None:
     """The README's session, each line in bash from the project's folder,
     after the demo: the first line puts `daiban` on PATH as the README says."""
-    assert BIN == str(ROOT / ".venv" / "bin"), "run the tests from the project's .venv (scripts/test makes it)"
+    assert BIN == str(ROOT / ".venv" / "bin"), "run the tests from the project's .venv (scripts/test)"
     home = str(tmp_path / "dazhang")
     steps = _session()
     assert len(steps) >= 5
@@ -123,7 +123,7 @@ async def _log_in(home: Path, name: str, pin: str, *keys: str) -> str:
 
 
 def test_the_two_logins_open_the_demo_network(demo: tuple[Path, str]) -> None:
-    root, out = demo
+    root, _out = demo
     i18n.set_language("zh")
     village = asyncio.run(_log_in(root / "village", "张代办", "246810"))
     assert "代办员：张代办" in village
