@@ -85,7 +85,7 @@ class DashboardScreen(Base):
     def action_reload(self) -> None:
         node = self.node
         board = dashboard(node.store.dashboard_rows(node.code), today=node.today(), calendar=node.calendar())
-        total = _("All of {office}: ").format(office=node.name) + figures_line(board.total)
+        total = _("All of {office}: ").format(office=node.code) + figures_line(board.total)
         late = timeliness.count(node.store.inbox(node.code), node.today(), node.calendar())
         if any(late.values()):
             line = _("! Not answered for 4+ working days: {unanswered}   past due: {overdue}")
