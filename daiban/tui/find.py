@@ -106,7 +106,7 @@ class FindScreen(Base):
         width = item_width([[_("tracking"), "", _("applicant"), _("status"), _("due")], *rows])
         for r in rows:
             table.add_row(cell(r[0]), short(r[1], width), cell(r[2]), cell(r[3]), cell(r[4]), key=r[0])
-        summary.show(summary_text(found, query))
+        summary.show(summary_text(found, query, village=self.node.role == "village"))
         self.query_one(Input).focus()
 
     def open_row(self, row: int) -> None:
@@ -123,8 +123,8 @@ class FindScreen(Base):
             self.app.push_screen(DetailScreen(event.row_key.value))
 
 
-def summary_text(found: Found, query: str) -> str:
-    """One line on what was found, and how (so a namesake is not a surprise)."""
+def summary_text(found: Found, query: str, *, village: bool) -> str:
+    """What was found, and how (so a namesake is not a surprise)."""
     n = len(found.rows)
     if found.kind == "digits":
         return _("{n} found with {digits} in the tracking number or at the end of the ID number.").format(
@@ -135,20 +135,27 @@ def summary_text(found: Found, query: str) -> str:
             "{n} found; {m} more here are sealed to this node's previous key and cannot be "
             "searched until their filing point sends them again."
         ).format(n=n, m=found.unopenable)
-    parts = []
-    if found.by_full_name:
-        parts.append(_("{n} by the full name {name}").format(n=found.by_full_name, name=query))
-    if found.masked and (found.by_masked_name or not found.by_full_name):
-        parts.append(
-            _("{n} by the masked name {masked} (names are kept masked here)").format(
+    if found.kind not in ("item", "name"):
+        return _("{n} found.").format(n=n)
+    said = []
+    named = found.kind == "name" and (found.by_name or not found.items)  # 低保 is no one's name
+    if named and village:
+        said.append(
+            _("{n} found by the masked name {masked} (names are kept masked here).").format(
                 n=found.by_masked_name, masked=found.masked
             )
         )
+    elif named:
+        said.append(_("{n} found by the full name {name}.").format(n=found.by_full_name, name=query))
+        if found.by_masked_name:
+            said.append(
+                _("{n} more, filed here for other offices, by the masked name {masked}.").format(
+                    n=found.by_masked_name, masked=found.masked
+                )
+            )
     if found.items:
         names = _("、").join(found.items[:ITEMS_SHOWN]) + ("…" if len(found.items) > ITEMS_SHOWN else "")
-        parts.append(_("{n} of {items}").format(n=n - found.by_name, items=names))
-    if found.kind in ("item", "name") and not parts:
-        return _("Nothing found: no resident of that name and no item called {query}.").format(query=query)
-    if not parts:
-        return _("{n} found.").format(n=n)
-    return _("{n} found: {how}.").format(n=n, how=_("; ").join(parts))
+        said.append(_("{n} found for {items}.").format(n=n - found.by_name, items=names))
+    elif found.kind == "item":
+        said.append(_("No item is called {query}.").format(query=query))
+    return " ".join(said)
