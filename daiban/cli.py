@@ -1643,9 +1643,15 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
     from daiban.node import agents
 
     pin = _read_pin(args.pin_stdin)
-    info = _with_node(args, lambda node: agents.add(node, args.name, pin))
+    info, office = _with_node(args, lambda node: (agents.add(node, args.name, pin), node.role != "village"))
     if args.json:
         _print_json(info)
+    elif office:  # at an office, the people who log in are its staff (工作人员)
+        print(
+            _("Staff member {name} added; they log in to `daiban tui` with their PIN.").format(
+                name=info["name"]
+            )
+        )
     else:
         print(_("Agent {name} added; they log in to `daiban tui` with their PIN.").format(name=info["name"]))
     return 0
@@ -1654,7 +1660,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
 def cmd_agent_list(args: argparse.Namespace) -> int:
     from daiban.node import agents
 
-    rows = _with_node(args, agents.listing)
+    rows, office = _with_node(args, lambda node: (agents.listing(node), node.role != "village"))
     if getattr(args, "json", False):
         _print_json(rows)
     elif not rows:
@@ -1662,7 +1668,7 @@ def cmd_agent_list(args: argparse.Namespace) -> int:
     else:
         from daiban.render import agent_table
 
-        print(agent_table(rows))
+        print(agent_table(rows, staff=office))
     return 0
 
 

@@ -410,7 +410,8 @@ def catalog_detail(item: Item) -> str:
     return "\n".join(lines)
 
 
-def agent_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def agent_table(rows: Sequence[Mapping[str, Any]], *, staff: bool = False) -> str:
+    """Who logs in here: a village's agents (代办员), an office's staff (工作人员)."""
     body = [
         [
             str(r["name"]),
@@ -420,7 +421,8 @@ def agent_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return _table([_("agent"), _("added"), _("last login"), ""], body, shrink=0)
+    who = _("staff member") if staff else _("agent")
+    return _table([who, _("added"), _("last login"), ""], body, shrink=0)
 
 
 # -- reports ------------------------------------------------------------------

@@ -232,3 +232,25 @@ def test_show_speaks_people_s_words(cli, tmp_path: Path) -> None:
     assert "Applicant: 李建国  370303196208150048  0533-2281234\n" in english
     assert "office view" not in english and "server" not in english
     assert "  filed  测试代办员 (南定镇便民服务中心)" in english
+
+
+def test_an_office_s_people_are_staff(cli, tmp_path: Path) -> None:
+    town, village = tmp_path / "town", tmp_path / "village"
+    assert (
+        cli(
+            "init", "--role", "town", "--code", "370303101", "--name", "南定镇便民服务中心", home=town
+        ).returncode
+        == 0
+    )
+    assert (
+        cli(
+            "init", "--role", "village", "--code", "370303101201", "--name", "大张村", home=village
+        ).returncode
+        == 0
+    )
+    added = cli("agent", "add", "刘窗口", "--pin-stdin", home=town, stdin="135790\n")
+    assert added.returncode == 0 and added.stdout.startswith("Staff member 刘窗口 added"), added.stderr
+    assert cli("agent", "list", home=town).stdout.lstrip().startswith("staff member")
+    added = cli("agent", "add", "张代办", "--pin-stdin", home=village, stdin="246810\n")
+    assert added.returncode == 0 and added.stdout.startswith("Agent 张代办 added"), added.stderr
+    assert cli("agent", "list", home=village).stdout.lstrip().startswith("agent")
