@@ -162,3 +162,15 @@ def test_a_village_detail_names_the_office_and_its_people(village: Node, clock) 
     assert "370303101 " in text or "370303101)" in text or "370303101）" in text  # its code beside
     assert "张代办" in text and "@" not in text
     assert LI_ID not in text  # a village keeps it sealed
+
+
+@pytest.mark.parametrize("query", ["低保", "db"])
+def test_the_item_chooser_knows_what_people_call_an_item(village: Node, clock, query: str) -> None:
+    async def scenario(app: DaibanApp, pilot: Any) -> str:
+        await pilot.press("n", *query)
+        await pilot.pause()
+        return screen_text(app)
+
+    text = run(village, clock, "张代办", scenario)
+    listed = [line for line in text.splitlines() if re.search(r"\b[A-Z]{2}\d{3}\b", line)]
+    assert listed and "MZ001" in listed[0] and "最低生活保障审核确认" in listed[0], text
