@@ -174,3 +174,23 @@ def test_the_item_chooser_knows_what_people_call_an_item(village: Node, clock, q
     text = run(village, clock, "张代办", scenario)
     listed = [line for line in text.splitlines() if re.search(r"\b[A-Z]{2}\d{3}\b", line)]
     assert listed and "MZ001" in listed[0] and "最低生活保障审核确认" in listed[0], text
+
+
+def test_the_full_id_is_dropped_when_the_detail_is_covered_and_read_again_on_return(
+    town: Node, clock
+) -> None:
+    async def scenario(app: DaibanApp, pilot: Any) -> tuple[str, bool, str]:
+        await pilot.press("i", "enter")  # 李建国's, accepted: a decision (complete) may be recorded
+        await pilot.pause()
+        detail = app.screen
+        await pilot.press("d")
+        await pilot.pause()
+        covered = screen_text(app)
+        kept = "personal" in detail.view  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await pilot.pause()
+        return covered, kept, screen_text(app)
+
+    covered, kept, back = run(town, clock, "刘窗口", scenario)
+    assert LI_ID not in covered and not kept
+    assert LI_ID in back  # the detail open again: opened again
