@@ -60,7 +60,7 @@ def _cells(text: str) -> int:
     return cell_len(text)
 
 
-SYSTEM_ACTORS = ("server", "")
+SYSTEM_ACTORS = ("server", "", "-")
 
 
 def value_text(value: Any) -> str:

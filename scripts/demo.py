@@ -147,6 +147,8 @@ def main() -> int:
                 open_app(homes["town"], args.lang, STAFF, STAFF_PIN, env)
             else:
                 open_app(homes["village"], args.lang, AGENT, PIN, env)
+            print(f"\n演示网络保留在 / the demo network stays in {shown_path(root)}; the two commands above "
+                  "open it again (without the servers, which stop now).")
     finally:
         for proc in servers:
             proc.terminate()
