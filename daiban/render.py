@@ -236,13 +236,15 @@ def attention_lines(view: Mapping[str, Any]) -> list[str]:
 
 def place_lines(view: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
     """Where an application is handled, filed and from: by name, with the code."""
-    return [
+    lines = [
         _("Office: {office}").format(office=place_text(names, str(view["office"]), with_code=True)),
-        _("Filed by: {origin}   Division: {region}").format(
-            origin=place_text(names, str(view["origin"]), with_code=True),
-            region=place_text(names, str(view["region"]), with_code=True),
-        ),
+        _("Filed by: {origin}").format(origin=place_text(names, str(view["origin"]), with_code=True)),
     ]
+    if view["region"] != view["origin"]:  # the resident lives elsewhere than where it was filed
+        lines.append(
+            _("Resident of: {region}").format(region=place_text(names, str(view["region"]), with_code=True))
+        )
+    return lines
 
 
 def applicant_line(view: Mapping[str, Any]) -> str:
