@@ -252,3 +252,29 @@ def test_an_office_s_people_are_staff(cli, tmp_path: Path) -> None:
     added = cli("agent", "add", "张代办", "--pin-stdin", home=village, stdin="246810\n")
     assert added.returncode == 0 and added.stdout.startswith("Agent 张代办 added"), added.stderr
     assert cli("agent", "list", home=village).stdout.lstrip().startswith("agent")
+
+
+def test_a_home_from_before_the_aliases_is_migrated(make_node) -> None:
+    """A home whose catalog was installed before migration 0019 (no
+    alias_initials column) opens, and finds by the common names."""
+    import sqlite3
+
+    from daiban.node.home import open_node
+
+    node: Node = make_node()
+    home = node.home
+    node.close()
+    conn = sqlite3.connect(home / "daiban.db")
+    try:
+        with conn:
+            conn.execute("ALTER TABLE catalog_items DROP COLUMN alias_initials")
+            conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0019_alias_initials'")
+    finally:
+        conn.close()
+    again = open_node(home)
+    try:
+        assert codes(again, "低保")[0] == "MZ001" and codes(again, "db")[0] == "MZ001"
+        rows = again.store.db.execute("SELECT DISTINCT alias_initials FROM catalog_items").fetchall()
+        assert rows == [("{}",)]
+    finally:
+        again.close()
