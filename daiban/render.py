@@ -198,7 +198,10 @@ def correction_lines(corrections: Sequence[Mapping[str, Any]]) -> list[str]:
     """At the office, which opens both: each correction, old value → new."""
     lines = []
     for changed in corrections:
-        parts = [f"{correction_label(k)} {v['from']} → {v['to']}" for k, v in changed.items()]
+        parts = [
+            f"{correction_label(k)} {value_text(v['from'])} → {value_text(v['to'])}"
+            for k, v in changed.items()
+        ]
         lines.append(_("Corrected: {changes}").format(changes=_("; ").join(parts)))
     return lines
 

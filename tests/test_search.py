@@ -278,3 +278,25 @@ def test_a_home_from_before_the_aliases_is_migrated(make_node) -> None:
         assert rows == [("{}",)]
     finally:
         again.close()
+
+
+def test_values_in_people_s_words() -> None:
+    from daiban import i18n
+    from daiban.render import actor_text, correction_lines, value_text
+
+    assert [value_text(v) for v in (True, False, 420.0, 420.5, 3, "3", None, ["a", "b"])] == [
+        "yes",
+        "no",
+        "420",
+        "420.5",
+        "3",
+        "3",
+        "",
+        "a、b",
+    ]
+    assert actor_text("server") == "office system" and actor_text("刘窗口") == "刘窗口"
+    assert correction_lines([{"fields.has_disabled_member": {"from": False, "to": True}}]) == [
+        "Corrected: has_disabled_member no → yes"
+    ]
+    i18n.set_language("zh")
+    assert value_text(True) == "是" and value_text(False) == "否"
