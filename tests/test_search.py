@@ -300,3 +300,12 @@ def test_values_in_people_s_words() -> None:
     ]
     i18n.set_language("zh")
     assert value_text(True) == "是" and value_text(False) == "否"
+
+
+def test_full_width_digits_read_as_digits(make_node) -> None:
+    node: Node = make_node()
+    node.actor = "张代办"
+    filed = node.file(filing(item="MZ001", name="李建国", id_number="370303196208150048", fields=MZ))
+    assert finding.kind_of("００４８") == "digits"
+    assert [r["tracking"] for r in finding.find(node, "００４８").rows] == [filed.tracking]
+    assert finding.kind_of("٠٠٤٨") == "name"  # other scripts' digits are not ID digits

@@ -17,6 +17,7 @@ and is matched by the masked name."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,8 @@ from daiban.node.applications import PersonalUnavailable, public_view
 if TYPE_CHECKING:
     from daiban.node.applications import Node
 
-ID_SHAPE = re.compile(r"^\d{17}[\dXx]$")
-DIGITS = re.compile(r"^\d+[Xx]?$")
+ID_SHAPE = re.compile(r"^[0-9]{17}[0-9Xx]$")
+DIGITS = re.compile(r"^[0-9]+[Xx]?$")
 LIMIT = 200
 # An item is taken as meant when the query is its code, a part of its name,
 # one of its aliases, or its (or an alias's) pinyin initials from the start.
@@ -38,8 +39,8 @@ def kind_of(query: str) -> str:
     """What a search box holds: ``tracking``, ``id_number``, ``digits`` (a
     part of either), ``item`` (letters: a code or pinyin initials) or
     ``name`` (Chinese: a resident's name, or an item's)."""
-    compact = re.sub(r"[\s-]", "", query)
-    if compact.isdigit() and len(compact) == 20:
+    compact = _compact(query)
+    if compact.isascii() and compact.isdigit() and len(compact) == 20:
         return "tracking"
     if ID_SHAPE.match(compact):
         return "id_number"
@@ -48,6 +49,12 @@ def kind_of(query: str) -> str:
     if compact.isascii():
         return "item"
     return "name"
+
+
+def _compact(query: str) -> str:
+    """Full-width digits and letters (as a Chinese input method types them)
+    read as ASCII; spaces and dashes between groups of digits dropped."""
+    return re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", query))
 
 
 @dataclass
@@ -79,7 +86,7 @@ def find(node: Node, query: str) -> Found:
     found = Found(kind)
     if not query:
         return found
-    compact = re.sub(r"[\s-]", "", query)
+    compact = _compact(query)
     if kind == "tracking":
         found.rows = [node.show(tracking.parse(compact))]
     elif kind == "id_number":
