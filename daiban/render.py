@@ -394,6 +394,9 @@ def catalog_detail(item: Item) -> str:
             days=item.time_limit_days, trips=item.trips, fee=f"{item.fee:g}"
         ),
     ]
+    if item.aliases:
+        names = _("、").join(alias for alias, _letters in item.aliases)
+        lines.append(_("Also called: {names}").format(names=names))
     if item.guide:
         lines.append(item.guide)
     if item.conditions:

@@ -309,3 +309,14 @@ def test_full_width_digits_read_as_digits(make_node) -> None:
     assert finding.kind_of("００４８") == "digits"
     assert [r["tracking"] for r in finding.find(node, "００４８").rows] == [filed.tracking]
     assert finding.kind_of("٠٠٤٨") == "name"  # other scripts' digits are not ID digits
+
+
+def test_catalog_show_names_what_people_call_it(cli, tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    assert (
+        cli("init", "--role", "village", "--code", "370303101201", "--name", "大张村", home=home).returncode
+        == 0
+    )
+    shown = cli("catalog", "show", "MZ001", home=home).stdout
+    assert "Also called: 低保\n" in shown
+    assert cli("catalog", "list", "db", home=home).stdout.splitlines()[3].startswith("MZ001")
