@@ -194,3 +194,14 @@ def test_the_full_id_is_dropped_when_the_detail_is_covered_and_read_again_on_ret
     covered, kept, back = run(town, clock, "刘窗口", scenario)
     assert LI_ID not in covered and not kept
     assert LI_ID in back  # the detail open again: opened again
+
+
+def test_the_office_login_names_its_staff(town: Node, clock) -> None:
+    async def go() -> str:
+        app = DaibanApp(town.home, clock=clock)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            return screen_text(app)
+
+    text = asyncio.run(go())
+    assert _("Staff here: {names}").format(names="刘窗口") in text and "代办员" not in text
