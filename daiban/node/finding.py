@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 ID_SHAPE = re.compile(r"^[0-9]{17}[0-9Xx]$")
 DIGITS = re.compile(r"^[0-9]+[Xx]?$")
 LIMIT = 200
+CANDIDATES = 5000
 # An item is taken as meant when the query is its code, a part of its name,
 # one of its aliases, or its (or an alias's) pinyin initials from the start.
 ITEM_SCORE = 50
@@ -70,13 +71,12 @@ class Found:
     filed for another office)."""
     masked: str = ""
     """The masked name matched where the full name could not be."""
+    unopenable: int = 0
+    """Applications sealed to a previous key: not searchable by ID number."""
 
     @property
     def by_name(self) -> int:
         return self.by_full_name + self.by_masked_name
-
-    unopenable: int = 0
-    """Applications sealed to a previous key: not searchable by ID number."""
 
 
 def find(node: Node, query: str) -> Found:
@@ -113,11 +113,14 @@ def _by_name(node: Node, name: str, found: Found) -> list[dict[str, Any]]:
         rows = [public_view(r) for r in node.store.find_by_masked_name(node.code, masked, LIMIT)]
         found.by_masked_name = len(rows)
         return rows
-    # An office: the masked name narrows it down, the full name decides for
-    # what it handles (opened in memory, nothing written).
+    # An office: the masked name narrows it down (a common one, 王*华, may
+    # stand for many: CANDIDATES of them, newest first), the full name decides
+    # for what it handles, opened in memory (no full name is ever stored).
     node.index_personal()
-    rows = []
-    for row in node.store.find_by_masked_name(node.code, masked, LIMIT):
+    rows: list[dict[str, Any]] = []
+    for row in node.store.find_by_masked_name(node.code, masked, CANDIDATES):
+        if len(rows) == LIMIT:
+            break
         if row["office"] == node.code:
             try:
                 personal = node.personal(row["tracking"])
