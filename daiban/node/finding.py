@@ -110,9 +110,9 @@ def _by_name(node: Node, name: str, found: Found) -> list[dict[str, Any]]:
     masked = masking.mask_name(name)
     if node.role == "village":
         found.masked = masked
-        rows = [public_view(r) for r in node.store.find_by_masked_name(node.code, masked, LIMIT)]
-        found.by_masked_name = len(rows)
-        return rows
+        masked_rows = [public_view(r) for r in node.store.find_by_masked_name(node.code, masked, LIMIT)]
+        found.by_masked_name = len(masked_rows)
+        return masked_rows
     # An office: the masked name narrows it down (a common one, 王*华, may
     # stand for many: CANDIDATES of them, newest first), the full name decides
     # for what it handles, opened in memory (no full name is ever stored).
