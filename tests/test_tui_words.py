@@ -205,3 +205,29 @@ def test_the_office_login_names_its_staff(town: Node, clock) -> None:
 
     text = asyncio.run(go())
     assert _("Staff here: {names}").format(names="刘窗口") in text and "代办员" not in text
+
+
+def test_typing_in_the_results_starts_the_next_search(village: Node, clock) -> None:
+    async def scenario(app: DaibanApp, pilot: Any) -> tuple[bool, str]:
+        await pilot.press("f", *"db", "enter", "down")  # down: to the results
+        await pilot.pause()
+        on_table = app.focused is not app.screen.query_one(Input)
+        await pilot.press(*"0020", "enter")  # straight on, no Shift+Tab
+        await pilot.pause()
+        return on_table, screen_text(app)
+
+    on_table, text = run(village, clock, "张代办", scenario)
+    assert on_table
+    [row] = rows_of(text)
+    assert "王*兰" in row and "0020" in text, text
+
+
+def test_the_next_search_is_typed_over_the_last(village: Node, clock) -> None:
+    async def scenario(app: DaibanApp, pilot: Any) -> str:
+        await pilot.press("f", *"db", "enter", *"0020", "enter")
+        await pilot.pause()
+        return screen_text(app)
+
+    text = run(village, clock, "张代办", scenario)
+    [row] = rows_of(text)
+    assert "王*兰" in row and "db0020" not in text

@@ -7,6 +7,7 @@ straight away; Enter again on the same words (or Down) goes to the results."""
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -54,7 +55,9 @@ class FindScreen(Base):
             _("Find by tracking number, ID number, item or name; Enter searches."),
             classes="title",
         )
-        yield SafeInput(id="query", compact=True, max_length=40)
+        # Not selected on focus: a character typed in the results comes here
+        # as the first of the next search, and must not be overtyped.
+        yield SafeInput(id="query", compact=True, max_length=40, select_on_focus=False)
         yield Plain("", id="summary", classes="hint")
         table: DataTable[object] = DataTable(id="results", cursor_type="row")
         yield table
@@ -71,6 +74,18 @@ class FindScreen(Base):
 
     def action_to_table(self) -> None:
         self.query_one(DataTable).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing while the results have the focus starts the next search:
+        the characters go to the box (no Shift+Tab back to it)."""
+        box = self.query_one(Input)
+        if self.focused is box or not event.is_printable or not event.character or event.character.isspace():
+            return
+        box.focus()
+        box.value = ""
+        box.insert_text_at_cursor(event.character)
+        event.stop()
+        event.prevent_default()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         query = event.value.strip()
@@ -107,7 +122,9 @@ class FindScreen(Base):
         for r in rows:
             table.add_row(cell(r[0]), short(r[1], width), cell(r[2]), cell(r[3]), cell(r[4]), key=r[0])
         summary.show(summary_text(found, query, village=self.node.role == "village"))
-        self.query_one(Input).focus()
+        box = self.query_one(Input)
+        box.focus()
+        box.select_all()  # the next search is typed over this one
 
     def open_row(self, row: int) -> None:
         from daiban.tui.detail import DetailScreen
