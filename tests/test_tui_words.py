@@ -231,3 +231,18 @@ def test_the_next_search_is_typed_over_the_last(village: Node, clock) -> None:
     text = run(village, clock, "张代办", scenario)
     [row] = rows_of(text)
     assert "王*兰" in row and "db0020" not in text
+
+
+def test_an_id_number_searched_for_is_kept_masked_in_the_box(town: Node, clock) -> None:
+    async def scenario(app: DaibanApp, pilot: Any) -> tuple[str, str]:
+        await pilot.press("f", *LI_ID, "enter")
+        await pilot.pause()
+        found = screen_text(app)
+        await pilot.press("enter")  # Enter again opens it
+        await pilot.pause()
+        return found, screen_text(app)
+
+    found, detail = run(town, clock, "刘窗口", scenario)
+    assert LI_ID not in found and "3703**********0048" in found
+    assert len(rows_of(found)) == 1
+    assert LI_ID in detail  # in the open detail, in full

@@ -40,7 +40,7 @@ def kind_of(query: str) -> str:
     """What a search box holds: ``tracking``, ``id_number``, ``digits`` (a
     part of either), ``item`` (letters: a code or pinyin initials) or
     ``name`` (Chinese: a resident's name, or an item's)."""
-    compact = _compact(query)
+    compact = compact_query(query)
     if compact.isascii() and compact.isdigit() and len(compact) == 20:
         return "tracking"
     if ID_SHAPE.match(compact):
@@ -52,7 +52,7 @@ def kind_of(query: str) -> str:
     return "name"
 
 
-def _compact(query: str) -> str:
+def compact_query(query: str) -> str:
     """Full-width digits and letters (as a Chinese input method types them)
     read as ASCII; spaces and dashes between groups of digits dropped."""
     return re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", query))
@@ -86,7 +86,7 @@ def find(node: Node, query: str) -> Found:
     found = Found(kind)
     if not query:
         return found
-    compact = _compact(query)
+    compact = compact_query(query)
     if kind == "tracking":
         found.rows = [node.show(tracking.parse(compact))]
     elif kind == "id_number":

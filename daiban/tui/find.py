@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import finding
+from daiban.node import finding, masking
 from daiban.node.finding import Found
 from daiban.node.lifecycle import status_label
 from daiban.render import due_text
@@ -123,6 +123,10 @@ class FindScreen(Base):
             table.add_row(cell(r[0]), short(r[1], width), cell(r[2]), cell(r[3]), cell(r[4]), key=r[0])
         summary.show(summary_text(found, query, village=self.node.role == "village"))
         box = self.query_one(Input)
+        if found.kind == "id_number":
+            # A full ID number stays on screen only in an open detail: the
+            # box keeps it masked once it has been searched for.
+            box.value = self.searched = masking.mask_id_number(finding.compact_query(query))
         box.focus()
         box.select_all()  # the next search is typed over this one
 
