@@ -320,3 +320,40 @@ def test_catalog_show_names_what_people_call_it(cli, tmp_path: Path) -> None:
     shown = cli("catalog", "show", "MZ001", home=home).stdout
     assert "Also called: 低保\n" in shown
     assert cli("catalog", "list", "db", home=home).stdout.splitlines()[3].startswith("MZ001")
+
+
+def test_a_node_below_cannot_rename_an_office_or_inject_control_characters(make_node) -> None:
+    """Attack: a compromised town reports heartbeats naming its district, a
+    village outside its branch, and one of its own villages with an escape
+    sequence. The district's names come first from the signed catalog and
+    its own records; a report names only nodes below its reporter, cleaned."""
+    from daiban.node import places
+
+    district: Node = make_node("district", "370303", "张店区")
+    district.store.put_heartbeats(
+        "370303101",
+        [
+            {"code": "370303", "name": "假冒区", "last_sync_at": None, "enrolled_at": None, "gone": False},
+            {
+                "code": "370303102201",
+                "name": "外村",
+                "last_sync_at": None,
+                "enrolled_at": None,
+                "gone": False,
+            },
+            {
+                "code": "370303101209",
+                "name": "\x1b]0;pwned\x07大王村",
+                "last_sync_at": None,
+                "enrolled_at": None,
+                "gone": False,
+            },
+        ],
+        version=1,
+        taken_at="2026-11-27T10:00:00+08:00",
+    )
+    known = places.names(district)
+    assert known["370303"] == "张店区"
+    assert known["370303101"] == "南定镇便民服务中心"  # the catalog's
+    assert "370303102201" not in known
+    assert known["370303101209"] == "]0;pwned大王村"

@@ -10,17 +10,26 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from daiban.node.divisions import is_within
+from daiban.node.text import one_line
+
 if TYPE_CHECKING:
     from daiban.node.applications import Node
 
+NAME_CELLS = 60  # the catalog's longest office name
+
 
 def names(node: Node) -> dict[str, str]:
-    """Division code -> name, as far as this node knows."""
+    """Division code -> name, as far as this node knows. The sources are
+    read from the most trusted down (the city's signed catalog, then
+    certificates, this node's own enrollments, then what children report),
+    and the first name for a code stands: a node below cannot rename an
+    office. Names are shown cleaned of control characters, on one line."""
     found: dict[str, str] = {}
 
     def put(code: object, name: object) -> None:
-        if isinstance(code, str) and isinstance(name, str) and name.strip():
-            found.setdefault(code, name.strip())
+        if isinstance(code, str) and isinstance(name, str) and one_line(name):
+            found.setdefault(code, one_line(name)[:NAME_CELLS])
 
     put(node.code, node.name)
     offices = json.loads(node.store.setting("catalog_offices", "{}") or "{}")
@@ -34,7 +43,8 @@ def names(node: Node) -> dict[str, str]:
     for child in node.store.children_sync(include_moved=True):
         put(child["code"], child["name"])
     for row in node.store.heartbeats_below(node.code[:4]):
-        put(row["code"], row["name"])
+        if is_within(row["code"], row["parent"]) and row["code"] != row["parent"]:  # only its own below
+            put(row["code"], row["name"])
     for change in node.division_changes():
         put(change.new, change.name)
     return found
