@@ -966,14 +966,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    view = _with_node(args, lambda node: node.show(args.tracking))
+    from daiban.node import places
+
+    def read(node: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+        return node.show(args.tracking), places.names(node), field_labels(node, args.tracking)
+
+    view, names, labels = _with_node(args, read)
     if args.json:
         _print_json(view)
     else:
         from daiban.render import application_detail
 
-        print(application_detail(view))
+        print(application_detail(view, names, labels))
     return 0
+
+
+def field_labels(node: Any, tracking: str) -> dict[str, str]:
+    """The labels of the form fields of the item an application was filed under."""
+    from daiban.node.validation import field_label
+
+    try:
+        props = node.filed_item(tracking).fields.get("properties", {})
+    except DaibanError:
+        return {}
+    return {key: field_label(key, spec) for key, spec in props.items()}
 
 
 def _after_change(args: argparse.Namespace, row: dict[str, Any], done: str) -> int:
@@ -1644,9 +1660,15 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
     from daiban.node import agents
 
     pin = _read_pin(args.pin_stdin)
-    info = _with_node(args, lambda node: agents.add(node, args.name, pin))
+    info, office = _with_node(args, lambda node: (agents.add(node, args.name, pin), node.role != "village"))
     if args.json:
         _print_json(info)
+    elif office:  # at an office, the people who log in are its staff (工作人员)
+        print(
+            _("Staff member {name} added; they log in to `daiban tui` with their PIN.").format(
+                name=info["name"]
+            )
+        )
     else:
         print(_("Agent {name} added; they log in to `daiban tui` with their PIN.").format(name=info["name"]))
     return 0
@@ -1655,7 +1677,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
 def cmd_agent_list(args: argparse.Namespace) -> int:
     from daiban.node import agents
 
-    rows = _with_node(args, agents.listing)
+    rows, office = _with_node(args, lambda node: (agents.listing(node), node.role != "village"))
     if getattr(args, "json", False):
         _print_json(rows)
     elif not rows:
@@ -1663,7 +1685,7 @@ def cmd_agent_list(args: argparse.Namespace) -> int:
     else:
         from daiban.render import agent_table
 
-        print(agent_table(rows))
+        print(agent_table(rows, staff=office))
     return 0
 
 

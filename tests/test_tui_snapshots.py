@@ -81,7 +81,7 @@ def town(make_node, clock) -> Node:
             id_number="370303196208150048",
             region="370303101201",
             phone="0533-2281234",
-            fields={"family_size": "3", "monthly_income": "420"},
+            fields={"family_size": "3", "monthly_income": "420", "has_disabled_member": "否"},
         )
     )
     add_agent(node.home, "刘窗口", clock)
@@ -134,6 +134,22 @@ def test_application_detail(snap_compare, village: Node, clock) -> None:
 def test_office_inbox(snap_compare, town: Node, clock) -> None:
     app = DaibanApp(town.home, clock=clock)
     assert snap_compare(app, terminal_size=SIZE, run_before=_logged_in("刘窗口", "i"))
+
+
+def test_office_detail_in_people_s_words(snap_compare, town: Node, clock) -> None:
+    """The detail at the office: the applicant in full (only here), offices
+    by name with the code, yes/no and amounts as people write them, the
+    staff by name in the history."""
+    app = DaibanApp(town.home, clock=clock)
+    keys = ("i", "down", "down", "enter")  # the 低保 application, the third by deadline
+    assert snap_compare(app, terminal_size=SIZE, run_before=_logged_in("刘窗口", *keys))
+
+
+def test_find_by_what_people_say(snap_compare, town: Node, clock) -> None:
+    """低保 finds the 最低生活保障 applications; the box keeps the focus; the
+    due date is whole."""
+    app = DaibanApp(town.home, clock=clock)
+    assert snap_compare(app, terminal_size=SIZE, run_before=_logged_in("刘窗口", "f", *"低保", "enter"))
 
 
 def test_office_dashboard(snap_compare, town: Node, clock) -> None:

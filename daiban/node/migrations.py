@@ -621,6 +621,20 @@ def m0018_told(db: Database) -> None:
     )
 
 
+@migrations(name="0019_alias_initials")
+def m0019_alias_initials(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The pinyin initials of each of an item's aliases in the catalog
+        -- (a JSON object, alias -> initials: {"低保": "db"}), computed when
+        -- the catalog is installed, so searching never imports pypinyin.
+        -- Catalogs installed before had no aliases: '{}' is right for them.
+        ALTER TABLE catalog_items ADD COLUMN alias_initials TEXT NOT NULL DEFAULT '{}';
+        """,
+    )
+
+
 @migrations(name="0020_report_indexes")
 def m0020_report_indexes(db: Database) -> None:
     _run(

@@ -1007,6 +1007,27 @@ class Store:
         sql = f"SELECT * FROM applications WHERE {where} AND name_masked = ? ORDER BY rowid DESC LIMIT ?"
         return [_decode(r) for r in self.db.query(sql, [*params, name_masked, limit])]
 
+    def find_by_digits(self, node_code: str, digits: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Applications whose tracking number holds these digits, or whose
+        ID number ends in them as far as its masked form shows (the last 4)."""
+        where, params = self._where(node_code, None, None)
+        sql = (
+            f"SELECT * FROM applications WHERE {where} AND (instr(tracking, ?) > 0 "
+            "OR (length(?) <= 4 AND substr(id_masked, -length(?)) = ?)) ORDER BY rowid DESC LIMIT ?"
+        )
+        return [
+            _decode(r) for r in self.db.query(sql, [*params, digits, digits, digits, digits.upper(), limit])
+        ]
+
+    def find_by_items(self, node_code: str, items: Sequence[str], limit: int = 100) -> list[dict[str, Any]]:
+        """Applications of these items, newest first."""
+        if not items:
+            return []
+        where, params = self._where(node_code, None, None)
+        marks = ", ".join("?" for _ in items)
+        sql = f"SELECT * FROM applications WHERE {where} AND item IN ({marks}) ORDER BY rowid DESC LIMIT ?"
+        return [_decode(r) for r in self.db.query(sql, [*params, *items, limit])]
+
     def needing_attention(self, origin: str, today: str, limit: int = 50) -> list[dict[str, Any]]:
         """What a filing node must act on: returned for supplement, rejected
         and the resident not told yet, past its due date (``today``: ISO

@@ -221,7 +221,9 @@ class DaibanApp(App[int]):
 
         self.agent = name
         self.node.actor = name
-        self.sub_title = _("agent: {name}").format(name=name)
+        # At an office the people who log in are its staff (工作人员), not agents.
+        who = _("staff: {name}") if self.is_office else _("agent: {name}")
+        self.sub_title = who.format(name=name)
         self.switch_screen(HomeScreen())
 
     def action_logout(self) -> None:

@@ -44,7 +44,8 @@ class LoginScreen(Base):
                 )
             else:
                 names = _("、").join(a["name"] for a in agents.listing(self.node))
-                yield Plain(_("Agents here: {names}").format(names=names), classes="hint")
+                here = _("Staff here: {names}") if self.node.role != "village" else _("Agents here: {names}")
+                yield Plain(here.format(names=names), classes="hint")
             yield Plain(_("Name"), classes="label")
             yield Field(value=self.hint, id="name", compact=True, max_length=40)
             yield Plain(_("PIN"), classes="label")
