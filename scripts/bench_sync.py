@@ -1,20 +1,22 @@
-"""Benchmark of sync: 10,000 applications pushed village → district over
-loopback, with the real `daiban serve` and `daiban sync` processes.
+"""Benchmark of sync: N applications synced village → district over
+loopback, with the real `daiban serve` and `daiban sync` processes, beside
+PouchDB replicating N documents in the same run.
 
-Prints applications per second end to end: from the village's outbox to
-durable storage at the district, acknowledged back to the village (the push
-phase of `daiban sync`, which reports its own timing). Beside it, the whole
-`daiban sync` command: process start-up, the push, the district applying
-every application (its receipt event, signed) and the receipts pulled back
-and applied at the village. Also bytes on the wire per application (counted
-by a relay on loopback) and the peak resident memory of client and server.
-Each round files --count applications and syncs them; medians are printed,
-since a shared machine's figures vary from run to run. Beside each round,
-in the same run, a baseline: the same number of bare JSON documents of a
-similar size POSTed in batches of 500 to a minimal aiohttp server that stores
-them in SQLite with the same durability, without signatures or sealing.
+The headline is what the agent waits for: the wall clock of the whole
+`daiban sync` command, process start to exit — start-up, the push, the
+district applying every application (its receipt, signed in bulk) and every
+receipt pulled back and applied at the village — as N / seconds, for
+N = 5,000 and 10,000 (--counts), the median of --rounds rounds. Beside it,
+in the same run and alternating with it, the peer people would otherwise
+pick: PouchDB replicating N similar documents to a PouchDB server on
+loopback (../shared/peers/pouchdb.sh N, its docs/s), and the ratio (target:
+at least 2x). Also the push phase alone (as `daiban sync` reports it), the
+bytes on the wire per application each way (counted by a relay on
+loopback; target up: at most 450), the peak resident memory of client and
+server, and a bare aiohttp+SQLite floor (bare JSON documents POSTed in
+batches of 500, stored with the same durability, no signatures or sealing).
 
-Usage: .venv/bin/python scripts/bench_sync.py [--count N] [--rounds R]"""
+Usage: .venv/bin/python scripts/bench_sync.py [--counts 5000,10000] [--rounds 3]"""
 
 from __future__ import annotations
 
@@ -168,118 +170,170 @@ def baseline(count: int, doc_size: int, root: Path, number: int = 0) -> float:
     return asyncio.run(main())
 
 
+PEERS = Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "pouchdb.sh"
+
+
+def pouchdb(count: int) -> float | None:
+    """PouchDB's docs/s replicating ``count`` documents (None when the
+    baseline cannot run here: no node or npm, or no shared/peers folder)."""
+    if not PEERS.exists():
+        return None
+    proc = subprocess.run(["bash", str(PEERS), str(count)], capture_output=True, text=True, timeout=1800)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return float(json.loads(line)["docs_per_s"])
+    print(f"pouchdb baseline failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+    return None
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def measure(n: int, rounds: int, root: Path) -> dict[str, object]:
+    """``rounds`` rounds of n applications filed and synced on one network
+    (the district keeps what earlier rounds brought), a PouchDB run after
+    each; per-round figures and the peaks."""
+    per_round: list[dict[str, float]] = []
+    client_peak = 0.0
+    city, district, village = root / "city", root / "district", root / "village"
+    run("init", "--role", "city", "--code", "3703", "--name", "淄博市", home=city)
+    run("init", "--role", "district", "--code", "370303", "--name", "张店区", home=district)
+    run("init", "--role", "village", "--code", "370303101201", "--name", "大张村", home=village)
+    city_proc, city_port = serve(city)
+    district_proc = None
+    relay = None
+    try:
+        code = json.loads(run("enroll-code", "--code", "370303", "--name", "张店区", "--json", home=city))
+        run("enroll", f"http://127.0.0.1:{city_port}", code["code"], home=district)
+        district_proc, district_port = serve(district)
+        relay = CountingRelay(district_port)
+        code = json.loads(
+            run("enroll-code", "--code", "370303101201", "--name", "大张村", "--json", home=district)
+        )
+        run("enroll", f"http://127.0.0.1:{relay.port}", code["code"], home=village)
+        for number in range(rounds):
+            path = root / f"ledger{number}.csv"
+            ledger(path, n, start=number * n)
+            t0 = time.perf_counter()
+            run("apply", "--from", str(path), home=village)
+            filing = time.perf_counter() - t0
+            relay.up = relay.down = 0
+            t0 = time.perf_counter()
+            sync = subprocess.Popen(
+                [DAIBAN, "--home", str(village), "sync", "--json"],
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            while sync.poll() is None:
+                try:
+                    client_peak = max(client_peak, peak_rss_mb(sync.pid))
+                except (FileNotFoundError, ProcessLookupError):
+                    break
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+            out, err = sync.communicate()
+            if sync.returncode != 0:
+                raise SystemExit(f"sync failed: {out} {err}")
+            timing = json.loads(out)
+            with sqlite3.connect(str(village / "daiban.db")) as db:
+                waiting = db.execute(
+                    "SELECT COUNT(*) FROM applications WHERE status = 'submitted'"
+                ).fetchone()[0]
+            if timing["left"] or waiting:
+                raise SystemExit(f"the sync did not bring every receipt back ({waiting} waiting): {timing}")
+            per_round.append(
+                {
+                    "filing_s": filing,
+                    "whole_s": elapsed,
+                    "whole_rate": n / elapsed,
+                    "push_rate": n / float(timing["push_seconds"]),
+                    "push_s": timing["push_seconds"],
+                    "pull_s": timing["pull_seconds"],
+                    "up": relay.up / n,
+                    "down": relay.down / n,
+                    "pouch": pouchdb(n) or float("nan"),
+                    "floor": baseline(n, 600, root, number),
+                }
+            )
+        server_peak = peak_rss_mb(district_proc.pid)
+        with sqlite3.connect(str(district / "daiban.db")) as db:
+            stored = db.execute("SELECT COUNT(*) FROM applications").fetchone()[0]
+    finally:
+        if relay is not None:
+            relay.close()
+        for proc in (district_proc, city_proc):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
+    return {"rounds": per_round, "client_peak": client_peak, "server_peak": server_peak, "stored": stored}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10_000)
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of --count applications; medians printed"
-    )
+    parser.add_argument("--counts", default="5000,10000", help="comma-separated N (default 5000,10000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per N; medians printed")
     args = parser.parse_args()
-    n = args.count
-    rounds: list[dict[str, float]] = []
-    filing_s: list[float] = []
-    client_peak = 0.0
-    with tempfile.TemporaryDirectory(prefix="daiban-bench-sync-") as tmp:
-        root = Path(tmp)
-        city, district, village = root / "city", root / "district", root / "village"
-        run("init", "--role", "city", "--code", "3703", "--name", "淄博市", home=city)
-        run("init", "--role", "district", "--code", "370303", "--name", "张店区", home=district)
-        run("init", "--role", "village", "--code", "370303101201", "--name", "大张村", home=village)
-        city_proc, city_port = serve(city)
-        district_proc = None
-        relay = None
-        try:
-            code = json.loads(run("enroll-code", "--code", "370303", "--name", "张店区", "--json", home=city))
-            run("enroll", f"http://127.0.0.1:{city_port}", code["code"], home=district)
-            district_proc, district_port = serve(district)
-            relay = CountingRelay(district_port)
-            code = json.loads(
-                run("enroll-code", "--code", "370303101201", "--name", "大张村", "--json", home=district)
+    counts = [int(c) for c in args.counts.split(",") if c.strip()]
+    python = sys.version.split()[0]
+    print(f"machine: {os.cpu_count()} cores, Python {python}; load average at start {load_average()}")
+    results: dict[int, dict[str, object]] = {}
+    for n in counts:
+        with tempfile.TemporaryDirectory(prefix="daiban-bench-sync-") as tmp:
+            results[n] = measure(n, args.rounds, Path(tmp))
+    lines = ["", f"load average at end {load_average()}", ""]
+    lines.append(
+        f"{'N':>6} {'round':>5} {'filing s':>9} {'whole s':>8} {'push s':>7} {'pull s':>7}"
+        f" {'whole/s':>8} {'push/s':>7} {'PouchDB/s':>10}"
+    )
+    for n, result in results.items():
+        done: list[dict[str, float]] = result["rounds"]  # type: ignore[assignment]
+        for i, r in enumerate(done):
+            lines.append(
+                f"{n:>6} {i + 1:>5} {r['filing_s']:>9.1f} {r['whole_s']:>8.2f} {r['push_s']:>7.2f}"
+                f" {r['pull_s']:>7.2f} {r['whole_rate']:>8.0f} {r['push_rate']:>7.0f} {r['pouch']:>10.0f}"
             )
-            run("enroll", f"http://127.0.0.1:{relay.port}", code["code"], home=village)
-            for number in range(args.rounds):
-                path = root / f"ledger{number}.csv"
-                ledger(path, n, start=number * n)
-                t0 = time.perf_counter()
-                run("apply", "--from", str(path), home=village)
-                filing_s.append(time.perf_counter() - t0)
-                relay.up = relay.down = 0
-                t0 = time.perf_counter()
-                sync = subprocess.Popen(
-                    [DAIBAN, "--home", str(village), "sync", "--json"],
-                    env=ENV,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                while sync.poll() is None:
-                    try:
-                        client_peak = max(client_peak, peak_rss_mb(sync.pid))
-                    except (FileNotFoundError, ProcessLookupError):
-                        break
-                    time.sleep(0.05)
-                elapsed = time.perf_counter() - t0
-                out, err = sync.communicate()
-                if sync.returncode != 0:
-                    raise SystemExit(f"sync failed: {out} {err}")
-                timing = json.loads(out)
-                rounds.append(
-                    {
-                        "push_rate": n / float(timing["push_seconds"]),
-                        "whole_rate": n / elapsed,
-                        "push_s": timing["push_seconds"],
-                        "pull_s": timing["pull_seconds"],
-                        "up": relay.up / n,
-                        "down": relay.down / n,
-                        "baseline": baseline(n, 600, root, number),
-                    }
-                )
-            server_peak = peak_rss_mb(district_proc.pid)
-            stored = (
-                sqlite3.connect(str(district / "daiban.db"))
-                .execute("SELECT COUNT(*) FROM applications")
-                .fetchone()[0]
-            )
-        finally:
-            if relay is not None:
-                relay.close()
-            for proc in (district_proc, city_proc):
-                if proc is not None:
-                    proc.terminate()
-                    proc.wait(timeout=10)
-    rate = statistics.median(r["push_rate"] for r in rounds)
-    round_trip = statistics.median(r["whole_rate"] for r in rounds)
-    base_rate = statistics.median(r["baseline"] for r in rounds)
-    up = statistics.median(r["up"] for r in rounds)
-    down = statistics.median(r["down"] for r in rounds)
-    lines = [
-        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}",
-        f"{args.rounds} rounds of {n} applications filed at the village (apply --from, sealed and signed),",
-        "then one `daiban sync`; the district keeps what earlier rounds brought.",
+    lines += [
         "",
-        f"{'round':<7}{'filing s':>10}{'push s':>9}{'pull s':>9}{'push/s':>9}{'whole/s':>9}"
-        f"{'baseline/s':>12}",
-        *(
-            f"{i + 1:<7}{filing_s[i]:>10.1f}{r['push_s']:>9.3f}{r['pull_s']:>9.3f}"
-            f"{r['push_rate']:>9.0f}{r['whole_rate']:>9.0f}{r['baseline']:>12.0f}"
-            for i, r in enumerate(rounds)
-        ),
-        f"applications at the district after the last round: {stored}",
+        f"{'measure (median of the rounds)':<46}{'daiban':>9}{'PouchDB':>9}{'ratio':>7}{'target':>9}  ok",
+    ]
+    for n, result in results.items():
+        rows: list[dict[str, float]] = result["rounds"]  # type: ignore[assignment]
+        whole = statistics.median(r["whole_rate"] for r in rows)
+        pouch_rates = [r["pouch"] for r in rows if r["pouch"] == r["pouch"]]
+        pouch = statistics.median(pouch_rates) if pouch_rates else float("nan")
+        ratio = whole / pouch if pouch_rates else float("nan")
+        ok = "yes" if ratio >= 2 else ("NO" if pouch_rates else "-")
+        label = f"whole `daiban sync`, {n} applications/s"
+        lines.append(f"{label:<46}{whole:>9.0f}{pouch:>9.0f}{ratio:>7.2f}{'>= 2x':>9}  {ok}")
+    lines.append("")
+    for n, result in results.items():
+        rows = result["rounds"]  # type: ignore[assignment]
+        push = statistics.median(r["push_rate"] for r in rows)
+        floor = statistics.median(r["floor"] for r in rows)
+        up = statistics.median(r["up"] for r in rows)
+        down = statistics.median(r["down"] for r in rows)
+        cpeak, speak = float(result["client_peak"]), float(result["server_peak"])  # type: ignore[arg-type]
+
+        def check(value: float, limit: float) -> str:
+            return f"target <= {limit:g}  {'yes' if value <= limit else 'NO'}"
+
+        lines += [
+            f"N = {n} (applications at the district after the last round: {result['stored']})",
+            f"  {'push phase alone, applications/s':<44}{push:>9.0f}   floor {floor:.0f}/s",
+            f"  {'bytes on the wire per application, up':<44}{up:>9.0f}   {check(up, 450)}",
+            f"  {'bytes on the wire per application, down':<44}{down:>9.0f}",
+            f"  {'peak RSS, client `daiban sync` (MB)':<44}{cpeak:>9.1f}   {check(cpeak, 150)}",
+            f"  {'peak RSS, server `daiban serve` (MB)':<44}{speak:>9.1f}   {check(speak, 150)}",
+        ]
+    lines += [
         "",
-        f"{'measure (median of the rounds)':<44}{'daiban':>12}{'baseline':>12}{'target':>10}  ok",
-        f"{'applications/s end to end (push, acked)':<44}{rate:>12.0f}{base_rate:>12.0f}{'>= 5000':>10}  "
-        f"{'yes' if rate >= 5000 else 'NO'}",
-        f"{'applications/s, whole sync with receipts':<44}{round_trip:>12.0f}",
-        f"{'bytes on the wire per application (up)':<44}{up:>12.0f}{'':>12}{'<= 700':>10}  "
-        f"{'yes' if up <= 700 else 'NO'}",
-        f"{'bytes on the wire per application (down)':<44}{down:>12.0f}",
-        f"{'peak RSS, client `daiban sync` (MB)':<44}{client_peak:>12.1f}{'':>12}{'<= 150':>10}  "
-        f"{'yes' if client_peak <= 150 else 'NO'}",
-        f"{'peak RSS, server `daiban serve` (MB)':<44}{server_peak:>12.1f}{'':>12}{'<= 150':>10}  "
-        f"{'yes' if server_peak <= 150 else 'NO'}",
-        "",
-        f"baseline: {n} bare JSON documents of ~600 bytes POSTed in batches of 500 to a minimal",
-        "aiohttp server inserting them into SQLite (WAL, synchronous=FULL): no signatures, no sealing.",
+        "whole: `daiban sync` wall clock, process start to exit, every receipt back (checked).",
+        "PouchDB: ../shared/peers/pouchdb.sh N, replication of N documents to a PouchDB server on loopback,",
+        "run after each round. floor: bare JSON documents of ~600 bytes POSTed in batches of 500 to a",
+        "minimal aiohttp server inserting them into SQLite (WAL, synchronous=FULL).",
     ]
     print("\n".join(lines))
     return 0
