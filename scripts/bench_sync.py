@@ -277,6 +277,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per N; medians printed")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
+    # Byte-compiled first, as an installed package is (PYTHONDONTWRITEBYTECODE
+    # may be set here): the timed commands do not compile our modules.
+    import daiban
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(daiban.__file__).parent)], check=False)
     python = sys.version.split()[0]
     print(f"machine: {os.cpu_count()} cores, Python {python}; load average at start {load_average()}")
     results: dict[int, dict[str, object]] = {}

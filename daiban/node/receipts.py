@@ -107,14 +107,17 @@ def fold(node: Node, env: Envelope, now: str, *, only: str | None = None) -> tup
     (the caller keeps them waiting); call inside a transaction."""
     items = [e for e in entries(env) if only is None or e.get("tracking") == only]
     done = node.store.event_ids_among([str(e["id"]) for e in items])
+    items = [e for e in items if str(e["id"]) not in done]
+    rows = node.store.applications_many([str(e["tracking"]) for e in items])
     root, changes = node.root_code(), node.division_changes()
+    calendar = node.calendar()
     folded: list[str] = []
     waiting: list[str] = []
+    events: list[Event] = []
+    saved: list[dict[str, Any]] = []
     for entry in items:
         tracking = str(entry["tracking"])
-        if str(entry["id"]) in done:
-            continue
-        row = node.store.application(tracking)
+        row = rows.get(tracking)
         if row is None:
             waiting.append(tracking)
             continue
@@ -127,9 +130,11 @@ def fold(node: Node, env: Envelope, now: str, *, only: str | None = None) -> tup
         except TransitionRefused:
             waiting.append(tracking)  # an earlier event of it has not arrived
             continue
-        node.store.insert_event(event)
-        projection.project(row, new, Kind.RECEIVED, event.body, now, node.calendar())
+        events.append(event)
+        projection.project(row, new, Kind.RECEIVED, event.body, now, calendar)
         row["sync_problem"] = None
-        node.store.save_application(row)
+        saved.append(row)
         folded.append(tracking)
+    node.store.insert_events(events)
+    node.store.save_applications(saved)
     return folded, waiting

@@ -197,6 +197,13 @@ class Store:
             event.row(),
         )
 
+    def insert_events(self, events: Sequence[Event]) -> None:
+        self.db.conn.executemany(
+            "INSERT INTO events (id, origin, seq, tracking, kind, actor, at, recorded_at, body) "
+            "VALUES (:id, :origin, :seq, :tracking, :kind, :actor, :at, :recorded_at, :body)",
+            [event.row() for event in events],
+        )
+
     def insert_personal(self, event_id: str, tracking: str, sealed: str, sealed_to: str) -> None:
         """Personal data, only ever sealed (base64 of the HPKE ciphertext)."""
         self.db.conn.execute(
@@ -235,6 +242,25 @@ class Store:
     def save_application(self, row: Mapping[str, Any]) -> None:
         values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
         self.db.conn.execute(_upsert_sql(tuple(values)), values)
+
+    def save_applications(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """save_application for many rows: one statement per set of columns."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
+            groups.setdefault(tuple(values), []).append(values)
+        for columns, group in groups.items():
+            self.db.conn.executemany(_upsert_sql(columns), group)
+
+    def applications_many(self, trackings: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The summary rows of these applications that are here, by tracking number."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(trackings), 500):
+            part = list(trackings[start : start + 500])
+            marks = ", ".join("?" * len(part))
+            for row in self._query(f"SELECT * FROM applications WHERE tracking IN ({marks})", part):
+                out[row["tracking"]] = _decode(row)
+        return out
 
     def application(self, tracking: str) -> dict[str, Any] | None:
         rows = list(self._query("SELECT * FROM applications WHERE tracking = ?", [tracking]))
