@@ -35,7 +35,7 @@ def test_first_agent_made_at_login_files_an_application(make_node, clock) -> Non
         app = DaibanApp(home, clock=clock)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            assert "还没有代办员" in screen_text(app)
+            assert "还没有登录人员" in screen_text(app)
             await pilot.press(*"张代办", "enter", *PIN, "enter", *"135791", "enter")
             await pilot.pause()
             assert "不一致" in screen_text(app)  # the two PINs differ: nothing made

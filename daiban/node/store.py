@@ -1514,8 +1514,10 @@ class Store:
         row = self.db.conn.execute(
             "SELECT 1 FROM envelopes WHERE tracking = ? AND origin = ? AND kind = 'received' "
             "UNION ALL SELECT 1 FROM events WHERE tracking = ? AND origin = ? AND kind = 'received' "
+            # By the tracking number first (``+v.origin``: not through the
+            # origin's index, which walks everything the office ever sent).
             "UNION ALL SELECT 1 FROM receipts_waiting w JOIN envelopes v ON v.id = w.envelope_id "
-            "WHERE w.tracking = ? AND v.origin = ? LIMIT 1",
+            "WHERE w.tracking = ? AND +v.origin = ? LIMIT 1",
             [tracking, office, tracking, office, tracking, office],
         ).fetchone()
         return row is not None
