@@ -787,6 +787,7 @@ def _run(
                     "-o",
                     str(root / "py-spy.txt"),
                     "-t",
+                    "--idle",
                     "-r",
                     "50",
                 ],
@@ -938,7 +939,7 @@ def main() -> int:
         )
         print(report(result))
         if args.py_spy and (Path(tmp) / "py-spy.txt").exists():
-            kept = Path(f"bench_load-py-spy-{args.villages}x{args.per_village}.txt")
+            kept = Path(tempfile.gettempdir()) / f"bench_load-py-spy-{args.villages}x{args.per_village}.txt"
             shutil.copy(Path(tmp) / "py-spy.txt", kept)
             print(f"py-spy samples (collapsed stacks): {kept}")
     ok = not result.stats.errors and result.checked.exactly_once
