@@ -4,8 +4,9 @@
 applications each to one real ``daiban serve`` district and pull. Checked,
 not timed: no error, every application at the district exactly once (its
 CLI and its database), every receipt back at its village, nothing
-quarantined, the database intact, every process it started gone. A second
-run reuses the enrolled district and villages (--state) and holds the same."""
+quarantined, the database intact, every process it started gone; the same
+load on the bare baseline server stores every document. A second run
+reuses the enrolled district and villages (--state) and holds the same."""
 
 from __future__ import annotations
 
@@ -42,12 +43,14 @@ def check(result: bench_load.Result) -> None:
     assert len(set(result.trackings)) == n
     assert result.answered == n  # every receipt back at its village
     assert result.pids and all(gone(pid) for pid in result.pids)
+    if result.baseline is not None:  # the same load on the bare server: every document once, no error
+        assert result.baseline.errors == [] and result.baseline.stored == n
 
 
 def test_thirty_villages_push_and_pull_exactly_once(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = bench_load.run_load(tmp_path / "first", VILLAGES, PER_VILLAGE, in_flight=200, state=state)
-    assert not first.reused_state
+    assert not first.reused_state and first.baseline is not None
     check(first)
     assert "0/0/0" in bench_load.report(first)
 
@@ -60,8 +63,10 @@ def test_thirty_villages_push_and_pull_exactly_once(tmp_path: Path) -> None:
     strangers = bench_load.check_district(district, first.trackings[1:])
     assert strangers.strangers == 2 and not strangers.exactly_once
 
-    again = bench_load.run_load(tmp_path / "again", VILLAGES, PER_VILLAGE, in_flight=7, state=state)
-    assert again.reused_state
+    again = bench_load.run_load(
+        tmp_path / "again", VILLAGES, PER_VILLAGE, in_flight=7, state=state, with_baseline=False
+    )
+    assert again.reused_state and again.baseline is None
     check(again)
     assert set(again.trackings) == set(first.trackings)  # the same villages, a fresh district copy
 
