@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -378,7 +379,10 @@ async def pull(session: aiohttp.ClientSession, url: str, village: Village, stats
             envelope = json.loads(text)
             unsigned = {k: v for k, v in envelope.items() if k != "sig"}
             if envelope.get("origin") == village.parent:
-                origin.verify(unb64(envelope["sig"]), canonical(unsigned))
+                try:
+                    origin.verify(unb64(envelope["sig"]), canonical(unsigned))
+                except InvalidSignature:
+                    raise LoadError(f"an envelope pulled by {village.code} does not verify") from None
             village.pulled[str(envelope.get("kind"))] += 1
             village.answered.update(t for t in answered_by(envelope) if t in village.trackings)
         village.cursor = position
@@ -578,9 +582,12 @@ async def enroll_one(
         raise LoadError(f"enroll {village.code}: the district certified another node")
     for issuer, cert in itertools.pairwise(chain):  # each certificate signed by the one before
         unsigned = {k: v for k, v in cert.items() if k != "sig"}
-        Ed25519PublicKey.from_public_bytes(unb64(issuer["sign"])).verify(
-            unb64(cert["sig"]), canonical(unsigned)
-        )
+        try:
+            Ed25519PublicKey.from_public_bytes(unb64(issuer["sign"])).verify(
+                unb64(cert["sig"]), canonical(unsigned)
+            )
+        except InvalidSignature:
+            raise LoadError(f"enroll {village.code}: a certificate of the chain does not verify") from None
     village.parent_sign = Ed25519PublicKey.from_public_bytes(unb64(parent["sign"]))
     check_answer(village.parent_sign, header, status, body, request["mac"], parent["code"])
     village.parent, village.chain, village.office = parent["code"], chain, parent

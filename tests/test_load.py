@@ -10,10 +10,12 @@ reuses the enrolled district and villages (--state) and holds the same."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daiban.errors import DaibanError
 from daiban.node.divisions import check_code
@@ -80,3 +82,34 @@ def test_village_codes_are_valid_and_distinct() -> None:
         bench_load.village_codes(0)
     with pytest.raises(DaibanError):
         check_code("370303101000", "village")  # what the generator never makes: an empty segment
+
+
+def test_an_altered_or_unsigned_answer_is_an_error_not_a_figure() -> None:
+    """The generator counts an answer only once its signature verifies: one
+    altered on the way, bound to another request, or unsigned is refused."""
+    key = Ed25519PrivateKey.generate()
+    body, binding, server = b"answer", "A" * 86, "370303"
+    digest = hashlib.sha256(body).hexdigest()
+    message = "\n".join(["DAIBAN-ANSWER-1", "200", digest, binding, server]).encode()
+    header = bench_load.b64(key.sign(message))
+    bench_load.check_answer(key.public_key(), header, 200, body, binding, server)
+    for status, text, bound, signed in (
+        (200, body + b"x", binding, header),
+        (409, body, binding, header),
+        (200, body, "B" * 86, header),
+        (200, body, binding, None),
+    ):
+        with pytest.raises(bench_load.LoadError):
+            bench_load.check_answer(key.public_key(), signed, status, text, bound, server)
+
+
+def test_receipts_are_counted_alone_or_in_bulk() -> None:
+    assert bench_load.answered_by({"kind": "received", "tracking": "1"}) == ["1"]
+    bulk = {
+        "kind": "receipts",
+        "tracking": None,
+        "body": {"receipts": [{"tracking": "1"}, {"tracking": "2"}]},
+    }
+    assert bench_load.answered_by(bulk) == ["1", "2"]
+    assert bench_load.answered_by({"kind": "receipts", "body": "not an object"}) == []
+    assert bench_load.answered_by({"kind": "filed", "tracking": "1"}) == []
