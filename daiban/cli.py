@@ -186,6 +186,17 @@ def _duration(text: str) -> Any:
         ) from None
 
 
+def _env_duration(name: str) -> Any:
+    """A time from the environment variable ``name`` (None when unset); a bad one is a usage error."""
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        return _duration(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -683,6 +694,12 @@ def build_parser() -> Parser:
             "at an office: a child silent longer than this is named on Home and the dashboard (default 48h)"
         ),
     )
+    c.add_argument(
+        "--idle-after",
+        type=_duration,
+        metavar="TIME",
+        help=_("log out after this long without a key, e.g. 10m (or DAIBAN_IDLE_AFTER; default 10m)"),
+    )
     c = command(
         "report",
         _("statistics at a district or the city: filed, completed, on time, working days, evaluations"),
@@ -949,14 +966,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    view = _with_node(args, lambda node: node.show(args.tracking))
+    from daiban.node import places
+
+    def read(node: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+        return node.show(args.tracking), places.names(node), field_labels(node, args.tracking)
+
+    view, names, labels = _with_node(args, read)
     if args.json:
         _print_json(view)
     else:
         from daiban.render import application_detail
 
-        print(application_detail(view))
+        print(application_detail(view, names, labels))
     return 0
+
+
+def field_labels(node: Any, tracking: str) -> dict[str, str]:
+    """The labels of the form fields of the item an application was filed under."""
+    from daiban.node.validation import field_label
+
+    try:
+        props = node.filed_item(tracking).fields.get("properties", {})
+    except DaibanError:
+        return {}
+    return {key: field_label(key, spec) for key, spec in props.items()}
 
 
 def _after_change(args: argparse.Namespace, row: dict[str, Any], done: str) -> int:
@@ -1627,9 +1660,15 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
     from daiban.node import agents
 
     pin = _read_pin(args.pin_stdin)
-    info = _with_node(args, lambda node: agents.add(node, args.name, pin))
+    info, office = _with_node(args, lambda node: (agents.add(node, args.name, pin), node.role != "village"))
     if args.json:
         _print_json(info)
+    elif office:  # at an office, the people who log in are its staff (工作人员)
+        print(
+            _("Staff member {name} added; they log in to `daiban tui` with their PIN.").format(
+                name=info["name"]
+            )
+        )
     else:
         print(_("Agent {name} added; they log in to `daiban tui` with their PIN.").format(name=info["name"]))
     return 0
@@ -1638,7 +1677,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
 def cmd_agent_list(args: argparse.Namespace) -> int:
     from daiban.node import agents
 
-    rows = _with_node(args, agents.listing)
+    rows, office = _with_node(args, lambda node: (agents.listing(node), node.role != "village"))
     if getattr(args, "json", False):
         _print_json(rows)
     elif not rows:
@@ -1646,7 +1685,7 @@ def cmd_agent_list(args: argparse.Namespace) -> int:
     else:
         from daiban.render import agent_table
 
-        print(agent_table(rows))
+        print(agent_table(rows, staff=office))
     return 0
 
 
@@ -1668,6 +1707,7 @@ def cmd_agent_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    idle_after = args.idle_after or _env_duration("DAIBAN_IDLE_AFTER")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise DaibanError(_("`daiban tui` needs a terminal; run it in a console window."), code="no_terminal")
     node = _open(args)  # refuse a missing home with one line, before the screen changes
@@ -1679,6 +1719,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         language=i18n.language(),
         agent=args.agent or os.environ.get("DAIBAN_AGENT"),
         stale_after=args.stale_after,
+        idle_after=idle_after,
     )
 
 

@@ -60,6 +60,44 @@ def _cells(text: str) -> int:
     return cell_len(text)
 
 
+SYSTEM_ACTORS = ("server", "", "-")
+
+
+def value_text(value: Any) -> str:
+    """A form value in people's words: yes/no for a tick box (not True/False),
+    an amount without a stray ``.0`` (420, while 420.5 stays 420.5), a list
+    joined the Chinese way."""
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, list | tuple):
+        return _("、").join(value_text(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def actor_text(actor: str) -> str:
+    """Who recorded an event: the person logged in, or the office's own
+    system (a sync server records what arrives; never shown as "server")."""
+    return _("office system") if actor in SYSTEM_ACTORS else actor
+
+
+def place_text(names: Mapping[str, str], code: str, *, with_code: bool = False) -> str:
+    """An office or agency point by its name (its code too on a detail, and
+    the code alone where no name is known)."""
+    name = names.get(code)
+    if not name:
+        return code
+    return _("{name} ({code})").format(name=name, code=code) if with_code else name
+
+
+def who_text(event: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """The actor of a history line, and where: 刘窗口（南定镇便民服务中心）."""
+    return _("{who} ({place})").format(
+        who=actor_text(str(event.get("actor") or "")), place=place_text(names, str(event["origin"]))
+    )
+
+
 def due_text(view: Mapping[str, Any], *, short: bool = False) -> str:
     state = view.get("due_state")
     if state == "known":
@@ -160,7 +198,10 @@ def correction_lines(corrections: Sequence[Mapping[str, Any]]) -> list[str]:
     """At the office, which opens both: each correction, old value → new."""
     lines = []
     for changed in corrections:
-        parts = [f"{correction_label(k)} {v['from']} → {v['to']}" for k, v in changed.items()]
+        parts = [
+            f"{correction_label(k)} {value_text(v['from'])} → {value_text(v['to'])}"
+            for k, v in changed.items()
+        ]
         lines.append(_("Corrected: {changes}").format(changes=_("; ").join(parts)))
     return lines
 
@@ -196,16 +237,40 @@ def attention_lines(view: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def application_detail(view: Mapping[str, Any]) -> str:
-    a = view["applicant"]
+def place_lines(view: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    """Where an application is handled, filed and from: by name, with the code."""
+    lines = [
+        _("Office: {office}").format(office=place_text(names, str(view["office"]), with_code=True)),
+        _("Filed by: {origin}").format(origin=place_text(names, str(view["origin"]), with_code=True)),
+    ]
+    if view["region"] != view["origin"]:  # the resident lives elsewhere than where it was filed
+        lines.append(
+            _("Resident of: {region}").format(region=place_text(names, str(view["region"]), with_code=True))
+        )
+    return lines
+
+
+def applicant_line(view: Mapping[str, Any]) -> str:
+    """The applicant: in full where this office opened the personal data,
+    masked everywhere else."""
+    shown = view.get("personal") or view["applicant"]
+    return _("Applicant: {name}  {id_number}  {phone}").format(
+        name=shown["name"], id_number=shown["id_number"], phone=shown["phone"]
+    )
+
+
+def application_detail(
+    view: Mapping[str, Any], names: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None
+) -> str:
+    """`daiban show`: offices by name (with the code), values in people's
+    words, the form's fields by their labels (and their --field keys)."""
+    names, labels = names or {}, labels or {}
     lines = [
         _("Tracking: {tracking}").format(tracking=view["tracking"]),
         _("Item: {name} ({code})").format(name=view["item_name"], code=view["item"]),
         _("Status: {status}").format(status=status_label(view["status"])),
-        _("Applicant: {name}  {id_number}  {phone}").format(**a),
-        _("Office: {office}   Filed by: {origin}   Division: {region}").format(
-            office=view["office"], origin=view["origin"], region=view["region"]
-        ),
+        applicant_line(view),
+        *place_lines(view, names),
         _("Filed at: {at}").format(at=view["filed_at"]),
         _("Due: {due}").format(due=due_text(view)),
     ]
@@ -227,32 +292,28 @@ def application_detail(view: Mapping[str, Any]) -> str:
         lines.append(_("Evaluation: {level}").format(level=score_label(int(view["evaluation"]))))
     personal = view.get("personal")
     if personal:
-        lines.append(
-            _("Applicant (office view): {name}  {id_number}  {phone}").format(
-                name=personal["name"], id_number=personal["id_number"], phone=personal["phone"]
-            )
-        )
         for key, value in (personal.get("fields") or {}).items():
-            lines.append(f"  {key} = {value}")
+            label = labels.get(key, key)
+            shown = key if label == key else _("{label} ({key})").format(label=label, key=key)
+            lines.append(f"  {shown}: {value_text(value)}")
         guardian = personal.get("guardian")
         if guardian:
             lines.append(
-                _("Guardian (office view): {name}  {id_number}  {relation}").format(
+                _("Guardian: {name}  {id_number}  {relation}").format(
                     name=guardian.get("name", ""),
                     id_number=guardian.get("id_number", ""),
                     relation=guardian.get("relation", ""),
                 )
             )
         if personal.get("address"):
-            lines.append(_("Delivery address (office view): {address}").format(address=personal["address"]))
+            lines.append(_("Delivery address: {address}").format(address=personal["address"]))
     elif view.get("personal_problem"):
         lines.append(view["personal_problem"])
     lines.append(_("History:"))
     for e in view.get("history", []):
         detail = event_detail(e["kind"], e["body"])
         lines.append(
-            f"  {e['at']}  {kind_label(e['kind'])}  {e['actor']}@{e['origin']}"
-            + (f"  {detail}" if detail else "")
+            f"  {e['at']}  {kind_label(e['kind'])}  {who_text(e, names)}" + (f"  {detail}" if detail else "")
         )
     return "\n".join(lines)
 
@@ -333,6 +394,9 @@ def catalog_detail(item: Item) -> str:
             days=item.time_limit_days, trips=item.trips, fee=f"{item.fee:g}"
         ),
     ]
+    if item.aliases:
+        names = _("、").join(alias for alias, _letters in item.aliases)
+        lines.append(_("Also called: {names}").format(names=names))
     if item.guide:
         lines.append(item.guide)
     if item.conditions:
@@ -354,7 +418,8 @@ def catalog_detail(item: Item) -> str:
     return "\n".join(lines)
 
 
-def agent_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def agent_table(rows: Sequence[Mapping[str, Any]], *, staff: bool = False) -> str:
+    """Who logs in here: a village's agents (代办员), an office's staff (工作人员)."""
     body = [
         [
             str(r["name"]),
@@ -364,7 +429,8 @@ def agent_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return _table([_("agent"), _("added"), _("last login"), ""], body, shrink=0)
+    who = _("staff member") if staff else _("agent")
+    return _table([who, _("added"), _("last login"), ""], body, shrink=0)
 
 
 # -- reports ------------------------------------------------------------------

@@ -1,15 +1,22 @@
 """The demo behind scripts/demo: a small network on this machine — the city,
-a district, a town and a village agency point, each a real node home, the
-city, district and town serving on loopback — and a walk through filing at
-the village, syncing up, deciding at the offices and seeing the statuses come
-back, with the real `daiban` command. Every command is printed before its
-output, so the session can be replayed by hand. In a terminal it then opens
-the terminal app (`daiban tui`) at the village as its agent, with the
-servers still running, so Sync now works; without a terminal (CI, tests) it
-stops after the printed walk-through. Every server it starts is stopped when
-it ends — normally, on an error, on Ctrl+C or on SIGTERM.
+a district, a town and a village agency point, each a real node home in
+./demo-home (made again at each run), the city, district and town serving on
+loopback — and a walk through filing at the village, syncing up, deciding at
+the offices and seeing the statuses come back, with the real `daiban`
+command. Every command is printed, with its real paths, before its output,
+so the session can be replayed by hand (the line that puts `daiban` on PATH
+is printed first).
 
-Usage: scripts/demo [--lang zh|en] [--keep] [--no-tui]"""
+It leaves the network behind with two logins: the village's agent (张代办)
+and the town's staff (刘窗口), and prints the command that opens the
+terminal app as each. In a terminal it then opens the app at the village as
+its agent (with --staff: at the town, as its staff, whose inbox holds the
+demo's applications), with the servers still running, so Sync now works;
+without a terminal (CI, tests) it stops after the printed walk-through.
+Every server it starts is stopped when it ends — normally, on an error, on
+Ctrl+C or on SIGTERM.
+
+Usage: scripts/demo [--lang zh|en] [--staff] [--dir DIR] [--no-tui]"""
 
 from __future__ import annotations
 
@@ -22,11 +29,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 DAIBAN = str(Path(sys.executable).with_name("daiban"))
 AGENT, PIN = "张代办", "246810"
+STAFF, STAFF_PIN = "刘窗口", "135790"
+NODES = ("city", "district", "town", "village")
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -36,24 +44,31 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lang", choices=["zh", "en"], default=os.environ.get("DAIBAN_LANG", "zh"))
-    parser.add_argument("--keep", action="store_true", help="keep the demo homes (in ./demo-home)")
+    parser.add_argument("--staff", action="store_true", help="open the app at the town, as its staff")
+    parser.add_argument("--dir", default="demo-home", help="where the demo homes go (made again each run)")
+    parser.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)  # kept anyway now
     parser.add_argument("--no-tui", action="store_true", help="only the printed walk-through")
     args = parser.parse_args()
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_tui
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
-    root = Path("demo-home").resolve() if args.keep else Path(tempfile.mkdtemp(prefix="daiban-demo-"))
-    if args.keep and root.exists():
+    root = Path(args.dir).resolve()
+    homes = {name: root / name for name in NODES}
+    if root.exists():
+        # Only an earlier demo's homes are removed, never anything else.
+        if {p.name for p in root.iterdir()} - set(NODES):
+            raise SystemExit(f"{root} holds more than an earlier demo; give another --dir")
         shutil.rmtree(root)
-    homes = {name: root / name for name in ("city", "district", "town", "village")}
+    root.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}
     env["DAIBAN_LANG"] = args.lang
     servers: list[subprocess.Popen[str]] = []
+    print(f"== daiban 命令在此 / `daiban` is here; to type the commands below yourself:\n{path_line()}")
 
     def run(node: str, agent: str, *argv: str, show: bool = True) -> str:
         shown = " ".join(shlex.quote(a) for a in argv)
         if show:
-            print(f"\n$ daiban --home {node} --agent {agent} {shown}", flush=True)
+            print(f"\n$ daiban --home {shown_path(homes[node])} --agent {agent} {shown}", flush=True)
         proc = subprocess.run([DAIBAN, "--home", str(homes[node]), "--agent", agent, *argv],
                               env=env, capture_output=True, text=True)
         if show:
@@ -125,8 +140,15 @@ def main() -> int:
         run("village", "张代办", "sync")
         run("village", "张代办", "list")
         run("village", "张代办", "show", pension)
+        add_logins(homes, env)
+        print_logins(homes)
         if interactive:
-            open_app(run, env, homes["village"], args.lang)
+            if args.staff:
+                open_app(homes["town"], args.lang, STAFF, STAFF_PIN, env)
+            else:
+                open_app(homes["village"], args.lang, AGENT, PIN, env)
+            print(f"\n演示网络保留在 / the demo network stays in {shown_path(root)}; the two commands above "
+                  "open it again (without the servers, which stop now).")
     finally:
         for proc in servers:
             proc.terminate()
@@ -136,22 +158,48 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"\nDemo homes kept in {root}")
     return 0
 
 
-def open_app(run: object, env: dict[str, str], village: Path, lang: str) -> None:
-    """The terminal app at the village, as its agent (the servers keep running)."""
-    proc = subprocess.run([DAIBAN, "--home", str(village), "agent", "add", AGENT, "--pin-stdin"],
-                          input=PIN + "\n", env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr)
-    print(f"\n== 终端界面 / the terminal app: log in as {AGENT}, PIN {PIN}; Ctrl+Q quits ==", flush=True)
+def path_line() -> str:
+    """The shell line that puts this install's `daiban` on PATH."""
+    return f'export PATH="{Path(DAIBAN).parent}:$PATH"'
+
+
+def shown_path(path: Path) -> str:
+    """A home as a real path to type: relative to here when below it."""
+    try:
+        return shlex.quote(str(path.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(path))
+
+
+def add_logins(homes: dict[str, Path], env: dict[str, str]) -> None:
+    """The village's agent and the town's staff, each with a PIN."""
+    for home, name, pin in ((homes["village"], AGENT, PIN), (homes["town"], STAFF, STAFF_PIN)):
+        proc = subprocess.run([DAIBAN, "--home", str(home), "agent", "add", name, "--pin-stdin"],
+                              input=pin + "\n", env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+
+
+def print_logins(homes: dict[str, Path]) -> None:
+    print("\n== 两个登录 / two logins (the demo network stays in "
+          f"{shown_path(homes['village'].parent)}) ==")
+    print(f"村代办点代办员 / village agent: {AGENT}, PIN {PIN}")
+    print(f"  daiban --home {shown_path(homes['village'])} tui")
+    print(f"镇工作人员 / town staff: {STAFF}, PIN {STAFF_PIN} (I 打开待办 / I opens the inbox)")
+    print(f"  daiban --home {shown_path(homes['town'])} tui")
+    print("scripts/demo --staff 运行演示后以镇工作人员打开 / runs the demo and opens the town app; "
+          "Ctrl+Q quits")
+    print(path_line())
+
+
+def open_app(home: Path, lang: str, name: str, pin: str, env: dict[str, str]) -> None:
+    """The terminal app at ``home``, as ``name`` (the servers keep running)."""
+    print(f"\n== 终端界面 / the terminal app: log in as {name}, PIN {pin}; Ctrl+Q quits ==", flush=True)
     input("按回车打开 / press Enter to open it ")
-    subprocess.run([DAIBAN, "--home", str(village), "--lang", lang, "--agent", AGENT, "tui"], env=env)
+    subprocess.run([DAIBAN, "--home", str(home), "--lang", lang, "--agent", name, "tui"], env=env)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT7, DRAFT202012
 from stdnum.cn import ric
 
 from daiban import i18n
-from daiban.node import admission, catalog, identity, manifest, retired, revocation, statistics
+from daiban.node import admission, catalog, identity, journal, manifest, retired, revocation, statistics
 from daiban.node.admission import KINDS, Refused, check_body, check_envelope, check_value
 from daiban.node.applications import Node
 from daiban.node.clock import CST
@@ -167,6 +167,11 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Real:
                 fields={"assistance_kind": "急难型", "hardship_reason": "房屋失火"},
             )
         )
+        # The village's filing pushed to the town, as a server takes it in:
+        # the town's receipt goes back in bulk (`receipts`).
+        filed = [r for r in _raws(homes[VILLAGE]) if json.loads(r)["kind"] == "filed"]
+        stored, refused = journal.receive(town, filed, sender=VILLAGE, direction="up")
+        assert [v.status for v in stored] == ["stored"] and not refused
         # The city's manifest, a revocation, a retired key; the town's statistics.
         doc = catalog.read_document(catalog.bundled_path())
         manifest.publish(city, {**doc, "version": doc["version"] + 1})

@@ -506,7 +506,13 @@ NEW_CODES = {"wrong_addressee", "not_root", "not_completed"}
 
 
 def test_the_table_covers_every_kind() -> None:
-    assert set(TABLE) == {k.value for k in Kind} | {"corrected", "manifest", "revocation", "stats"}
+    assert set(TABLE) == {k.value for k in Kind} | {
+        "corrected",
+        "manifest",
+        "revocation",
+        "stats",
+        "receipts",
+    }
     assert [k for k, rule in TABLE.items() if not rule.recordable] == []  # corrected is recordable now
     for rule in TABLE.values():
         assert rule.who and rule.who_zh and rule.to and rule.to_zh and rule.checks

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+from referencing.jsonschema import DRAFT7, DRAFT202012
 
 from tests import wire_client
 from tests.wire_client import Client, WireError
@@ -127,6 +127,31 @@ def openapi(name: str) -> Draft202012Validator:
     return Draft202012Validator({"$ref": f"{OPENAPI_URI}#/components/schemas/{name}"}, registry=registry)
 
 
+def body_schema(kind: str) -> Draft7Validator:
+    """A kind's body schema (daiban/schemas/bodies/), its references to the
+    envelope schema resolved from the files."""
+    schemas = ROOT / "daiban" / "schemas"
+    envelope = json.loads((schemas / "envelope.schema.json").read_text(encoding="utf-8"))
+    body = json.loads((schemas / "bodies" / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    registry: Registry = Registry().with_resources(
+        [
+            ("https://daiban.example/schemas/envelope.schema.json", DRAFT202012.create_resource(envelope)),
+            (body["$id"], DRAFT7.create_resource(body)),
+        ]
+    )
+    return Draft7Validator(body, registry=registry)
+
+
+def receipted(envelope: dict[str, Any], tracking: str) -> bool:
+    """Whether an envelope is the office's receipt of ``tracking``: a lone
+    `received`, or one of the receipts of a `receipts` envelope."""
+    if envelope["kind"] == "received":
+        return bool(envelope["tracking"] == tracking)
+    if envelope["kind"] == "receipts":
+        return any(r["tracking"] == tracking for r in envelope["body"]["receipts"])
+    return False
+
+
 def item_from(client: Client, town_home: Path, code: str) -> dict[str, Any]:
     """A catalog item: from the city manifest the parent handed over at
     enrollment if it held one (none has been published here), else as the
@@ -162,11 +187,17 @@ def test_a_client_from_the_documents_alone_enrolls_pushes_pulls_and_verifies(tow
         assert pulled.status == 200, pulled.data
         openapi("PullResponse").validate(pulled.data)
         statuses += [client.check_envelope(raw) for raw in pulled.data["envelopes"]]
-        if any(e["kind"] == "received" and e["tracking"] == tracking for e in statuses):
+        if any(receipted(e, tracking) for e in statuses):
             break
         time.sleep(0.2)
-    receipt = next(e for e in statuses if e["kind"] == "received" and e["tracking"] == tracking)
-    assert receipt["origin"] == TOWN and receipt["to"] == OUTSIDER
+    # The office's receipt: in bulk (`receipts`, bodies/receipts.schema.json).
+    receipt = next(e for e in statuses if receipted(e, tracking))
+    assert receipt["kind"] == "receipts" and receipt["tracking"] is None
+    assert receipt["origin"] == TOWN and receipt["to"] == OUTSIDER and receipt["body"]["office"] == TOWN
+    body_schema(receipt["kind"]).validate(receipt["body"])
+    Draft202012Validator(
+        json.loads((ROOT / "daiban" / "schemas" / "envelope.schema.json").read_text(encoding="utf-8"))
+    ).validate(receipt)
     acked = client.pull(limit=0)  # custody of what we stored ends at the town
     assert acked.status == 200 and acked.data["envelopes"] == []
 

@@ -284,15 +284,27 @@ def test_report_says_plainly_from_november_that_next_years_calendar_is_missing(
         assert said == (missing is not None)
 
 
-# -- the pure parts -------------------------------------------------------------------
+# -- edges, at a city holding only the records at hand -------------------------------------
 
 
-def test_open_ends_take_the_span_from_the_records() -> None:
+def _report_over(tmp_path: Path, records: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    from daiban.node.home import init_home
+
+    node = init_home(tmp_path / "edge", role="city", code=CITY, name="淄博市")
+    try:
+        with node.store.transaction():
+            node.store.put_stats(records, version=1, taken_at="2027-01-05T02:00:00+08:00")
+        return report.for_node(node, **kw)
+    finally:
+        node.close()
+
+
+def test_open_ends_take_the_span_from_the_records(tmp_path: Path) -> None:
     records = [
         {**r, "received_on": day, "completed_on": None, "status": "received", "evaluation": None}
         for r, day in zip(seed(3), ("2026-01-30", "2026-02-02", "2026-05-01"), strict=True)
     ]
-    got = report.summarize(records)
+    got = _report_over(tmp_path / "some", records)
     assert got["from"] is None and got["to"] is None
     assert [(p["period"], p["filed"]) for p in got["trend"]["periods"]] == [
         ("2026-01", 1),
@@ -301,13 +313,16 @@ def test_open_ends_take_the_span_from_the_records() -> None:
         ("2026-04", 0),
         ("2026-05", 1),
     ]
-    assert report.summarize([])["trend"]["periods"] == []
+    assert _report_over(tmp_path / "none", [])["trend"]["periods"] == []
 
 
-def test_coarser_regions_form_their_own_group() -> None:
+def test_coarser_regions_form_their_own_group(tmp_path: Path) -> None:
     base = seed(1)[0]
-    records = [{**base, "region": "370303"}, {**base, "region": "370303101201"}]
-    got = report.summarize(records, by="village")
+    records = [
+        {**base, "region": "370303", "tracking": "37030300000000000010"},
+        {**base, "region": "370303101201", "tracking": "37030310120100000020"},
+    ]
+    got = _report_over(tmp_path, records, by="village")
     assert [g["key"] for g in got["groups"]] == ["370303101201", None]
 
 

@@ -229,6 +229,11 @@ def test_a_town_restored_from_a_snapshot(network: Network, tmp_path: Path, keys:
     offices = {a0: T, b0: D, later["a1"]: T, later["b1"]: D, later["a2"]: T}
     assert_whole(net, offices)
     assert status_of(net, V)[later["a2"]] == status_of(net, V)[a0] == status_of(net, V)[b0] == "accepted"
+    # The offices' receipts went in bulk, the restored town's among them.
+    sent = "SELECT COUNT(*) FROM envelopes WHERE origin = ? AND kind = ?"
+    for office in (TOWN, NODES[D].code):
+        assert net.query(V, sent, (office, "received"))[0][0] == 0
+        assert net.query(V, sent, (office, "receipts"))[0][0] > 0
     # The restored town numbered its new envelopes above the gap: none reused.
     new = [s for s in own_numbers(net, T, TOWN) if s > max(town_numbers)]
     assert new and min(new) > 2**32
@@ -357,13 +362,13 @@ def test_a_child_cannot_hand_back_what_its_parent_never_signed(network: Network)
     settle(net)
     before = town_view(net)
     att = Returner(net, V)
-    (receipt,) = net.query(V, "SELECT raw FROM envelopes WHERE origin = ? AND kind = 'received'", (TOWN,))
+    (receipt,) = net.query(V, "SELECT raw FROM envelopes WHERE origin = ? AND kind = 'receipts'", (TOWN,))
     own = att.envelope("accepted", to=VILLAGE, tracking=a0, body={"note": "自己批的"}).raw
     claimed = att.fields("received", to=VILLAGE, tracking=a0, body={"office": TOWN}, seq=10**6)
     claimed["origin"] = TOWN  # the town's origin, signed with the village's key
     forged = att.craft(claimed)
     tampered = json.loads(receipt[0])
-    tampered.update(id=random_id(), seq=10**6 + 1, tracking=a0)  # the town's signature, other content
+    tampered.update(id=random_id(), seq=10**6 + 1)  # the town's signature, other content
     changed = canonical(tampered).decode()
 
     answer = att.push_back([own, forged, changed, receipt[0]])

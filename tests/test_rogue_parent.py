@@ -141,6 +141,16 @@ async def far_cursor(request: web.Request, body: bytes) -> web.Response | None:
     return zjson({"ok": True, "envelopes": [], "cursor": 10**15, "more": False, "certs": []})
 
 
+async def far_holds(request: web.Request, body: bytes) -> web.Response | None:
+    """(f) Asked what it holds after an unanswered push: "everything"."""
+    if request.path != protocol.PULL:
+        return None
+    code = NODES[V].code
+    return zjson(
+        {"ok": True, "envelopes": [], "cursor": 0, "more": False, "certs": [], "holds": {code: 10**6}}
+    )
+
+
 async def huge_counter(request: web.Request, body: bytes) -> web.Response:
     """(c) Every request "replayed", the parent's counter at 2^63 - 1."""
     error = {"ok": False, "status": 409, "code": "replayed", "error": "used before", "counter": 2**63 - 1}
@@ -300,6 +310,14 @@ def test_a_rogue_parent_forges_and_the_village_acts_on_none_of_it(net: Network, 
             assert after["queued"] == before["queued"], name
             assert after["cursor"] == before["cursor"], name
             assert "Traceback" not in line, name
+
+        # (f) A push went unanswered (every sync above failed): the village
+        # asks what the parent holds before pushing again; a forged "all of
+        # it" lets go of nothing.
+        assert net.query(V, "SELECT value FROM node WHERE key = 'push_unanswered'")[0][0] == "1"
+        rogue.forge = far_holds
+        failed_sync(net)
+        assert state(net)["queued"] == before["queued"], "let go of what a forged answer said was held"
 
         rogue.forge = far_cursor  # (b): pushes reach the real town, the pull is forged
         failed_sync(net)

@@ -162,9 +162,12 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
     net.run(D, "review", apps["a2"][1], "accept").ok()  # the previous release's own CLI
     net.run(C, "review", apps["a3"][1], "accept").ok()
     net.sync_all(T, D, T, V, V2)
-    # The town's heartbeats are news to it: refused as an invalid stats body, for good.
+    # The town's heartbeats are news to it: refused as an invalid stats body,
+    # for good; and the city's receipts in bulk (a3's), a kind it does not know.
     refused = stats_quarantined(net, D)
-    assert refused and all(r == ("stats", town, "invalid_body") for r in refused), refused
+    assert ("stats", town, "invalid_body") in refused, refused
+    assert set(refused) <= {("stats", town, "invalid_body"), ("receipts", net.code(C), "unknown_kind")}
+    assert status(net, V, apps["a3"][1]) == "submitted"  # its receipt waits at the district
 
     # -- day 60: village2 stays silent ---------------------------------------------------------
     net.clock = DAY60
@@ -172,7 +175,7 @@ def test_a_district_on_the_previous_release_upgraded_in_place_loses_nothing(net:
         net.restart(name)
     apps["a4"] = (V, apply(net, V, "SB001", 5))
     net.sync_all(V, T, D)
-    assert len(stats_quarantined(net, D)) == 2  # the day-60 heartbeat too
+    assert [r for r in stats_quarantined(net, D) if r[0] == "stats"] == [("stats", town, "invalid_body")] * 2
     assert parent_protocol(net, T) == 1
     assert report(net, C)["stale_nodes"] == []  # the city has heard nothing of the villages
 

@@ -148,6 +148,10 @@ def test_sync_through_a_faulty_link_is_exactly_once(tree: Tree, procs: Processes
         assert_filed_once(tree.town, trackings)
         assert_received_once(tree.village, trackings)
         assert {r["status"] for r in listed(tree.village)} == {"received"}
+        # The receipts came back in bulk (node/receipts.py), none alone.
+        sent = "SELECT COUNT(*) FROM envelopes WHERE origin = ? AND kind = ?"
+        assert query(tree.town, sent, (TOWN, "received"))[0][0] == 0
+        assert 0 < query(tree.village, sent, (TOWN, "receipts"))[0][0] < FAULTY_APPS
 
         # Faults off: a clean sync has nothing left to do. The town (the office) accepts a
         # sample in rounds, and the statuses come down through the faulty link again.

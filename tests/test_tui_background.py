@@ -108,6 +108,7 @@ def test_filed_in_the_app_reaches_the_town_without_sync_now(network: Network, cl
             await _until(pilot, lambda: _state(app).syncs >= 1, WITHIN, "a first background sync")
             await _until(pilot, lambda: "连通正常" in screen_text(app), 3, "Home shows the link")
             assert "从未" not in screen_text(app)  # the last successful sync is shown
+            assert "南定镇" in screen_text(app) and "370303101：" not in screen_text(app)  # by name
 
             # "Sync now" and the background share one lock: while it is held
             # (as during a "Sync now"), nothing goes up by itself.

@@ -152,7 +152,8 @@ def test_find_by_tracking_id_and_name_then_history_and_withdraw(make_node, clock
             await pilot.press("enter")
             await pilot.pause()
             text = screen_text(app)
-            assert first.tracking in text and "张代办@370303101201" in text  # who did what, where
+            # Who did what: the person (where, when not here), never user@code.
+            assert first.tracking in text and "张代办" in text and "@3703" not in text
             # AB角: 李代办 carries on 张代办's case.
             await pilot.press("w")
             await pilot.pause()

@@ -3,9 +3,15 @@ real node home, logging in through the real login screen."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
+from rich.color import ColorSystem
+from rich.console import Console
+from rich.segment import Segment, Segments
+from rich.style import Style
+from textual.filter import monochrome_style
 from textual.pilot import Pilot
 
 from daiban.node import agents
@@ -45,3 +51,45 @@ async def settle(pilot: Pilot[Any]) -> None:
     """Wait for workers and the screen to settle (bounded by Textual's own waits)."""
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+
+
+class PaletteApp(DaibanApp):
+    """The app whose screenshots show what a terminal with few colours shows:
+    ``palette="standard"`` turns every colour into the nearest of the 16
+    standard ones (a ``TERM=xterm`` terminal); ``"nocolor"`` (run with
+    ``NO_COLOR`` set) into greys, as Textual's NO_COLOR filter does."""
+
+    def __init__(self, *args: Any, palette: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.palette = palette
+
+    def _convert(self, style: Style | None) -> Style | None:
+        if style is None:
+            return None
+        if self.palette == "nocolor":
+            return monochrome_style(style)
+        color = style.color.downgrade(ColorSystem.STANDARD) if style.color else None
+        bgcolor = style.bgcolor.downgrade(ColorSystem.STANDARD) if style.bgcolor else None
+        return style + Style(color=color, bgcolor=bgcolor)
+
+    def export_screenshot(self, *, title: str | None = None, simplify: bool = False) -> str:
+        width, height = self.size
+        options: dict[str, Any] = {
+            "width": width,
+            "height": height,
+            "force_terminal": True,
+            "color_system": "truecolor",
+            "legacy_windows": False,
+            "safe_box": False,
+        }
+        render = Console(file=io.StringIO(), **options)
+        update = self.screen._compositor.render_update(
+            full=True, screen_stack=self._background_screens, simplify=simplify
+        )
+        segments = [
+            Segment(text, self._convert(style), control)
+            for text, style, control in render.render(update, render.options)
+        ]
+        console = Console(file=io.StringIO(), record=True, **options)
+        console.print(Segments(segments))
+        return console.export_svg(title=title or self.title)

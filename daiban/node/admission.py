@@ -58,6 +58,7 @@ KINDS = (
     "manifest",
     "revocation",
     "stats",
+    "receipts",
 )
 APPLICATION_KINDS = frozenset(KINDS[:10])
 BROADCAST_KINDS = frozenset({"manifest", "revocation"})
@@ -490,6 +491,12 @@ def _route_shape(kind: str, to: str, tracking: str | None, sealed: str | None) -
             raise Refused(
                 "malformed",
                 _("A {kind} goes to every node (*), without a tracking number.").format(kind=kind),
+            )
+    elif kind == "receipts":
+        if to == BROADCAST or tracking is not None or sealed is not None:
+            raise Refused(
+                "malformed",
+                _("Receipts go to the node that filed, without a tracking number, never sealed."),
             )
     elif _CITY.fullmatch(to) is None or tracking is not None or sealed is not None:
         raise Refused(

@@ -40,7 +40,7 @@ from daiban.node import (
     tracking,
     validation,
 )
-from daiban.node.catalog import Item, initials_of, item_digest, level_label
+from daiban.node.catalog import Item, alias_initials_of, initials_of, item_digest, level_label
 from daiban.node.clock import Clock, stamp, system_clock
 from daiban.node.codechanges import Change
 from daiban.node.divisions import city_of, is_within
@@ -190,6 +190,7 @@ class Node:
                 "code": item["code"],
                 "name": item["name"],
                 "initials": initials_of(item["name"]),
+                "alias_initials": json.dumps(alias_initials_of(item), ensure_ascii=False),
                 "level": item["level"],
                 "department": item.get("department", ""),
                 "time_limit_days": item["time_limit_days"],
@@ -222,7 +223,10 @@ class Node:
     def items(self) -> list[Item]:
         if self._items is None:
             self._items = {
-                r["code"]: Item.from_doc(r["doc"], r["initials"]) for r in self.store.catalog_rows()
+                r["code"]: Item.from_doc(
+                    r["doc"], r["initials"], alias_initials=json.loads(r["alias_initials"])
+                )
+                for r in self.store.catalog_rows()
             }
         return list(self._items.values())
 

@@ -542,6 +542,39 @@ def _own_children(claim: Claim, known: Known) -> Refusal | None:
     return None
 
 
+def _receipts_of_origin(claim: Claim, known: Known) -> Refusal | None:
+    """Receipts in bulk (`receipts`): the office named is the origin, and
+    every receipt is of an application the addressee filed, each once. Each
+    receipt is then asked as a lone `received` where its application is
+    held (journal, node/receipts.py)."""
+    if claim.body.get("office") != claim.origin:
+        return _member(claim, "office")
+    items = claim.body.get("receipts")
+    if not isinstance(items, list) or not items:
+        return _member(claim, "receipts")
+    ids: set[object] = set()
+    trackings: set[object] = set()
+    for entry in items:
+        if not isinstance(entry, Mapping):
+            return _member(claim, "receipts")
+        tracking, ident = entry.get("tracking"), entry.get("id")
+        if tracking in trackings or ident in ids or not isinstance(ident, str):
+            return _member(claim, "receipts")
+        trackings.add(tracking)
+        ids.add(ident)
+        filer = filer_of(tracking)
+        if filer is None:
+            return Refusal(
+                "malformed",
+                _("Tracking number {tracking} fails its check digit or names no node.").format(
+                    tracking=tracking
+                ),
+            )
+        if claim.to != filer:
+            return _misaddressed(claim, filer)
+    return None
+
+
 # -- the table -----------------------------------------------------------------
 
 OWN_TRACKING = Check(("foreign_tracking",), _own_tracking)
@@ -565,6 +598,7 @@ FROM_OFFICE_CODE = Check(("not_office",), _from_office_code)
 TO_CITY = Check(("wrong_addressee",), _to_city)
 OWN_RECORDS = Check(("invalid_body", "not_office"), _own_records)
 OWN_CHILDREN = Check(("invalid_body", "not_ancestor"), _own_children)
+RECEIPTS_OF_ORIGIN = Check(("invalid_body", "malformed", "wrong_addressee"), _receipts_of_origin)
 
 
 def _decision() -> Rule:
@@ -629,6 +663,14 @@ TABLE: Mapping[str, Rule] = {
         "every node (`*`)",
         "全部节点（`*`）",
         (TO_EVERYONE, REVOKED_CODE, NOT_ROOT, FROM_ANCESTOR, SERIAL_OF_CODE),
+        application=False,
+    ),
+    "receipts": Rule(
+        "only an office, for applications the addressee filed, each receipt as `received` allows",
+        "仅办理机构，仅限发往节点申报的办件，每条回执按 `received` 的规则",
+        "the filing node",
+        "申报节点",
+        (FROM_OFFICE_CODE, RECEIPTS_OF_ORIGIN),
         application=False,
     ),
     "stats": Rule(

@@ -1,7 +1,11 @@
 """The service catalog: loading and checking a catalog document, and finding
-items by code, Chinese name or pinyin initials (``cxjmyl`` finds
-城乡居民基本养老保险…). Pinyin initials are computed once, when a catalog is
-installed, so reading the catalog never imports pypinyin."""
+items by code, Chinese name, pinyin initials (``cxjmyl`` finds
+城乡居民基本养老保险…) and the names people use for them (低保, 医保, 残疾证, and
+their initials: ``db`` finds 低保): the catalog's own ``aliases`` of an item,
+and a built-in list of the common short names of the standard items
+(``COMMON_ALIASES``). Pinyin initials are computed once, when a catalog is
+installed (the built-in list carries its own), so reading and searching the
+catalog never imports pypinyin."""
 
 from __future__ import annotations
 
@@ -40,9 +44,18 @@ class Item:
     digest: str = ""
     """Of the item's document (``item_digest``): which version of the item an
     application was filed under."""
+    aliases: tuple[tuple[str, str], ...] = ()
+    """Other names of the item, each with its pinyin initials: the catalog's
+    ``aliases`` and the common short names (``COMMON_ALIASES``) its name calls for."""
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any], initials: str = "", digest: str = "") -> Item:
+    def from_doc(
+        cls,
+        doc: Mapping[str, Any],
+        initials: str = "",
+        digest: str = "",
+        alias_initials: Mapping[str, str] | None = None,
+    ) -> Item:
         return cls(
             code=doc["code"],
             name=doc["name"],
@@ -58,6 +71,7 @@ class Item:
             citywide=bool(doc.get("citywide", False)),
             conditions=dict(doc.get("conditions") or {}),
             digest=digest or item_digest(doc),
+            aliases=aliases_of(doc, alias_initials or {}),
         )
 
     @property
@@ -92,8 +106,52 @@ class Item:
         }
 
 
+# Common short names of the standard items, by a part of the item's name:
+# (part of the official name, ((alias, its pinyin initials), ...)). The
+# initials are written out so searching never imports pypinyin; a test checks
+# them against pypinyin.
+COMMON_ALIASES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("最低生活保障", (("低保", "db"),)),
+    ("特困人员", (("五保", "wb"), ("特困供养", "tkgy"))),
+    ("临时救助", (("临时救济", "lsjj"),)),
+    ("医疗保险", (("医保", "yb"), ("居民医保", "jmyb"), ("新农合", "xnh"))),
+    ("门诊慢特病", (("慢性病", "mxb"), ("慢病", "mb"), ("医保", "yb"))),
+    ("异地就医", (("医保", "yb"),)),
+    ("养老保险", (("养老金", "ylj"), ("社保", "sb"), ("居民养老", "jmyl"))),
+    ("社会保障卡", (("社保卡", "sbk"),)),
+    ("残疾人证", (("残疾证", "cjz"), ("残疾人证", "cjrz"))),
+    ("重度残疾人护理补贴", (("两项补贴", "lxbt"), ("残疾人补贴", "cjrbt"))),
+    ("高龄津贴", (("高龄补贴", "glbt"), ("老年补贴", "lnbt"))),
+    ("老年人优待证", (("老年证", "lnz"),)),
+    ("住房公积金", (("公积金", "gjj"),)),
+    ("就业创业证", (("就业证", "jyz"), ("失业证", "syz"))),
+    ("生育登记", (("准生证", "zsz"), ("生育服务证", "syfwz"))),
+    ("计划生育家庭奖励扶助", (("奖扶", "jf"), ("独生子女补贴", "dsznbt"))),
+    ("法律援助", (("法援", "fy"),)),
+    ("宅基地", (("建房审批", "jfsp"),)),
+    ("退役军人优待证", (("优待证", "ydz"),)),
+)
+
+
+def aliases_of(doc: Mapping[str, Any], alias_initials: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """An item's other names with their initials: the catalog's own
+    (``alias_initials`` as computed at install), then the common ones."""
+    found: dict[str, str] = {}
+    for alias in doc.get("aliases") or ():
+        found.setdefault(str(alias), alias_initials.get(str(alias), ""))
+    name = str(doc.get("name", ""))
+    for part, common in COMMON_ALIASES:
+        if part in name:
+            for alias, letters in common:
+                found.setdefault(alias, letters)
+    return tuple((alias, letters) for alias, letters in found.items() if alias != name)
+
+
 def item_digest(doc: Mapping[str, Any]) -> str:
-    """A short digest of an item's document, the same wherever it is taken."""
+    """A short digest of an item's document, the same wherever it is taken.
+    Its ``aliases`` are left out: they only help find it, and a catalog that
+    adds one does not make a new version of the item."""
+    doc = {k: v for k, v in doc.items() if k != "aliases"}
     text = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -187,10 +245,17 @@ def _subsequence(letters: str, initials: str) -> bool:
     return all(ch in it for ch in letters)
 
 
+def alias_initials_of(doc: Mapping[str, Any]) -> dict[str, str]:
+    """At install: the pinyin initials of the catalog's aliases of an item."""
+    return {str(alias): initials_of(str(alias)) for alias in doc.get("aliases") or ()}
+
+
 def score(item: Item, query: str) -> int:
     """How well the query finds this item; 0 for not at all. An agent types
     the initials of the words they remember, skipping some (``cxjmyl`` for
-    城乡居民(基本)养老…), so initials match in order, starting at the first."""
+    城乡居民(基本)养老…), so initials match in order, starting at the first.
+    The names people use count as much as the official one (低保 and ``db``
+    find 最低生活保障审核确认)."""
     q = query.strip()
     if not q:
         return 1
@@ -199,10 +264,18 @@ def score(item: Item, query: str) -> int:
         return 100
     if q in item.name:
         return 80 if item.name.startswith(q) else 60
+    aliases = [alias for alias, _letters in item.aliases]
+    if q in aliases:
+        return 75
+    if any(q in alias for alias in aliases):
+        return 55
     if low.isascii() and low.isalpha():
-        if item.initials.startswith(low):
+        letters = [item.initials, *(x for _alias, x in item.aliases if x)]
+        if low in letters[1:]:
+            return 52
+        if any(x.startswith(low) for x in letters):
             return 50
-        if low in item.initials:
+        if any(low in x for x in letters):
             return 40
         if item.initials[:1] == low[:1] and _subsequence(low, item.initials):
             return 20

@@ -46,7 +46,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from daiban.node import identity, moving, routing
+from daiban.node import identity, moving, receipts, routing
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
 
@@ -119,9 +119,10 @@ def keep(node: Node, envelope_ids: Sequence[str]) -> None:
 def receipted(node: Node, envelopes: Iterable[Envelope]) -> None:
     """Office events stored here: what was kept for their applications ends
     (one statement per table for a whole batch)."""
+    envelopes = list(envelopes)
     answered = [
         (env.tracking, env.origin) for env in envelopes if env.kind in routing.OFFICE_KINDS and env.tracking
-    ]
+    ] + receipts.answered(envelopes)
     if answered:
         node.store.release_kept_many(answered)
 

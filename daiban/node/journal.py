@@ -44,6 +44,7 @@ from daiban.node import (
     lifecycle,
     moving,
     projection,
+    receipts,
     retired,
     routing,
     statistics,
@@ -364,6 +365,7 @@ class _Gate:
         self.changes = node.division_changes()
         trackings = sorted(
             {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
+            | {t for t, _office in receipts.answered(envelopes)}
         )
         self.apps = node.store.parties_of(trackings) if trackings else {}
         self._filings: dict[tuple[str, bool], authority.Known] = {}
@@ -418,7 +420,20 @@ class _Gate:
                     "and name that certificate's serial and key",
                 )
             known = replace(known, revoked_cert=(found[0], found[1]))
-        return authority.authorise(claim, known)
+        refusal = authority.authorise(claim, known)
+        if refusal is None and env.kind == receipts.KIND:
+            # Each receipt is asked as a lone `received` would be, where
+            # this node holds its application.
+            for entry in receipts.entries(env):
+                held = self.apps.get(str(entry.get("tracking")))
+                if held is not None:
+                    refusal = authority.authorise(
+                        receipts.claim_of(env, entry),
+                        receipts.known_of(held, self.root, self.changes, addressee=known.is_addressee),
+                    )
+                    if refusal is not None:
+                        break
+        return refusal
 
 
 def _item_or_none(node: Node, code: str) -> Any:
@@ -554,7 +569,11 @@ def store(node: Node, envelopes: Sequence[Envelope], *, sender: str) -> list[Ver
             inline.append(env)
         elif codechanges.addressed_here(env.to, node.code, changes):
             rows.append((env, "queued"))
-        elif changes and env.tracking and codechanges.succeeds(node.code, env.origin, changes):
+        elif (
+            changes
+            and (env.tracking or env.kind == receipts.KIND)
+            and codechanges.succeeds(node.code, env.origin, changes)
+        ):
             # The old office's own events, handed over (node/manifest.py):
             # this node, its successor, folds them into the application's
             # history, and passes them on to the filer all the same.
@@ -614,15 +633,18 @@ def _guarded(node: Node, env: Envelope, sender: str, effect: Callable[[], bool |
     the node carries on with the rest."""
     if _MODE.optimistic:  # the batch's savepoint catches a failure (_all_or_each)
         return "waiting" if effect() is False else "done"
+    collected = len(_RECEIPTS.owed) if _RECEIPTS.owed is not None else 0
     try:
         with node.store.transaction():  # inside the caller's transaction: a savepoint
             result = effect()
         return "waiting" if result is False else "done"
     except EnvelopeError as exc:  # refused now that the application is known
+        _forget_receipts(collected)
         node.store.set_effect(env.id, "quarantined", exc.code)
         quarantine(node, [_refused(env, env.raw, exc.code, str(exc))], sender=sender)
         return "quarantined"
     except Exception as exc:  # a bug or a bad value: one envelope must never stop the node
+        _forget_receipts(collected)
         node.store.set_effect(env.id, "quarantined", type(exc).__name__)
         reason = f"its effect failed to apply ({type(exc).__name__}: {exc})"
         quarantine(node, [_refused(env, env.raw, "apply_failed", reason[:500])], sender=sender)
@@ -649,14 +671,21 @@ def apply_queued(node: Node, limit: int = 200) -> int:
     def act() -> int:
         queued = node.store.queued_effects_from(limit)
         now = stamp(node.clock())
-        for envelope_id, raw, sender in queued:
-            try:
-                env = env_mod.parse(raw, checked=True)
-            except EnvelopeError as exc:  # stored by an older build, unreadable now
-                node.store.set_effect(envelope_id, "quarantined", exc.code)
-                quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
-                continue
-            apply_to_application(node, env, now, sender=sender)
+        # The receipts this batch's filings earn go back in bulk, one
+        # envelope per filing node (run again from the start if rolled back).
+        _RECEIPTS.owed = []
+        try:
+            for envelope_id, raw, sender in queued:
+                try:
+                    env = env_mod.parse(raw, checked=True)
+                except EnvelopeError as exc:  # stored by an older build, unreadable now
+                    node.store.set_effect(envelope_id, "quarantined", exc.code)
+                    quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
+                    continue
+                apply_to_application(node, env, now, sender=sender)
+            send_receipts(node, _RECEIPTS.owed, now)
+        finally:
+            _RECEIPTS.owed = None
         return len(queued)
 
     if node.store.in_transaction() or _MODE.optimistic:
@@ -707,6 +736,9 @@ def apply_to_application(node: Node, env: Envelope, now: str, *, sender: str = "
     fails, goes to quarantine."""
     env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
     sender = sender or env.origin
+    if env.kind == receipts.KIND:
+        _apply_receipts(node, env, now, sender)
+        return
 
     def effect() -> bool:
         if env.kind == Kind.FILED:
@@ -720,10 +752,42 @@ def apply_to_application(node: Node, env: Envelope, now: str, *, sender: str = "
     retry_pending(node, env.tracking or "", now)
 
 
+def _apply_receipts(node: Node, env: Envelope, now: str, sender: str, only: str | None = None) -> None:
+    """A `receipts` envelope at its addressee: its receipts folded, each
+    exactly once; those that cannot apply yet wait (its effect pending until
+    the last has applied). One receipt the table refuses quarantines the
+    whole envelope: a genuine office makes none."""
+    outcome: list[tuple[list[str], list[str]]] = []
+
+    def effect() -> bool:
+        outcome.append(receipts.fold(node, env, now, only=only))
+        return True
+
+    if _guarded(node, env, sender, effect) != "done":
+        node.store.stop_waiting(env.id)  # quarantined: none of it applies
+        return
+    folded, waiting = outcome[-1]
+    if only is not None:
+        if folded:
+            node.store.receipt_applied(env.id, only)
+    elif waiting:
+        node.store.wait_receipts(env.id, waiting)
+    else:
+        node.store.set_effect(env.id, "applied")
+    for tracking in folded:
+        retry_pending(node, tracking, now)
+
+
 def retry_pending(node: Node, tracking: str, now: str) -> None:
     progress = True
     while progress:
         progress = False
+        for envelope_id, raw, sender in node.store.waiting_receipts(tracking):
+            env = env_mod.parse(raw, checked=True)
+            env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
+            _apply_receipts(node, env, now, sender, only=tracking)
+            if not any(w[0] == envelope_id for w in node.store.waiting_receipts(tracking)):
+                progress = True
         for raw, sender in node.store.pending_effects_from(tracking):
             env = env_mod.parse(raw, checked=True)
             env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
@@ -767,6 +831,52 @@ def filed_summary(
     )
 
 
+class _Owed(threading.local):
+    owed: list[tuple[str, Event]] | None = None
+    """While apply_queued folds a batch: the receipts it made, by filing node."""
+
+
+_RECEIPTS = _Owed()
+
+
+def _forget_receipts(keep: int) -> None:
+    """A filing's effect was undone (its savepoint rolled back): so is its receipt."""
+    if _RECEIPTS.owed is not None:
+        del _RECEIPTS.owed[keep:]
+
+
+def send_receipts(node: Node, owed: Sequence[tuple[str, Event]], now: str) -> None:
+    """The receipts of a batch, recorded as events already, sent back in
+    bulk: one signed `receipts` envelope per filing node and up to
+    receipts.MAX_RECEIPTS of them (node/receipts.py), stored and routed
+    like any envelope of this node's. Call inside the transaction that
+    recorded them."""
+    by_dest: dict[str, list[Event]] = {}
+    for dest, event in owed:
+        by_dest.setdefault(dest, []).append(event)
+    for dest, events in by_dest.items():
+        for start in range(0, len(events), receipts.MAX_RECEIPTS):
+            part = events[start : start + receipts.MAX_RECEIPTS]
+            env = env_mod.make(
+                node.keys,
+                id=uuid.uuid4().hex,
+                origin=node.code,
+                seq=node.take_seq(),
+                kind=receipts.KIND,
+                to=dest,
+                tracking=None,
+                actor=node.actor,
+                at=now,
+                body=receipts.body_of(node.code, part),
+                sealed=None,
+                sealed_to=None,
+            )
+            node.store.insert_envelope(
+                env, dest=dest, received_at=now, received_from=node.code, effect="applied"
+            )
+            node.route(env.id, dest, now)
+
+
 def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     """An application arrives at its office: keep it (personal part still
     sealed), and send the receipt back to the filer."""
@@ -795,7 +905,12 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
         node.store.save_application(row)
         return
     receipt = new_event(node, tracking, Kind.RECEIVED, {"office": node.code}, now)
-    record_own(node, receipt, row)
+    dest = routing.destination(Kind.RECEIVED, node.code, row["origin"], row["office"])
+    if _RECEIPTS.owed is not None and dest != node.code:
+        node.store.insert_event(receipt)  # its envelope goes in bulk (send_receipts)
+        _RECEIPTS.owed.append((dest, receipt))
+    else:
+        record_own(node, receipt, row)
     state = lifecycle.apply(state, Kind.RECEIVED, receipt.body)
     projection.project(row, state, Kind.RECEIVED, receipt.body, now)
     node.store.save_application(row)
@@ -807,7 +922,7 @@ def _received_before(node: Node, tracking: str) -> bool:
     for raw, _sender in node.store.pending_effects_from(tracking):
         if env_mod.parse(raw, checked=True).kind == Kind.RECEIVED:
             return True
-    return False
+    return bool(node.store.waiting_receipts(tracking))
 
 
 def _apply_event(node: Node, env: Envelope, now: str, sender: str) -> bool:
@@ -1115,7 +1230,7 @@ def restore_own(node: Node, env: Envelope, sender: str, now: str) -> None:
     restore, its signature already checked: as before the loss."""
     if env.kind == Kind.FILED:
         restore_filed(node, env, sender, now)
-    elif env.kind in APPLICATION_KINDS:
+    elif env.kind in APPLICATION_KINDS or env.kind == receipts.KIND:
         node.store.insert_envelope(env, dest=env.to, received_at=now, received_from=sender)
         apply_to_application(node, env, now, sender=sender)
     else:  # a broadcast this node made (a revocation)

@@ -619,3 +619,55 @@ def m0018_told(db: Database) -> None:
         ALTER TABLE applications ADD COLUMN told_at TEXT;
         """,
     )
+
+
+@migrations(name="0019_alias_initials")
+def m0019_alias_initials(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The pinyin initials of each of an item's aliases in the catalog
+        -- (a JSON object, alias -> initials: {"低保": "db"}), computed when
+        -- the catalog is installed, so searching never imports pypinyin.
+        -- Catalogs installed before had no aliases: '{}' is right for them.
+        ALTER TABLE catalog_items ADD COLUMN alias_initials TEXT NOT NULL DEFAULT '{}';
+        """,
+    )
+
+
+@migrations(name="0020_report_indexes")
+def m0020_report_indexes(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Reports (node/report.py) count their trend per day and what is late
+        -- now in index order: no sort of the whole table, and a period reads
+        -- only its own days. The filed day is the office's receipt, the
+        -- filing day where not received yet (Store._FILED_DAY, the same
+        -- expression, so SQLite uses the index).
+        CREATE INDEX stats_filed_day ON stats (COALESCE(NULLIF(received_on, ''), filed_on), office);
+        CREATE INDEX stats_completed_day ON stats (completed_on, office) WHERE status = 'completed';
+        CREATE INDEX stats_open ON stats (status, received_on, due, office)
+            WHERE status IN ('received', 'accepted');
+        """,
+    )
+
+
+@migrations(name="0021_receipts_waiting")
+def m0021_receipts_waiting(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- An office acknowledges many filings with one `receipts` envelope
+        -- (node/receipts.py). A receipt in it that cannot apply yet (its
+        -- application is not here, or not in a state to take it) waits
+        -- here by its tracking number, its envelope's effect 'pending',
+        -- until the event before it arrives (journal.retry_pending).
+        CREATE TABLE receipts_waiting (
+            envelope_id TEXT NOT NULL REFERENCES envelopes (id),
+            tracking TEXT NOT NULL,
+            PRIMARY KEY (envelope_id, tracking)
+        );
+        CREATE INDEX receipts_waiting_tracking ON receipts_waiting (tracking);
+        """,
+    )

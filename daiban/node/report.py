@@ -1,8 +1,10 @@
 """Reports at a district or the city, computed from the statistics records
 alone (node/stats.py; never from applications or personal data).
 
-Pure functions over plain records, except ``for_node`` which fetches them.
-Within the period ``[start, end]`` (either end may be open):
+The store adds up (``Store.stats_sums``, one SQL GROUP BY reading only the
+columns counted; ``stats_days`` and ``stats_open`` the same for the trend
+and what is late now); the pure functions here turn those sums into the
+report, and ``for_node`` fetches them. Within the period ``[start, end]`` (either end may be open):
 
 - *filed*: applications their office received in the period (the office's
   clock: a village PC's may be wrong);
@@ -25,9 +27,9 @@ with the parent it hangs under (``daiban children --all --stale``)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import lru_cache
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import DaibanError
@@ -35,7 +37,7 @@ from daiban.i18n import _
 from daiban.node import codechanges, timeliness
 from daiban.node.children import DEFAULT_STALE_AFTER, nodes_below, stale_children, stale_nodes
 from daiban.node.codechanges import Change
-from daiban.node.workdays import missing_calendar
+from daiban.node.workdays import WorkCalendar, missing_calendar
 
 if TYPE_CHECKING:
     from daiban.node.applications import Node
@@ -44,14 +46,28 @@ GROUPINGS = ("district", "town", "village", "item")
 SCORES = (5, 4, 3, 2, 1)
 WEEKLY_UP_TO_DAYS = 91
 REPORTING_ROLES = ("city", "district")
+REGION_DIGITS = {"district": 6, "town": 9, "village": 12}
+SUMS = (
+    "filed",
+    "proxy",
+    "completed",
+    "on_time_known",
+    "on_time",
+    "days_sum",
+    "days_count",
+    "evaluated",
+    "score_sum",
+    *(f"score_{s}" for s in SCORES),
+)
+"""What the store adds up per group (``Store.stats_sums``), in its order:
+every figure of the report follows from these, and they add up across
+groups (a district whose code changed joins its new code's group)."""
 
-Record = Mapping[str, Any]
+Sums = list[int]
 
 
-def filed_day(record: Record) -> str | None:
-    """The day an application counts as filed: its office's receipt."""
-    day: str | None = record.get("received_on") or record.get("filed_on")
-    return day
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None
 
 
 def within(day: str | None, start: str | None, end: str | None) -> bool:
@@ -63,55 +79,22 @@ def within(day: str | None, start: str | None, end: str | None) -> bool:
     return end is None or day <= end
 
 
-def _iso(day: dt.date | None) -> str | None:
-    return day.isoformat() if day else None
-
-
-def group_key(record: Record, by: str, changes: Sequence[Change] = ()) -> str | None:
-    """The record's group: the applicant's district, town or village (None
-    when the applicant's division code is coarser), or the item. A district
-    or town whose code changed is grouped under its new code
-    (node/codechanges.py); a village keeps its own."""
-    if by == "item":
-        return str(record["item"])
-    region = str(record["region"])
-    length = {"district": 6, "town": 9, "village": 12}[by]
-    if len(region) < length:
-        return None
-    return region[:length] if by == "village" else codechanges.resolve(region[:length], changes)
-
-
-def figures(records: Iterable[Record], start: str | None, end: str | None) -> dict[str, Any]:
-    """The report's figures over some records, within ISO days [start, end]."""
-    filed = completed = on_time = timed = proxy = 0
-    days: list[int] = []
-    scores: Counter[int] = Counter()
-    for r in records:
-        if within(filed_day(r), start, end):
-            filed += 1
-            proxy += bool(r["proxy"])
-        if r["status"] == "completed" and within(r["completed_on"], start, end):
-            completed += 1
-            if r["on_time"] is not None:
-                timed += 1
-                on_time += bool(r["on_time"])
-            if r["working_days"] is not None:
-                days.append(int(r["working_days"]))
-        if r["evaluation"] is not None and within(r["evaluated_on"], start, end):
-            scores[int(r["evaluation"])] += 1
-    evaluated = sum(scores.values())
+def figures(sums: Sequence[int]) -> dict[str, Any]:
+    """The report's figures from a group's sums (``SUMS``)."""
+    n = dict(zip(SUMS, sums, strict=True))
+    evaluated = n["evaluated"]
     return {
-        "filed": filed,
-        "completed": completed,
-        "on_time": on_time,
-        "on_time_known": timed,
-        "on_time_rate": _ratio(on_time, timed),
-        "avg_working_days": round(sum(days) / len(days), 2) if days else None,
-        "proxy": proxy,
-        "proxy_share": _ratio(proxy, filed),
+        "filed": n["filed"],
+        "completed": n["completed"],
+        "on_time": n["on_time"],
+        "on_time_known": n["on_time_known"],
+        "on_time_rate": _ratio(n["on_time"], n["on_time_known"]),
+        "avg_working_days": round(n["days_sum"] / n["days_count"], 2) if n["days_count"] else None,
+        "proxy": n["proxy"],
+        "proxy_share": _ratio(n["proxy"], n["filed"]),
         "evaluated": evaluated,
-        "evaluations": {str(s): scores[s] for s in SCORES},
-        "avg_score": round(sum(s * n for s, n in scores.items()) / evaluated, 2) if evaluated else None,
+        "evaluations": {str(s): n[f"score_{s}"] for s in SCORES},
+        "avg_score": round(n["score_sum"] / evaluated, 2) if evaluated else None,
     }
 
 
@@ -124,12 +107,6 @@ def period_label(day: dt.date, unit: str) -> str:
         year, week, _weekday = day.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{day.year}-{day.month:02d}"
-
-
-@lru_cache(maxsize=4096)
-def _label(day: str, unit: str) -> str:
-    """The period of an ISO day (a year's worth of days is a few hundred)."""
-    return period_label(dt.date.fromisoformat(day), unit)
 
 
 def _periods(first: dt.date, last: dt.date, unit: str) -> list[str]:
@@ -147,31 +124,31 @@ def _periods(first: dt.date, last: dt.date, unit: str) -> list[str]:
     return labels
 
 
-def trend(records: Sequence[Record], start: dt.date | None, end: dt.date | None) -> dict[str, Any]:
-    """Filed and completed per period, every period of the span listed (an
-    open end is taken from the records)."""
-    lo, hi = _iso(start), _iso(end)
-    days: list[str] = [
-        d
-        for r in records
-        for d in (filed_day(r), r["completed_on"] if r["status"] == "completed" else None)
-        if d is not None and within(d, lo, hi)
-    ]
+def trend(
+    filed_days: Sequence[tuple[str, int]],
+    completed_days: Sequence[tuple[str, int]],
+    start: dt.date | None,
+    end: dt.date | None,
+) -> dict[str, Any]:
+    """Filed and completed per period, from the count on each day within
+    [start, end]; every period of the span listed (an open end is taken
+    from the days)."""
+    days = [day for day, n in (*filed_days, *completed_days) if n]
     if not days and (start is None or end is None):
         return {"unit": "month", "periods": []}
     first = start or dt.date.fromisoformat(min(days))
     last = end or dt.date.fromisoformat(max(days))
     unit = "week" if (last - first).days < WEEKLY_UP_TO_DAYS else "month"
     lo, hi = first.isoformat(), last.isoformat()
-    filed: Counter[str] = Counter()
-    completed: Counter[str] = Counter()
-    for r in records:
-        day = filed_day(r)
-        if day is not None and within(day, lo, hi):
-            filed[_label(day, unit)] += 1
-        done = r["completed_on"]
-        if done is not None and r["status"] == "completed" and within(done, lo, hi):
-            completed[_label(done, unit)] += 1
+
+    def per_period(counts: Sequence[tuple[str, int]]) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for day, n in counts:
+            if within(day, lo, hi):
+                out[period_label(dt.date.fromisoformat(day), unit)] += n
+        return out
+
+    filed, completed = per_period(filed_days), per_period(completed_days)
     return {
         "unit": unit,
         "periods": [
@@ -180,8 +157,19 @@ def trend(records: Sequence[Record], start: dt.date | None, end: dt.date | None)
     }
 
 
+def group_key(key: str | None, by: str, changes: Sequence[Change] = ()) -> str | None:
+    """A group's key as reported: a district or town whose code changed is
+    grouped under its new code (node/codechanges.py); a village keeps its
+    own, an item its code."""
+    if key is None or by in ("item", "village"):
+        return key
+    return codechanges.resolve(key, changes)
+
+
 def summarize(
-    records: Sequence[Record],
+    rows: Sequence[Sequence[Any]],
+    filed_days: Sequence[tuple[str, int]],
+    completed_days: Sequence[tuple[str, int]],
     *,
     start: dt.date | None = None,
     end: dt.date | None = None,
@@ -189,26 +177,72 @@ def summarize(
     name_of: Callable[[str], str] = lambda key: "",
     changes: Sequence[Change] = (),
 ) -> dict[str, Any]:
-    """The whole report over plain records: totals, groups (with ``by``), trend."""
+    """The whole report: totals, groups (with ``by``), trend; from the
+    store's sums per group (``rows``: the key, then ``SUMS``) and its counts
+    per day."""
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}")
-    out: dict[str, Any] = {
+    total: Sums = [0] * len(SUMS)
+    grouped: dict[str | None, Sums] = {}
+    for key, *sums in rows:
+        into = grouped.setdefault(group_key(key, by, changes), [0] * len(SUMS)) if by else total
+        for i, n in enumerate(sums):
+            into[i] += int(n or 0)
+    groups: list[dict[str, Any]] = []
+    for key in sorted(grouped, key=lambda k: (k is None, k or "")):
+        sums = grouped[key]
+        total = [a + b for a, b in zip(total, sums, strict=True)]
+        row = figures(sums)
+        if row["filed"] or row["completed"] or row["evaluated"]:
+            groups.append({"key": key, "name": name_of(key) if key else "", **row})
+    return {
         "from": start.isoformat() if start else None,
         "to": end.isoformat() if end else None,
         "by": by,
-        "total": figures(records, _iso(start), _iso(end)),
-        "groups": [],
-        "trend": trend(records, start, end),
+        "total": figures(total),
+        "groups": groups,
+        "trend": trend(filed_days, completed_days, start, end),
     }
-    if by is not None:
-        grouped: dict[str | None, list[Record]] = defaultdict(list)
-        for r in records:
-            grouped[group_key(r, by, changes)].append(r)
-        for key in sorted(grouped, key=lambda k: (k is None, k or "")):
-            row = figures(grouped[key], _iso(start), _iso(end))
-            if row["filed"] or row["completed"] or row["evaluated"]:
-                out["groups"].append({"key": key, "name": name_of(key) if key else "", **row})
+
+
+def late(
+    rows: Iterable[tuple[str, str | None, str | None, int]], today: dt.date, calendar: WorkCalendar
+) -> dict[str, int]:
+    """How many are late now, by kind (node/timeliness.py), from the count of
+    open applications per (status, day received, due date)."""
+    out = {timeliness.UNANSWERED: 0, timeliness.OVERDUE: 0}
+    counting = _UpToLatest(published=calendar.published)
+    # The latest day first: each count of working days up to today goes on
+    # from the one before, so a year of open applications walks the year once.
+    for status, received, due, n in sorted(
+        rows, key=lambda r: (r[2] if r[0] == "accepted" else r[1]) or "", reverse=True
+    ):
+        lateness = timeliness.lateness(status, received, due, today, counting)
+        if lateness is not None:
+            out[lateness.kind] += n
     return out
+
+
+@dataclass(frozen=True)
+class _UpToLatest(WorkCalendar):
+    """A calendar that counts working days (estimated where no calendar is
+    published) from an earlier start to the same end as its last count by
+    adding the days between the two starts: working days add up."""
+
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def working_days_between(self, start: dt.date, end: dt.date, *, estimate: bool = False) -> int | None:
+        last = self.last
+        if not estimate or start >= end:
+            return super().working_days_between(start, end, estimate=estimate)
+        if last.get("end") == end and start <= last["start"] <= end:
+            count = (
+                int(super().working_days_between(start, last["start"], estimate=True) or 0) + last["count"]
+            )
+        else:
+            count = int(super().working_days_between(start, end, estimate=True) or 0)
+        last.update(start=start, end=end, count=count)
+        return count
 
 
 def check_period(start: dt.date | None, end: dt.date | None) -> None:
@@ -245,9 +279,11 @@ def for_node(
         )
     statistics.flush(node)
     names = _names(node)
-    records = node.store.stats_records(node.code, _iso(start), _iso(end))
+    lo, hi = _iso(start), _iso(end)
+    group = None if by is None else "item" if by == "item" else REGION_DIGITS[by]
     report = summarize(
-        records,
+        node.store.stats_sums(node.code, lo, hi, group),
+        *node.store.stats_days(node.code, lo, hi),
         start=start,
         end=end,
         by=by,
@@ -264,11 +300,7 @@ def for_node(
         **report,
         "calendar_missing": missing_calendar(node.calendar(), node.today()),
         # Open now, whatever the period: what the offices below must act on.
-        "late": timeliness.count(
-            records if start is None and end is None else node.store.stats_records(node.code),
-            node.today(),
-            node.calendar(),
-        ),
+        "late": late(node.store.stats_open(node.code), node.today(), node.calendar()),
         "stale_after": int(stale_after.total_seconds()),
         "children_enrolled": len(children),
         "stale_children": [c.as_dict() for c in stale],

@@ -534,8 +534,10 @@ class Store:
 
     def events_without_envelope(self) -> list[Event]:
         rows = self._query(
-            "SELECT e.* FROM events e LEFT JOIN envelopes v ON v.id = e.id "
-            "WHERE v.id IS NULL ORDER BY e.rowid"
+            # Only events with a personal part can wait for their envelope
+            # (a receipt folded from a `receipts` envelope has none of its own).
+            "SELECT e.* FROM events e JOIN personal p ON p.event_id = e.id "
+            "LEFT JOIN envelopes v ON v.id = e.id WHERE v.id IS NULL ORDER BY e.rowid"
         )
         return [Event.from_row(r) for r in rows]
 
@@ -548,13 +550,16 @@ class Store:
 
     def office_envelopes(self, office: str) -> list[str]:
         """Ids of every envelope held of the applications of ``office``: their
-        events first, then their filings, each in the order they came."""
+        events (and the office's receipts in bulk) first, then their filings,
+        each in the order they came."""
         return [
             r[0]
             for r in self.db.conn.execute(
-                "SELECT e.id FROM envelopes e JOIN applications a ON a.tracking = e.tracking "
-                "WHERE a.office = ? ORDER BY e.kind = 'filed', e.n",
-                [office],
+                "SELECT id FROM (SELECT e.id, e.kind, e.n FROM envelopes e "
+                "JOIN applications a ON a.tracking = e.tracking WHERE a.office = ? "
+                "UNION SELECT id, kind, n FROM envelopes WHERE origin = ? AND kind = 'receipts') "
+                "ORDER BY kind = 'filed', n",
+                [office, office],
             )
         ]
 
@@ -1002,6 +1007,27 @@ class Store:
         sql = f"SELECT * FROM applications WHERE {where} AND name_masked = ? ORDER BY rowid DESC LIMIT ?"
         return [_decode(r) for r in self.db.query(sql, [*params, name_masked, limit])]
 
+    def find_by_digits(self, node_code: str, digits: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Applications whose tracking number holds these digits, or whose
+        ID number ends in them as far as its masked form shows (the last 4)."""
+        where, params = self._where(node_code, None, None)
+        sql = (
+            f"SELECT * FROM applications WHERE {where} AND (instr(tracking, ?) > 0 "
+            "OR (length(?) <= 4 AND substr(id_masked, -length(?)) = ?)) ORDER BY rowid DESC LIMIT ?"
+        )
+        return [
+            _decode(r) for r in self.db.query(sql, [*params, digits, digits, digits, digits.upper(), limit])
+        ]
+
+    def find_by_items(self, node_code: str, items: Sequence[str], limit: int = 100) -> list[dict[str, Any]]:
+        """Applications of these items, newest first."""
+        if not items:
+            return []
+        where, params = self._where(node_code, None, None)
+        marks = ", ".join("?" for _ in items)
+        sql = f"SELECT * FROM applications WHERE {where} AND item IN ({marks}) ORDER BY rowid DESC LIMIT ?"
+        return [_decode(r) for r in self.db.query(sql, [*params, *items, limit])]
+
     def needing_attention(self, origin: str, today: str, limit: int = 50) -> list[dict[str, Any]]:
         """What a filing node must act on: returned for supplement, rejected
         and the resident not told yet, past its due date (``today``: ISO
@@ -1130,28 +1156,93 @@ class Store:
             ],
         )
 
-    def stats_records(
-        self, prefix: str, start: str | None = None, end: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The records held for applications whose office is ``prefix`` or
-        below it, that were received, completed or evaluated between the ISO
-        days ``start`` and ``end`` (either may be open)."""
-        lo, hi = start or "0000-00-00", end or "9999-99-99"
-        cursor = self.db.conn.execute(
-            f"SELECT {_STATS_COLUMNS} FROM stats WHERE substr(office, 1, ?1) = ?2 AND ("
-            "COALESCE(received_on, filed_on) BETWEEN ?3 AND ?4 OR completed_on BETWEEN ?3 AND ?4 "
-            "OR evaluated_on BETWEEN ?3 AND ?4)",
-            [len(prefix), prefix, lo, hi],
+    # Reports count in SQL (node/report.py), reading only the columns they
+    # add up, over the records whose office is ``prefix`` or below it. Days
+    # are ISO days (the envelope schema's pattern on arrival, node/stats.py
+    # at home), so "received, completed or evaluated in [start, end]" is
+    # each count's own condition; ``start`` and ``end`` may be open (None).
+
+    @staticmethod
+    def _stats_in(column: str, start: str | None, end: str | None) -> str:
+        """SQL: ``column`` holds a day within [:start, :end]."""
+        bounds = [f"{column} IS NOT NULL"]
+        if start is not None:
+            bounds.append(f"{column} >= :start")
+        if end is not None:
+            bounds.append(f"{column} <= :end")
+        return "(" + " AND ".join(bounds) + ")"
+
+    def stats_sums(
+        self, prefix: str, start: str | None, end: str | None, group: str | int | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Per group, what a report adds up (node/report.py ``SUMS``, in that
+        order, after the group's key): ``group`` None for one row over all,
+        "item" per item, or a number of digits per region code cut to that
+        length (None for a region coarser than that). One scan; each row's
+        conditions are worked out once, in a subquery SQLite keeps apart (its
+        LIMIT), then summed."""
+        params: dict[str, Any] = {"n": len(prefix), "prefix": prefix, "start": start, "end": end}
+        if group is None:
+            key = "NULL"
+        elif group == "item":
+            key = "item"
+        else:
+            key = "CASE WHEN length(region) >= :digits THEN substr(region, 1, :digits) END"
+            params["digits"] = group
+        rows = (
+            f"SELECT {key} AS key, {self._stats_in(_FILED_DAY, start, end)} AS f, "
+            f"status = 'completed' AND {self._stats_in('completed_on', start, end)} AS c, "
+            f"evaluation IS NOT NULL AND {self._stats_in('evaluated_on', start, end)} AS e, "
+            "proxy, on_time, CAST(working_days AS INTEGER) AS days, CAST(evaluation AS INTEGER) AS score "
+            "FROM stats WHERE substr(office, 1, :n) = :prefix LIMIT -1"
         )
-        # One dict per row, built once: a city's year is 100,000s of rows.
-        out = []
-        for row in cursor:
-            record = dict(zip(STATS_FIELDS, row, strict=True))
-            record["proxy"] = bool(record["proxy"])
-            if record["on_time"] is not None:
-                record["on_time"] = bool(record["on_time"])
-            out.append(record)
-        return out
+        sums = [
+            "COUNT(*) FILTER (WHERE f)",
+            "COUNT(*) FILTER (WHERE f AND proxy)",
+            "COUNT(*) FILTER (WHERE c)",
+            "COUNT(on_time) FILTER (WHERE c)",
+            "COUNT(*) FILTER (WHERE c AND on_time)",
+            "COALESCE(SUM(days) FILTER (WHERE c), 0)",
+            "COUNT(days) FILTER (WHERE c)",
+            "COUNT(*) FILTER (WHERE e)",
+            "COALESCE(SUM(score) FILTER (WHERE e), 0)",
+            *(f"COUNT(*) FILTER (WHERE e AND score = {s})" for s in (5, 4, 3, 2, 1)),
+        ]
+        sql = f"SELECT key, {', '.join(sums)} FROM ({rows}) GROUP BY key"
+        return [tuple(row) for row in self.db.conn.execute(sql, params)]
+
+    def stats_days(
+        self, prefix: str, start: str | None, end: str | None
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """(day, count) of the applications filed, and of those completed,
+        on each day within [start, end] (in index order: migration 0020)."""
+        params = {"n": len(prefix), "prefix": prefix, "start": start, "end": end}
+        office = "substr(office, 1, :n) = :prefix"
+        conn = self.db.conn
+        filed = conn.execute(
+            f"SELECT {_FILED_DAY} AS day, COUNT(*) FROM stats "
+            f"WHERE {self._stats_in(_FILED_DAY, start, end)} AND {office} GROUP BY day",
+            params,
+        ).fetchall()
+        completed = conn.execute(
+            "SELECT completed_on, COUNT(*) FROM stats WHERE status = 'completed' "
+            f"AND {self._stats_in('completed_on', start, end)} AND {office} GROUP BY completed_on",
+            params,
+        ).fetchall()
+        return filed, completed
+
+    def stats_open(self, prefix: str) -> list[tuple[str, str | None, str | None, int]]:
+        """(status, received_on, due, count) of the applications still to
+        answer or decide: what makes one late (node/timeliness.py)."""
+        return [
+            (row[0], row[1], row[2], int(row[3]))
+            for row in self.db.conn.execute(
+                "SELECT status, received_on, due, COUNT(*) FROM stats "
+                "WHERE status IN ('received', 'accepted') AND substr(office, 1, ?1) = ?2 "
+                "GROUP BY status, received_on, due",
+                [len(prefix), prefix],
+            )
+        ]
 
     def stats_count(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
@@ -1391,12 +1482,67 @@ class Store:
         ]
 
     def has_own_receipt(self, tracking: str, office: str) -> bool:
-        """Whether the office's receipt for ``tracking`` is held here (taken back after a restore)."""
+        """Whether the office's receipt for ``tracking`` is held here (taken
+        back after a restore): alone in its envelope, folded from a
+        `receipts` envelope, or waiting in one for its filing."""
         row = self.db.conn.execute(
-            "SELECT 1 FROM envelopes WHERE tracking = ? AND origin = ? AND kind = 'received' LIMIT 1",
-            [tracking, office],
+            "SELECT 1 FROM envelopes WHERE tracking = ? AND origin = ? AND kind = 'received' "
+            "UNION ALL SELECT 1 FROM events WHERE tracking = ? AND origin = ? AND kind = 'received' "
+            "UNION ALL SELECT 1 FROM receipts_waiting w JOIN envelopes v ON v.id = w.envelope_id "
+            "WHERE w.tracking = ? AND v.origin = ? LIMIT 1",
+            [tracking, office, tracking, office, tracking, office],
         ).fetchone()
         return row is not None
+
+    # -- receipts in bulk that wait for their application (node/receipts.py) --
+
+    def event_ids_among(self, ids: Sequence[str]) -> set[str]:
+        """Which of these event ids are recorded here."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(part))
+            found.update(
+                r[0] for r in self.db.conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", part)
+            )
+        return found
+
+    def wait_receipts(self, envelope_id: str, trackings: Sequence[str]) -> None:
+        """Receipts of a `receipts` envelope that cannot apply yet: its effect
+        is pending until each has (receipt_applied)."""
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO receipts_waiting (envelope_id, tracking) VALUES (?, ?)",
+            [(envelope_id, t) for t in trackings],
+        )
+        self.set_effect(envelope_id, "pending")
+
+    def waiting_receipts(self, tracking: str) -> list[tuple[str, str, str]]:
+        """(envelope id, raw, sender) of `receipts` envelopes holding a
+        receipt for ``tracking`` that waits, in arrival order."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.db.conn.execute(
+                "SELECT v.id, v.raw, v.received_from FROM receipts_waiting w "
+                "JOIN envelopes v ON v.id = w.envelope_id WHERE w.tracking = ? ORDER BY v.n",
+                [tracking],
+            )
+        ]
+
+    def stop_waiting(self, envelope_id: str) -> None:
+        self.db.conn.execute("DELETE FROM receipts_waiting WHERE envelope_id = ?", [envelope_id])
+
+    def receipt_applied(self, envelope_id: str, tracking: str) -> None:
+        """A waiting receipt has applied; its envelope's effect is applied
+        once none of its receipts waits."""
+        conn = self.db.conn
+        conn.execute(
+            "DELETE FROM receipts_waiting WHERE envelope_id = ? AND tracking = ?", [envelope_id, tracking]
+        )
+        if conn.execute(
+            "SELECT 1 FROM receipts_waiting WHERE envelope_id = ? LIMIT 1", [envelope_id]
+        ).fetchone():
+            return
+        self.set_effect(envelope_id, "applied")
 
 
 @lru_cache(maxsize=32)
@@ -1410,6 +1556,8 @@ def _upsert_sql(columns: tuple[str, ...]) -> str:
 
 
 _STATS_COLUMNS = ", ".join(STATS_FIELDS)
+# The day an application counts as filed: its office's receipt (node/report.py).
+_FILED_DAY = "COALESCE(NULLIF(received_on, ''), filed_on)"
 _STATS_UPSERT = (
     f"INSERT INTO stats ({_STATS_COLUMNS}, version, taken_at) "
     f"VALUES ({', '.join(':' + c for c in STATS_FIELDS)}, :version, :taken_at) "

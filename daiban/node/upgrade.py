@@ -33,7 +33,6 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import TYPE_CHECKING
 
-from daiban.node import journal
 from daiban.node.clock import stamp
 
 if TYPE_CHECKING:
@@ -113,6 +112,8 @@ def reexamine(node: Node, ids: Iterable[int] | None = None) -> Reexamined:
     """Examine quarantined envelopes again (``ids``; by default those held
     for an upgrade and those refused as unknown_kind or invalid_body), each
     in a transaction of its own, then apply what was taken in (drain)."""
+    from daiban.node import journal  # only when there is something to examine: opening stays light
+
     chosen = list(ids) if ids is not None else node.store.reexaminable(REEXAMINED)
     out = Reexamined()
     for quarantine_id in chosen:
@@ -127,6 +128,8 @@ def reexamine(node: Node, ids: Iterable[int] | None = None) -> Reexamined:
 
 
 def _one(node: Node, quarantine_id: int, out: Reexamined) -> None:
+    from daiban.node import journal
+
     row = node.store.quarantine_row(quarantine_id)
     if row is None:  # another process took it in meanwhile
         return

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from daiban.node.store import OutboxRow
 
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10, sock_read=60)
+UNANSWERED = "push_unanswered"  # a setting: "1" while a push may have gone out unanswered
 
 
 class SyncFailed(DaibanError):
@@ -212,10 +213,43 @@ def _refusal(status: int, data: Any) -> SyncFailed:
     return SyncFailed(_("The parent answered {status}: {message}").format(status=status, message=message))
 
 
+PUSH_BUDGET = "push_budget"
+"""Node setting: the bytes of envelopes this node puts in one push to its
+parent, learned from the link (unset: no bound but protocol.BATCH)."""
+MIN_BUDGET = 8 * 1024
+
+
+def _budget(node: Node) -> int | None:
+    value = node.store.setting(PUSH_BUDGET)
+    return int(value) if value and value.isdigit() else None
+
+
+def _set_budget(node: Node, budget: int | None) -> None:
+    with node.store.transaction():
+        node.store.set_setting(PUSH_BUDGET, "" if budget is None else str(budget))
+
+
+def _first_bytes(rows: list[OutboxRow], budget: int | None) -> list[OutboxRow]:
+    """The first rows whose envelopes fit in ``budget`` bytes (at least one)."""
+    if budget is None:
+        return rows
+    out: list[OutboxRow] = []
+    total = 0
+    for row in rows:
+        total += len(row.raw)
+        if out and total > budget:
+            break
+        out.append(row)
+    return out
+
+
 async def push(conn: Connection, report: Report) -> None:
     """Push the outbox in batches, two in flight: while the parent checks
     and stores one batch, the next is read, encoded and sent. A batch stays
-    in the outbox until the parent's answer for it has been recorded."""
+    in the outbox until the parent's answer for it has been recorded. A
+    push that gets no answer (the link dropped) halves the bytes of the
+    next ones, down to MIN_BUDGET, so a slow link that drops still moves
+    forward; each answered push doubles them again, back to no bound."""
     node = conn.node
     await announce(conn)
     # What the parent refused only because its build did not know it goes
@@ -224,11 +258,18 @@ async def push(conn: Connection, report: Report) -> None:
     with node.store.transaction():
         node.store.reoffer(routing.UP, upgrade.REEXAMINED, stamp(node.clock()))
     await give_back(conn)
+    if node.store.setting(UNANSWERED) == "1":
+        await let_go_of_what_the_parent_holds(conn, report)
     after = 0
+    budget = _budget(node)
     inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
+    current: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
+    if node.store.outbox_count(routing.UP):
+        with node.store.transaction():  # until every push is answered (a cut, a kill)
+            node.store.set_setting(UNANSWERED, "1")
     try:
         for _round in range(1_000_000):  # bounded: each round sends a batch or settles the last
-            batch = node.store.outbox(routing.UP, after=after, limit=protocol.BATCH)
+            batch = _first_bytes(node.store.outbox(routing.UP, after=after, limit=protocol.BATCH), budget)
             sent = None
             if batch:
                 value = {"certs": identity.chains_for(node, batch), "envelopes": [row.raw for row in batch]}
@@ -236,17 +277,58 @@ async def push(conn: Connection, report: Report) -> None:
                 after = batch[-1].n
             current, inflight = inflight, sent
             if current is None and inflight is None:
+                if node.store.setting(UNANSWERED) == "1":
+                    with node.store.transaction():
+                        node.store.set_setting(UNANSWERED, "")
                 return
             if current is not None:
                 status, data = await current[1]
                 faults.point("push-answered")
+                if budget is not None:
+                    budget = None if budget * 2 >= protocol.MAX_BODY else budget * 2
+                    _set_budget(node, budget)
                 if not _settle(node, current[0], status, data, report, conn.url):
                     after = 0  # some were set aside: read the rest of that batch again
+                current = None
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        unanswered = current or inflight
+        if unanswered is not None:
+            size = sum(len(row.raw) for row in unanswered[0])
+            _set_budget(node, max(MIN_BUDGET, min(budget or size, size) // 2))
+        raise
     finally:
-        if inflight is not None and not inflight[1].done():
-            inflight[1].cancel()
-            with contextlib.suppress(BaseException):
+        if inflight is not None:
+            if not inflight[1].done():
+                inflight[1].cancel()
+            with contextlib.suppress(BaseException):  # its failure is the one raised, or moot
                 await inflight[1]
+
+
+async def let_go_of_what_the_parent_holds(conn: Connection, report: Report) -> None:
+    """A push of this node's went unanswered (the link was cut, or the sync
+    killed, after it went out): the parent may have stored it. Before sending
+    anything again, ask what it holds of each origin of this node's area (a
+    pull of nothing, with ``holds``; the answer is signed) and let go of what
+    it has, filings into custody as an answered push would: on a slow link a
+    lost answer must not cost the whole batch again."""
+    node = conn.node
+    request, _cursor, known = _pull_request(node, conn.parent, 0)
+    request["holds"] = True
+    status, data = await conn.post(protocol.PULL, request)
+    if status != 200:
+        raise _refusal(status, data)
+    theirs = incarnation_of(data, conn.url)
+    if known is not None and theirs is not None and theirs != known:
+        return  # restored since: the pull that follows hands everything out again (custody.py)
+    held = holds_of(data, conn.url)
+    done = [
+        row.id for row in node.store.outbox(routing.UP, limit=10**9) if row.seq <= held.get(row.origin, 0)
+    ]
+    with node.store.transaction():
+        node.store.release(routing.UP, done)
+        custody.keep(node, done)  # filings: until their office answers (custody.py)
+        node.store.set_setting(UNANSWERED, "")
+    report.duplicates += len(done)
 
 
 async def announce(conn: Connection) -> None:

@@ -156,12 +156,13 @@ def check_request(path: str, data: Any) -> None:
             and _integer(data.get("limit", BATCH), 0, MAX_BATCH)
             and isinstance(incarnation, str)
             and 1 <= len(incarnation) <= MAX_INCARNATION
+            and isinstance(data.get("holds", False), bool)
         ):
             raise ProtocolError(
                 400,
                 "malformed",
-                "pull needs a cursor >= 0, a limit up to 1000 and (if given) an incarnation "
-                "of 1 to 64 characters",
+                "pull needs a cursor >= 0, a limit up to 1000, (if given) an incarnation "
+                "of 1 to 64 characters and (if given) holds true or false",
             )
     elif path == RECOVER:
         if not (_integer(data.get("after"), 0, MAX_INTEGER) and _integer(data.get("limit", 1), 1, MAX_BATCH)):

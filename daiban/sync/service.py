@@ -197,7 +197,8 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         # Children enrolled here inside this child's area: should one have
         # been this child's before, it sees that it moved (node/moving.py).
         chains += moving.chains_below(node, code, MAX_BATCH - len(chains))
-        held = custody.holds(node, code) if stale else None
+        # Asked (a push of the child's went unanswered), or after a restore.
+        held = custody.holds(node, code) if stale or data.get("holds") is True else None
         rekeyed = custody.own_chain_if_rekeyed(node)
     faults.point("pull-served")
     answer = {

@@ -6,7 +6,15 @@ slow work — sync, printing — runs in workers with their own connections; a
 village or town with a parent also syncs in the background, background.py).
 Whoever logs in is the actor on every event the app records. A refusal is a
 message in the app; an unexpected error is logged to the home's logs/ folder
-and the app ends with one line, never a traceback."""
+and the app ends with one line, never a traceback.
+
+Keys are handed to the field that has the focus when they arrive, in order:
+Tab, Shift+Tab and Enter on a form's field move the focus here, in the app's
+own key handling, before the next key is handed on (Textual would move it
+only once the key had passed through the old field, and the keys already
+queued behind it went there too). A shared PC logs out by itself after
+``idle_after`` without a key (default 10 minutes), back to the login screen,
+every screen with a resident's data closed."""
 
 from __future__ import annotations
 
@@ -15,11 +23,16 @@ import datetime as dt
 import logging
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from textual import events
+from textual.actions import SkipAction
 from textual.app import App
 from textual.binding import Binding
+from textual.keys import format_key
 
 from daiban import i18n
 from daiban.errors import DaibanError, database_problem
@@ -33,6 +46,10 @@ from daiban.tui.safe import N_
 
 log = logging.getLogger("daiban.tui")
 BACKGROUND_AFTER = 1.0  # seconds after the app starts before the background sync does
+IDLE_AFTER = dt.timedelta(minutes=10)
+"""A logged-in app with no key for this long logs out (``daiban tui --idle-after``)."""
+IDLE_CHECK_EVERY = 15.0  # seconds between looks at the idle time
+KEY_NAMES = {"escape": "Esc", "enter": "Enter", "tab": "Tab", "space": "Space", "delete": "Del"}
 
 CSS = """
 Screen { background: $background; }
@@ -46,6 +63,26 @@ Screen { background: $background; }
 .row > Select { width: 32; }
 .row > .reason { width: 1fr; }
 DataTable { height: 1fr; }
+/* Fields drawn as boxes, the focused one with heavy sides: a box and the
+   focus read on any palette, 16 colours and NO_COLOR included. */
+Input.-textual-compact {
+    border-left: vkey $foreground 70% !important; border-right: vkey $foreground 70% !important;
+}
+Input.-textual-compact:focus {
+    border-left: thick $accent !important; border-right: thick $accent !important;
+    text-style: bold;
+}
+Select.-textual-compact > SelectCurrent {
+    border-left: vkey $foreground 70% !important; border-right: vkey $foreground 70% !important;
+}
+Select.-textual-compact:focus > SelectCurrent {
+    border-left: thick $accent !important; border-right: thick $accent !important;
+    text-style: bold;
+}
+.row:focus-within { height: auto; }  /* (a rule on the row itself: Textual restyles it on focus) */
+.row:focus-within > .label { text-style: bold reverse; }
+DataTable:focus > .datatable--cursor { text-style: bold reverse; }
+OptionList:focus > .option-list--option-highlighted { text-style: bold reverse; }
 """
 
 
@@ -53,7 +90,13 @@ class DaibanApp(App[int]):
     TITLE = "Daiban"
     CSS = CSS
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [Binding("ctrl+q", "quit", N_("Quit"), show=False, priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", N_("Quit"), show=False, priority=True),
+        # Before the key reaches any widget: the focus moves now (module docstring).
+        Binding("tab", "focus_next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", show=False, priority=True),
+        Binding("enter", "advance", show=False, priority=True),
+    ]
 
     def __init__(
         self,
@@ -65,8 +108,11 @@ class DaibanApp(App[int]):
         background_sync: bool = True,
         backup: bool = True,
         stale_after: dt.timedelta | None = None,
+        idle_after: dt.timedelta | None = None,
+        idle_clock: Callable[[], float] = time.monotonic,
+        ansi_color: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(ansi_color=ansi_color)  # True: the terminal's own 16 colours
         self.home = home
         self.clock = clock
         self.node = node or open_node(home, clock=clock, actor="-")
@@ -84,6 +130,10 @@ class DaibanApp(App[int]):
         """An office's child silent longer than this is named on Home and the dashboard."""
         self.backup_notices: list[str] = []
         self._alongside = contextlib.ExitStack()
+        self.idle_after = idle_after or IDLE_AFTER
+        self.idle_clock = idle_clock
+        """Seconds, monotonic: when the last key came (tests give their own)."""
+        self.last_key = idle_clock()
 
     @property
     def is_office(self) -> bool:
@@ -100,6 +150,7 @@ class DaibanApp(App[int]):
             self.set_timer(BACKGROUND_AFTER, self.background.start)
         if self.backup:
             self.start_backup()
+        self.set_interval(IDLE_CHECK_EVERY, self.check_idle_logout)
 
     def on_unmount(self) -> None:
         if self.background is not None:
@@ -121,6 +172,48 @@ class DaibanApp(App[int]):
         log.info("backup", extra={"notice": text})
         self.info(text)
 
+    # -- keys ------------------------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown, events.Paste)):
+            self.last_key = self.idle_clock()
+        await super().on_event(event)
+
+    def action_advance(self) -> None:
+        """Enter on a form's field: the next field, at once (else Enter as usual)."""
+        from daiban.tui.widgets import Field
+
+        focused = self.focused
+        if not (isinstance(focused, Field) and focused.advance):
+            raise SkipAction()
+        self.screen.focus_next()
+
+    def get_key_display(self, binding: Binding) -> str:
+        """Keys as written on the keyboard: ``Ctrl+S``, ``Esc``, never ``^s``."""
+        if binding.key_display:
+            return binding.key_display
+        modifiers, key = binding.parse_key()
+        name = KEY_NAMES.get(key) or format_key(key)
+        name = name.upper() if len(name) == 1 else name  # as on the key: N, Ctrl+S
+        return "+".join([*(m.capitalize() for m in modifiers), name])
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C, by habit: say in the user's language how to quit."""
+        self.info(_("To quit, press Ctrl+Q."))
+
+    # -- idle logout --------------------------------------------------------------
+
+    def check_idle_logout(self) -> bool:
+        """Log out if no key came for ``idle_after``; True if it did."""
+        if not self.agent:
+            return False
+        idle = self.idle_clock() - self.last_key
+        if idle < self.idle_after.total_seconds():
+            return False
+        minutes = max(1, round(self.idle_after.total_seconds() / 60))
+        self.logout(_("Logged out after {minutes} minutes without use.").format(minutes=minutes))
+        return True
+
     # -- who is acting ---------------------------------------------------------
 
     def logged_in(self, name: str) -> None:
@@ -128,10 +221,16 @@ class DaibanApp(App[int]):
 
         self.agent = name
         self.node.actor = name
-        self.sub_title = _("agent: {name}").format(name=name)
+        # At an office the people who log in are its staff (工作人员), not agents.
+        who = _("staff: {name}") if self.is_office else _("agent: {name}")
+        self.sub_title = who.format(name=name)
         self.switch_screen(HomeScreen())
 
     def action_logout(self) -> None:
+        self.logout()
+
+    def logout(self, notice: str = "") -> None:
+        """Back to the login screen, every other screen closed; ``notice`` is said there."""
         from daiban.tui.login import LoginScreen
 
         self.agent = ""
@@ -139,7 +238,7 @@ class DaibanApp(App[int]):
         self.sub_title = ""
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(LoginScreen(""))
+        self.switch_screen(LoginScreen("", notice=notice))
 
     # -- errors --------------------------------------------------------------------
 

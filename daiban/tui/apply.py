@@ -23,8 +23,9 @@ from daiban.node.applications import Filing
 from daiban.node.catalog import Item, level_label, search
 from daiban.node.conditions import RELATIONS
 from daiban.node.validation import field_label
-from daiban.tui.base import Base
+from daiban.tui.base import Base, Guarded
 from daiban.tui.safe import N_, Plain, SafeInput, cell
+from daiban.tui.widgets import CheckList, Field, Form
 
 
 class ItemScreen(Base):
@@ -90,12 +91,12 @@ GUARDIAN = (
 EXTRA = ("guardian_name", "guardian_id_number", "guardian_relation", "delivery", "address")
 
 
-class FormScreen(Base):
+class FormScreen(Guarded):
     """Step 2: the applicant, the item's fields, the materials."""
 
     BINDINGS = [
         Binding("ctrl+s", "next", N_("Check and continue")),
-        Binding("escape", "app.pop_screen", N_("Back")),
+        Binding("escape", "leave", N_("Back")),
     ]
 
     def __init__(self, item: Item) -> None:
@@ -110,7 +111,7 @@ class FormScreen(Base):
     def compose(self) -> ComposeResult:
         item = self.item
         yield self.header()
-        with VerticalScroll(id="form"):
+        with Form(id="form"):
             yield Plain(
                 f"{item.name} ({item.code})  {level_label(item.level)}  "
                 + (
@@ -124,7 +125,7 @@ class FormScreen(Base):
                 yield Plain(item.guide, classes="hint")
             for key, label in APPLICANT:
                 placeholder = _("default {code}").format(code=self.node.code) if key == "region" else ""
-                widget = SafeInput(id=f"f-{key}", compact=True, placeholder=placeholder, max_length=60)
+                widget = Field(id=f"f-{key}", compact=True, placeholder=placeholder, max_length=60)
                 yield from self._row(key, _(label), widget)
             for n, (key, spec) in enumerate(self.props.items()):
                 label = field_label(key, spec) + ("*" if key in self.required else "")
@@ -132,7 +133,7 @@ class FormScreen(Base):
             if item.conditions.get("guardian"):
                 # Only items whose conditions may need one ask for a guardian.
                 for key, label in GUARDIAN:
-                    yield from self._row(key, _(label), SafeInput(id=f"f-{key}", compact=True, max_length=60))
+                    yield from self._row(key, _(label), Field(id=f"f-{key}", compact=True, max_length=60))
                 yield from self._row(
                     "guardian_relation",
                     _("Relation"),
@@ -153,13 +154,11 @@ class FormScreen(Base):
                     allow_blank=False,
                 ),
             )
-            yield from self._row(
-                "address", _("Address"), SafeInput(id="f-address", compact=True, max_length=120)
-            )
+            yield from self._row("address", _("Address"), Field(id="f-address", compact=True, max_length=120))
             yield Plain(
                 _("Materials (unticked = owed; only those marked 容缺 may be owed):"), classes="title"
             )
-            yield SelectionList[str](
+            yield CheckList[str](
                 *[
                     Selection(
                         Text(m["name"] + ("  " + _("(may be owed, 容缺)") if m.get("owable") else "")),
@@ -195,10 +194,16 @@ class FormScreen(Base):
         placeholder = {"date": "2026-11-27"}.get(
             spec.get("format", ""), str(spec.get("description", ""))[:30]
         )
-        return SafeInput(id=f"x-{n}", compact=True, placeholder=placeholder, max_length=100)
+        return Field(id=f"x-{n}", compact=True, placeholder=placeholder, max_length=100)
 
     def on_mount(self) -> None:
         self.widgets["name"].focus()
+        self.remember_untouched()
+
+    def typed(self) -> tuple[Any, ...]:
+        """Everything the agent can change on the form, to see whether they did."""
+        values = tuple(widget.value for widget in self.widgets.values())
+        return (*values, tuple(self.query_one("#materials", SelectionList).selected))
 
     def _key_of(self, widget: object) -> str | None:
         for key, w in self.widgets.items():
@@ -211,9 +216,6 @@ class FormScreen(Base):
         if key is not None and event.value:
             self.touched.add(key)
         self.check()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.focus_next()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         key = self._key_of(event.select)

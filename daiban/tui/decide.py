@@ -7,18 +7,20 @@ decision needs; the library checks it all again."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, RadioButton, RadioSet, Select, SelectionList
+from textual.containers import Horizontal
+from textual.widgets import Input, RadioSet, Select, SelectionList
 from textual.widgets.selection_list import Selection
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.tui.base import Base
-from daiban.tui.safe import N_, Plain, SafeInput
+from daiban.tui.base import Guarded
+from daiban.tui.safe import N_, Plain
+from daiban.tui.widgets import CheckList, Field, Form, Radio
 
 ACTIONS = (
     ("accept", N_("Accept (受理)")),
@@ -35,10 +37,10 @@ PARTS = {
 }
 
 
-class DecideScreen(Base):
+class DecideScreen(Guarded):
     BINDINGS = [
         Binding("ctrl+s", "decide", N_("Record the decision")),
-        Binding("escape", "app.pop_screen", N_("Back")),
+        Binding("escape", "leave", N_("Back")),
     ]
 
     def __init__(self, tracking: str) -> None:
@@ -57,23 +59,21 @@ class DecideScreen(Base):
             allowed = {"complete"}
         self.allowed = [a for a, _label in ACTIONS if a in allowed]
         yield self.header()
-        with VerticalScroll():
+        with Form():
             yield Plain(f"{view['tracking']}  {view['item_name']}", classes="title")
             with RadioSet(id="action", compact=True):
                 for n, (action, label) in enumerate(ACTIONS):
                     if action in allowed:
-                        yield RadioButton(
-                            _(label), value=n == 0 or action == self.allowed[0], id=f"a-{action}"
-                        )
+                        yield Radio(_(label), value=n == 0 or action == self.allowed[0], id=f"a-{action}")
             yield Plain(_("Materials that may still be owed (tick those owed):"), classes="part-owed hint")
-            yield SelectionList[str](
+            yield CheckList[str](
                 *[Selection(Text(m), m, False) for m in item.owable],
                 id="owed",
                 classes="part-owed",
                 compact=True,
             )
             yield Plain(_("Tick everything missing, all at once:"), classes="part-missing hint")
-            yield SelectionList[str](
+            yield CheckList[str](
                 *[Selection(Text(m), m, False) for m in item.material_names],
                 id="missing",
                 classes="part-missing",
@@ -81,12 +81,12 @@ class DecideScreen(Base):
             )
             with Horizontal(classes="row part-other"):
                 yield Plain(_("Also missing"), classes="label")
-                yield SafeInput(
+                yield Field(
                     id="other", compact=True, placeholder=_("others, separated by ；"), max_length=300
                 )
             with Horizontal(classes="row part-by"):
                 yield Plain(_("Hand in by"), classes="label")
-                yield SafeInput(
+                yield Field(
                     id="by",
                     compact=True,
                     placeholder=_("YYYY-MM-DD (default: 10 working days)"),
@@ -102,10 +102,10 @@ class DecideScreen(Base):
                 )
             with Horizontal(classes="row part-post"):
                 yield Plain(_("Postal number"), classes="label")
-                yield SafeInput(id="post", compact=True, max_length=40)
+                yield Field(id="post", compact=True, max_length=40)
             with Horizontal(classes="row part-post"):
                 yield Plain(_("Address"), classes="label")
-                yield SafeInput(
+                yield Field(
                     id="address",
                     compact=True,
                     max_length=120,
@@ -113,7 +113,7 @@ class DecideScreen(Base):
                 )
             with Horizontal(classes="row part-note"):
                 yield Plain(_("Note / reason"), id="note-label", classes="label")
-                yield SafeInput(id="note", compact=True, max_length=500)
+                yield Field(id="note", compact=True, max_length=500)
         yield self.footer()
 
     def on_mount(self) -> None:
@@ -121,6 +121,16 @@ class DecideScreen(Base):
             self.dapp.error(_("{tracking} has no decision left to make here.").format(tracking=self.tracking))
         self.show_parts()
         self.query_one(RadioSet).focus()
+        self.remember_untouched()
+
+    def typed(self) -> tuple[Any, ...]:
+        """Everything the officer can change here, to see whether they did."""
+        return (
+            self.query_one(RadioSet).pressed_index,
+            *(widget.value for widget in self.query(Input)),
+            self.query_one("#delivery", Select).value,
+            *(tuple(widget.selected) for widget in self.query(CheckList)),
+        )
 
     def chosen(self) -> str:
         pressed = self.query_one(RadioSet).pressed_button

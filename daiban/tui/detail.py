@@ -16,12 +16,25 @@ from textual.widgets.selection_list import Selection
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
+from daiban.node import places
 from daiban.node.applications import POOR_SCORE, withdraw_reason_label
 from daiban.node.lifecycle import kind_label, status_label
 from daiban.node.validation import field_label
-from daiban.render import attention_lines, correction_lines, due_text, event_detail, score_label
+from daiban.render import (
+    actor_text,
+    applicant_line,
+    attention_lines,
+    correction_lines,
+    due_text,
+    event_detail,
+    place_lines,
+    score_label,
+    value_text,
+    who_text,
+)
 from daiban.tui.base import Base, Modal
-from daiban.tui.safe import N_, Plain, cell
+from daiban.tui.safe import N_, Plain, cell, short
+from daiban.tui.widgets import CheckList
 
 OPEN_AT_OFFICE = ("received", "needs_supplement", "accepted")
 
@@ -55,19 +68,28 @@ class DetailScreen(Base):
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(_("when"), _("what"), _("who"), _("detail"))
 
+    def on_screen_suspend(self) -> None:
+        """Another screen over this one (a decision, the receipt): nothing
+        personal stays drawn under it; it is read again on return."""
+        if self.view.get("personal"):
+            self.view = {k: v for k, v in self.view.items() if k != "personal"}
+            self.query_one("#summary", Plain).show("\n".join(summary_lines(self.view, self.node)))
+
     def on_screen_resume(self) -> None:
         self.load()  # also when first shown: Textual resumes a screen it pushes, after its mount
 
     def load(self) -> None:
         self.view = view = self.node.show(self.tracking)
-        self.query_one("#summary", Plain).show("\n".join(summary_lines(view, self.node)))
+        names = places.names(self.node)
+        self.query_one("#summary", Plain).show("\n".join(summary_lines(view, self.node, names)))
         table = self.query_one(DataTable)
         table.clear()
         for e in view["history"]:
             table.add_row(
                 cell(str(e["at"])[5:16].replace("T", " ")),
                 cell(kind_label(e["kind"])),
-                cell(f"{e['actor']}@{e['origin']}"),
+                # Who, and where when not here (by name, cut to fit 80 columns).
+                short(who_text(e, names) if e["origin"] != self.node.code else actor_text(e["actor"]), 24),
                 cell(event_detail(e["kind"], e["body"])),
             )
         self.refresh_bindings()
@@ -131,15 +153,16 @@ class DetailScreen(Base):
         self.app.push_screen(ReceiptScreen(self.view["tracking"]))
 
 
-def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
-    a = view["applicant"]
+def summary_lines(view: dict[str, Any], node: Any, names: dict[str, str] | None = None) -> list[str]:
+    """The application at a glance: offices by name (with the code), the
+    applicant in full only where this office opened the personal data (while
+    this screen is open), masked everywhere else; values in people's words."""
+    names = places.names(node) if names is None else names
     lines = [
         f"{view['tracking']}  {view['item_name']} ({view['item']})",
         _("Status: {status}   Due: {due}").format(status=status_label(view["status"]), due=due_text(view)),
-        _("Applicant: {name}  {id_number}  {phone}").format(**a),
-        _("Office: {office}   Filed by: {origin}   Division: {region}").format(
-            office=view["office"], origin=view["origin"], region=view["region"]
-        ),
+        applicant_line(view),
+        *place_lines(view, names),
     ]
     lines.extend(attention_lines(view))
     lines.extend(correction_lines(view.get("corrections") or []))
@@ -147,17 +170,13 @@ def summary_lines(view: dict[str, Any], node: Any) -> list[str]:
         lines.append(_("Evaluation: {level}").format(level=score_label(int(view["evaluation"]))))
     personal = view.get("personal")
     if personal:
-        lines.append(
-            _("Applicant (opened at this office): {name}  {id_number}  {phone}").format(
-                name=personal["name"], id_number=personal["id_number"], phone=personal["phone"]
-            )
-        )
         try:
             props = node.filed_item(str(view["tracking"])).fields.get("properties", {})
         except DaibanError:
             props = {}
         fields = [
-            f"{field_label(k, props.get(k, {}))}: {v}" for k, v in (personal.get("fields") or {}).items()
+            f"{field_label(k, props.get(k, {}))}: {value_text(v)}"
+            for k, v in (personal.get("fields") or {}).items()
         ]
         if fields:
             lines.append("  ".join(fields))
@@ -254,7 +273,7 @@ class SuppliedModal(Modal):
 
         with Vertical(classes="dialog"):
             yield Plain(_("Tick what the resident handed in, then Ctrl+S."), classes="title")
-            yield SelectionList[str](
+            yield CheckList[str](
                 *[Selection(Text(m), m, True) for m in self.outstanding], id="supplied", compact=True
             )
         yield self.footer()

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable
 
 from daiban.i18n import _
-from daiban.node import routing
+from daiban.node import places, routing
 from daiban.node.lifecycle import Status, status_label
 from daiban.tui import children
 from daiban.tui.base import Base
@@ -100,9 +100,10 @@ class HomeScreen(Base):
     def show_link(self) -> None:
         """The background sync's view of the parent; the figures again after
         each of its syncs (they may have moved)."""
-        background, parent = self.dapp.background, self.node.parent()
-        if background is None or parent is None:
+        background, code = self.dapp.background, self.node.parent()
+        if background is None or code is None:
             return
+        parent = places.place_name(places.names(self.node), code)  # by its name where known
         state = background.state
         if background.stopped_because:
             text = _("Parent {code}: background sync stopped: {why}").format(

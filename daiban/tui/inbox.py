@@ -1,7 +1,9 @@
 """The office's inbox: the open applications it handles, by deadline —
 accepted ones by due date with the working days left, overdue ones marked
 (with a "!" and a word, not only a colour); then those awaiting a decision,
-longest waiting first. Enter opens one (its personal data is opened here).
+longest waiting first, each resident by the masked name only. Enter opens
+one: its personal data (the full name and ID number) is opened there, and
+only while that detail is open.
 
 The table holds the most urgent ``PAGE`` of them: nobody scrolls through
 thousands of rows on an 80x24 screen, and filling a table that large takes
@@ -25,6 +27,9 @@ from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, cell, short
 
 PAGE = 100
+# The item's name gives up width so the deadline ("剩 30 个工作日（预计）")
+# is never cut at 80 columns.
+ITEM_WIDTH = 14
 
 
 def deadline_text(
@@ -98,7 +103,7 @@ class InboxScreen(Base):
         table.add_rows(
             (
                 cell(r["tracking"]),
-                short(r["item_name"], 18),
+                short(r["item_name"], ITEM_WIDTH),
                 cell(r["name_masked"]),
                 cell(status_label(r["status"]) + (" !" if r.get("sync_problem") else "")),
                 cell(deadline),
@@ -108,7 +113,7 @@ class InboxScreen(Base):
         self._keys = [r["tracking"] for r in rows]
         overdue = sum(1 for text in deadlines if text.startswith("!"))
         self.query_one("#count", Plain).show(
-            _("Inbox of {office}: {n} open").format(office=node.code, n=total)
+            _("Inbox of {office}: {n} open").format(office=node.name, n=total)
             + ("  " + _("overdue: {n}").format(n=overdue) if overdue else "")
             + (
                 "  " + _("(the {n} most urgent shown; F finds the others)").format(n=len(rows))

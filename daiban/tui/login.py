@@ -13,17 +13,21 @@ from daiban.i18n import _
 from daiban.node import agents
 from daiban.tui.base import Base
 from daiban.tui.safe import N_, Plain, SafeInput
+from daiban.tui.widgets import Field
 
 
 class LoginScreen(Base):
+    DEFAULT_CSS = "LoginScreen .panel > Input { width: 44; }"
     BINDINGS = [
         Binding("ctrl+s", "submit", N_("Log in")),
         Binding("ctrl+q", "app.quit", N_("Quit")),
     ]
 
-    def __init__(self, hint: str = "") -> None:
+    def __init__(self, hint: str = "", *, notice: str = "") -> None:
         super().__init__()
         self.hint = hint
+        self.notice = notice
+        """Why the app is back here (the idle logout), shown until the next login."""
 
     def compose(self) -> ComposeResult:
         self.first = not agents.has_agents(self.node)
@@ -40,15 +44,17 @@ class LoginScreen(Base):
                 )
             else:
                 names = _("、").join(a["name"] for a in agents.listing(self.node))
-                yield Plain(_("Agents here: {names}").format(names=names), classes="hint")
+                here = _("Staff here: {names}") if self.node.role != "village" else _("Agents here: {names}")
+                yield Plain(here.format(names=names), classes="hint")
             yield Plain(_("Name"), classes="label")
-            yield SafeInput(value=self.hint, id="name", compact=True, max_length=40)
+            yield Field(value=self.hint, id="name", compact=True, max_length=40)
             yield Plain(_("PIN"), classes="label")
-            yield SafeInput(password=True, id="pin", compact=True, max_length=12, restrict=r"[0-9]*")
+            pin = Field if self.first else SafeInput  # Enter on the last field logs in
+            yield pin(password=True, id="pin", compact=True, max_length=12, restrict=r"[0-9]*")
             if self.first:
                 yield Plain(_("PIN again"), classes="label")
                 yield SafeInput(password=True, id="pin2", compact=True, max_length=12, restrict=r"[0-9]*")
-            yield Plain("", id="problem", classes="reason")
+            yield Plain(self.notice, id="problem", classes="reason")
         yield self.footer()
 
     def on_mount(self) -> None:

@@ -43,13 +43,17 @@ class Plain(Static):
         self.update(plain(content) if isinstance(content, str) else content)
 
 
+TEXTUAL_LABELS = {"Dismiss menu": N_("Cancel")}
+"""Key labels that Textual's own widgets bring, said in the app's words."""
+
+
 class KeyFooter(Footer):
     """Textual's footer, with each key's label in the user's language."""
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
             if isinstance(widget, FooterKey) and widget.description:
-                widget.description = _(widget.description)
+                widget.description = _(TEXTUAL_LABELS.get(widget.description, widget.description))
             yield widget
 
 

@@ -1,0 +1,135 @@
+"""Receipts in bulk: an office acknowledges many filings of one filing node
+with one signed `receipts` envelope instead of one `received` envelope each.
+
+Each receipt in it is still an event of its own — its id, the office's
+sequence number, its application's tracking number — recorded at the office
+when the filing arrives, exactly as a lone `received` would be; only the
+envelope that carries it back is shared, so the office signs, stores and
+routes one envelope per batch, and the filer verifies one signature. At
+the filer each receipt folds into its application as a `received` event
+(asked of the authorisation table as one, with what the filer knows of the
+application); one that cannot apply yet waits by its tracking number
+(store.wait_receipts) and applies when the event before it arrives.
+
+Plain values in, plain values out, except :func:`fold`, which writes through
+the store in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from daiban.errors import TransitionRefused
+from daiban.node import authority, lifecycle, projection
+from daiban.node.lifecycle import Kind
+from daiban.node.store import Event
+from daiban.trust.envelope import Envelope, EnvelopeError
+
+if TYPE_CHECKING:
+    from daiban.node.applications import Node
+
+KIND = "receipts"
+MAX_RECEIPTS = 500
+"""Receipts in one envelope: about 80 bytes each, well inside an envelope's
+64 KiB, and one request's batch of filings from one child is at most 1,000."""
+
+
+def body_of(office: str, events: Sequence[Event]) -> dict[str, Any]:
+    """The body of a `receipts` envelope for these receipt events of ``office``."""
+    return {
+        "office": office,
+        "receipts": [{"id": e.id, "seq": e.seq, "tracking": e.tracking} for e in events],
+    }
+
+
+def entries(env: Envelope) -> list[Mapping[str, Any]]:
+    """The receipts an envelope of this kind carries (its schema checked)."""
+    items = env.body.get("receipts")
+    return [e for e in items if isinstance(e, Mapping)] if isinstance(items, list) else []
+
+
+def answered(envelopes: Iterable[Envelope]) -> list[tuple[str, str]]:
+    """(tracking, office) of every receipt these envelopes carry."""
+    return [
+        (str(e.get("tracking")), env.origin) for env in envelopes if env.kind == KIND for e in entries(env)
+    ]
+
+
+def event_of(env: Envelope, entry: Mapping[str, Any], now: str) -> Event:
+    """One receipt of a `receipts` envelope as the `received` event it stands for."""
+    return Event(
+        id=str(entry["id"]),
+        origin=env.origin,
+        seq=int(entry["seq"]),
+        tracking=str(entry["tracking"]),
+        kind=Kind.RECEIVED.value,
+        actor=env.actor,
+        at=env.at,
+        recorded_at=now,
+        body={"office": env.body.get("office", env.origin)},
+    )
+
+
+def claim_of(env: Envelope, entry: Mapping[str, Any]) -> authority.Claim:
+    """One receipt as the table sees a lone `received`."""
+    return authority.Claim(
+        kind=Kind.RECEIVED.value,
+        origin=env.origin,
+        to=env.to,
+        tracking=str(entry.get("tracking")),
+        body={"office": env.body.get("office")},
+        at=env.at,
+    )
+
+
+def known_of(
+    row: Mapping[str, Any], root: str | None, changes: tuple[Any, ...], *, addressee: bool
+) -> authority.Known:
+    return authority.Known(
+        root=root,
+        filer=row["origin"],
+        office=row["office"],
+        status=row["status"],
+        evaluated=row["evaluation"] is not None,
+        is_addressee=addressee,
+        changes=changes,
+    )
+
+
+def fold(node: Node, env: Envelope, now: str, *, only: str | None = None) -> tuple[list[str], list[str]]:
+    """Fold the receipts of ``env`` into their applications here (the filer,
+    or the office taking its own back after a restore): each exactly once
+    (an event id already here is skipped), each asked of the table as a
+    `received` with the application as it is now (a refusal raises
+    EnvelopeError, and the caller's savepoint undoes the whole envelope).
+    ``only``: fold just that tracking number's receipt (one that waited).
+    Returns the tracking numbers folded now and those that cannot apply yet
+    (the caller keeps them waiting); call inside a transaction."""
+    items = [e for e in entries(env) if only is None or e.get("tracking") == only]
+    done = node.store.event_ids_among([str(e["id"]) for e in items])
+    root, changes = node.root_code(), node.division_changes()
+    folded: list[str] = []
+    waiting: list[str] = []
+    for entry in items:
+        tracking = str(entry["tracking"])
+        if str(entry["id"]) in done:
+            continue
+        row = node.store.application(tracking)
+        if row is None:
+            waiting.append(tracking)
+            continue
+        refusal = authority.authorise(claim_of(env, entry), known_of(row, root, changes, addressee=True))
+        if refusal is not None:
+            raise EnvelopeError(refusal.code, f"receipt for {tracking}: {refusal.reason}")
+        event = event_of(env, entry, now)
+        try:
+            new = lifecycle.apply(projection.state_of(row), Kind.RECEIVED, event.body)
+        except TransitionRefused:
+            waiting.append(tracking)  # an earlier event of it has not arrived
+            continue
+        node.store.insert_event(event)
+        projection.project(row, new, Kind.RECEIVED, event.body, now, node.calendar())
+        row["sync_problem"] = None
+        node.store.save_application(row)
+        folded.append(tracking)
+    return folded, waiting
