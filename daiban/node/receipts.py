@@ -48,6 +48,25 @@ def entries(env: Envelope) -> list[Mapping[str, Any]]:
     return [e for e in items if isinstance(e, Mapping)] if isinstance(items, list) else []
 
 
+def pieces(raws: Sequence[Any], stored: set[str]) -> int:
+    """How many events the stored ones of these envelope texts bring: one
+    each, a `receipts` envelope one per receipt (what an agent counts)."""
+    import json
+
+    count = len(stored)
+    for raw in raws:
+        if not isinstance(raw, str) or '"kind":"receipts"' not in raw:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        items = value.get("body", {}).get("receipts") if isinstance(value, dict) else None
+        if value.get("id") in stored and isinstance(items, list):
+            count += len(items) - 1
+    return count
+
+
 def answered(envelopes: Iterable[Envelope]) -> list[tuple[str, str]]:
     """(tracking, office) of every receipt these envelopes carry."""
     return [

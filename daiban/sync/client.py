@@ -15,7 +15,17 @@ import aiohttp
 
 from daiban.errors import DaibanError
 from daiban.i18n import _
-from daiban.node import codechanges, custody, identity, journal, revocation, routing, statistics, upgrade
+from daiban.node import (
+    codechanges,
+    custody,
+    identity,
+    journal,
+    receipts,
+    revocation,
+    routing,
+    statistics,
+    upgrade,
+)
 from daiban.node.clock import stamp
 from daiban.sync import answers, faults, protocol, recovery, revoked, status
 from daiban.sync.protocol import ProtocolError
@@ -464,7 +474,7 @@ async def pull(conn: Connection, report: Report) -> None:
                     custody.parent_restored(node, conn.parent, held)
                 # The cursor moves in the same transaction that stored the envelopes.
                 node.store.update_peer(conn.parent, cursor=new_cursor, incarnation=theirs or known)
-            report.pulled += len(taken.stored)
+            report.pulled += receipts.pieces(raws, {v.id for v in taken.stored})
             acked = acked and not raws
         if not more:
             break
