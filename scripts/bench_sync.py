@@ -190,7 +190,7 @@ def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def measure(n: int, rounds: int, root: Path) -> dict[str, object]:
+def measure(n: int, rounds: int, root: Path, peer: bool = True) -> dict[str, object]:
     """``rounds`` rounds of n applications filed and synced on one network
     (the district keeps what earlier rounds brought), a PouchDB run after
     each; per-round figures and the peaks."""
@@ -254,7 +254,7 @@ def measure(n: int, rounds: int, root: Path) -> dict[str, object]:
                     "pull_s": timing["pull_seconds"],
                     "up": relay.up / n,
                     "down": relay.down / n,
-                    "pouch": pouchdb(n) or float("nan"),
+                    "pouch": (pouchdb(n) if peer else None) or float("nan"),
                     "floor": baseline(n, 600, root, number),
                 }
             )
@@ -275,6 +275,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="5000,10000", help="comma-separated N (default 5000,10000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per N; medians printed")
+    parser.add_argument("--no-peer", action="store_true", help="leave out the PouchDB baseline")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
     # Byte-compiled first, as an installed package is (PYTHONDONTWRITEBYTECODE
@@ -287,7 +288,7 @@ def main() -> int:
     results: dict[int, dict[str, object]] = {}
     for n in counts:
         with tempfile.TemporaryDirectory(prefix="daiban-bench-sync-") as tmp:
-            results[n] = measure(n, args.rounds, Path(tmp))
+            results[n] = measure(n, args.rounds, Path(tmp), peer=not args.no_peer)
     lines = ["", f"load average at end {load_average()}", ""]
     lines.append(
         f"{'N':>6} {'round':>5} {'filing s':>9} {'whole s':>8} {'push s':>7} {'pull s':>7}"
