@@ -14,7 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from daiban.i18n import _
-from daiban.node import timeliness
+from daiban.node import places, timeliness
 from daiban.node.dashboard import Figures, dashboard
 from daiban.node.workdays import missing_calendar
 from daiban.tui import children
@@ -118,9 +118,10 @@ class DashboardScreen(Base):
         villages.add_column(_("on time"), justify="right")
         villages.add_column(_("days"), justify="right")
         villages.add_column(_("score"), justify="right")
+        known = places.names(node)
         for code, f in board.by_village.items():
             villages.add_row(
-                Text(code),
+                Text(places.place_name(known, code)),
                 Text(str(f.filed)),
                 Text(str(f.completed)),
                 Text(_pct(f.on_time_rate)),
