@@ -86,6 +86,9 @@ OptionList:focus > .option-list--option-highlighted { text-style: bold reverse; 
 """
 
 
+HOLD_AT_MOST = 2.0  # seconds: keys held for a screen that never opened go on where the focus is
+
+
 class DaibanApp(App[int]):
     TITLE = "Daiban"
     CSS = CSS
@@ -134,6 +137,8 @@ class DaibanApp(App[int]):
         self.idle_clock = idle_clock
         """Seconds, monotonic: when the last key came (tests give their own)."""
         self.last_key = idle_clock()
+        self.held_keys: list[events.Key] | None = None
+        self._opening: events.Key | None = None  # the Enter the keys are held behind
 
     @property
     def is_office(self) -> bool:
@@ -177,7 +182,30 @@ class DaibanApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseDown, events.Paste)):
             self.last_key = self.idle_clock()
+        if isinstance(event, events.Key) and event is not self._opening:
+            if self.held_keys is not None:
+                self.held_keys.append(event)  # typed while a screen opens: for its first field
+                return
+            if event.key == "enter" and self._opens_a_screen():
+                # The keys typed right behind this Enter belong to the screen
+                # it opens (an ID-card reader after choosing the item): held
+                # here, in order, until that screen has its focus
+                # (release_held_keys). The Enter itself goes on (and comes
+                # back up here, unhandled by the list, to run its binding).
+                self.held_keys, self._opening = [], event
+                self.set_timer(HOLD_AT_MOST, self.release_held_keys)  # should no screen open
         await super().on_event(event)
+
+    def _opens_a_screen(self) -> bool:
+        focused = self.focused
+        return focused is not None and bool(getattr(focused, "opens_a_screen", False))
+
+    async def release_held_keys(self) -> None:
+        """Hand on the keys held while a screen opened, in the order typed,
+        before any key typed after them (this runs in the app's own turn)."""
+        held, self.held_keys, self._opening = self.held_keys, None, None
+        for key in held or ():
+            await self.on_event(key)
 
     def action_advance(self) -> None:
         """Enter on a form's field: the next field, at once (else Enter as usual)."""

@@ -43,6 +43,7 @@ class ItemScreen(Base):
         )
         yield SafeInput(id="query", compact=True, placeholder=_("item name, initials or code"))
         table: DataTable[object] = DataTable(id="items", cursor_type="row")
+        table.opens_a_screen = True  # type: ignore[attr-defined]  # Enter opens the form: keys after it wait for it
         yield table
         yield self.footer()
 
@@ -199,6 +200,9 @@ class FormScreen(Guarded):
     def on_mount(self) -> None:
         self.widgets["name"].focus()
         self.remember_untouched()
+        # What was typed behind the Enter that opened it: once the form is
+        # the screen and its first field has the focus (after its first refresh).
+        self.call_after_refresh(self.app.call_later, self.dapp.release_held_keys)
 
     def typed(self) -> tuple[Any, ...]:
         """Everything the agent can change on the form, to see whether they did."""
