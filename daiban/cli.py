@@ -1216,13 +1216,20 @@ def _sync_summary(report: Any) -> str:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from daiban.sync.client import sync_once
-
     if args.watch:
         return _sync_watch(args)
-    report = _with_node(args, lambda node: asyncio.run(sync_once(node)))
+
+    def once(node: Any) -> Any:
+        # The node opens first (a missing home is one line, quickly); the
+        # client (aiohttp, the journal, the signing library) loads once it
+        # is about to be used.
+        import asyncio
+
+        from daiban.sync.client import sync_once
+
+        return asyncio.run(sync_once(node))
+
+    report = _with_node(args, once)
     if args.json:
         _print_json(report.as_dict())
     else:

@@ -35,16 +35,14 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from daiban.node import codechanges, stats
-from daiban.node.admission import is_datetime
 from daiban.node.clock import stamp
 from daiban.node.divisions import city_of
-from daiban.trust.crypto import canonical
-from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
     from daiban.node.applications import Node
+    from daiban.trust.envelope import Envelope
 
 KIND = "stats"
 MAX_RECORDS = 100
@@ -65,8 +63,6 @@ def flush(node: Node) -> int:
     """Publish the records of this office's applications that changed since
     they were last published, then the heartbeats of its children that are
     due; returns how many application records were published."""
-    from daiban.node import journal  # the journal takes statistics in: imported when needed
-
     published = 0
     while True:
         with node.store.transaction():
@@ -84,6 +80,11 @@ def flush(node: Node) -> int:
                     changed.append(record)
             node.store.clear_stats_pending(pending)
             now = stamp(node.clock())
+            if changed:
+                # The journal (and through it the admission rules, the
+                # signatures) only when there is something to publish: a
+                # report with nothing changed starts light.
+                from daiban.node import journal
             for chunk in chunks(changed):
                 env = journal.record_stats(node, chunk, city_of(node.code), now)
                 node.store.put_stats(chunk, version=env.seq, taken_at=now)
@@ -95,8 +96,6 @@ def flush(node: Node) -> int:
 def heartbeats(node: Node) -> int:
     """Publish the heartbeats of this node's children that are due (see
     ``due``), in one go; returns how many were published."""
-    from daiban.node import journal
-
     if node.role not in HEARTBEAT_ROLES:
         return 0
     with node.store.transaction():
@@ -104,6 +103,8 @@ def heartbeats(node: Node) -> int:
         changed = due(node.store.heartbeats_of(node.code), current)
         if not changed:
             return 0
+        from daiban.node import journal  # only when publishing
+
         now = stamp(node.clock())
         for chunk in chunks(changed):
             env = journal.record_heartbeats(node, chunk, city_of(node.code), now)
@@ -114,6 +115,7 @@ def heartbeats(node: Node) -> int:
 def heartbeat_of(row: Mapping[str, Any]) -> dict[str, Any]:
     """A child's heartbeat record from its ``Store.children_sync()`` row;
     a time that is not a whole ISO 8601 moment with its offset is left out."""
+    from daiban.node.admission import is_datetime  # the admission rules load only when used
 
     def moment(value: Any) -> str | None:
         return value if isinstance(value, str) and is_datetime(value) else None
@@ -160,6 +162,7 @@ def _moved(before: Mapping[str, Any], now: Mapping[str, Any], every: dt.timedelt
 
 def chunks(records: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
     """Records in groups that fit one envelope each."""
+    from daiban.trust.crypto import canonical  # the signing library loads only when publishing
     chunk: list[Mapping[str, Any]] = []
     size = 0
     for record in records:
@@ -176,6 +179,7 @@ def chunks(records: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, A
 def check(node: Node, env: Envelope) -> None:
     """Refuse a statistics envelope that is not an office's own records,
     addressed to its city, in exactly the documented shape."""
+    from daiban.trust.envelope import EnvelopeError
     if len(env.origin) not in OFFICE_DIGITS or env.to != city_of(env.origin):
         raise EnvelopeError("malformed", "statistics go from an office up to its city")
     error = next(iter(_validator().iter_errors(json.loads(env.raw))), None)
