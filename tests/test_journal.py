@@ -440,3 +440,34 @@ def test_one_tracking_number_filed_twice_in_one_run_keeps_the_first(make_node: M
     assert row["code"] == "duplicate_tracking" and row["envelope_id"] == envelope.parse(twice[1]).id
     assert _receipts_at(town) == {**{f.tracking: 1 for f in good}, number: 1}
     assert not town.store.has_queued_effects()
+
+
+def test_filings_received_in_bulk_match_one_received_alone(make_node: MakeNode) -> None:
+    """A filing received alone (the ordinary way) and filings received
+    together in bulk leave the same summary row, the filing's event then its
+    receipt, the sealed part, and one receipt each back at the village."""
+    _city, _district, town, village, _village2 = network(make_node)
+    ids = _ids(4)
+    alone = village.file(filing(item="MZ001", name="李建国", id_number=ids[0], fields=MZ001))
+    _queue_at(town, village, [])
+    journal.drain(town)
+    hand_down(town, village)
+    together = [village.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001)) for i in ids[1:]]
+    _queue_at(town, village, [])
+    journal.drain(town)
+    varying = {"tracking", "filed_at", "received_at", "updated_at", "id_hash", "id_masked", "phone"}
+
+    def summary(tracking: str) -> dict[str, Any]:
+        row = town.store.application(tracking)
+        assert row is not None
+        return {k: v for k, v in row.items() if k not in varying}
+
+    for f in together:
+        assert summary(f.tracking) == summary(alone.tracking)
+        assert [e.kind for e in town.store.events_for(f.tracking)] == ["filed", "received"]
+        assert len(town.store.personal_for(f.tracking)) == 1
+    assert _receipts_at(town) == {f.tracking: 1 for f in [alone, *together]}
+    assert not town.store.has_queued_effects() and not town.store.quarantine_rows()
+    hand_down(town, village)
+    for f in [alone, *together]:
+        assert village.show(f.tracking)["status"] == "received"
