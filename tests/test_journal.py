@@ -353,3 +353,121 @@ def _shared_town(make_node: MakeNode) -> Node:
         _SHARED.update(maker=make_node, town=town, village=village)
     town: Node = _SHARED["town"]
     return town
+
+
+def _ids(count: int) -> list[str]:
+    from stdnum.cn import ric
+
+    bodies = [f"37030319400101{n:03d}" for n in range(100, 100 + count)]
+    return [body + ric.calc_check_digit(body + "0") for body in bodies]
+
+
+def _queue_at(town: Node, village: Node, extra: list[str]) -> None:
+    """The village's outbox and ``extra`` stored at the town as one push
+    stores them, their effects queued, nothing applied yet."""
+    raws = [r.raw for r in village.store.outbox(routing.UP)] + extra
+    with town.store.transaction():
+        taken = journal.take_in(
+            town, raws, [village.store.cert_chain(VILLAGE)], sender=VILLAGE, direction="up"
+        )
+    assert not taken.refused
+
+
+def _receipts_at(town: Node) -> dict[str, int]:
+    conn = sqlite3.connect(town.home / "daiban.db")
+    try:
+        return dict(
+            conn.execute(
+                "SELECT tracking, COUNT(*) FROM events WHERE kind = 'received' GROUP BY tracking"
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+
+
+def test_a_failing_filing_in_a_run_received_in_bulk_is_quarantined_alone(make_node: MakeNode) -> None:
+    """Filings queued together are received in bulk; one whose effect fails
+    (stored as queued by an older build that checked less) undoes the bulk
+    pass and goes to quarantine alone: every other one received, each with
+    one receipt, all of them back at the village."""
+    from daiban.node import tracking
+
+    _city, _district, town, village, _village2 = network(make_node)
+    good = [village.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001)) for i in _ids(4)]
+    bad_body = {
+        "item": "MZ001",
+        "item_name": "x",
+        "level": "town",
+        "region": VILLAGE,
+        "office": TOWN,
+        "materials": [],
+        "owed": "not a list",
+        "applicant": "a string",
+    }
+    poison = envelope.parse(
+        forge(village, seq=99, kind="filed", to=TOWN, tracking=tracking.make(VILLAGE, 99), body=bad_body)
+    )
+    _queue_at(town, village, [])
+    with town.store.transaction():  # in the middle of the run, as an older build left it
+        town.store.insert_envelopes([(poison, "queued")], received_at=NOW, received_from=VILLAGE)
+    more = [village.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001)) for i in _ids(7)[4:]]
+    _queue_at(town, village, [])
+    journal.drain(town)
+    [row] = town.store.quarantine_rows()
+    assert row["code"] == "apply_failed" and row["envelope_id"] == poison.id
+    assert _receipts_at(town) == {f.tracking: 1 for f in good + more}
+    assert not town.store.has_queued_effects()
+    hand_down(town, village)
+    for f in good + more:
+        assert village.show(f.tracking)["status"] == "received"
+
+
+def test_one_tracking_number_filed_twice_in_one_run_keeps_the_first(make_node: MakeNode) -> None:
+    """A compromised village files one tracking number twice, with other
+    content, among good filings in one batch: the first stands, the second
+    goes to quarantine alone (duplicate_tracking), the others are received
+    once each."""
+    from daiban.node import tracking
+
+    _city, _district, town, village, _village2 = network(make_node)
+    good = [village.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001)) for i in _ids(3)]
+    number = tracking.make(VILLAGE, 90)
+    body = dict(envelope.parse(village.store.outbox(routing.UP)[0].raw).body)
+    twice = [forge(village, seq=90 + k, kind="filed", to=TOWN, tracking=number, body=body) for k in range(2)]
+    _queue_at(town, village, twice)
+    journal.drain(town)
+    [row] = town.store.quarantine_rows()
+    assert row["code"] == "duplicate_tracking" and row["envelope_id"] == envelope.parse(twice[1]).id
+    assert _receipts_at(town) == {**{f.tracking: 1 for f in good}, number: 1}
+    assert not town.store.has_queued_effects()
+
+
+def test_filings_received_in_bulk_match_one_received_alone(make_node: MakeNode) -> None:
+    """A filing received alone (the ordinary way) and filings received
+    together in bulk leave the same summary row, the filing's event then its
+    receipt, the sealed part, and one receipt each back at the village."""
+    _city, _district, town, village, _village2 = network(make_node)
+    ids = _ids(4)
+    alone = village.file(filing(item="MZ001", name="李建国", id_number=ids[0], fields=MZ001))
+    _queue_at(town, village, [])
+    journal.drain(town)
+    hand_down(town, village)
+    together = [village.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001)) for i in ids[1:]]
+    _queue_at(town, village, [])
+    journal.drain(town)
+    varying = {"tracking", "filed_at", "received_at", "updated_at", "id_hash", "id_masked", "phone"}
+
+    def summary(tracking: str) -> dict[str, Any]:
+        row = town.store.application(tracking)
+        assert row is not None
+        return {k: v for k, v in row.items() if k not in varying}
+
+    for f in together:
+        assert summary(f.tracking) == summary(alone.tracking)
+        assert [e.kind for e in town.store.events_for(f.tracking)] == ["filed", "received"]
+        assert len(town.store.personal_for(f.tracking)) == 1
+    assert _receipts_at(town) == {f.tracking: 1 for f in [alone, *together]}
+    assert not town.store.has_queued_effects() and not town.store.quarantine_rows()
+    hand_down(town, village)
+    for f in [alone, *together]:
+        assert village.show(f.tracking)["status"] == "received"

@@ -427,6 +427,20 @@ class Node:
         finally:
             self._batch = None
 
+    @contextmanager
+    def seqs_in_memory(self) -> Iterator[None]:
+        """Inside one transaction, with nothing else numbering meanwhile:
+        sequence numbers handed out from memory (the journal receiving a
+        run of filings, each with its receipt)."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = {"seq": self._next_seq() - 1, "counter": 0}
+        try:
+            yield
+        finally:
+            self._batch = None
+
     def route(self, envelope_id: str, dest: str, now: str, came_from: str | None = None) -> str:
         """Queue an envelope for its next hop; returns what happened to it."""
         hop = self._hop(dest, self._from_parent(came_from))

@@ -150,10 +150,12 @@ def fold(node: Node, env: Envelope, now: str, *, only: str | None = None) -> tup
             waiting.append(tracking)  # an earlier event of it has not arrived
             continue
         events.append(event)
+        before = dict(row)
         projection.project(row, new, Kind.RECEIVED, event.body, now, calendar)
         row["sync_problem"] = None
-        saved.append(row)
+        # Only what the receipt changed is written (one statement per set of columns).
+        saved.append({k: v for k, v in row.items() if k == "tracking" or before.get(k) != v})
         folded.append(tracking)
     node.store.insert_events(events)
-    node.store.save_applications(saved)
+    node.store.update_applications(saved)
     return folded, waiting

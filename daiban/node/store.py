@@ -211,6 +211,12 @@ class Store:
             [event_id, tracking, sealed, sealed_to],
         )
 
+    def insert_personals(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """insert_personal for many (event id, tracking, sealed, sealed to) at once."""
+        self.db.conn.executemany(
+            "INSERT INTO personal (event_id, tracking, data, sealed_to) VALUES (?, ?, ?, ?)", rows
+        )
+
     def update_personal(self, event_id: str, sealed: str, sealed_to: str) -> None:
         self.db.conn.execute(
             "UPDATE personal SET data = ?, sealed_to = ? WHERE event_id = ?", [sealed, sealed_to, event_id]
@@ -251,6 +257,23 @@ class Store:
             groups.setdefault(tuple(values), []).append(values)
         for columns, group in groups.items():
             self.db.conn.executemany(_upsert_sql(columns), group)
+
+    def update_applications(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Change these columns of applications held here (each row: its
+        tracking number and the columns that changed): one statement per
+        set of columns."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
+            groups.setdefault(tuple(values), []).append(values)
+        for columns, group in groups.items():
+            changed = [c for c in columns if c != "tracking"]
+            if changed:
+                self.db.conn.executemany(
+                    f"UPDATE applications SET {', '.join(f'{c} = :{c}' for c in changed)} "
+                    "WHERE tracking = :tracking",
+                    group,
+                )
 
     def applications_many(self, trackings: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The summary rows of these applications that are here, by tracking number."""
@@ -527,6 +550,31 @@ class Store:
         self.db.conn.execute(
             "UPDATE envelopes SET effect = ?, effect_note = ? WHERE id = ?", [effect, note, envelope_id]
         )
+
+    def set_effects(self, envelope_ids: Sequence[str], effect: str) -> None:
+        """set_effect for many envelopes at once."""
+        self.db.conn.executemany(
+            "UPDATE envelopes SET effect = ?, effect_note = NULL WHERE id = ?",
+            [(effect, i) for i in envelope_ids],
+        )
+
+    def trackings_waiting(self, trackings: Sequence[str]) -> list[str]:
+        """Which of these applications have an event pending or a receipt
+        waiting here (journal.retry_pending has work for them), in the
+        order given."""
+        found: set[str] = set()
+        for start in range(0, len(trackings), 500):
+            part = json.dumps(list(trackings[start : start + 500]))
+            found.update(
+                r[0]
+                for r in self.db.conn.execute(
+                    "SELECT value FROM json_each(?1) j WHERE EXISTS (SELECT 1 FROM envelopes "
+                    "WHERE tracking = j.value AND effect = 'pending') OR EXISTS "
+                    "(SELECT 1 FROM receipts_waiting WHERE tracking = j.value)",
+                    [part],
+                )
+            )
+        return [t for t in trackings if t in found]
 
     def pending_effects_from(self, tracking: str) -> list[tuple[str, str]]:
         """(raw envelope, who handed it here) of an application's events
@@ -1521,6 +1569,23 @@ class Store:
             [tracking, office, tracking, office, tracking, office],
         ).fetchone()
         return row is not None
+
+    def receipts_here(self, trackings: Sequence[str], office: str) -> bool:
+        """has_own_receipt for any of these tracking numbers."""
+        for start in range(0, len(trackings), 500):
+            part = json.dumps(list(trackings[start : start + 500]))
+            row = self.db.conn.execute(
+                "SELECT 1 FROM json_each(?1) j WHERE EXISTS (SELECT 1 FROM envelopes "
+                "WHERE tracking = j.value AND origin = ?2 AND kind = 'received') "
+                "OR EXISTS (SELECT 1 FROM events WHERE tracking = j.value AND origin = ?2 "
+                "AND kind = 'received') OR EXISTS (SELECT 1 FROM receipts_waiting w "
+                "JOIN envelopes v ON v.id = w.envelope_id WHERE w.tracking = j.value AND +v.origin = ?2) "
+                "LIMIT 1",
+                [part, office],
+            ).fetchone()
+            if row is not None:
+                return True
+        return False
 
     # -- receipts in bulk that wait for their application (node/receipts.py) --
 
