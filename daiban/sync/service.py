@@ -145,7 +145,7 @@ def push(
             if rekeyed is not None:
                 answer["chain"] = rekeyed
     if not refused:
-        faults.point("push-stored")
+        faults.after_commit("push-stored")
         return answer
     # Nothing from a batch with a refused envelope is stored; the child sets
     # those aside and pushes the rest again. Conflicts are flagged all the same.
@@ -200,7 +200,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         # Asked (a push of the child's went unanswered), or after a restore.
         held = custody.holds(node, code) if stale or data.get("holds") is True else None
         rekeyed = custody.own_chain_if_rekeyed(node)
-    faults.point("pull-served")
+    faults.after_commit("pull-served")
     answer = {
         "ok": True,
         "envelopes": [row.raw for row in rows],
