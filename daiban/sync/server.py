@@ -175,7 +175,7 @@ class Writer:
             deadline = time.monotonic() + faults.WAIT
             while len(jobs) < MAX_GROUP:
                 try:
-                    if wanted and _pushes(jobs) < wanted and time.monotonic() < deadline:
+                    if wanted and 0 < _pushes(jobs) < wanted and time.monotonic() < deadline:
                         job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                     else:
                         job = self._queue.get_nowait()
@@ -185,7 +185,7 @@ class Writer:
                     stopping = True
                     break
                 jobs.append(job)
-            if wanted:
+            if wanted and _pushes(jobs):  # the group a test asked for is formed
                 faults.grouped(len(jobs), _pushes(jobs))
             if self._node is None:  # opening: nothing to group
                 for job in jobs:
