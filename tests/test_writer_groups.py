@@ -218,3 +218,46 @@ def _no_fault_env() -> Any:
     saved = {k: os.environ.pop(k) for k in (faults.GROUP, faults.PAUSE, faults.MARK) if k in os.environ}
     yield
     os.environ.update(saved)
+
+
+def test_enrolment_stretched_off_the_writer_takes_only_the_code_on_record(tmp_path: Path) -> None:
+    """The server stretches the issued code on a decoder thread and hands the
+    key to service.enroll; a key of any other code (one replaced meanwhile)
+    is not used: the code on record is stretched again. Wrong codes still
+    count, and lock the code after MAX_ENROLL_FAILURES."""
+    from daiban.node.home import open_node
+    from daiban.sync import service
+
+    district = bench_load.setup_district(tmp_path)
+    child = bench_load.village_codes(1)[0]
+    issued = json.loads(bench_load.run(district, "enroll-code", "--code", child, "--name", "村", "--json"))
+    village = bench_load.Village(child, "村")
+    request: dict[str, Any] = {
+        "v": 1,
+        "code": child,
+        "name": "村",
+        "sign": bench_load.b64(bench_load.raw(village.sign.public_key())),
+        "enc": bench_load.b64(bench_load.raw(village.enc.public_key())),
+        "resume_seq": 0,
+    }
+    node = open_node(district, actor="test")
+    try:
+        assert service.issued_code(node, request) == issued["code"]
+        wrong = {**request, "mac": service.mac("0" * 11, request, child)}
+        for _ in range(service.MAX_ENROLL_FAILURES):
+            with pytest.raises(ProtocolError) as refused:
+                service.enroll(node, wrong, ("0" * 11, service.enroll_key("0" * 11, child)))
+            assert refused.value.code == "wrong_code"
+        assert service.issued_code(node, request) is None  # locked: nothing more is stretched
+        with pytest.raises(ProtocolError) as locked:
+            service.enroll(node, {**request, "mac": service.mac(issued["code"], request, child)})
+        assert locked.value.code == "code_locked"
+
+        again = json.loads(bench_load.run(district, "enroll-code", "--code", child, "--name", "村", "--json"))
+        signed = {**request, "mac": service.mac(again["code"], request, child)}
+        stale = (issued["code"], service.enroll_key(issued["code"], child))  # the code replaced meanwhile
+        answer = service.enroll(node, signed, stale)
+        assert answer["ok"] is True
+        assert answer["mac"] == service.mac(again["code"], answer, child)  # keyed by the code on record
+    finally:
+        node.close()

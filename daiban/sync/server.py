@@ -744,7 +744,15 @@ async def enroll(request: web.Request) -> web.Response:
     raw = await _raw(request)
     data = await _decoded(request, raw, protocol.MAX_UNSIGNED_DECOMPRESSED)
     request[BOUND_TO] = data.get("mac", "") if isinstance(data, dict) else ""
-    result = await writer.call(service.enroll, data)
+    # The code's scrypt stretch on a decoder thread, not the writer's: an
+    # enrollment holds up no push or pull queued behind it.
+    issued = await writer.call(service.issued_code, data)
+    derived = None
+    if issued is not None:
+        loop = asyncio.get_running_loop()
+        key = await loop.run_in_executor(request.app[DECODER], service.enroll_key, issued, str(data["code"]))
+        derived = (issued, key)
+    result = await writer.call(service.enroll, data, derived)
     writer.check_database()
     return _json(result)
 

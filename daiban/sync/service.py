@@ -240,21 +240,44 @@ def new_enroll_code(node: Node, child: str, name: str, hours: float) -> tuple[st
     return code, expires
 
 
-def mac(enroll_code: str, value: Mapping[str, Any], child: str) -> str:
-    """HMAC over a message, keyed by the enrollment code stretched with scrypt:
-    someone who overhears an enrollment cannot try the 10^10 codes offline
-    in any useful time."""
+def enroll_key(enroll_code: str, child: str) -> bytes:
+    """The enrollment code stretched with scrypt (about a quarter of a
+    second): someone who overhears an enrollment cannot try the 10^10 codes
+    offline in any useful time. The server derives it off its writer thread."""
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-    key = Scrypt(salt=f"daiban-enroll|{child}".encode(), length=32, n=2**15, r=8, p=1).derive(
+    return Scrypt(salt=f"daiban-enroll|{child}".encode(), length=32, n=2**15, r=8, p=1).derive(
         enroll_code.encode()
     )
+
+
+def mac_with(key: bytes, value: Mapping[str, Any]) -> str:
+    """HMAC (``key``: enroll_key) over a message, its own "mac" left out."""
     return hmac.new(key, canonical({k: v for k, v in value.items() if k != "mac"}), "sha256").hexdigest()
 
 
-def enroll(node: Node, data: Any) -> dict[str, Any]:
+def mac(enroll_code: str, value: Mapping[str, Any], child: str) -> str:
+    """HMAC over a message, keyed by the enrollment code stretched with scrypt."""
+    return mac_with(enroll_key(enroll_code, child), value)
+
+
+def issued_code(node: Node, data: Any) -> str | None:
+    """The one-time code issued here for the child an enrollment request
+    names, if any (read only: the server stretches it off the writer)."""
+    if not isinstance(data, dict):
+        return None
+    record = node.store.enroll_code(str(data.get("code", "")))
+    if record is None or record["used_at"] or record["failures"] >= MAX_ENROLL_FAILURES:
+        return None  # refused before any stretching (enroll)
+    return str(record["enroll_code"])
+
+
+def enroll(node: Node, data: Any, derived: tuple[str, bytes] | None = None) -> dict[str, Any]:
     """A child enrolls with its one-time code. The code never crosses the
-    wire: both sides prove they know it with an HMAC over what they send."""
+    wire: both sides prove they know it with an HMAC over what they send.
+    ``derived``: (a code, its enroll_key) stretched beforehand; used only if
+    it is the code on record now (a new code issued meanwhile is stretched
+    here), for the request's mac and the answer's alike."""
     if not isinstance(data, dict):
         raise ProtocolError(400, "malformed", "enrollment request must be a JSON object")
     child = str(data.get("code", ""))
@@ -269,7 +292,11 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             raise ProtocolError(410, "code_expired", "this enrollment code has expired")
         if record["failures"] >= MAX_ENROLL_FAILURES:
             raise ProtocolError(429, "code_locked", "too many wrong attempts; issue a new code")
-        if not hmac.compare_digest(mac(record["enroll_code"], data, child), str(data.get("mac", ""))):
+        if derived is not None and hmac.compare_digest(derived[0], str(record["enroll_code"])):
+            key = derived[1]
+        else:
+            key = enroll_key(record["enroll_code"], child)
+        if not hmac.compare_digest(mac_with(key, data), str(data.get("mac", ""))):
             node.store.update_enroll_code(child, failures=record["failures"] + 1)
             failed = True
         else:
@@ -321,5 +348,5 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             "offices": [c["chain"] for c in node.store.certs() if len(c["code"]) < 12],
             "manifest": manifest,
         }
-    response["mac"] = mac(record["enroll_code"], response, child)
+    response["mac"] = mac_with(key, response)
     return response
