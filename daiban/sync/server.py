@@ -497,19 +497,20 @@ class Senders:
         self._lock = threading.Lock()
         self._known: dict[str, tuple[bytes, int]] = {}
 
-    def vouch(self, headers: dict[str, str], path: str, raw: bytes, server: str) -> bool:
+    def vouch(self, headers: dict[str, str], path: str, raw: bytes, server: str) -> bytes | None:
+        """The key the request's signature verified with, or None."""
         try:
             code, counter, sig = service.request_parts(headers)
         except ProtocolError:
-            return False
+            return None
         with self._lock:
             entry = self._known.get(code)
         if entry is None or counter <= entry[1]:
-            return False
+            return None
         if not service.signature_ok(entry[0], sig, "POST", path, raw, counter, code, server):
-            return False
+            return None
         self.learn(code, entry[0], counter)
-        return True
+        return entry[0]
 
     def learn(self, code: str, key: bytes, counter: int) -> None:
         with self._lock:
@@ -563,6 +564,10 @@ class Turns:
 
 TURNS = web.AppKey("turns", Turns)
 TURN = web.RequestKey("turn", tuple)  # (code, counter) of a signed request, while it holds a place
+# The key a signed request's signature verified with (Senders, or the writer
+# when Senders could not tell): the transaction acting on it checks that this
+# is still the child's certified key rather than verifying it again.
+VERIFIED = web.RequestKey("verified", bytes)
 
 
 def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> tuple[str, int, bytes]:
@@ -571,12 +576,14 @@ def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> tup
 
 def _vouched_parse(
     senders: Senders, server: str, headers: dict[str, str], path: str, raw: bytes, prepare: bool
-) -> tuple[Any, list[journal.Prepared] | None] | None:
-    """On a decoder thread: the body parsed (and a push's envelopes prepared)
-    once Senders vouches for its signature; None when it cannot."""
-    if not senders.vouch(headers, path, raw, server):
+) -> tuple[bytes, tuple[Any, list[journal.Prepared] | None]] | None:
+    """On a decoder thread: the key the signature verified with, and the
+    body parsed (and a push's envelopes prepared), once Senders vouches for
+    its signature; None when it cannot."""
+    key = senders.vouch(headers, path, raw, server)
+    if key is None:
         return None
-    return _parse_prepared(path, raw, protocol.MAX_DECOMPRESSED, prepare)
+    return key, _parse_prepared(path, raw, protocol.MAX_DECOMPRESSED, prepare)
 
 
 def _parse_prepared(
@@ -605,15 +612,18 @@ async def _signed(
         loop = asyncio.get_running_loop()
         decoder, senders = request.app[DECODER], request.app[SENDERS]
         server = request.app[WRITER].info["code"]
-        done = await loop.run_in_executor(
+        vouched = await loop.run_in_executor(
             decoder, _vouched_parse, senders, server, headers, request.path, raw, prepare
         )
-        if done is None:
+        if vouched is None:
             code, counter, key = await request.app[WRITER].call(_authentic, headers, request.path, raw)
             senders.learn(code, key, counter)
             done = await loop.run_in_executor(
                 decoder, _parse_prepared, request.path, raw, protocol.MAX_DECOMPRESSED, prepare
             )
+        else:
+            key, done = vouched
+        request[VERIFIED] = key
     except BaseException:
         del request[TURN]
         await turns.leave(*claimed)
@@ -682,13 +692,16 @@ def _push_counted(
     raw: bytes,
     data: Any,
     prepared: list[journal.Prepared] | None,
+    verified: bytes,
 ) -> tuple[Any, Any]:
-    result = service.push(node, headers, path, raw, data, prepared)
+    result = service.push(node, headers, path, raw, data, prepared, verified=verified)
     return result, metrics.push_kinds(node, result)
 
 
-def _pull_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:
-    result = service.pull(node, headers, path, raw, data)
+def _pull_counted(
+    node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any, verified: bytes
+) -> tuple[Any, Any]:
+    result = service.pull(node, headers, path, raw, data, verified=verified)
     # service.pull has checked the cursor and the sender by now; a cursor of
     # an earlier incarnation was served from the start (holds in the answer).
     after = 0 if "holds" in result else data["cursor"]
@@ -701,7 +714,7 @@ async def push(request: web.Request) -> web.Response:
     headers, raw, data, prepared = await _signed(request, prepare=True)
     try:
         result, kinds = await _acting(
-            request, headers, _push_counted, headers, request.path, raw, data, prepared
+            request, headers, _push_counted, headers, request.path, raw, data, prepared, request[VERIFIED]
         )
     finally:
         writer.busy()
@@ -715,7 +728,9 @@ async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
     headers, raw, data, _prepared = await _signed(request)
-    result, kinds = await _acting(request, headers, _pull_counted, headers, request.path, raw, data)
+    result, kinds = await _acting(
+        request, headers, _pull_counted, headers, request.path, raw, data, request[VERIFIED]
+    )
     writer.check_database()
     request.app[METRICS].count_kinds(request.app[METRICS].envelopes_out, kinds, "child")
     return _json(result)

@@ -63,14 +63,21 @@ def signature_ok(
 
 
 def authenticate(
-    node: Node, headers: Mapping[str, str], method: str, path: str, body: bytes
+    node: Node,
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    body: bytes,
+    verified: bytes | None = None,
 ) -> tuple[str, int, bytes]:
     """The child a request comes from, its counter and its certified signing
     key, after checking its signature and counter. It reads and changes
     nothing else: the server calls it over the body as sent, before
     inflating anything (unless sync/server.py's Senders could tell), and
     again in the transaction that acts on the request and records the
-    counter."""
+    counter. ``verified``: the key this very request's signature was
+    verified with already (the server, off its writer thread); when it is
+    the child's certified key now, the signature is not verified twice."""
     code, counter, sig = request_parts(headers)
     peer = node.store.peer(code)
     cert = identity.known(node, code)
@@ -82,7 +89,9 @@ def authenticate(
         raise ProtocolError(403, "revoked", f"{code} is revoked", **revocation.proof(node, cert.serial))
     if peer["relation"] != "child":
         raise ProtocolError(401, "unknown_node", f"{code} is not enrolled here")
-    if not signature_ok(cert.sign, sig, method, path, body, counter, code, node.code):
+    if not (verified is not None and hmac.compare_digest(verified, cert.sign)) and not signature_ok(
+        cert.sign, sig, method, path, body, counter, code, node.code
+    ):
         raise ProtocolError(401, "bad_signature", "request signature does not verify")
     own = revocation.own_revocation(node)
     if own is not None:
@@ -103,10 +112,11 @@ def push(
     body: bytes,
     data: Any,
     prepared: Sequence[journal.Prepared] | None = None,
+    verified: bytes | None = None,
 ) -> dict[str, Any]:
     """Check, authorise and store a batch a child hands up; ``prepared``:
     the batch already parsed and checked for shape (journal.prepare) off the
-    writer."""
+    writer; ``verified``: as authenticate takes it."""
     envelopes = _list(data, "envelopes")
     chains = data.get("certs", []) if isinstance(data, dict) else []
     if not isinstance(chains, list) or len(chains) > MAX_BATCH:
@@ -114,7 +124,7 @@ def push(
     refused: list[journal.Verdict] = []
     returned = data.get("returned", []) if isinstance(data, dict) else []
     with node.store.transaction():
-        code, counter, _key = authenticate(node, headers, "POST", path, body)
+        code, counter, _key = authenticate(node, headers, "POST", path, body, verified)
         # This node's own envelopes back from a child after a restore
         # (node/custody.py): taken back first, so that the receipts and
         # decisions they hold are here before the filings they answer.
@@ -163,7 +173,14 @@ def push(
     )
 
 
-def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
+def pull(
+    node: Node,
+    headers: Mapping[str, str],
+    path: str,
+    body: bytes,
+    data: Any,
+    verified: bytes | None = None,
+) -> dict[str, Any]:
     cursor = data.get("cursor") if isinstance(data, dict) else None
     limit = data.get("limit", BATCH) if isinstance(data, dict) else None
     if (
@@ -179,7 +196,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
     # push-then-pull brings back the receipts of what it just pushed.
     journal.drain(node)
     with node.store.transaction():
-        code, counter, _key = authenticate(node, headers, "POST", path, body)
+        code, counter, _key = authenticate(node, headers, "POST", path, body, verified)
         mine = custody.incarnation(node.store)
         # A cursor of an earlier incarnation of this node (it was restored
         # since): it does not count here; the queue is handed out from the
