@@ -23,8 +23,10 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import random
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +39,7 @@ from aiohttp.http_exceptions import LineTooLong
 from daiban import __version__
 from daiban.node import admission, journal
 from daiban.node.store import DB_NAME
-from daiban.sync import answers, metrics, protocol, recovery, service
+from daiban.sync import answers, faults, metrics, protocol, recovery, service
 from daiban.sync.protocol import ProtocolError
 from daiban.sync.serve_config import ServeConfig
 
@@ -46,6 +48,7 @@ log = logging.getLogger("daiban.server")
 
 IDLE_BEFORE_APPLY = 0.25  # seconds without a request before queued effects are applied
 APPLY_CHUNK = 100
+MAX_GROUP = 64  # calls run in one transaction and one COMMIT at most
 DECODE_THREADS = 2  # bodies inflated and parsed at once, off the event loop
 # aiohttp's own limits on the request line and headers, named so the refusal
 # can say them; past them the answer is 431 in the JSON shape (_Handler).
@@ -64,24 +67,86 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+class _Job:
+    """One call handed to the writer: ``fn(node, *args)``, answered through
+    ``future`` on the event loop ``loop`` once what it did is committed."""
+
+    __slots__ = ("args", "failed", "fn", "future", "loop", "outcome")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.loop = loop
+        self.future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+        if loop is None:
+            self.future = concurrent.futures.Future()
+        else:
+            self.future = loop.create_future()
+        self.outcome: Any = None
+        self.failed = False
+
+    def answer(self) -> None:
+        """Hand the caller its outcome (on its event loop, if it has one)."""
+
+        def settle() -> None:
+            if self.future.done():  # the caller gave up waiting (cancelled)
+                return
+            if self.failed:
+                self.future.set_exception(self.outcome)
+            else:
+                self.future.set_result(self.outcome)
+
+        if self.loop is None:
+            settle()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                self.loop.call_soon_threadsafe(settle)
+
+
+_STOP = object()  # put on the writer's queue to end its thread
+
+
 class Writer:
-    """One thread that owns the node (and so the SQLite connection)."""
+    """One thread that owns the node (and so the SQLite connection).
+
+    Group commit: the thread takes every call queued at the moment (at most
+    MAX_GROUP), runs them in one transaction, each in a savepoint of its own,
+    commits once and only then answers each: nothing is acknowledged before
+    it is on disk, and with many requests in flight one fsync serves tens of
+    them. A call keeps what its own transactions (savepoints now) kept, as
+    it would alone: a refusal (ProtocolError, e.g. a 422 that quarantined
+    what it refused) releases its savepoint; any other exception rolls back
+    the call's savepoint, nothing else of the group. Should the group's
+    COMMIT fail, or SQLite abandon the transaction, every call of the group
+    gets that error and nothing of it is stored."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._local = threading.local()
+        self._node: Any = None
         self._last_request = 0.0
         self._applier: asyncio.Task[None] | None = None
         self._files: dict[Path, tuple[int, int]] = {}
         self._gone: str | None = None
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="daiban-writer")
-        self.info: dict[str, Any] = self.executor.submit(self._open).result()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="daiban-writer", daemon=True)
+        self._thread.start()
+        self.info: dict[str, Any] = self._blocking(self._open)
 
-    def _open(self) -> dict[str, Any]:
+    def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the writer thread from outside any event loop, and wait."""
+        job = _Job(fn, args, None)
+        self._queue.put(job)
+        future = job.future
+        assert isinstance(future, concurrent.futures.Future)
+        return future.result()
+
+    def _open(self, _node: Any) -> dict[str, Any]:
         from daiban.node.home import open_node
 
         node = open_node(self.home, actor="server")
-        self._local.node = node
+        self._node = node
         # Which files the connection holds open: should one be deleted or
         # replaced, whatever is written goes where nobody will read it.
         db = self.home / DB_NAME
@@ -96,6 +161,102 @@ class Writer:
             "name": node.name,
             "root": node.store.setting("root_fingerprint"),
         }
+
+    # -- the writer thread ---------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:  # until close() sends _STOP, after the last call
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            jobs = [first]
+            wanted = faults.group_wanted()
+            deadline = time.monotonic() + faults.WAIT
+            while len(jobs) < MAX_GROUP:
+                try:
+                    if wanted and 0 < _pushes(jobs) < wanted and time.monotonic() < deadline:
+                        job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    else:
+                        job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stopping = True
+                    break
+                jobs.append(job)
+            if wanted and _pushes(jobs):  # the group a test asked for is formed
+                faults.grouped(len(jobs), _pushes(jobs))
+            if self._node is None:  # opening: nothing to group
+                for job in jobs:
+                    self._alone(job)
+            else:
+                self._group(jobs)
+        if self._node is not None:
+            self._node.close()
+            self._node = None
+
+    def _alone(self, job: _Job) -> None:
+        try:
+            job.outcome = job.fn(self._node, *job.args)
+        except BaseException as exc:  # handed to its caller, whatever it is
+            job.outcome, job.failed = exc, True
+        job.answer()
+
+    def _group(self, jobs: list[_Job]) -> None:
+        conn = self._node.store.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for job in jobs:
+                job.outcome, job.failed = exc, True
+                job.answer()
+            return
+        faults.group_open()
+        abandoned: BaseException | None = None
+        for job in jobs:
+            if abandoned is not None:
+                job.outcome, job.failed = abandoned, True
+                continue
+            conn.execute("SAVEPOINT daiban_call")
+            try:
+                job.outcome = job.fn(self._node, *job.args)
+            except ProtocolError as exc:
+                # A refusal: what the call's own transactions kept stays, as
+                # it would had the call run alone (a 422 quarantines).
+                job.outcome, job.failed = exc, True
+                keep = True
+            except BaseException as exc:  # a bug: this call's work is undone, nothing else
+                job.outcome, job.failed = exc, True
+                keep = False
+            else:
+                keep = True
+            if not conn.in_transaction:
+                # SQLite gave the transaction up (a full disk, an I/O error):
+                # the calls run before this one lost their work too.
+                abandoned = job.outcome if job.failed else sqlite3.OperationalError("transaction abandoned")
+                continue
+            if not keep:
+                conn.execute("ROLLBACK TO SAVEPOINT daiban_call")
+            conn.execute("RELEASE SAVEPOINT daiban_call")
+        if abandoned is None:
+            try:
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                abandoned = exc
+        if abandoned is not None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            faults.group_discarded()
+            log.error("group not committed: its calls stored nothing", exc_info=abandoned)
+            for job in jobs:
+                job.outcome, job.failed = abandoned, True
+        else:
+            faults.group_committed()  # the crash points past a commit (sync/faults.py)
+        for job in jobs:
+            job.answer()
+
+    # -- from the event loop -------------------------------------------------
 
     def gone(self) -> str | None:
         """Why the database this server opened is no longer the one at its
@@ -133,9 +294,13 @@ class Writer:
         return await self.submit(fn, *args)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Hand ``fn`` to the writer now (its queue is first in, first out)."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self.executor, lambda: fn(self._local.node, *args))
+        """Hand ``fn`` to the writer now (its queue is first in, first out);
+        its answer comes once the group it ran in is committed."""
+        job = _Job(fn, args, asyncio.get_running_loop())
+        self._queue.put(job)
+        future = job.future
+        assert isinstance(future, asyncio.Future)
+        return future
 
     def busy(self) -> None:
         self._last_request = time.monotonic()
@@ -164,13 +329,14 @@ class Writer:
                 await self._applier
 
     def close(self) -> None:
-        def shut() -> None:
-            node = getattr(self._local, "node", None)
-            if node is not None:
-                node.close()
+        """Answer every call queued so far, then close the node (on its own
+        thread: the connection is that thread's) and end the thread."""
+        self._queue.put(_STOP)
+        self._thread.join()
 
-        self.executor.submit(shut).result()
-        self.executor.shutdown(wait=True)
+
+def _pushes(jobs: list[_Job]) -> int:
+    return sum(1 for job in jobs if job.fn is _push_counted)
 
 
 WRITER = web.AppKey("writer", Writer)
@@ -331,19 +497,20 @@ class Senders:
         self._lock = threading.Lock()
         self._known: dict[str, tuple[bytes, int]] = {}
 
-    def vouch(self, headers: dict[str, str], path: str, raw: bytes, server: str) -> bool:
+    def vouch(self, headers: dict[str, str], path: str, raw: bytes, server: str) -> bytes | None:
+        """The key the request's signature verified with, or None."""
         try:
             code, counter, sig = service.request_parts(headers)
         except ProtocolError:
-            return False
+            return None
         with self._lock:
             entry = self._known.get(code)
         if entry is None or counter <= entry[1]:
-            return False
+            return None
         if not service.signature_ok(entry[0], sig, "POST", path, raw, counter, code, server):
-            return False
+            return None
         self.learn(code, entry[0], counter)
-        return True
+        return entry[0]
 
     def learn(self, code: str, key: bytes, counter: int) -> None:
         with self._lock:
@@ -397,6 +564,10 @@ class Turns:
 
 TURNS = web.AppKey("turns", Turns)
 TURN = web.RequestKey("turn", tuple)  # (code, counter) of a signed request, while it holds a place
+# The key a signed request's signature verified with (Senders, or the writer
+# when Senders could not tell): the transaction acting on it checks that this
+# is still the child's certified key rather than verifying it again.
+VERIFIED = web.RequestKey("verified", bytes)
 
 
 def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> tuple[str, int, bytes]:
@@ -405,12 +576,14 @@ def _authentic(node: Any, headers: dict[str, str], path: str, raw: bytes) -> tup
 
 def _vouched_parse(
     senders: Senders, server: str, headers: dict[str, str], path: str, raw: bytes, prepare: bool
-) -> tuple[Any, list[journal.Prepared] | None] | None:
-    """On a decoder thread: the body parsed (and a push's envelopes prepared)
-    once Senders vouches for its signature; None when it cannot."""
-    if not senders.vouch(headers, path, raw, server):
+) -> tuple[bytes, tuple[Any, list[journal.Prepared] | None]] | None:
+    """On a decoder thread: the key the signature verified with, and the
+    body parsed (and a push's envelopes prepared), once Senders vouches for
+    its signature; None when it cannot."""
+    key = senders.vouch(headers, path, raw, server)
+    if key is None:
         return None
-    return _parse_prepared(path, raw, protocol.MAX_DECOMPRESSED, prepare)
+    return key, _parse_prepared(path, raw, protocol.MAX_DECOMPRESSED, prepare)
 
 
 def _parse_prepared(
@@ -439,15 +612,18 @@ async def _signed(
         loop = asyncio.get_running_loop()
         decoder, senders = request.app[DECODER], request.app[SENDERS]
         server = request.app[WRITER].info["code"]
-        done = await loop.run_in_executor(
+        vouched = await loop.run_in_executor(
             decoder, _vouched_parse, senders, server, headers, request.path, raw, prepare
         )
-        if done is None:
+        if vouched is None:
             code, counter, key = await request.app[WRITER].call(_authentic, headers, request.path, raw)
             senders.learn(code, key, counter)
             done = await loop.run_in_executor(
                 decoder, _parse_prepared, request.path, raw, protocol.MAX_DECOMPRESSED, prepare
             )
+        else:
+            key, done = vouched
+        request[VERIFIED] = key
     except BaseException:
         del request[TURN]
         await turns.leave(*claimed)
@@ -516,13 +692,16 @@ def _push_counted(
     raw: bytes,
     data: Any,
     prepared: list[journal.Prepared] | None,
+    verified: bytes,
 ) -> tuple[Any, Any]:
-    result = service.push(node, headers, path, raw, data, prepared)
+    result = service.push(node, headers, path, raw, data, prepared, verified=verified)
     return result, metrics.push_kinds(node, result)
 
 
-def _pull_counted(node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any) -> tuple[Any, Any]:
-    result = service.pull(node, headers, path, raw, data)
+def _pull_counted(
+    node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any, verified: bytes
+) -> tuple[Any, Any]:
+    result = service.pull(node, headers, path, raw, data, verified=verified)
     # service.pull has checked the cursor and the sender by now; a cursor of
     # an earlier incarnation was served from the start (holds in the answer).
     after = 0 if "holds" in result else data["cursor"]
@@ -535,7 +714,7 @@ async def push(request: web.Request) -> web.Response:
     headers, raw, data, prepared = await _signed(request, prepare=True)
     try:
         result, kinds = await _acting(
-            request, headers, _push_counted, headers, request.path, raw, data, prepared
+            request, headers, _push_counted, headers, request.path, raw, data, prepared, request[VERIFIED]
         )
     finally:
         writer.busy()
@@ -549,7 +728,9 @@ async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
     headers, raw, data, _prepared = await _signed(request)
-    result, kinds = await _acting(request, headers, _pull_counted, headers, request.path, raw, data)
+    result, kinds = await _acting(
+        request, headers, _pull_counted, headers, request.path, raw, data, request[VERIFIED]
+    )
     writer.check_database()
     request.app[METRICS].count_kinds(request.app[METRICS].envelopes_out, kinds, "child")
     return _json(result)
@@ -578,7 +759,15 @@ async def enroll(request: web.Request) -> web.Response:
     raw = await _raw(request)
     data = await _decoded(request, raw, protocol.MAX_UNSIGNED_DECOMPRESSED)
     request[BOUND_TO] = data.get("mac", "") if isinstance(data, dict) else ""
-    result = await writer.call(service.enroll, data)
+    # The code's scrypt stretch on a decoder thread, not the writer's: an
+    # enrollment holds up no push or pull queued behind it.
+    issued = await writer.call(service.issued_code, data)
+    derived = None
+    if issued is not None:
+        loop = asyncio.get_running_loop()
+        key = await loop.run_in_executor(request.app[DECODER], service.enroll_key, issued, str(data["code"]))
+        derived = (issued, key)
+    result = await writer.call(service.enroll, data, derived)
     writer.check_database()
     return _json(result)
 

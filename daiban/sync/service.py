@@ -63,14 +63,21 @@ def signature_ok(
 
 
 def authenticate(
-    node: Node, headers: Mapping[str, str], method: str, path: str, body: bytes
+    node: Node,
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    body: bytes,
+    verified: bytes | None = None,
 ) -> tuple[str, int, bytes]:
     """The child a request comes from, its counter and its certified signing
     key, after checking its signature and counter. It reads and changes
     nothing else: the server calls it over the body as sent, before
     inflating anything (unless sync/server.py's Senders could tell), and
     again in the transaction that acts on the request and records the
-    counter."""
+    counter. ``verified``: the key this very request's signature was
+    verified with already (the server, off its writer thread); when it is
+    the child's certified key now, the signature is not verified twice."""
     code, counter, sig = request_parts(headers)
     peer = node.store.peer(code)
     cert = identity.known(node, code)
@@ -82,7 +89,9 @@ def authenticate(
         raise ProtocolError(403, "revoked", f"{code} is revoked", **revocation.proof(node, cert.serial))
     if peer["relation"] != "child":
         raise ProtocolError(401, "unknown_node", f"{code} is not enrolled here")
-    if not signature_ok(cert.sign, sig, method, path, body, counter, code, node.code):
+    if not (verified is not None and hmac.compare_digest(verified, cert.sign)) and not signature_ok(
+        cert.sign, sig, method, path, body, counter, code, node.code
+    ):
         raise ProtocolError(401, "bad_signature", "request signature does not verify")
     own = revocation.own_revocation(node)
     if own is not None:
@@ -103,10 +112,11 @@ def push(
     body: bytes,
     data: Any,
     prepared: Sequence[journal.Prepared] | None = None,
+    verified: bytes | None = None,
 ) -> dict[str, Any]:
     """Check, authorise and store a batch a child hands up; ``prepared``:
     the batch already parsed and checked for shape (journal.prepare) off the
-    writer."""
+    writer; ``verified``: as authenticate takes it."""
     envelopes = _list(data, "envelopes")
     chains = data.get("certs", []) if isinstance(data, dict) else []
     if not isinstance(chains, list) or len(chains) > MAX_BATCH:
@@ -114,7 +124,7 @@ def push(
     refused: list[journal.Verdict] = []
     returned = data.get("returned", []) if isinstance(data, dict) else []
     with node.store.transaction():
-        code, counter, _key = authenticate(node, headers, "POST", path, body)
+        code, counter, _key = authenticate(node, headers, "POST", path, body, verified)
         # This node's own envelopes back from a child after a restore
         # (node/custody.py): taken back first, so that the receipts and
         # decisions they hold are here before the filings they answer.
@@ -145,7 +155,7 @@ def push(
             if rekeyed is not None:
                 answer["chain"] = rekeyed
     if not refused:
-        faults.point("push-stored")
+        faults.after_commit("push-stored")
         return answer
     # Nothing from a batch with a refused envelope is stored; the child sets
     # those aside and pushes the rest again. Conflicts are flagged all the same.
@@ -163,7 +173,14 @@ def push(
     )
 
 
-def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: Any) -> dict[str, Any]:
+def pull(
+    node: Node,
+    headers: Mapping[str, str],
+    path: str,
+    body: bytes,
+    data: Any,
+    verified: bytes | None = None,
+) -> dict[str, Any]:
     cursor = data.get("cursor") if isinstance(data, dict) else None
     limit = data.get("limit", BATCH) if isinstance(data, dict) else None
     if (
@@ -179,7 +196,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
     # push-then-pull brings back the receipts of what it just pushed.
     journal.drain(node)
     with node.store.transaction():
-        code, counter, _key = authenticate(node, headers, "POST", path, body)
+        code, counter, _key = authenticate(node, headers, "POST", path, body, verified)
         mine = custody.incarnation(node.store)
         # A cursor of an earlier incarnation of this node (it was restored
         # since): it does not count here; the queue is handed out from the
@@ -200,7 +217,7 @@ def pull(node: Node, headers: Mapping[str, str], path: str, body: bytes, data: A
         # Asked (a push of the child's went unanswered), or after a restore.
         held = custody.holds(node, code) if stale or data.get("holds") is True else None
         rekeyed = custody.own_chain_if_rekeyed(node)
-    faults.point("pull-served")
+    faults.after_commit("pull-served")
     answer = {
         "ok": True,
         "envelopes": [row.raw for row in rows],
@@ -240,21 +257,44 @@ def new_enroll_code(node: Node, child: str, name: str, hours: float) -> tuple[st
     return code, expires
 
 
-def mac(enroll_code: str, value: Mapping[str, Any], child: str) -> str:
-    """HMAC over a message, keyed by the enrollment code stretched with scrypt:
-    someone who overhears an enrollment cannot try the 10^10 codes offline
-    in any useful time."""
+def enroll_key(enroll_code: str, child: str) -> bytes:
+    """The enrollment code stretched with scrypt (about a quarter of a
+    second): someone who overhears an enrollment cannot try the 10^10 codes
+    offline in any useful time. The server derives it off its writer thread."""
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-    key = Scrypt(salt=f"daiban-enroll|{child}".encode(), length=32, n=2**15, r=8, p=1).derive(
+    return Scrypt(salt=f"daiban-enroll|{child}".encode(), length=32, n=2**15, r=8, p=1).derive(
         enroll_code.encode()
     )
+
+
+def mac_with(key: bytes, value: Mapping[str, Any]) -> str:
+    """HMAC (``key``: enroll_key) over a message, its own "mac" left out."""
     return hmac.new(key, canonical({k: v for k, v in value.items() if k != "mac"}), "sha256").hexdigest()
 
 
-def enroll(node: Node, data: Any) -> dict[str, Any]:
+def mac(enroll_code: str, value: Mapping[str, Any], child: str) -> str:
+    """HMAC over a message, keyed by the enrollment code stretched with scrypt."""
+    return mac_with(enroll_key(enroll_code, child), value)
+
+
+def issued_code(node: Node, data: Any) -> str | None:
+    """The one-time code issued here for the child an enrollment request
+    names, if any (read only: the server stretches it off the writer)."""
+    if not isinstance(data, dict):
+        return None
+    record = node.store.enroll_code(str(data.get("code", "")))
+    if record is None or record["used_at"] or record["failures"] >= MAX_ENROLL_FAILURES:
+        return None  # refused before any stretching (enroll)
+    return str(record["enroll_code"])
+
+
+def enroll(node: Node, data: Any, derived: tuple[str, bytes] | None = None) -> dict[str, Any]:
     """A child enrolls with its one-time code. The code never crosses the
-    wire: both sides prove they know it with an HMAC over what they send."""
+    wire: both sides prove they know it with an HMAC over what they send.
+    ``derived``: (a code, its enroll_key) stretched beforehand; used only if
+    it is the code on record now (a new code issued meanwhile is stretched
+    here), for the request's mac and the answer's alike."""
     if not isinstance(data, dict):
         raise ProtocolError(400, "malformed", "enrollment request must be a JSON object")
     child = str(data.get("code", ""))
@@ -269,7 +309,11 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             raise ProtocolError(410, "code_expired", "this enrollment code has expired")
         if record["failures"] >= MAX_ENROLL_FAILURES:
             raise ProtocolError(429, "code_locked", "too many wrong attempts; issue a new code")
-        if not hmac.compare_digest(mac(record["enroll_code"], data, child), str(data.get("mac", ""))):
+        if derived is not None and hmac.compare_digest(derived[0], str(record["enroll_code"])):
+            key = derived[1]
+        else:
+            key = enroll_key(record["enroll_code"], child)
+        if not hmac.compare_digest(mac_with(key, data), str(data.get("mac", ""))):
             node.store.update_enroll_code(child, failures=record["failures"] + 1)
             failed = True
         else:
@@ -321,5 +365,5 @@ def enroll(node: Node, data: Any) -> dict[str, Any]:
             "offices": [c["chain"] for c in node.store.certs() if len(c["code"]) < 12],
             "manifest": manifest,
         }
-    response["mac"] = mac(record["enroll_code"], response, child)
+    response["mac"] = mac_with(key, response)
     return response
