@@ -86,6 +86,26 @@ class Known:
     only when signed before the change."""
 
 
+def known_from_row(
+    row: Mapping[str, Any],
+    root: str | None,
+    changes: tuple[Change, ...] = (),
+    *,
+    addressee: bool = False,
+) -> Known:
+    """What a node holding an application knows of it, from its summary row
+    (``origin``, ``office``, ``status``, ``evaluation``)."""
+    return Known(
+        root=root,
+        filer=row["origin"],
+        office=row["office"],
+        status=row["status"],
+        evaluated=row["evaluation"] is not None,
+        is_addressee=addressee,
+        changes=changes,
+    )
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why a claim is refused: a reason code (the journal's verdict "code")

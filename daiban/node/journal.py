@@ -392,15 +392,7 @@ class _Gate:
             row = row if row is not None else self.apps.get(env.tracking or "")
             if row is None:
                 return authority.Known(root=self.root, is_addressee=addressee, changes=self.changes)
-            return authority.Known(
-                root=self.root,
-                filer=row["origin"],
-                office=row["office"],
-                status=row["status"],
-                evaluated=row["evaluation"] is not None,
-                is_addressee=addressee,
-                changes=self.changes,
-            )
+            return authority.known_from_row(row, self.root, self.changes, addressee=addressee)
         return authority.Known(root=self.root, is_addressee=addressee, changes=self.changes)
 
     def authorise(self, env: Envelope, row: Mapping[str, Any] | None = None) -> authority.Refusal | None:
@@ -429,7 +421,7 @@ class _Gate:
                 if held is not None:
                     refusal = authority.authorise(
                         receipts.claim_of(env, entry),
-                        receipts.known_of(held, self.root, self.changes, addressee=known.is_addressee),
+                        authority.known_from_row(held, self.root, self.changes, addressee=known.is_addressee),
                     )
                     if refusal is not None:
                         break
@@ -864,24 +856,7 @@ def send_receipts(node: Node, owed: Sequence[tuple[str, Event]], now: str) -> No
     for dest, events in by_dest.items():
         for start in range(0, len(events), receipts.MAX_RECEIPTS):
             part = events[start : start + receipts.MAX_RECEIPTS]
-            env = env_mod.make(
-                node.keys,
-                id=uuid.uuid4().hex,
-                origin=node.code,
-                seq=node.take_seq(),
-                kind=receipts.KIND,
-                to=dest,
-                tracking=None,
-                actor=node.actor,
-                at=now,
-                body=receipts.body_of(node.code, part),
-                sealed=None,
-                sealed_to=None,
-            )
-            node.store.insert_envelope(
-                env, dest=dest, received_at=now, received_from=node.code, effect="applied"
-            )
-            node.route(env.id, dest, now)
+            _record_to(node, receipts.KIND, receipts.body_of(node.code, part), dest, now)
 
 
 def _receive_filing(node: Node, env: Envelope, now: str) -> None:
@@ -1222,17 +1197,24 @@ def record_heartbeats(node: Node, children: Sequence[Mapping[str, Any]], dest: s
 
 
 def _record_stats_body(node: Node, body: Mapping[str, Any], dest: str, now: str) -> Envelope:
+    return _record_to(node, statistics.KIND, dict(body), dest, now)
+
+
+def _record_to(node: Node, kind: str, body: Mapping[str, Any], dest: str, now: str) -> Envelope:
+    """Sign, keep and route an envelope of this node's that names no
+    application and is never sealed (statistics, receipts in bulk) to one
+    node; call inside a transaction."""
     env = env_mod.make(
         node.keys,
         id=random_id(),
         origin=node.code,
         seq=node.take_seq(),
-        kind=statistics.KIND,
+        kind=kind,
         to=dest,
         tracking=None,
         actor=node.actor,
         at=now,
-        body=dict(body),
+        body=body,
     )
     node.store.insert_envelope(env, dest=dest, received_at=now, received_from=node.code, effect="applied")
     node.route(env.id, dest, now)
@@ -1316,14 +1298,7 @@ def authorise_own(node: Node, kind: str, body: Mapping[str, Any], row: Mapping[s
         body=body,
         at=stamp(node.clock()),
     )
-    known = authority.Known(
-        root=node.root_code(),
-        filer=row["origin"],
-        office=row["office"],
-        status=row["status"],
-        evaluated=row["evaluation"] is not None,
-        changes=node.division_changes(),
-    )
+    known = authority.known_from_row(row, node.root_code(), node.division_changes())
     refusal = authority.authorise(claim, known)
     if refusal is None:
         return

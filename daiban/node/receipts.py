@@ -101,20 +101,6 @@ def claim_of(env: Envelope, entry: Mapping[str, Any]) -> authority.Claim:
     )
 
 
-def known_of(
-    row: Mapping[str, Any], root: str | None, changes: tuple[Any, ...], *, addressee: bool
-) -> authority.Known:
-    return authority.Known(
-        root=root,
-        filer=row["origin"],
-        office=row["office"],
-        status=row["status"],
-        evaluated=row["evaluation"] is not None,
-        is_addressee=addressee,
-        changes=changes,
-    )
-
-
 def fold(node: Node, env: Envelope, now: str, *, only: str | None = None) -> tuple[list[str], list[str]]:
     """Fold the receipts of ``env`` into their applications here (the filer,
     or the office taking its own back after a restore): each exactly once
@@ -140,7 +126,9 @@ def fold(node: Node, env: Envelope, now: str, *, only: str | None = None) -> tup
         if row is None:
             waiting.append(tracking)
             continue
-        refusal = authority.authorise(claim_of(env, entry), known_of(row, root, changes, addressee=True))
+        refusal = authority.authorise(
+            claim_of(env, entry), authority.known_from_row(row, root, changes, addressee=True)
+        )
         if refusal is not None:
             raise EnvelopeError(refusal.code, f"receipt for {tracking}: {refusal.reason}")
         event = event_of(env, entry, now)
