@@ -471,3 +471,65 @@ def test_filings_received_in_bulk_match_one_received_alone(make_node: MakeNode) 
     hand_down(town, village)
     for f in [alone, *together]:
         assert village.show(f.tracking)["status"] == "received"
+
+
+@given(sizes=st.lists(st.integers(min_value=0, max_value=5000), max_size=30), limit=st.integers(1, 8000))
+def test_a_batch_is_cut_into_slices_in_order_none_empty(sizes: list[int], limit: int) -> None:
+    raws = ["x" * n for n in sizes]
+    parts = list(journal.slices(raws, limit))
+    assert [raw for part in parts for raw in part] == raws
+    assert all(part for part in parts)
+    # A slice ends as soon as it reaches the limit: all but its last envelope are below it.
+    assert all(sum(map(len, part[:-1])) < limit for part in parts)
+
+
+def test_a_batch_taken_in_slices_comes_to_what_one_batch_would(
+    make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull's page is checked and stored a few envelopes at a time (memory);
+    the verdicts and what is stored are those of the page taken at once,
+    with an id met twice in it, a forged envelope and a conflict among them."""
+    _city, _district, town, village, village2 = network(make_node)
+    yb001 = {"pay_year": "2027", "person_category": "一般居民"}
+    filed = [
+        village.file(filing(item="MZ001", name="李建国", fields=MZ001)),
+        village.file(filing(item="YB001", name="张伟", fields=yb001)),
+    ]
+    village.reseal_pending()
+    rows = [r.raw for r in village.store.outbox(routing.UP)]
+    assert len(rows) == 2
+    forged = forge(
+        village2, seq=1000, kind="withdrawn", to=TOWN, tracking=filed[0].tracking, body={"note": ""}
+    )
+    parsed = envelope.parse(rows[1])
+    same_slot = forge(
+        village, seq=parsed.seq, kind="withdrawn", to=TOWN, tracking=parsed.tracking, body={"note": ""}
+    )
+    batch = [rows[0], rows[0], forged, rows[1], same_slot, rows[1]]
+    chains = [village.store.cert_chain(VILLAGE), village2.store.cert_chain(VILLAGE2)]
+    conn = town.store.db.conn
+
+    def take(limit: int) -> tuple[list[tuple[str, str, str]], list[str]]:
+        monkeypatch.setattr(journal, "SLICE_BYTES", limit)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            with town.store.transaction():
+                taken = journal.take_in(town, batch, chains, sender=VILLAGE, direction="up")
+            tables = [
+                line
+                for line in conn.iterdump()
+                if line.startswith(
+                    ('INSERT INTO "envelopes"', 'INSERT INTO "outbox"', 'INSERT INTO "quarantine"')
+                )
+            ]
+        finally:
+            conn.execute("ROLLBACK")
+        verdicts = taken.stored + taken.duplicates + taken.refused + taken.held
+        return sorted((v.id, v.status, v.code) for v in verdicts), tables
+
+    assert len(list(journal.slices(batch, 1))) == len(batch)
+    at_once, one_by_one = take(10**9), take(1)
+    assert one_by_one == at_once
+    verdicts = at_once[0]
+    assert sorted(v[1] for v in verdicts) == ["refused", "refused", "stored", "stored"]
+    assert {v[2] for v in verdicts if v[1] == "refused"} == {"forged_origin", "conflict"}

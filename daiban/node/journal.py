@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -497,19 +497,51 @@ class Taken:
     held: list[Verdict] = field(default_factory=list)
 
 
+SLICE_BYTES = 128 * 1024
+
+
+def slices(raws: Sequence[Any], limit: int | None = None) -> Iterator[Sequence[Any]]:
+    """A batch in runs of about ``limit`` bytes of envelopes (at least one
+    each): a pull's page of bulk receipts (up to 500 receipts an envelope) is
+    checked and stored a few envelopes at a time, so what is parsed of it at
+    once stays small (a village PC's memory, issue 9's peak RSS)."""
+    limit = SLICE_BYTES if limit is None else limit
+    start, size = 0, 0
+    for i, raw in enumerate(raws):
+        size += len(raw) if isinstance(raw, str | bytes) else 1
+        if size >= limit:
+            yield raws[start : i + 1]
+            start, size = i + 1, 0
+    if start < len(raws):
+        yield raws[start:]
+
+
 def take_in(node: Node, raws: Sequence[Any], chains: Any, *, sender: str, direction: str) -> Taken:
-    """Check, authorise, store and route a batch; quarantine what is
-    refused. Call inside a transaction, and drain() after it."""
+    """Check, authorise, store and route a batch, a slice at a time, to the
+    same verdicts as all at once; quarantine what is refused. Call inside a
+    transaction, and drain() after it."""
     extra = verify_chains(node, chains)
-    checked = check(node, raws, sender=sender, direction=direction, extra=extra)
-    remember(node, extra)
-    stored = store(node, checked.accepted, sender=sender)
-    quarantine(node, checked.refused + checked.held, sender=sender)
-    if direction == "up" and checked.duplicates:
-        moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
-    elif direction == "down" and checked.duplicates:
-        moving.came_back_down(node, [v.id for v in checked.duplicates], stamp(node.clock()))
-    return Taken(stored, checked.duplicates, checked.refused, checked.held)
+    taken = Taken([], [], [], [])
+    earlier: set[str] = set()  # ids stored by an earlier slice of this batch
+    for part in slices(raws):
+        checked = check(node, part, sender=sender, direction=direction, extra=extra)
+        if earlier:
+            # An id met again in one batch is passed over, whatever it holds.
+            checked.duplicates[:] = [v for v in checked.duplicates if v.id not in earlier]
+            checked.refused[:] = [v for v in checked.refused if v.code != "conflict" or v.id not in earlier]
+        remember(node, extra)
+        stored = store(node, checked.accepted, sender=sender)
+        earlier.update(v.id for v in stored)
+        taken.stored += stored
+        quarantine(node, checked.refused + checked.held, sender=sender)
+        if direction == "up" and checked.duplicates:
+            moving.pass_on(node, [v.id for v in checked.duplicates], sender, stamp(node.clock()))
+        elif direction == "down" and checked.duplicates:
+            moving.came_back_down(node, [v.id for v in checked.duplicates], stamp(node.clock()))
+        taken.duplicates += checked.duplicates
+        taken.refused += checked.refused
+        taken.held += checked.held
+    return taken
 
 
 def retake(node: Node, raw: str, *, sender: str, direction: str) -> Verdict:
