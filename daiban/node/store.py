@@ -1,4 +1,5 @@
-"""The node's local store: one SQLite file per node home, through sqlite-utils.
+"""The node's local store: one SQLite file per node home, read with sqlite3
+and written with sqlite-utils where it helps (loaded when first needed).
 WAL mode with full sync, foreign keys, a busy timeout, and no forced
 checkpoint (Litestream replicates the WAL). All SQL lives here.
 
@@ -13,15 +14,16 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlite_utils import Database
-
-from daiban.node.migrations import migrations
+from daiban.node import migrations
 from daiban.node.stats import BOOLEAN_FIELDS as STATS_BOOLEANS
 from daiban.node.stats import FIELDS as STATS_FIELDS
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 10_000
 DB_NAME = "daiban.db"
@@ -88,8 +90,16 @@ JSON_COLUMNS = ("owed", "missing", "materials", "delivery")
 
 
 class Store:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @cached_property
+    def db(self) -> Database:
+        """The connection as sqlite-utils sees it, for what it writes best
+        (insert_all, nested savepoints); imported on first use only."""
+        from sqlite_utils import Database
+
+        return Database(self.conn, execute_plugins=False)
 
     # -- opening -----------------------------------------------------------
 
@@ -115,25 +125,24 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         # Deleted or overwritten rows are zeroed on disk, not left in free pages.
         conn.execute("PRAGMA secure_delete=ON")
-        db = Database(conn, execute_plugins=False)
-        store = cls(db)
-        migrations.apply(db)
+        store = cls(conn)
+        migrations.apply(conn)
         return store
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[None]:
         """One write transaction, holding the write lock from the start."""
-        conn = self.db.conn
+        conn = self.conn
         if conn.in_transaction:
             with self.db.atomic():
-                yield self.db
+                yield
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
+            yield
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -142,30 +151,30 @@ class Store:
             conn.execute("COMMIT")
 
     def in_transaction(self) -> bool:
-        return bool(self.db.conn.in_transaction)
+        return bool(self.conn.in_transaction)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Rows as dicts. (sqlite-utils' query() wraps each in a savepoint,
         three statements where a read needs one.)"""
-        cur = self.db.conn.execute(sql, params)
+        cur = self.conn.execute(sql, params)
         names = [c[0] for c in cur.description]
         for row in cur:
             yield dict(zip(names, row, strict=True))
 
     def pragma(self, name: str) -> Any:
-        return self.db.execute(f"PRAGMA {name}").fetchone()[0]
+        return self.conn.execute(f"PRAGMA {name}").fetchone()[0]
 
     # -- settings ----------------------------------------------------------
 
     def setting(self, key: str, default: str | None = None) -> str | None:
-        row = self.db.execute("SELECT value FROM node WHERE key = ?", [key]).fetchone()
+        row = self.conn.execute("SELECT value FROM node WHERE key = ?", [key]).fetchone()
         return row[0] if row else default
 
     def settings(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT key, value FROM node").fetchall())
+        return dict(self.conn.execute("SELECT key, value FROM node").fetchall())
 
     def set_setting(self, key: str, value: str) -> None:
-        self.db.execute(
+        self.conn.execute(
             "INSERT INTO node (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],
@@ -183,7 +192,7 @@ class Store:
         """The origin's next sequence number: events and envelopes share one
         gapless sequence (an event may wait for its envelope; a manifest has
         no event)."""
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE origin = ?), 0), "
             "COALESCE((SELECT MAX(seq) FROM envelopes WHERE origin = ?), 0))",
             [origin, origin],
@@ -191,14 +200,14 @@ class Store:
         return int(row[0]) + 1
 
     def insert_event(self, event: Event) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO events (id, origin, seq, tracking, kind, actor, at, recorded_at, body) "
             "VALUES (:id, :origin, :seq, :tracking, :kind, :actor, :at, :recorded_at, :body)",
             event.row(),
         )
 
     def insert_events(self, events: Sequence[Event]) -> None:
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT INTO events (id, origin, seq, tracking, kind, actor, at, recorded_at, body) "
             "VALUES (:id, :origin, :seq, :tracking, :kind, :actor, :at, :recorded_at, :body)",
             [event.row() for event in events],
@@ -206,19 +215,19 @@ class Store:
 
     def insert_personal(self, event_id: str, tracking: str, sealed: str, sealed_to: str) -> None:
         """Personal data, only ever sealed (base64 of the HPKE ciphertext)."""
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO personal (event_id, tracking, data, sealed_to) VALUES (?, ?, ?, ?)",
             [event_id, tracking, sealed, sealed_to],
         )
 
     def insert_personals(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
         """insert_personal for many (event id, tracking, sealed, sealed to) at once."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT INTO personal (event_id, tracking, data, sealed_to) VALUES (?, ?, ?, ?)", rows
         )
 
     def update_personal(self, event_id: str, sealed: str, sealed_to: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "UPDATE personal SET data = ?, sealed_to = ? WHERE event_id = ?", [sealed, sealed_to, event_id]
         )
 
@@ -241,13 +250,13 @@ class Store:
         )
 
     def count_events(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     # -- applications ------------------------------------------------------
 
     def save_application(self, row: Mapping[str, Any]) -> None:
         values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
-        self.db.conn.execute(_upsert_sql(tuple(values)), values)
+        self.conn.execute(_upsert_sql(tuple(values)), values)
 
     def save_applications(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """save_application for many rows: one statement per set of columns."""
@@ -256,7 +265,7 @@ class Store:
             values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
             groups.setdefault(tuple(values), []).append(values)
         for columns, group in groups.items():
-            self.db.conn.executemany(_upsert_sql(columns), group)
+            self.conn.executemany(_upsert_sql(columns), group)
 
     def update_applications(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Change these columns of applications held here (each row: its
@@ -269,7 +278,7 @@ class Store:
         for columns, group in groups.items():
             changed = [c for c in columns if c != "tracking"]
             if changed:
-                self.db.conn.executemany(
+                self.conn.executemany(
                     f"UPDATE applications SET {', '.join(f'{c} = :{c}' for c in changed)} "
                     "WHERE tracking = :tracking",
                     group,
@@ -291,7 +300,7 @@ class Store:
 
     def open_application_for(self, id_hash: str, item: str) -> dict[str, Any] | None:
         """An application of this resident for this item that is still in progress."""
-        cur = self.db.conn.execute(
+        cur = self.conn.execute(
             "SELECT * FROM applications WHERE id_hash = ? AND item = ? "
             "AND status NOT IN ('rejected', 'completed', 'withdrawn') LIMIT 1",
             [id_hash, item],
@@ -337,11 +346,13 @@ class Store:
         self, node_code: str, *, status: str | None = None, id_hash: str | None = None
     ) -> int:
         where, params = self._where(node_code, status, id_hash)
-        return int(self.db.execute(f"SELECT COUNT(*) FROM applications WHERE {where}", params).fetchone()[0])
+        return int(
+            self.conn.execute(f"SELECT COUNT(*) FROM applications WHERE {where}", params).fetchone()[0]
+        )
 
     def status_counts(self, node_code: str) -> dict[str, int]:
         where, params = self._where(node_code, None, None)
-        rows = self.db.execute(
+        rows = self.conn.execute(
             f"SELECT status, COUNT(*) FROM applications WHERE {where} GROUP BY status", params
         ).fetchall()
         return {r[0]: r[1] for r in rows}
@@ -349,13 +360,13 @@ class Store:
     def unindexed(self, office: str) -> list[str]:
         return [
             r[0]
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT tracking FROM applications WHERE office = ? AND id_hash = ''", [office]
             )
         ]
 
     def set_resident(self, tracking: str, id_hash: str, name: str, id_masked: str, phone: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "UPDATE applications SET id_hash = ?, name_masked = ?, id_masked = ?, phone_masked = ? "
             "WHERE tracking = ?",
             [id_hash, name, id_masked, phone, tracking],
@@ -372,7 +383,7 @@ class Store:
         ]
 
     def set_due(self, tracking: str, due: str | None, state: str, missing_year: int | None) -> None:
-        self.db.execute(
+        self.conn.execute(
             "UPDATE applications SET due = ?, due_state = ?, due_missing_year = ? WHERE tracking = ?",
             [due, state, missing_year, tracking],
         )
@@ -380,10 +391,10 @@ class Store:
     # -- catalog -----------------------------------------------------------
 
     def replace_catalog(self, items: Sequence[Mapping[str, Any]], calendar: Mapping[str, Any] | None) -> None:
-        self.db.execute("DELETE FROM catalog_items")
+        self.conn.execute("DELETE FROM catalog_items")
         self.db.table("catalog_items").insert_all([{**item, "doc": _dumps(item["doc"])} for item in items])
         for year, spec in (calendar or {}).items():
-            self.db.execute(
+            self.conn.execute(
                 "INSERT INTO calendar_years (year, spec) VALUES (?, ?) "
                 "ON CONFLICT (year) DO UPDATE SET spec = excluded.spec",
                 [int(year), _dumps(spec)],
@@ -391,7 +402,7 @@ class Store:
 
     def keep_item_docs(self, docs: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
         """Keep each (digest, code, document) of items put in force, once."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT OR IGNORE INTO item_docs (digest, code, doc) VALUES (?, ?, ?)",
             [(digest, code, _dumps(doc)) for digest, code, doc in docs],
         )
@@ -400,10 +411,10 @@ class Store:
         """An item's document as kept: that version by its digest, else the
         latest version of that code this node has had in force."""
         if digest:
-            row = self.db.conn.execute("SELECT doc FROM item_docs WHERE digest = ?", [digest]).fetchone()
+            row = self.conn.execute("SELECT doc FROM item_docs WHERE digest = ?", [digest]).fetchone()
             if row is not None:
                 return dict(json.loads(row[0]))
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT doc FROM item_docs WHERE code = ? ORDER BY n DESC LIMIT 1", [code]
         ).fetchone()
         return dict(json.loads(row[0])) if row is not None else None
@@ -421,7 +432,7 @@ class Store:
     def calendar(self) -> dict[str, Any]:
         return {
             str(r[0]): json.loads(r[1])
-            for r in self.db.execute("SELECT year, spec FROM calendar_years").fetchall()
+            for r in self.conn.execute("SELECT year, spec FROM calendar_years").fetchall()
         }
 
     # -- ledgers -----------------------------------------------------------
@@ -431,7 +442,7 @@ class Store:
         return rows[0] if rows else None
 
     def record_ledger(self, digest: str, filename: str, rows: int, at: str, actor: str) -> None:
-        self.db.execute(
+        self.conn.execute(
             "INSERT INTO ledger_imports (digest, filename, rows, imported_at, actor) VALUES (?, ?, ?, ?, ?)",
             [digest, filename, rows, at, actor],
         )
@@ -441,7 +452,7 @@ class Store:
     def insert_envelope(
         self, env: Any, *, dest: str, received_at: str, received_from: str, effect: str = "none"
     ) -> int:
-        cur = self.db.conn.execute(
+        cur = self.conn.execute(
             "INSERT INTO envelopes (id, origin, seq, kind, dest, tracking, digest, raw, origin_at, "
             "received_at, received_from, effect) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [
@@ -462,14 +473,14 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def envelope_row(self, envelope_id: str) -> dict[str, Any] | None:
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT id, digest, received_at, effect FROM envelopes WHERE id = ?", [envelope_id]
         ).fetchone()
         return {"id": row[0], "digest": row[1], "received_at": row[2], "effect": row[3]} if row else None
 
     def envelope_rows(self, envelope_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored envelopes among ``envelope_ids``, in one query."""
-        rows = self.db.conn.execute(
+        rows = self.conn.execute(
             "SELECT id, digest, received_at, effect FROM envelopes "
             "WHERE id IN (SELECT value FROM json_each(?))",
             [json.dumps(envelope_ids)],
@@ -478,7 +489,7 @@ class Store:
 
     def envelopes_at(self, slots: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """{(origin, seq): id} for those of ``slots`` already taken, in one query."""
-        rows = self.db.conn.execute(
+        rows = self.conn.execute(
             "SELECT v.origin, v.seq, v.id FROM json_each(?) j JOIN envelopes v "
             "ON v.origin = json_extract(j.value, '$[0]') AND v.seq = json_extract(j.value, '$[1]')",
             [json.dumps(slots)],
@@ -488,7 +499,7 @@ class Store:
     def insert_envelopes(self, rows: list[tuple[Any, str]], *, received_at: str, received_from: str) -> None:
         """Store many checked (envelope, effect) pairs; each envelope's
         destination is its addressee."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT INTO envelopes (id, origin, seq, kind, dest, tracking, digest, raw, origin_at, "
             "received_at, received_from, effect) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [
@@ -515,25 +526,25 @@ class Store:
         effect has not been applied yet, oldest first."""
         return [
             (r[0], r[1], r[2])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT id, raw, received_from FROM envelopes WHERE effect = 'queued' ORDER BY n LIMIT ?",
                 [limit],
             )
         ]
 
     def has_queued_effects(self) -> bool:
-        row = self.db.conn.execute("SELECT 1 FROM envelopes WHERE effect = 'queued' LIMIT 1").fetchone()
+        row = self.conn.execute("SELECT 1 FROM envelopes WHERE effect = 'queued' LIMIT 1").fetchone()
         return row is not None
 
     def enqueue_many(self, rows: list[tuple[str, str, str]], at: str) -> None:
         """Queue many (envelope id, hop, direction) at once."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT OR IGNORE INTO outbox (envelope_id, hop, direction, queued_at) VALUES (?, ?, ?, ?)",
             [(i, hop, direction, at) for i, hop, direction in rows],
         )
 
     def envelope_at(self, origin: str, seq: int) -> str | None:
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT id FROM envelopes WHERE origin = ? AND seq = ?", [origin, seq]
         ).fetchone()
         return row[0] if row else None
@@ -541,19 +552,17 @@ class Store:
     def raw_envelopes(self, tracking: str) -> list[str]:
         return [
             r[0]
-            for r in self.db.conn.execute(
-                "SELECT raw FROM envelopes WHERE tracking = ? ORDER BY n", [tracking]
-            )
+            for r in self.conn.execute("SELECT raw FROM envelopes WHERE tracking = ? ORDER BY n", [tracking])
         ]
 
     def set_effect(self, envelope_id: str, effect: str, note: str | None = None) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "UPDATE envelopes SET effect = ?, effect_note = ? WHERE id = ?", [effect, note, envelope_id]
         )
 
     def set_effects(self, envelope_ids: Sequence[str], effect: str) -> None:
         """set_effect for many envelopes at once."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "UPDATE envelopes SET effect = ?, effect_note = NULL WHERE id = ?",
             [(effect, i) for i in envelope_ids],
         )
@@ -567,7 +576,7 @@ class Store:
             part = json.dumps(list(trackings[start : start + 500]))
             found.update(
                 r[0]
-                for r in self.db.conn.execute(
+                for r in self.conn.execute(
                     "SELECT value FROM json_each(?1) j WHERE EXISTS (SELECT 1 FROM envelopes "
                     "WHERE tracking = j.value AND effect = 'pending') OR EXISTS "
                     "(SELECT 1 FROM receipts_waiting WHERE tracking = j.value)",
@@ -581,7 +590,7 @@ class Store:
         waiting for an earlier one, in arrival order."""
         return [
             (r[0], r[1])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT raw, received_from FROM envelopes "
                 "WHERE effect = 'pending' AND tracking = ? ORDER BY n",
                 [tracking],
@@ -594,7 +603,7 @@ class Store:
         for origin in origins:
             seqs = [
                 r[0]
-                for r in self.db.conn.execute(
+                for r in self.conn.execute(
                     "SELECT seq FROM envelopes WHERE origin = ? ORDER BY seq", [origin]
                 )
             ]
@@ -619,8 +628,8 @@ class Store:
         """A division code changed (node/codechanges.py): applications of the
         old office are the new office's, and statistics held for them count
         under the new code, below anything the new office publishes."""
-        self.db.conn.execute("UPDATE applications SET office = ? WHERE office = ?", [new, old])
-        self.db.conn.execute("UPDATE stats SET office = ?, version = 0 WHERE office = ?", [new, old])
+        self.conn.execute("UPDATE applications SET office = ? WHERE office = ?", [new, old])
+        self.conn.execute("UPDATE stats SET office = ?, version = 0 WHERE office = ?", [new, old])
 
     def office_envelopes(self, office: str) -> list[str]:
         """Ids of every envelope held of the applications of ``office``: their
@@ -628,7 +637,7 @@ class Store:
         each in the order they came."""
         return [
             r[0]
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT id FROM (SELECT e.id, e.kind, e.n FROM envelopes e "
                 "JOIN applications a ON a.tracking = e.tracking WHERE a.office = ? "
                 "UNION SELECT id, kind, n FROM envelopes WHERE origin = ? AND kind = 'receipts') "
@@ -638,7 +647,7 @@ class Store:
         ]
 
     def enqueue(self, envelope_id: str, hop: str, direction: str, at: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT OR IGNORE INTO outbox (envelope_id, hop, direction, queued_at) VALUES (?, ?, ?, ?)",
             [envelope_id, hop, direction, at],
         )
@@ -647,7 +656,7 @@ class Store:
         """Envelopes waiting for ``hop``, oldest first."""
         return [
             OutboxRow(*r)
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT o.n, v.raw, v.id, v.origin, v.seq FROM outbox o "
                 "JOIN envelopes v ON v.id = o.envelope_id "
                 "WHERE o.hop = ? AND o.n > ? ORDER BY o.n LIMIT ?",
@@ -657,11 +666,11 @@ class Store:
 
     def outbox_count(self, hop: str | None = None) -> int:
         if hop is None:
-            return int(self.db.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM outbox WHERE hop = ?", [hop]).fetchone()[0])
+            return int(self.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM outbox WHERE hop = ?", [hop]).fetchone()[0])
 
     def outbox_counts(self) -> dict[str, int]:
-        return dict(self.db.conn.execute("SELECT hop, COUNT(*) FROM outbox GROUP BY hop").fetchall())
+        return dict(self.conn.execute("SELECT hop, COUNT(*) FROM outbox GROUP BY hop").fetchall())
 
     # -- operations: metrics and stale children --------------------------------
 
@@ -670,7 +679,7 @@ class Store:
         if not envelope_ids:
             return {}
         return dict(
-            self.db.conn.execute(
+            self.conn.execute(
                 "SELECT kind, COUNT(*) FROM envelopes WHERE id IN (SELECT value FROM json_each(?)) "
                 "GROUP BY kind",
                 [json.dumps(list(envelope_ids))],
@@ -683,7 +692,7 @@ class Store:
         if through <= after:
             return {}
         return dict(
-            self.db.conn.execute(
+            self.conn.execute(
                 "SELECT v.kind, COUNT(*) FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
                 "WHERE o.hop = ? AND o.n > ? AND o.n <= ? GROUP BY v.kind",
                 [hop, after, through],
@@ -697,7 +706,7 @@ class Store:
         ``moved_to`` and ``moved_at``) and those revoked (``revoked``)."""
         relations = "('child', 'moved', 'revoked')" if include_moved else "('child')"
         return list(
-            self.db.query(
+            self._query(
                 "SELECT p.code, COALESCE(e.name, '') AS name, p.last_sync_at, p.last_seen_at, "
                 "e.used_at AS enrolled_at, p.moved_to, p.moved_at, p.relation = 'revoked' AS revoked, "
                 "(SELECT COUNT(*) FROM outbox o WHERE o.hop = p.code) AS queued, "
@@ -709,24 +718,24 @@ class Store:
 
     def release(self, hop: str, envelope_ids: list[str]) -> None:
         """Custody ends: the neighbour has durably stored these."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "DELETE FROM outbox WHERE hop = ? AND envelope_id = ?", [(hop, i) for i in envelope_ids]
         )
 
     def release_through(self, hop: str, n: int) -> None:
-        self.db.conn.execute("DELETE FROM outbox WHERE hop = ? AND n <= ?", [hop, n])
+        self.conn.execute("DELETE FROM outbox WHERE hop = ? AND n <= ?", [hop, n])
 
     def retarget(self, old: str, new: str) -> None:
-        self.db.conn.execute("UPDATE OR IGNORE outbox SET hop = ? WHERE hop = ?", [new, old])
+        self.conn.execute("UPDATE OR IGNORE outbox SET hop = ? WHERE hop = ?", [new, old])
 
     def set_aside(self, envelope_id: str, hop: str, code: str, reason: str, at: str) -> None:
         """One of this node's envelopes that ``hop`` refused: out of the queue, with the reason."""
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT OR REPLACE INTO set_aside (envelope_id, hop, code, reason, at) VALUES (?, ?, ?, ?, ?)",
             [envelope_id, hop, code, reason, at],
         )
-        self.db.conn.execute("DELETE FROM outbox WHERE hop = ? AND envelope_id = ?", [hop, envelope_id])
-        self.db.conn.execute(
+        self.conn.execute("DELETE FROM outbox WHERE hop = ? AND envelope_id = ?", [hop, envelope_id])
+        self.conn.execute(
             "UPDATE applications SET sync_problem = ? WHERE tracking = "
             "(SELECT tracking FROM envelopes WHERE id = ?)",
             [reason, envelope_id],
@@ -739,14 +748,14 @@ class Store:
         marks = ", ".join("?" for _c in codes)
         ids = [
             str(r[0])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 f"SELECT envelope_id FROM set_aside WHERE hop = ? AND code IN ({marks}) ORDER BY at",
                 [hop, *codes],
             )
         ]
         direction = "up" if hop == "^" else "down"
         for envelope_id in ids:
-            self.db.conn.execute("DELETE FROM set_aside WHERE envelope_id = ?", [envelope_id])
+            self.conn.execute("DELETE FROM set_aside WHERE envelope_id = ?", [envelope_id])
             self.enqueue(envelope_id, hop, direction, at)
         return len(ids)
 
@@ -764,7 +773,7 @@ class Store:
         """Keep refused envelopes (keys: envelope_id, digest, kind, origin,
         sender, code, reason, raw, and held: 1 for one waiting for an
         upgrade); the same one again only counts up."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT INTO quarantine (envelope_id, digest, kind, origin, sender, code, reason, raw, "
             "first_at, at, held) VALUES (:envelope_id, :digest, :kind, :origin, :sender, :code, :reason, "
             ":raw, :at, :at, :held) ON CONFLICT (digest, sender, code) DO UPDATE SET count = count + 1, "
@@ -787,29 +796,29 @@ class Store:
         oldest first."""
         marks = ", ".join("?" for _c in codes)
         sql = f"SELECT id FROM quarantine WHERE held = 1 OR code IN ({marks}) ORDER BY id"
-        return [int(r[0]) for r in self.db.conn.execute(sql, list(codes))]
+        return [int(r[0]) for r in self.conn.execute(sql, list(codes))]
 
     def drop_quarantine(self, quarantine_id: int) -> None:
-        self.db.conn.execute("DELETE FROM quarantine WHERE id = ?", [quarantine_id])
+        self.conn.execute("DELETE FROM quarantine WHERE id = ?", [quarantine_id])
 
     def requarantine(self, quarantine_id: int, code: str, reason: str, held: bool, at: str) -> None:
         """A row examined again: its verdict as this build gives it. Should
         the same text from the same sender already be kept under that code,
         the two become one."""
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT q.id FROM quarantine q JOIN quarantine r ON r.digest = q.digest AND r.sender = q.sender "
             "WHERE r.id = ? AND q.code = ? AND q.id != r.id",
             [quarantine_id, code],
         ).fetchone()
         if row is not None:
-            self.db.conn.execute(
+            self.conn.execute(
                 "UPDATE quarantine SET count = count + (SELECT count FROM quarantine WHERE id = ?), "
                 "held = ?, reason = ?, at = ? WHERE id = ?",
                 [quarantine_id, int(held), reason, at, row[0]],
             )
             self.drop_quarantine(quarantine_id)
             return
-        self.db.conn.execute(
+        self.conn.execute(
             "UPDATE quarantine SET code = ?, reason = ?, held = ? WHERE id = ?",
             [code, reason, int(held), quarantine_id],
         )
@@ -822,28 +831,28 @@ class Store:
         """How many envelopes each sender had refused here."""
         return {
             str(sender): int(n)
-            for sender, n in self.db.conn.execute(
+            for sender, n in self.conn.execute(
                 "SELECT sender, COUNT(*) FROM quarantine WHERE held = 0 GROUP BY sender"
             )
         }
 
     def held_count(self) -> int:
         """How many envelopes wait here for an upgrade (not refusals)."""
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM quarantine WHERE held = 1").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM quarantine WHERE held = 1").fetchone()[0])
 
     def record_conflict(self, envelope_id: str, digest: str, received_from: str, at: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO conflicts (envelope_id, digest, received_from, at) VALUES (?, ?, ?, ?)",
             [envelope_id, digest, received_from, at],
         )
 
     def conflict_count(self) -> int:
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0])
 
     # -- certificates, peers, enrollment -------------------------------------
 
     def put_cert(self, code: str, serial: str, chain: list[Any], relation: str, at: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO certs (code, serial, chain, relation, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (code) DO UPDATE SET serial = excluded.serial, chain = excluded.chain, "
             "relation = CASE WHEN certs.relation IN ('self', 'child') THEN certs.relation "
@@ -852,7 +861,7 @@ class Store:
         )
 
     def cert_chain(self, code: str) -> list[Any] | None:
-        row = self.db.conn.execute("SELECT chain FROM certs WHERE code = ?", [code]).fetchone()
+        row = self.conn.execute("SELECT chain FROM certs WHERE code = ?", [code]).fetchone()
         return json.loads(row[0]) if row else None
 
     def certs(self, relation: str | None = None) -> list[dict[str, Any]]:
@@ -862,33 +871,33 @@ class Store:
         return [{**r, "chain": json.loads(r["chain"])} for r in self._query(sql, params)]
 
     def revoke(self, serial: str, code: str, by: str, at: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT OR IGNORE INTO revocations (serial, code, by, at) VALUES (?, ?, ?, ?)",
             [serial, code, by, at],
         )
 
     def revoked(self) -> set[str]:
-        return {r[0] for r in self.db.conn.execute("SELECT serial FROM revocations")}
+        return {r[0] for r in self.conn.execute("SELECT serial FROM revocations")}
 
     def keep_certs(self, serials: list[str], revoked: str, at: str) -> None:
         """Certificates issued under ``revoked`` that its revoker keeps."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT OR IGNORE INTO kept_certs (serial, revoked, at) VALUES (?, ?, ?)",
             [(s, revoked, at) for s in serials],
         )
 
     def kept_certs(self) -> set[str]:
-        return {r[0] for r in self.db.conn.execute("SELECT serial FROM kept_certs")}
+        return {r[0] for r in self.conn.execute("SELECT serial FROM kept_certs")}
 
     def revoked_by(self, serial: str) -> str | None:
         """The code of the node that revoked ``serial``, if it is revoked here."""
-        row = self.db.conn.execute("SELECT by FROM revocations WHERE serial = ?", [serial]).fetchone()
+        row = self.conn.execute("SELECT by FROM revocations WHERE serial = ?", [serial]).fetchone()
         return str(row[0]) if row else None
 
     def revocation_raw(self, serial: str) -> str | None:
         """The text of the revocation envelope held here that revokes ``serial``."""
         sql = "SELECT raw FROM envelopes WHERE kind = 'revocation' ORDER BY n DESC"
-        for (raw,) in self.db.conn.execute(sql):
+        for (raw,) in self.conn.execute(sql):
             body = json.loads(raw).get("body")
             if isinstance(body, dict) and body.get("serial") == serial:
                 return str(raw)
@@ -902,13 +911,13 @@ class Store:
         return list(self._query("SELECT * FROM peers WHERE relation = ? ORDER BY code", [relation]))
 
     def put_peer(self, code: str, relation: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO peers (code, relation) VALUES (?, ?) ON CONFLICT (code) DO NOTHING", [code, relation]
         )
 
     def update_peer(self, code: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self.db.conn.execute(f"UPDATE peers SET {sets} WHERE code = ?", [*values.values(), code])
+        self.conn.execute(f"UPDATE peers SET {sets} WHERE code = ?", [*values.values(), code])
 
     def set_relation(self, code: str, relation: str, **values: Any) -> None:
         """A neighbour becomes another kind of neighbour (a child that moved
@@ -917,34 +926,34 @@ class Store:
 
     def moved_to(self, code: str) -> str | None:
         """Where a child that moved away went; None if it did not."""
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT moved_to FROM peers WHERE code = ? AND relation = 'moved'", [code]
         ).fetchone()
         return str(row[0]) if row and row[0] else None
 
     def set_cert_relation(self, code: str, relation: str) -> None:
-        self.db.conn.execute("UPDATE certs SET relation = ? WHERE code = ?", [relation, code])
+        self.conn.execute("UPDATE certs SET relation = ? WHERE code = ?", [relation, code])
 
     def announced(self) -> list[tuple[str, list[Any]]]:
         """(code, chain) of the children enrolled here whose chain the parent
         has not acknowledged yet."""
         return [
             (r[0], json.loads(r[1]))
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT p.code, c.chain FROM peers p JOIN certs c ON c.code = p.code "
                 "WHERE p.relation = 'child' AND p.announce = 1 ORDER BY p.code"
             )
         ]
 
     def clear_announced(self, codes: Sequence[str]) -> None:
-        self.db.conn.executemany("UPDATE peers SET announce = 0 WHERE code = ?", [(c,) for c in codes])
+        self.conn.executemany("UPDATE peers SET announce = 0 WHERE code = ?", [(c,) for c in codes])
 
     def child_chains_under(self, prefix: str, limit: int) -> list[list[Any]]:
         """Chains of this node's children whose codes extend ``prefix`` (not
         ``prefix`` itself): children enrolled here inside another child's area."""
         return [
             json.loads(r[0])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT c.chain FROM peers p JOIN certs c ON c.code = p.code "
                 "WHERE p.relation = 'child' AND length(p.code) > length(?) "
                 "AND substr(p.code, 1, length(?)) = ? ORDER BY p.code LIMIT ?",
@@ -957,7 +966,7 @@ class Store:
         to ``prefix`` or below it, whatever hop it waits for."""
         return [
             (r[0], r[1], r[2])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT o.envelope_id, o.hop, v.dest FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
                 "WHERE substr(v.dest, 1, length(?)) = ? ORDER BY o.n",
                 [prefix, prefix],
@@ -968,7 +977,7 @@ class Store:
         """(envelope id, destination) of everything queued for ``hop``."""
         return [
             (r[0], r[1])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT o.envelope_id, v.dest FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
                 "WHERE o.hop = ? ORDER BY o.n",
                 [hop],
@@ -981,14 +990,14 @@ class Store:
             return []
         return [
             (r[0], r[1])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT id, dest FROM envelopes WHERE id IN (SELECT value FROM json_each(?))",
                 [json.dumps(list(envelope_ids))],
             )
         ]
 
     def put_enroll_code(self, code: str, enroll_code: str, name: str, expires: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO enroll_codes (code, enroll_code, name, expires) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (code) DO UPDATE SET enroll_code = excluded.enroll_code, name = excluded.name, "
             "expires = excluded.expires, failures = 0, used_at = NULL",
@@ -1001,10 +1010,10 @@ class Store:
 
     def update_enroll_code(self, code: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self.db.conn.execute(f"UPDATE enroll_codes SET {sets} WHERE code = ?", [*values.values(), code])
+        self.conn.execute(f"UPDATE enroll_codes SET {sets} WHERE code = ?", [*values.values(), code])
 
     def latest_manifest(self) -> str | None:
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT raw FROM envelopes WHERE kind = 'manifest' ORDER BY n DESC LIMIT 1"
         ).fetchone()
         return row[0] if row else None
@@ -1012,13 +1021,13 @@ class Store:
     def origins_from(self, sender: str) -> list[str]:
         return [
             r[0]
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT DISTINCT origin FROM envelopes WHERE received_from = ?", [sender]
             )
         ]
 
     def add_bundle_refusal(self, child: str, envelope_id: str, code: str, reason: str, at: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT OR REPLACE INTO bundle_refusals (child, envelope_id, code, reason, at) "
             "VALUES (?, ?, ?, ?, ?)",
             [child, envelope_id, code, reason, at],
@@ -1027,11 +1036,11 @@ class Store:
     def reset_bundle_acks(self, child: str, ids: list[str]) -> None:
         """The child's latest bundle carried ``ids``: anything acknowledged
         before and not carried again has been let go by the child."""
-        self.db.conn.execute("DELETE FROM bundle_acks WHERE child = ?", [child])
-        self.db.conn.executemany(
+        self.conn.execute("DELETE FROM bundle_acks WHERE child = ?", [child])
+        self.conn.executemany(
             "INSERT OR IGNORE INTO bundle_acks (child, envelope_id) VALUES (?, ?)", [(child, i) for i in ids]
         )
-        self.db.conn.execute(
+        self.conn.execute(
             "DELETE FROM bundle_refusals WHERE child = ? AND envelope_id NOT IN "
             "(SELECT envelope_id FROM bundle_acks WHERE child = ?)",
             [child, child],
@@ -1039,7 +1048,7 @@ class Store:
 
     def bundle_acks(self, child: str) -> list[str]:
         return [
-            r[0] for r in self.db.conn.execute("SELECT envelope_id FROM bundle_acks WHERE child = ?", [child])
+            r[0] for r in self.conn.execute("SELECT envelope_id FROM bundle_acks WHERE child = ?", [child])
         ]
 
     def bundle_refusals(self, child: str) -> list[dict[str, Any]]:
@@ -1053,7 +1062,7 @@ class Store:
 
     def add_agent(self, name: str, pin_hash: str, at: str, by: str) -> None:
         """A new agent, or a removed one given a new PIN."""
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO agents (name, pin_hash, created_at, created_by) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET pin_hash = excluded.pin_hash, "
             "created_at = excluded.created_at, created_by = excluded.created_by, failures = 0, "
@@ -1062,16 +1071,16 @@ class Store:
         )
 
     def agent(self, name: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM agents WHERE name = ?", [name]))
+        rows = list(self._query("SELECT * FROM agents WHERE name = ?", [name]))
         return rows[0] if rows else None
 
     def agents(self, *, include_removed: bool = False) -> list[dict[str, Any]]:
         where = "" if include_removed else " WHERE removed_at IS NULL"
-        return list(self.db.query(f"SELECT * FROM agents{where} ORDER BY created_at, name"))
+        return list(self._query(f"SELECT * FROM agents{where} ORDER BY created_at, name"))
 
     def update_agent(self, name: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self.db.conn.execute(f"UPDATE agents SET {sets} WHERE name = ?", [*values.values(), name])
+        self.conn.execute(f"UPDATE agents SET {sets} WHERE name = ?", [*values.values(), name])
 
     # -- views for the terminal app ------------------------------------------
 
@@ -1079,7 +1088,7 @@ class Store:
         """Applications whose masked name matches (a village keeps only 王*兰)."""
         where, params = self._where(node_code, None, None)
         sql = f"SELECT * FROM applications WHERE {where} AND name_masked = ? ORDER BY rowid DESC LIMIT ?"
-        return [_decode(r) for r in self.db.query(sql, [*params, name_masked, limit])]
+        return [_decode(r) for r in self._query(sql, [*params, name_masked, limit])]
 
     def find_by_digits(self, node_code: str, digits: str, limit: int = 100) -> list[dict[str, Any]]:
         """Applications whose tracking number holds these digits, or whose
@@ -1090,7 +1099,7 @@ class Store:
             "OR (length(?) <= 4 AND substr(id_masked, -length(?)) = ?)) ORDER BY rowid DESC LIMIT ?"
         )
         return [
-            _decode(r) for r in self.db.query(sql, [*params, digits, digits, digits, digits.upper(), limit])
+            _decode(r) for r in self._query(sql, [*params, digits, digits, digits, digits.upper(), limit])
         ]
 
     def find_by_items(self, node_code: str, items: Sequence[str], limit: int = 100) -> list[dict[str, Any]]:
@@ -1100,7 +1109,7 @@ class Store:
         where, params = self._where(node_code, None, None)
         marks = ", ".join("?" for _ in items)
         sql = f"SELECT * FROM applications WHERE {where} AND item IN ({marks}) ORDER BY rowid DESC LIMIT ?"
-        return [_decode(r) for r in self.db.query(sql, [*params, *items, limit])]
+        return [_decode(r) for r in self._query(sql, [*params, *items, limit])]
 
     def needing_attention(self, origin: str, today: str, limit: int = 50) -> list[dict[str, Any]]:
         """What a filing node must act on: returned for supplement, rejected
@@ -1113,10 +1122,10 @@ class Store:
             "OR (status = 'completed' AND evaluation IS NULL) OR sync_problem IS NOT NULL) "
             "ORDER BY updated_at DESC LIMIT ?"
         )
-        return [_decode(r) for r in self.db.query(sql, [origin, today, limit])]
+        return [_decode(r) for r in self._query(sql, [origin, today, limit])]
 
     def set_told(self, tracking: str, at: str) -> None:
-        self.db.execute("UPDATE applications SET told_at = ? WHERE tracking = ?", [at, tracking])
+        self.conn.execute("UPDATE applications SET told_at = ? WHERE tracking = ?", [at, tracking])
 
     def inbox(self, office: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Open applications this office handles, by deadline: accepted ones by
@@ -1131,12 +1140,12 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        cur = self.db.conn.execute(sql, params)
+        cur = self.conn.execute(sql, params)
         names = [c[0] for c in cur.description]
         return [_decode(dict(zip(names, r, strict=True))) for r in cur]
 
     def count_inbox(self, office: str) -> int:
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT COUNT(*) FROM applications WHERE office = ? "
             "AND status IN ('submitted', 'received', 'needs_supplement', 'accepted')",
             [office],
@@ -1146,7 +1155,7 @@ class Store:
     def dashboard_rows(self, office: str) -> list[dict[str, Any]]:
         """What the office dashboard counts, per application it handles."""
         return list(
-            self.db.query(
+            self._query(
                 "SELECT origin, region, status, filed_at, received_at, accepted_on, due, completed_at, "
                 "evaluation FROM applications WHERE office = ?",
                 [office],
@@ -1159,13 +1168,11 @@ class Store:
         """Applications this office changed since it last published their records."""
         return [
             r[0]
-            for r in self.db.conn.execute(
-                "SELECT tracking FROM stats_pending ORDER BY rowid LIMIT ?", [limit]
-            )
+            for r in self.conn.execute("SELECT tracking FROM stats_pending ORDER BY rowid LIMIT ?", [limit])
         ]
 
     def clear_stats_pending(self, trackings: Sequence[str]) -> None:
-        self.db.conn.executemany("DELETE FROM stats_pending WHERE tracking = ?", [(t,) for t in trackings])
+        self.conn.executemany("DELETE FROM stats_pending WHERE tracking = ?", [(t,) for t in trackings])
 
     def applications_in(self, trackings: Sequence[str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -1174,7 +1181,7 @@ class Store:
             marks = ", ".join("?" * len(chunk))
             rows.extend(
                 _decode(r)
-                for r in self.db.query(f"SELECT * FROM applications WHERE tracking IN ({marks})", chunk)
+                for r in self._query(f"SELECT * FROM applications WHERE tracking IN ({marks})", chunk)
             )
         return rows
 
@@ -1185,7 +1192,7 @@ class Store:
         for start in range(0, len(trackings), 500):
             chunk = list(trackings[start : start + 500])
             marks = ", ".join("?" * len(chunk))
-            cur = self.db.conn.execute(
+            cur = self.conn.execute(
                 "SELECT tracking, origin, office, status, evaluation FROM applications "
                 f"WHERE tracking IN ({marks})",
                 chunk,
@@ -1206,16 +1213,14 @@ class Store:
         for start in range(0, len(trackings), 500):
             chunk = list(trackings[start : start + 500])
             marks = ", ".join("?" * len(chunk))
-            for row in self.db.query(
-                f"SELECT {_STATS_COLUMNS} FROM stats WHERE tracking IN ({marks})", chunk
-            ):
+            for row in self._query(f"SELECT {_STATS_COLUMNS} FROM stats WHERE tracking IN ({marks})", chunk):
                 out[row["tracking"]] = _stats_record(row)
         return out
 
     def put_stats(self, records: Sequence[Mapping[str, Any]], *, version: int, taken_at: str) -> None:
         """Keep records carried at ``version``; one already held at a higher or
         equal version stays (latest wins, whatever order they come in)."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             _STATS_UPSERT,
             [
                 {
@@ -1283,7 +1288,7 @@ class Store:
             *(f"COUNT(*) FILTER (WHERE e AND score = {s})" for s in (5, 4, 3, 2, 1)),
         ]
         sql = f"SELECT key, {', '.join(sums)} FROM ({rows}) GROUP BY key"
-        return [tuple(row) for row in self.db.conn.execute(sql, params)]
+        return [tuple(row) for row in self.conn.execute(sql, params)]
 
     def stats_days(
         self, prefix: str, start: str | None, end: str | None
@@ -1292,7 +1297,7 @@ class Store:
         on each day within [start, end] (in index order: migration 0020)."""
         params = {"n": len(prefix), "prefix": prefix, "start": start, "end": end}
         office = "substr(office, 1, :n) = :prefix"
-        conn = self.db.conn
+        conn = self.conn
         filed = conn.execute(
             f"SELECT {_FILED_DAY} AS day, COUNT(*) FROM stats "
             f"WHERE {self._stats_in(_FILED_DAY, start, end)} AND {office} GROUP BY day",
@@ -1310,7 +1315,7 @@ class Store:
         answer or decide: what makes one late (node/timeliness.py)."""
         return [
             (row[0], row[1], row[2], int(row[3]))
-            for row in self.db.conn.execute(
+            for row in self.conn.execute(
                 "SELECT status, received_on, due, COUNT(*) FROM stats "
                 "WHERE status IN ('received', 'accepted') AND substr(office, 1, ?1) = ?2 "
                 "GROUP BY status, received_on, due",
@@ -1319,7 +1324,7 @@ class Store:
         ]
 
     def stats_count(self) -> int:
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM stats").fetchone()[0])
 
     # -- heartbeats: children's last syncs, reported up (no personal data) ------
 
@@ -1328,7 +1333,7 @@ class Store:
     ) -> None:
         """Keep ``parent``'s heartbeats of its children carried at ``version``;
         one already held at a higher or equal version stays."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT INTO child_heartbeats "
             "(parent, code, version, name, last_sync_at, enrolled_at, gone, taken_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -1362,7 +1367,7 @@ class Store:
                 "enrolled_at": row[3],
                 "gone": bool(row[4]),
             }
-            for row in self.db.conn.execute(
+            for row in self.conn.execute(
                 "SELECT code, name, last_sync_at, enrolled_at, gone FROM child_heartbeats "
                 "WHERE parent = ? ORDER BY code",
                 [parent],
@@ -1385,7 +1390,7 @@ class Store:
     # -- backup and recovery (restored homes, replaced PCs) ------------------
 
     def put_retired_key(self, serial: str, code: str, sign: str, upto_seq: int, at: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT INTO retired_keys (serial, code, sign, upto_seq, at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (serial) DO UPDATE SET upto_seq = MAX(upto_seq, excluded.upto_seq)",
             [serial, code, sign, upto_seq, at],
@@ -1393,13 +1398,13 @@ class Store:
 
     def retired_serials(self) -> dict[str, str]:
         """{serial: when it was retired} of every retired certificate known here."""
-        return dict(self.db.conn.execute("SELECT serial, at FROM retired_keys").fetchall())
+        return dict(self.conn.execute("SELECT serial, at FROM retired_keys").fetchall())
 
     def retired_keys(self, code: str) -> list[tuple[str, int]]:
         """(base64 signing key, highest sequence number it vouches for) of ``code``."""
         return [
             (r[0], int(r[1]))
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT sign, upto_seq FROM retired_keys WHERE code = ? ORDER BY at", [code]
             )
         ]
@@ -1413,7 +1418,7 @@ class Store:
         the order they happened."""
         return [
             OutboxRow(*r)
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT n, raw, id, origin, seq FROM envelopes "
                 "WHERE n > ?1 AND (origin = ?2 OR substr(dest, 1, length(?2)) = ?2 OR dest = '*') "
                 "ORDER BY n LIMIT ?3",
@@ -1422,15 +1427,13 @@ class Store:
         ]
 
     def highest_own_tracking(self, code: str) -> str | None:
-        row = self.db.conn.execute(
-            "SELECT MAX(tracking) FROM applications WHERE origin = ?", [code]
-        ).fetchone()
+        row = self.conn.execute("SELECT MAX(tracking) FROM applications WHERE origin = ?", [code]).fetchone()
         return row[0] if row else None
 
     def unsent_sealed_to(self, code: str) -> int:
         """Events whose personal part is still sealed to ``code`` and that have no envelope yet."""
         return int(
-            self.db.conn.execute(
+            self.conn.execute(
                 "SELECT COUNT(*) FROM events e JOIN personal p ON p.event_id = e.id "
                 "LEFT JOIN envelopes v ON v.id = e.id WHERE v.id IS NULL AND p.sealed_to = ?",
                 [code],
@@ -1438,14 +1441,14 @@ class Store:
         )
 
     def application_count(self) -> int:
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
 
     def unindex_sealed_to(self, code: str) -> int:
         """Forget the ID-number hashes of the applications at office ``code``
         whose personal part is sealed to it (its keys were replaced: the old
         lookup key made those hashes); each is keyed again, or named as
         unopenable, at the next search."""
-        return self.db.conn.execute(
+        return self.conn.execute(
             "UPDATE applications SET id_hash = '' WHERE office = ? AND id_hash != '' AND tracking IN "
             "(SELECT tracking FROM personal WHERE sealed_to = ?)",
             [code, code],
@@ -1456,7 +1459,7 @@ class Store:
     def keep(self, envelope_ids: Sequence[str], kind: str, here: str, at: str) -> None:
         """Keep the envelopes of ``kind`` among these until their office
         answers: not one addressed here, nor one its office has answered."""
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT OR IGNORE INTO kept (envelope_id, tracking, office, kept_at) "
             "SELECT v.id, v.tracking, v.dest, ? FROM envelopes v "
             "WHERE v.id IN (SELECT value FROM json_each(?)) AND v.kind = ? AND v.tracking IS NOT NULL "
@@ -1469,7 +1472,7 @@ class Store:
         """``release_kept`` for many (tracking, office) pairs at once."""
         pairs = json.dumps([list(p) for p in answered])
         for table in ("kept", "kept_personal"):
-            self.db.conn.execute(
+            self.conn.execute(
                 f"DELETE FROM {table} WHERE rowid IN (SELECT t.rowid FROM json_each(?) j "
                 f"JOIN {table} t ON t.tracking = json_extract(j.value, '$[0]') "
                 "AND t.office = json_extract(j.value, '$[1]'))",
@@ -1477,13 +1480,11 @@ class Store:
             )
 
     def release_kept(self, tracking: str, office: str) -> None:
-        self.db.conn.execute("DELETE FROM kept WHERE tracking = ? AND office = ?", [tracking, office])
-        self.db.conn.execute(
-            "DELETE FROM kept_personal WHERE tracking = ? AND office = ?", [tracking, office]
-        )
+        self.conn.execute("DELETE FROM kept WHERE tracking = ? AND office = ?", [tracking, office])
+        self.conn.execute("DELETE FROM kept_personal WHERE tracking = ? AND office = ?", [tracking, office])
 
     def keep_personal(self, event_id: str, tracking: str, office: str, sealed: str, enc: str) -> None:
-        self.db.conn.execute(
+        self.conn.execute(
             "INSERT OR REPLACE INTO kept_personal (event_id, tracking, office, sealed, enc) "
             "VALUES (?, ?, ?, ?, ?)",
             [event_id, tracking, office, sealed, enc],
@@ -1494,7 +1495,7 @@ class Store:
 
     def kept_offices(self) -> list[str]:
         """The offices filings are kept for, sealed to (kept_personal)."""
-        return [r[0] for r in self.db.conn.execute("SELECT DISTINCT office FROM kept_personal")]
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT office FROM kept_personal")]
 
     def kept_personal_not_sealed_to(self, office: str, enc: str) -> list[dict[str, Any]]:
         """Filings kept for ``office`` whose envelope was sealed to another key than ``enc``."""
@@ -1507,23 +1508,23 @@ class Store:
     def resealed(self, event_id: str, old_id: str, enc: str) -> None:
         """A kept filing went sealed again (to its office's new key): the old
         envelope is neither queued nor kept any more."""
-        self.db.conn.execute("UPDATE kept_personal SET enc = ? WHERE event_id = ?", [enc, event_id])
-        self.db.conn.execute("DELETE FROM kept WHERE envelope_id = ?", [old_id])
-        self.db.conn.execute("DELETE FROM outbox WHERE envelope_id = ?", [old_id])
+        self.conn.execute("UPDATE kept_personal SET enc = ? WHERE event_id = ?", [enc, event_id])
+        self.conn.execute("DELETE FROM kept WHERE envelope_id = ?", [old_id])
+        self.conn.execute("DELETE FROM outbox WHERE envelope_id = ?", [old_id])
 
     def raw_envelope(self, envelope_id: str) -> str | None:
-        row = self.db.conn.execute("SELECT raw FROM envelopes WHERE id = ?", [envelope_id]).fetchone()
+        row = self.conn.execute("SELECT raw FROM envelopes WHERE id = ?", [envelope_id]).fetchone()
         return str(row[0]) if row else None
 
     def kept_ids(self) -> list[str]:
-        return [r[0] for r in self.db.conn.execute("SELECT envelope_id FROM kept ORDER BY kept_at")]
+        return [r[0] for r in self.conn.execute("SELECT envelope_id FROM kept ORDER BY kept_at")]
 
     def kept_count(self) -> int:
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM kept").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM kept").fetchone()[0])
 
     def origins_under(self, prefix: str, limit: int | None) -> list[str]:
         """Origins of the envelopes held here whose code extends ``prefix`` (itself included)."""
-        rows = self.db.conn.execute(
+        rows = self.conn.execute(
             "SELECT DISTINCT origin FROM envelopes WHERE substr(origin, 1, length(?1)) = ?1 "
             "ORDER BY origin LIMIT ?2",
             [prefix, -1 if limit is None else limit],
@@ -1535,7 +1536,7 @@ class Store:
         from here (addressed outside this node's area, or to everyone)."""
         return [
             r[0]
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT id FROM envelopes v WHERE origin = ?1 AND seq > ?2 "
                 "AND (dest = '*' OR substr(dest, 1, length(?3)) != ?3) "
                 # not a filing since sealed again to its office's new key
@@ -1549,7 +1550,7 @@ class Store:
         """(n, raw) of ``origin``'s envelopes numbered above ``above``, after arrival number ``after``."""
         return [
             (int(r[0]), r[1])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT n, raw FROM envelopes WHERE origin = ? AND seq > ? AND n > ? ORDER BY n LIMIT ?",
                 [origin, above, after, limit],
             )
@@ -1559,7 +1560,7 @@ class Store:
         """Whether the office's receipt for ``tracking`` is held here (taken
         back after a restore): alone in its envelope, folded from a
         `receipts` envelope, or waiting in one for its filing."""
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT 1 FROM envelopes WHERE tracking = ? AND origin = ? AND kind = 'received' "
             "UNION ALL SELECT 1 FROM events WHERE tracking = ? AND origin = ? AND kind = 'received' "
             # By the tracking number first (``+v.origin``: not through the
@@ -1574,7 +1575,7 @@ class Store:
         """has_own_receipt for any of these tracking numbers."""
         for start in range(0, len(trackings), 500):
             part = json.dumps(list(trackings[start : start + 500]))
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT 1 FROM json_each(?1) j WHERE EXISTS (SELECT 1 FROM envelopes "
                 "WHERE tracking = j.value AND origin = ?2 AND kind = 'received') "
                 "OR EXISTS (SELECT 1 FROM events WHERE tracking = j.value AND origin = ?2 "
@@ -1596,14 +1597,14 @@ class Store:
             part = list(ids[start : start + 500])
             marks = ", ".join("?" * len(part))
             found.update(
-                r[0] for r in self.db.conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", part)
+                r[0] for r in self.conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", part)
             )
         return found
 
     def wait_receipts(self, envelope_id: str, trackings: Sequence[str]) -> None:
         """Receipts of a `receipts` envelope that cannot apply yet: its effect
         is pending until each has (receipt_applied)."""
-        self.db.conn.executemany(
+        self.conn.executemany(
             "INSERT OR IGNORE INTO receipts_waiting (envelope_id, tracking) VALUES (?, ?)",
             [(envelope_id, t) for t in trackings],
         )
@@ -1614,7 +1615,7 @@ class Store:
         receipt for ``tracking`` that waits, in arrival order."""
         return [
             (r[0], r[1], r[2])
-            for r in self.db.conn.execute(
+            for r in self.conn.execute(
                 "SELECT v.id, v.raw, v.received_from FROM receipts_waiting w "
                 "JOIN envelopes v ON v.id = w.envelope_id WHERE w.tracking = ? ORDER BY v.n",
                 [tracking],
@@ -1622,12 +1623,12 @@ class Store:
         ]
 
     def stop_waiting(self, envelope_id: str) -> None:
-        self.db.conn.execute("DELETE FROM receipts_waiting WHERE envelope_id = ?", [envelope_id])
+        self.conn.execute("DELETE FROM receipts_waiting WHERE envelope_id = ?", [envelope_id])
 
     def receipt_applied(self, envelope_id: str, tracking: str) -> None:
         """A waiting receipt has applied; its envelope's effect is applied
         once none of its receipts waits."""
-        conn = self.db.conn
+        conn = self.conn
         conn.execute(
             "DELETE FROM receipts_waiting WHERE envelope_id = ? AND tracking = ?", [envelope_id, tracking]
         )
