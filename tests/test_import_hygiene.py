@@ -1,6 +1,7 @@
 """The UI stays out of the core: node/ and sync/ never import textual, and
 `daiban --help` imports neither textual nor aiohttp (which keeps it fast);
-`daiban report` loads no network, UI or signing code, `daiban sync` no UI."""
+`daiban report` loads no network, UI or signing code nor sqlite-utils,
+`daiban sync` no UI."""
 
 from __future__ import annotations
 
@@ -94,7 +95,9 @@ def _command_loads(args: list[str], env: dict[str, str]) -> set[str]:
 def test_report_loads_no_network_ui_or_signing(tmp_path: Path) -> None:
     # `daiban report` at a city with nothing of its own to publish reads
     # counts: no HTTP, no UI, no cryptography (node/statistics.py loads the
-    # journal and the signing library only when it publishes).
+    # journal and the signing library only when it publishes), and no
+    # sqlite-utils (the store reads with sqlite3; node/migrations.py loads it
+    # only when a migration is pending, as at `init` here).
     home = tmp_path / "city"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAIBAN_")}
     env.update({"DAIBAN_HOME": str(home), "DAIBAN_LANG": "en"})
@@ -106,7 +109,8 @@ def test_report_loads_no_network_ui_or_signing(tmp_path: Path) -> None:
     )
     loaded = _command_loads(["report", "--json", "--by", "item"], env)
     assert "daiban.node.report" in loaded
-    for heavy in ("aiohttp", "textual", "rich", "cryptography", "daiban.trust.crypto", "daiban.node.journal"):
+    heavies = ("aiohttp", "textual", "rich", "cryptography", "daiban.trust.crypto", "daiban.node.journal")
+    for heavy in (*heavies, "sqlite_utils"):
         assert heavy not in loaded, heavy
 
 

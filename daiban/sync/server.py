@@ -204,7 +204,7 @@ class Writer:
         job.answer()
 
     def _group(self, jobs: list[_Job]) -> None:
-        conn = self._node.store.db.conn
+        conn = self._node.store.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
