@@ -533,3 +533,51 @@ def test_a_batch_taken_in_slices_comes_to_what_one_batch_would(
     verdicts = at_once[0]
     assert sorted(v[1] for v in verdicts) == ["refused", "refused", "stored", "stored"]
     assert {v[2] for v in verdicts if v[1] == "refused"} == {"forged_origin", "conflict"}
+
+
+def test_a_signature_checked_early_counts_only_with_the_origins_certified_key(make_node: MakeNode) -> None:
+    """A server starts checking a request's envelopes against the key its
+    request signature verified with (journal.prepare's ``signer``); check
+    uses such a result only where the origin's certified key is that key.
+    An enrolled village's PC swapped for an attacker's key that signs both
+    the request and envelopes in the village's name gets nothing in."""
+    from daiban.trust.crypto import NodeKeys
+
+    _city, _district, town, village, _village2 = network(make_node)
+    village.file(filing(item="MZ001", name="李建国", fields=MZ001))
+    village.reseal_pending()
+    [genuine] = [r.raw for r in village.store.outbox(routing.UP)]
+    thief = NodeKeys.generate()
+    forged = envelope.make(
+        thief,
+        id=random_id(),
+        origin=VILLAGE,
+        seq=900,
+        kind="withdrawn",
+        to=TOWN,
+        tracking=envelope.parse(genuine).tracking,
+        actor="x",
+        at=NOW,
+        body={"note": ""},
+    ).raw
+    chains = [village.store.cert_chain(VILLAGE)]
+
+    def checked(raws: list[str], signer: tuple[str, bytes]) -> journal.Checked:
+        prepared = journal.prepare(raws, signer)
+        assert all(p.early is not None and p.early[0] == signer[1] for p in prepared)
+        with town.store.transaction():
+            extra = journal.verify_chains(town, chains)
+            return journal.check(town, raws, sender=VILLAGE, direction="up", extra=extra, prepared=prepared)
+
+    # Checked early against the thief's key, the forgery verifies there; the
+    # writer finds the village's certified key and refuses it.
+    out = checked([forged], (VILLAGE, thief.sign_public))
+    assert [v.code for v in out.refused] == ["bad_signature"] and not out.accepted
+    # The genuine envelope checked early against the wrong key still goes in:
+    # the result of an early check with another key is not used.
+    out = checked([genuine], (VILLAGE, thief.sign_public))
+    assert [e.id for e in out.accepted] == [envelope.parse(genuine).id]
+    # With the certified key the early results decide, both ways.
+    out = checked([genuine, forged], (VILLAGE, village.keys.sign_public))
+    assert [e.id for e in out.accepted] == [envelope.parse(genuine).id]
+    assert [v.code for v in out.refused] == ["bad_signature"]

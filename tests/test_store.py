@@ -282,3 +282,32 @@ def test_the_summary_equals_what_the_events_add_up_to(make_node: MakeNode) -> No
         "post_tracking": "EA123456785CN",
         "address": "淄博市张店区南定镇****",
     }
+
+
+def test_a_transaction_inside_another_is_undone_alone(make_node: MakeNode) -> None:
+    """Inside a server's group commit each call's transaction is a
+    savepoint: one that fails leaves what came before it, and the outer
+    transaction goes on and commits."""
+    node = make_node()
+    store = node.store
+    with store.transaction():
+        store.set_setting("before", "1")
+        with pytest.raises(RuntimeError), store.transaction():
+            store.set_setting("inside", "1")
+            raise RuntimeError("this call fails")
+        with store.transaction():
+            store.set_setting("after", "1")
+    assert (store.setting("before"), store.setting("inside"), store.setting("after")) == ("1", None, "1")
+    assert not store.in_transaction()
+
+
+def test_a_missing_migration_is_pending_and_a_complete_home_asks_nothing_more(make_node: MakeNode) -> None:
+    from daiban.node import migrations
+
+    node = make_node()
+    conn = node.store.conn
+    assert not migrations.pending(conn)
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [migrations.names()[-1]])
+    assert migrations.pending(conn)
+    blank = sqlite3.connect(":memory:")
+    assert migrations.pending(blank)  # no table at all: a new home

@@ -189,14 +189,22 @@ class Prepared:
     # What this build does not know in it (a newer neighbour's kind or body
     # member): held, not refused, if all the rest checks out (``check``).
     newer: admission.Refused | None = None
+    # Its signature, being checked already against this key (``prepare``'s
+    # ``signer``): (the key, the checks, its index in their results).
+    early: tuple[bytes, Verifier, int] | None = None
 
 
-def prepare(raws: Sequence[Any]) -> list[Prepared]:
+def prepare(raws: Sequence[Any], signer: tuple[str, bytes] | None = None) -> list[Prepared]:
     """Parse a batch and check each envelope's shape and body against its
     kind's schema: the part of ``check`` that needs nothing of the node, so
     a server runs it on a decoder thread while its writer stores the batch
-    before (sync/server.py)."""
+    before (sync/server.py). ``signer``: the (code, certified key) the
+    request came from, as far as the caller can tell; the signatures of that
+    code's own envelopes start being checked against that key at once, on
+    the verifying threads, so the writer finds them done. ``check`` uses such
+    a result only where the key it finds for the origin is that same key."""
     out: list[Prepared] = []
+    early = Verifier() if signer is not None else None
     for raw in raws:
         try:
             env = env_mod.parse(raw)
@@ -216,7 +224,12 @@ def prepare(raws: Sequence[Any]) -> list[Prepared]:
             signed: bytes | EnvelopeError = env_mod.signed_bytes(env)
         except EnvelopeError as exc:
             signed = exc
-        out.append(Prepared(raw, env, None, signed, newer))
+        ahead = None
+        if early is not None and signer is not None and env.origin == signer[0] and isinstance(signed, bytes):
+            ahead = (signer[1], early, early.add(signer[1], env.sig, signed))
+        out.append(Prepared(raw, env, None, signed, newer, ahead))
+    if early is not None:
+        early.flush()
     return out
 
 
@@ -238,7 +251,7 @@ def check(
     parsed: list[tuple[Envelope, Any]] = []
     certs: dict[str, certs_mod.Cert | None] = {}
     verifier = Verifier()
-    ahead: dict[int, int] = {}  # position in parsed -> index in the verifier's results
+    ahead: dict[int, tuple[Verifier, int]] = {}  # position in parsed -> (checks, index in their results)
     misplaced: dict[int, EnvelopeError] = {}  # position -> why its signature cannot be cut out
     newer: dict[int, admission.Refused] = {}  # position -> held, not refused, if all else checks out
     for item in prepared if prepared is not None else prepare(raws):
@@ -254,8 +267,10 @@ def check(
         if cert is not None:
             if isinstance(item.signed, EnvelopeError):
                 misplaced[len(parsed) - 1] = item.signed  # refused below, in its turn
+            elif item.early is not None and item.early[0] == cert.sign:
+                ahead[len(parsed) - 1] = item.early[1:]  # the same check, begun in prepare()
             else:
-                ahead[len(parsed) - 1] = verifier.add(cert.sign, env.sig, item.signed)
+                ahead[len(parsed) - 1] = (verifier, verifier.add(cert.sign, env.sig, item.signed))
     envs = [e for e, _raw in parsed]
     known = node.store.envelope_rows([e.id for e in envs]) if envs else {}
     taken = node.store.envelopes_at([(e.origin, e.seq) for e in envs]) if envs else {}
@@ -294,7 +309,12 @@ def check(
         seen.add(env.id)
         slots.add((env.origin, env.seq))
         candidates.append((env, raw, position, was_revoked))
-    checked = verifier.results()
+    verifier.flush()
+
+    def verified(position: int) -> bool:
+        checks, index = ahead[position]
+        return checks.results()[index]
+
     gate = _Gate(node, [env for env, _raw, p, _r in candidates if p not in newer])
     now = stamp(node.clock()) if newer else ""
     # A retirement anywhere in the batch (signed and authorised) vouches for
@@ -307,11 +327,11 @@ def check(
         and not was_revoked
         and position not in newer
         and position in ahead
-        and checked[ahead[position]]
+        and verified(position)
         and gate.authorise(env) is None
     ]
     for env, raw, position, was_revoked in candidates:
-        ok = position in ahead and checked[ahead[position]]
+        ok = position in ahead and verified(position)
         try:
             # Made by a replaced PC before it was lost (retired.py)?
             if (was_revoked or not ok) and not retired.signed_before_retirement(

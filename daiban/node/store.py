@@ -108,7 +108,7 @@ class Store:
         if not create and not path.exists():
             raise FileNotFoundError(path)
         # isolation_level=None: no implicit transactions; every write is inside
-        # transaction() or sqlite-utils atomic(), nothing left open by accident.
+        # transaction() (or a migration's), nothing left open by accident.
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
@@ -137,8 +137,17 @@ class Store:
         """One write transaction, holding the write lock from the start."""
         conn = self.conn
         if conn.in_transaction:
-            with self.db.atomic():
+            # Inside another (a server's group commit): a savepoint, undone
+            # alone if this part fails.
+            conn.execute("SAVEPOINT daiban_nested")
+            try:
                 yield
+            except BaseException:
+                if conn.in_transaction:  # unless SQLite gave the whole transaction up
+                    conn.execute("ROLLBACK TO SAVEPOINT daiban_nested")
+                    conn.execute("RELEASE SAVEPOINT daiban_nested")
+                raise
+            conn.execute("RELEASE SAVEPOINT daiban_nested")
             return
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -583,14 +583,19 @@ def _vouched_parse(
     key = senders.vouch(headers, path, raw, server)
     if key is None:
         return None
-    return key, _parse_prepared(path, raw, protocol.MAX_DECOMPRESSED, prepare)
+    signer = (headers.get(protocol.H_NODE, ""), key)
+    return key, _parse_prepared(path, raw, protocol.MAX_DECOMPRESSED, prepare, signer)
 
 
 def _parse_prepared(
-    path: str, raw: bytes, limit: int, prepare: bool
+    path: str, raw: bytes, limit: int, prepare: bool, signer: tuple[str, bytes] | None = None
 ) -> tuple[Any, list[journal.Prepared] | None]:
+    """The body parsed and, for a push, its envelopes prepared: the sender's
+    own envelopes' signatures start being checked against ``signer``'s key on
+    the verifying threads (journal.prepare), off the writer, which uses those
+    results only where it finds that same key for the origin."""
     data = _parse(path, raw, limit)
-    return data, journal.prepare(data["envelopes"]) if prepare else None
+    return data, journal.prepare(data["envelopes"], signer) if prepare else None
 
 
 async def _signed(
@@ -619,7 +624,7 @@ async def _signed(
             code, counter, key = await request.app[WRITER].call(_authentic, headers, request.path, raw)
             senders.learn(code, key, counter)
             done = await loop.run_in_executor(
-                decoder, _parse_prepared, request.path, raw, protocol.MAX_DECOMPRESSED, prepare
+                decoder, _parse_prepared, request.path, raw, protocol.MAX_DECOMPRESSED, prepare, (code, key)
             )
         else:
             key, done = vouched
@@ -783,6 +788,11 @@ def create_app(home: Path, config: ServeConfig | None = None) -> web.Application
     async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = Writer(home)
         app[WRITER] = writer
+        # Every child's key, known before the first request: after a restart
+        # (an outage, its children all coming back at once) their requests
+        # are checked on the decoder threads, not one by one on the writer.
+        for code, key, counter in await writer.call(service.children_keys):
+            app[SENDERS].learn(code, key, counter)
         yield
         await writer.stop_applying()
         writer.close()

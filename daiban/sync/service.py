@@ -62,6 +62,19 @@ def signature_ok(
     return True
 
 
+def children_keys(node: Node) -> list[tuple[str, bytes, int]]:
+    """Each enrolled child's certified signing key and last counter, as
+    authenticate finds them (a revoked one left out): what a server's first
+    look at a request needs (sync/server.py, Senders)."""
+    revoked = node.store.revoked()
+    out = []
+    for peer in node.store.peers("child"):
+        cert = identity.known(node, peer["code"])
+        if cert is not None and cert.serial not in revoked:
+            out.append((str(peer["code"]), cert.sign, int(peer["counter"])))
+    return out
+
+
 def authenticate(
     node: Node,
     headers: Mapping[str, str],

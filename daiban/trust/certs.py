@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from daiban.trust.codes import resolve, role_of
@@ -150,9 +151,20 @@ def verify_chain(
                 raise CertError("broken_chain", f"{cert.code} was not issued by {parent.code}")
             if not extends(cert.code, parent.code, renamed):
                 raise CertError("name_constraint", f"{parent.code} may not certify {cert.code}")
-        try:
-            verify(parent.sign, cert.sig, canonical(cert.unsigned()))
-        except CryptoError:
-            raise CertError("bad_signature", f"certificate of {cert.code} has a bad signature") from None
+        if not _signed_by(parent.sign, cert.sig, canonical(cert.unsigned())):
+            raise CertError("bad_signature", f"certificate of {cert.code} has a bad signature")
         parent = cert
     return certs[-1]
+
+
+@lru_cache(maxsize=4096)
+def _signed_by(sign_public: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether the signature verifies. Remembered: a child sends the same
+    chain with every push, and a signature over the same bytes with the
+    same key verifies the same way every time (what a chain's other checks
+    depend on — revocations, the root, renamed codes — is checked anew)."""
+    try:
+        verify(sign_public, signature, message)
+    except CryptoError:
+        return False
+    return True

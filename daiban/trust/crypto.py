@@ -105,6 +105,7 @@ class Verifier:
         self._chunk: list[tuple[bytes, bytes, bytes]] = []
         self._parts: list[Any] = []
         self._count = 0
+        self._results: list[bool] | None = None
 
     def add(self, public: bytes, signature: bytes, message: bytes) -> int:
         """Queue a check; returns its index in results()."""
@@ -115,9 +116,22 @@ class Verifier:
         self._count += 1
         return self._count - 1
 
+    def flush(self) -> None:
+        """Hand what is queued to the threads now, however few: the checks
+        go on while the caller passes the batch on (a server's decoder
+        thread to its writer, journal.prepare)."""
+        if self._chunk:
+            self._parts.append(_verify_pool().submit(_check_chunk, self._chunk))
+            self._chunk = []
+
     def results(self) -> list[bool]:
-        done = [ok for part in self._parts for ok in part.result()]
-        return done + _check_chunk(self._chunk)
+        """Every check's outcome, in the order added (waited for once;
+        nothing may be added after)."""
+        if self._results is None:
+            done = [ok for part in self._parts for ok in part.result()]
+            self._results = done + _check_chunk(self._chunk)
+            self._chunk = []
+        return self._results
 
 
 @lru_cache(maxsize=1)
