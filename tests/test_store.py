@@ -311,3 +311,17 @@ def test_a_missing_migration_is_pending_and_a_complete_home_asks_nothing_more(ma
     assert migrations.pending(conn)
     blank = sqlite3.connect(":memory:")
     assert migrations.pending(blank)  # no table at all: a new home
+
+
+def test_a_transaction_that_need_not_wait_for_the_disk_leaves_full_sync_behind(make_node: MakeNode) -> None:
+    node = make_node()
+    store = node.store
+    with store.transaction(durable=False):
+        assert store.pragma("synchronous") == 1  # NORMAL: no fsync at this commit
+        store.set_setting("let_go", "1")
+    assert store.pragma("synchronous") == 2  # FULL again for every other commit
+    with pytest.raises(RuntimeError), store.transaction(durable=False):
+        store.set_setting("undone", "1")
+        raise RuntimeError("fails")
+    assert store.pragma("synchronous") == 2
+    assert (store.setting("let_go"), store.setting("undone")) == ("1", None)

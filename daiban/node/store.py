@@ -133,8 +133,11 @@ class Store:
         self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction, holding the write lock from the start."""
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """One write transaction, holding the write lock from the start.
+        ``durable=False``: committed without waiting for the disk (atomic all
+        the same; the next durable commit takes it to disk), for what a crash
+        may undo without harm — what, undone, is only done again."""
         conn = self.conn
         if conn.in_transaction:
             # Inside another (a server's group commit): a savepoint, undone
@@ -149,15 +152,21 @@ class Store:
                 raise
             conn.execute("RELEASE SAVEPOINT daiban_nested")
             return
-        conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
 
     def in_transaction(self) -> bool:
         return bool(self.conn.in_transaction)
