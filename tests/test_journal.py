@@ -442,6 +442,29 @@ def test_one_tracking_number_filed_twice_in_one_run_keeps_the_first(make_node: M
     assert not town.store.has_queued_effects()
 
 
+def test_a_drain_for_one_sender_applies_only_what_that_sender_handed_here(make_node: MakeNode) -> None:
+    """A child's pull applies what that child pushed (service.pull), not
+    every child's: another village's filings stay queued, for the server's
+    idle applier, and are applied in full after."""
+    _city, _district, town, village, village2 = network(make_node)
+    mine = [village.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001)) for i in _ids(2)]
+    theirs = [
+        village2.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001)) for i in _ids(5)[2:]
+    ]
+    _queue_at(town, village, [])
+    raws = [r.raw for r in village2.store.outbox(routing.UP)]
+    with town.store.transaction():
+        taken = journal.take_in(
+            town, raws, [village2.store.cert_chain(VILLAGE2)], sender=VILLAGE2, direction="up"
+        )
+    assert not taken.refused
+    assert journal.drain(town, sender=VILLAGE) == 2
+    assert set(_receipts_at(town)) == {f.tracking for f in mine}
+    assert town.store.has_queued_effects(VILLAGE2) and not town.store.has_queued_effects(VILLAGE)
+    assert journal.drain(town) == 3
+    assert _receipts_at(town) == {f.tracking: 1 for f in mine + theirs}
+
+
 def test_filings_received_in_bulk_match_one_received_alone(make_node: MakeNode) -> None:
     """A filing received alone (the ordinary way) and filings received
     together in bulk leave the same summary row, the filing's event then its

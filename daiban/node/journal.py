@@ -695,10 +695,11 @@ def _guarded(node: Node, env: Envelope, sender: str, effect: Callable[[], bool |
         return "quarantined"
 
 
-def apply_queued(node: Node, limit: int = 200) -> int:
+def apply_queued(node: Node, limit: int = 200, sender: str | None = None) -> int:
     """Apply up to ``limit`` queued effects, oldest first, in one
     transaction (each exactly once: its effect is marked in the same
-    transaction). Returns how many were taken.
+    transaction); only those ``sender`` handed here, if given. Returns how
+    many were taken.
 
     Optimistic: the batch is applied with no savepoint at all; should any
     envelope's effect fail, the whole transaction is rolled back and the
@@ -711,9 +712,10 @@ def apply_queued(node: Node, limit: int = 200) -> int:
     yet): what it received waits, stored, until then."""
     if custody.catching_up(node.store):
         return 0
+    only_from = sender  # the loop below names each envelope's sender
 
     def act() -> int:
-        queued = node.store.queued_effects_from(limit)
+        queued = node.store.queued_effects_from(limit, only_from)
         now = stamp(node.clock())
         # The receipts this batch's filings earn go back in bulk, one
         # envelope per filing node (run again from the start if rolled back).
@@ -755,13 +757,16 @@ def apply_queued(node: Node, limit: int = 200) -> int:
         return act()
 
 
-def drain(node: Node, chunk: int = 500) -> int:
-    """Apply every queued effect, a chunk per transaction."""
+def drain(node: Node, chunk: int = 500, sender: str | None = None) -> int:
+    """Apply every queued effect (every one ``sender`` handed here, if
+    given), a chunk per transaction. An effect waiting for another's (a
+    decision before its filing) is marked pending and applied when that one
+    is (retry_pending), so draining one sender's alone is safe."""
     if custody.catching_up(node.store):
         return 0
     total = 0
-    while node.store.has_queued_effects():
-        total += apply_queued(node, chunk)
+    while node.store.has_queued_effects(sender):
+        total += apply_queued(node, chunk, sender)
     return total
 
 

@@ -719,3 +719,15 @@ def m0021_receipts_waiting(db: Database) -> None:
         CREATE INDEX receipts_waiting_tracking ON receipts_waiting (tracking);
         """,
     )
+
+
+@migrations(name="0022_queued_by_sender")
+def m0022_queued_by_sender(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- A child's pull applies what that child pushed (service.pull), not
+        -- every child's: its queued effects found by sender, oldest first.
+        CREATE INDEX envelopes_queued_from ON envelopes (received_from, n) WHERE effect = 'queued';
+        """,
+    )

@@ -539,19 +539,28 @@ class Store:
             ],
         )
 
-    def queued_effects_from(self, limit: int) -> list[tuple[str, str, str]]:
+    def queued_effects_from(self, limit: int, sender: str | None = None) -> list[tuple[str, str, str]]:
         """(id, raw envelope, who handed it here) of those stored here whose
-        effect has not been applied yet, oldest first."""
-        return [
-            (r[0], r[1], r[2])
-            for r in self.conn.execute(
-                "SELECT id, raw, received_from FROM envelopes WHERE effect = 'queued' ORDER BY n LIMIT ?",
-                [limit],
+        effect has not been applied yet, oldest first; only those ``sender``
+        handed here, if given."""
+        if sender is None:
+            sql = "SELECT id, raw, received_from FROM envelopes WHERE effect = 'queued' ORDER BY n LIMIT ?"
+            params: list[Any] = [limit]
+        else:
+            sql = (
+                "SELECT id, raw, received_from FROM envelopes "
+                "WHERE effect = 'queued' AND received_from = ? ORDER BY n LIMIT ?"
             )
-        ]
+            params = [sender, limit]
+        return [(r[0], r[1], r[2]) for r in self.conn.execute(sql, params)]
 
-    def has_queued_effects(self) -> bool:
-        row = self.conn.execute("SELECT 1 FROM envelopes WHERE effect = 'queued' LIMIT 1").fetchone()
+    def has_queued_effects(self, sender: str | None = None) -> bool:
+        if sender is None:
+            row = self.conn.execute("SELECT 1 FROM envelopes WHERE effect = 'queued' LIMIT 1").fetchone()
+        else:
+            row = self.conn.execute(
+                "SELECT 1 FROM envelopes WHERE effect = 'queued' AND received_from = ? LIMIT 1", [sender]
+            ).fetchone()
         return row is not None
 
     def enqueue_many(self, rows: list[tuple[str, str, str]], at: str) -> None:

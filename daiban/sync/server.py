@@ -48,6 +48,7 @@ log = logging.getLogger("daiban.server")
 
 IDLE_BEFORE_APPLY = 0.25  # seconds without a request before queued effects are applied
 APPLY_CHUNK = 100
+APPLY_AT_LEAST_EVERY = 0.5  # seconds: a chunk applied this often even while requests never pause
 MAX_GROUP = 64  # calls run in one transaction and one COMMIT at most
 DECODE_THREADS = 2  # bodies inflated and parsed at once, off the event loop
 # aiohttp's own limits on the request line and headers, named so the refusal
@@ -312,13 +313,20 @@ class Writer:
             self._applier = asyncio.get_running_loop().create_task(self._apply_when_idle())
 
     async def _apply_when_idle(self) -> None:
+        applied_at = time.monotonic()
         for _round in range(1_000_000):  # bounded: each round applies a chunk or waits for a pause
             if self.gone() is not None:
                 return
-            idle = time.monotonic() - self._last_request
-            if idle < IDLE_BEFORE_APPLY:
-                await asyncio.sleep(IDLE_BEFORE_APPLY - idle)
+            now = time.monotonic()
+            idle = now - self._last_request
+            # A child's pull applies its own pushes (service.pull); what
+            # nobody pulls for is applied in a pause, or a chunk at a time
+            # while requests never pause.
+            wait = min(IDLE_BEFORE_APPLY - idle, APPLY_AT_LEAST_EVERY - (now - applied_at))
+            if wait > 0:
+                await asyncio.sleep(wait)
                 continue
+            applied_at = time.monotonic()
             if not await self.call(journal.apply_queued, APPLY_CHUNK):
                 return
 

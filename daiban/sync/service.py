@@ -205,11 +205,13 @@ def pull(
         or not 0 <= limit <= MAX_BATCH
     ):
         raise ProtocolError(400, "malformed", "pull needs a cursor >= 0 and a limit up to 1000")
-    # What was pushed is applied before anything is pulled, so a child's
-    # push-then-pull brings back the receipts of what it just pushed.
-    journal.drain(node)
     with node.store.transaction():
         code, counter, _key = authenticate(node, headers, "POST", path, body, verified)
+        # What this child pushed is applied before it pulls, so its
+        # push-then-pull brings back the receipts of what it just pushed.
+        # Only its own: no pull waits for every other child's filings (the
+        # idle applier takes those, server.py).
+        journal.drain(node, sender=code)
         mine = custody.incarnation(node.store)
         # A cursor of an earlier incarnation of this node (it was restored
         # since): it does not count here; the queue is handed out from the
