@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -47,6 +46,7 @@ from daiban.node.divisions import city_of, is_within
 from daiban.node.lifecycle import Kind, Status
 from daiban.node.store import Store
 from daiban.node.workdays import WorkCalendar
+from daiban.trust.crypto import random_id
 
 if TYPE_CHECKING:
     from daiban.trust import envelope
@@ -761,7 +761,7 @@ class Node:
         ids, jobs = [], []
         targets: dict[str, tuple[str, bytes]] = {}
         for n, p in enumerate(prepared, start=1):
-            event_id = uuid.uuid4().hex
+            event_id = random_id()
             if p.office not in targets:
                 targets[p.office] = journal.seal_target(self, p.office)
             target, enc = targets[p.office]

@@ -29,7 +29,6 @@ and flagged."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -53,7 +52,7 @@ from daiban.node import identity as identity_mod
 from daiban.node.clock import stamp
 from daiban.node.lifecycle import Kind
 from daiban.node.store import Event
-from daiban.node.text import clean_text, clean_tree
+from daiban.node.text import clean_text, clean_tree, json_is_clean
 from daiban.trust import certs as certs_mod
 from daiban.trust import envelope as env_mod
 from daiban.trust.crypto import Verifier, b64, canonical, random_id
@@ -790,7 +789,7 @@ def apply_to_application(node: Node, env: Envelope, now: str, *, sender: str = "
     application's earlier events have not arrived) waits as pending; one
     the table refuses, now that the application is known, or whose effect
     fails, goes to quarantine."""
-    env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
+    env = _cleaned(env)  # untrusted text
     sender = sender or env.origin
     if env.kind == receipts.KIND:
         _apply_receipts(node, env, now, sender)
@@ -840,13 +839,13 @@ def retry_pending(node: Node, tracking: str, now: str) -> None:
         progress = False
         for envelope_id, raw, sender in node.store.waiting_receipts(tracking):
             env = env_mod.parse(raw, checked=True)
-            env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
+            env = _cleaned(env)  # untrusted text
             _apply_receipts(node, env, now, sender, only=tracking)
             if not any(w[0] == envelope_id for w in node.store.waiting_receipts(tracking)):
                 progress = True
         for raw, sender in node.store.pending_effects_from(tracking):
             env = env_mod.parse(raw, checked=True)
-            env = replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))  # untrusted text
+            env = _cleaned(env)  # untrusted text
             if _guarded(node, env, sender, partial(_apply_event, node, env, now, sender)) == "done":
                 node.store.set_effect(env.id, "applied")
                 progress = True
@@ -955,6 +954,15 @@ def _receive_filing(node: Node, env: Envelope, now: str) -> None:
     node.store.save_application(row)
 
 
+def _cleaned(env: Envelope) -> Envelope:
+    """``env`` with its actor and every string in its body cleaned of
+    control characters (text.clean_text). Most envelopes have none to clean,
+    and their text says so at once (text.json_is_clean): then ``env`` as is."""
+    if json_is_clean(env.raw):
+        return env
+    return replace(env, actor=clean_text(env.actor), body=clean_tree(env.body))
+
+
 def _receive_filings(node: Node, run: Sequence[tuple[Envelope, str]], now: str) -> None:
     """A run of filings in a batch applied optimistically (apply_queued): what
     ``apply_to_application`` does for each, with the rows computed here and
@@ -966,7 +974,7 @@ def _receive_filings(node: Node, run: Sequence[tuple[Envelope, str]], now: str) 
     if not run:
         return
     assert _MODE.optimistic and _RECEIPTS.owed is not None
-    envs = [replace(env, actor=clean_text(env.actor), body=clean_tree(env.body)) for env, _s in run]
+    envs = [_cleaned(env) for env, _s in run]
     trackings = [env.tracking or "" for env in envs]
     simple = (
         len(run) > 1
@@ -1053,7 +1061,7 @@ def new_event(
 ) -> Event:
     """An event of this node's, with its next sequence number."""
     return Event(
-        id=event_id or uuid.uuid4().hex,
+        id=event_id or random_id(),
         origin=node.code,
         seq=node.take_seq(),
         tracking=tracking_no,
@@ -1285,7 +1293,7 @@ def reseal_filing(node: Node, env: Envelope, personal: Mapping[str, Any], enc: b
     office's new key, queued in place of the old one; call inside a
     transaction."""
     office = env.sealed_to or env.to
-    new_id = uuid.uuid4().hex
+    new_id = random_id()
     sealed = env_mod.seal_personal(
         node.keys, id=new_id, kind=env.kind, tracking=env.tracking, personal=personal, enc_public=enc
     )

@@ -36,6 +36,14 @@ def one_line(text: str) -> str:
     return " ".join(clean_text(text).split())
 
 
+def json_is_clean(text: str) -> bool:
+    """Whether every string in the JSON ``text`` (keys too) is already as
+    clean_tree leaves it. A character clean_text removes is never printable,
+    and JSON can only write one either as itself or as an escape: printable
+    text with no backslash holds none."""
+    return "\\" not in text and text.isprintable()
+
+
 def clean_tree(value: Any) -> Any:
     """Every string in a JSON-like value cleaned (keys too)."""
     if isinstance(value, str):
