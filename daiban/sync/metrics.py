@@ -1,8 +1,9 @@
 """The server's Prometheus metrics (prometheus-client), one registry per app
 so that several servers in one process stay apart.
 
-Counters move as requests are handled: envelopes in and out by kind (read
-from the store by id, on the writer thread, after the handler stored them),
+Counters move as requests are handled: envelopes in and out by kind (in,
+from the batch as the decoder parsed it, off the writer; out, read from the
+store on the writer thread after the handler chose them),
 refused requests and refused envelopes by reason, requests by route and
 status, request latency. Gauges that describe the node's state — queue depth
 per neighbour, each child's last sync and whether it is stale — are read
@@ -11,7 +12,7 @@ from the store at scrape time."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -212,6 +213,19 @@ class ServerMetrics:
 
 
 # -- run on the writer thread, around the service's handlers -----------------
+
+
+def kinds_stored(prepared: Sequence[Any], result: Mapping[str, Any]) -> dict[str, int]:
+    """How many envelopes of each kind a push stored, from the batch as
+    the decoder parsed it (journal.Prepared): what push_kinds reads from
+    the store, without a query on the writer."""
+    kind_of = {p.env.id: p.env.kind for p in prepared if p.env is not None}
+    counts: dict[str, int] = {}
+    for r in result.get("results", []):
+        if r.get("status") == "stored":
+            kind = kind_of.get(r.get("id"), "unknown")
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def push_kinds(node: Node, result: Mapping[str, Any]) -> dict[str, int]:

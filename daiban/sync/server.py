@@ -708,7 +708,8 @@ def _push_counted(
     verified: bytes,
 ) -> tuple[Any, Any]:
     result = service.push(node, headers, path, raw, data, prepared, verified=verified)
-    return result, metrics.push_kinds(node, result)
+    # The kinds are counted off the writer from the parsed batch, if there is one.
+    return result, (None if prepared is not None else metrics.push_kinds(node, result))
 
 
 def _pull_counted(
@@ -733,7 +734,9 @@ async def push(request: web.Request) -> web.Response:
         writer.busy()
     writer.check_database()  # stored into a file deleted meanwhile: acknowledge nothing
     writer.apply_later()
-    request.app[METRICS].pushed(result, kinds)
+    if kinds is None and prepared is not None:
+        kinds = metrics.kinds_stored(prepared, result)
+    request.app[METRICS].pushed(result, kinds or {})
     return _json(result)
 
 
