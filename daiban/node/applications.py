@@ -46,7 +46,6 @@ from daiban.node.divisions import city_of, is_within
 from daiban.node.lifecycle import Kind, Status
 from daiban.node.store import Store
 from daiban.node.workdays import WorkCalendar
-from daiban.trust.crypto import random_id
 
 if TYPE_CHECKING:
     from daiban.trust import envelope
@@ -754,6 +753,7 @@ class Node:
         processes when there are many), for the tracking numbers, event ids
         and sequence numbers its rows are about to get in _store_filing."""
         from daiban.node import journal
+        from daiban.trust.crypto import random_id
         from daiban.trust.sealing import Job, make_many
 
         assert self._batch is not None
