@@ -711,29 +711,28 @@ def apply_queued(node: Node, limit: int = 200, sender: str | None = None) -> int
     yet): what it received waits, stored, until then."""
     if custody.catching_up(node.store):
         return 0
-    only_from = sender  # the loop below names each envelope's sender
 
     def act() -> int:
-        queued = node.store.queued_effects_from(limit, only_from)
+        queued = node.store.queued_effects_from(limit, sender)
         now = stamp(node.clock())
         # The receipts this batch's filings earn go back in bulk, one
         # envelope per filing node (run again from the start if rolled back).
         _RECEIPTS.owed = []
         try:
             filings: list[tuple[Envelope, str]] = []  # a run of filings, received in bulk
-            for envelope_id, raw, sender in queued:
+            for envelope_id, raw, handed_by in queued:
                 try:
                     env = env_mod.parse(raw, checked=True)
                 except EnvelopeError as exc:  # stored by an older build, unreadable now
                     node.store.set_effect(envelope_id, "quarantined", exc.code)
-                    quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=sender)
+                    quarantine(node, [_refused(None, raw, exc.code, str(exc))], sender=handed_by)
                     continue
                 if _MODE.optimistic and env.kind == Kind.FILED:
-                    filings.append((env, sender))
+                    filings.append((env, handed_by))
                     continue
                 _receive_filings(node, filings, now)
                 filings = []
-                apply_to_application(node, env, now, sender=sender)
+                apply_to_application(node, env, now, sender=handed_by)
             _receive_filings(node, filings, now)
             send_receipts(node, _RECEIPTS.owed, now)
         finally:

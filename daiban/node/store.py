@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 10_000
+DURABLE = "FULL"  # every commit waits for the disk, but those that ask not to (transaction)
 DB_NAME = "daiban.db"
 
 
@@ -98,6 +99,14 @@ def _dumps(value: Any) -> str:
 JSON_COLUMNS = ("owed", "missing", "materials", "delivery")
 
 
+def _queued(sender: str | None) -> tuple[str, list[str]]:
+    """The envelopes whose effect waits, all or one sender's (index
+    envelopes_queued, envelopes_queued_from)."""
+    if sender is None:
+        return "effect = 'queued'", []
+    return "effect = 'queued' AND received_from = ?", [sender]
+
+
 class Store:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -122,7 +131,7 @@ class Store:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before the agent is told it is filed.
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={DURABLE}")
         # Checkpoints stay SQLite's own PASSIVE auto-checkpoint (every 1000
         # pages), set here so nobody lowers or disables it by accident, and
         # Daiban never forces one: a PASSIVE checkpoint neither waits for nor
@@ -175,7 +184,7 @@ class Store:
                 conn.execute("COMMIT")
         finally:
             if not durable:
-                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA synchronous={DURABLE}")
 
     def in_transaction(self) -> bool:
         return bool(self.conn.in_transaction)
@@ -552,24 +561,13 @@ class Store:
         """(id, raw envelope, who handed it here) of those stored here whose
         effect has not been applied yet, oldest first; only those ``sender``
         handed here, if given."""
-        if sender is None:
-            sql = "SELECT id, raw, received_from FROM envelopes WHERE effect = 'queued' ORDER BY n LIMIT ?"
-            params: list[Any] = [limit]
-        else:
-            sql = (
-                "SELECT id, raw, received_from FROM envelopes "
-                "WHERE effect = 'queued' AND received_from = ? ORDER BY n LIMIT ?"
-            )
-            params = [sender, limit]
-        return [(r[0], r[1], r[2]) for r in self.conn.execute(sql, params)]
+        where, params = _queued(sender)
+        sql = f"SELECT id, raw, received_from FROM envelopes WHERE {where} ORDER BY n LIMIT ?"
+        return [(r[0], r[1], r[2]) for r in self.conn.execute(sql, [*params, limit])]
 
     def has_queued_effects(self, sender: str | None = None) -> bool:
-        if sender is None:
-            row = self.conn.execute("SELECT 1 FROM envelopes WHERE effect = 'queued' LIMIT 1").fetchone()
-        else:
-            row = self.conn.execute(
-                "SELECT 1 FROM envelopes WHERE effect = 'queued' AND received_from = ? LIMIT 1", [sender]
-            ).fetchone()
+        where, params = _queued(sender)
+        row = self.conn.execute(f"SELECT 1 FROM envelopes WHERE {where} LIMIT 1", params).fetchone()
         return row is not None
 
     def enqueue_many(self, rows: list[tuple[str, str, str]], at: str) -> None:
@@ -709,18 +707,6 @@ class Store:
         return dict(self.conn.execute("SELECT hop, COUNT(*) FROM outbox GROUP BY hop").fetchall())
 
     # -- operations: metrics and stale children --------------------------------
-
-    def envelope_kinds(self, envelope_ids: Sequence[str]) -> dict[str, int]:
-        """How many of these envelopes are of each kind (for the metrics)."""
-        if not envelope_ids:
-            return {}
-        return dict(
-            self.conn.execute(
-                "SELECT kind, COUNT(*) FROM envelopes WHERE id IN (SELECT value FROM json_each(?)) "
-                "GROUP BY kind",
-                [json.dumps(list(envelope_ids))],
-            ).fetchall()
-        )
 
     def outbox_kinds(self, hop: str, after: int, through: int) -> dict[str, int]:
         """Kinds of the envelopes queued for ``hop`` with outbox numbers in

@@ -212,13 +212,12 @@ class ServerMetrics:
         return encoder(self.registry), content_type
 
 
-# -- run on the writer thread, around the service's handlers -----------------
+# -- counted after a push is answered, off the writer -------------------------
 
 
 def kinds_stored(prepared: Sequence[Any], result: Mapping[str, Any]) -> dict[str, int]:
     """How many envelopes of each kind a push stored, from the batch as
-    the decoder parsed it (journal.Prepared): what push_kinds reads from
-    the store, without a query on the writer."""
+    the decoder parsed it (journal.Prepared), off the writer."""
     kind_of = {p.env.id: p.env.kind for p in prepared if p.env is not None}
     counts: dict[str, int] = {}
     for r in result.get("results", []):
@@ -228,9 +227,7 @@ def kinds_stored(prepared: Sequence[Any], result: Mapping[str, Any]) -> dict[str
     return counts
 
 
-def push_kinds(node: Node, result: Mapping[str, Any]) -> dict[str, int]:
-    stored = [r["id"] for r in result.get("results", []) if r.get("status") == "stored"]
-    return node.store.envelope_kinds(stored)
+# -- run on the writer thread, around the service's handlers -----------------
 
 
 def pull_kinds(node: Node, child: str, after: int, result: Mapping[str, Any]) -> dict[str, int]:

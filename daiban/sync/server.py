@@ -344,7 +344,7 @@ class Writer:
 
 
 def _pushes(jobs: list[_Job]) -> int:
-    return sum(1 for job in jobs if job.fn is _push_counted)
+    return sum(1 for job in jobs if job.fn is _pushing)
 
 
 WRITER = web.AppKey("writer", Writer)
@@ -698,7 +698,7 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def _push_counted(
+def _pushing(
     node: Any,
     headers: dict[str, str],
     path: str,
@@ -706,10 +706,8 @@ def _push_counted(
     data: Any,
     prepared: list[journal.Prepared] | None,
     verified: bytes,
-) -> tuple[Any, Any]:
-    result = service.push(node, headers, path, raw, data, prepared, verified=verified)
-    # The kinds are counted off the writer from the parsed batch, if there is one.
-    return result, (None if prepared is not None else metrics.push_kinds(node, result))
+) -> Any:
+    return service.push(node, headers, path, raw, data, prepared, verified=verified)
 
 
 def _pull_counted(
@@ -727,16 +725,14 @@ async def push(request: web.Request) -> web.Response:
     writer.busy()
     headers, raw, data, prepared = await _signed(request, prepare=True)
     try:
-        result, kinds = await _acting(
-            request, headers, _push_counted, headers, request.path, raw, data, prepared, request[VERIFIED]
+        result = await _acting(
+            request, headers, _pushing, headers, request.path, raw, data, prepared, request[VERIFIED]
         )
     finally:
         writer.busy()
     writer.check_database()  # stored into a file deleted meanwhile: acknowledge nothing
     writer.apply_later()
-    if kinds is None and prepared is not None:
-        kinds = metrics.kinds_stored(prepared, result)
-    request.app[METRICS].pushed(result, kinds or {})
+    request.app[METRICS].pushed(result, metrics.kinds_stored(prepared or [], result))
     return _json(result)
 
 
