@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daiban.errors import Conflict, DaibanError, TransitionRefused, ValidationFailed
 from daiban.node import lifecycle
@@ -325,3 +327,35 @@ def test_a_transaction_that_need_not_wait_for_the_disk_leaves_full_sync_behind(m
         raise RuntimeError("fails")
     assert store.pragma("synchronous") == 2
     assert (store.setting("let_go"), store.setting("undone")) == ("1", None)
+
+
+_SEQS = st.lists(st.integers(min_value=1, max_value=2**33), max_size=40, unique=True)
+
+
+def test_high_water_is_the_top_of_the_gapless_run_from_one(make_node: MakeNode) -> None:
+    """Store.high_water counts in SQL; here the plain definition, read row by
+    row: the highest n with 1..n all held (0 when 1 is not)."""
+    node = make_node()
+    taken = iter(range(10**6))
+
+    @settings(max_examples=60, deadline=None)
+    @given(held=st.lists(_SEQS, min_size=1, max_size=3))
+    def check(held: list[list[int]]) -> None:
+        origins = [f"370303{next(taken):06d}" for _ in held]
+        with node.store.transaction():
+            for origin, seqs in zip(origins, held, strict=True):
+                node.store.conn.executemany(
+                    "INSERT INTO envelopes (id, origin, seq, kind, dest, digest, raw, origin_at, "
+                    "received_at, received_from) VALUES (?, ?, ?, 'filed', '370303', '', '', '', '', ?)",
+                    [(f"{origin}-{seq}", origin, seq, origin) for seq in seqs],
+                )
+        expected = {}
+        for origin, seqs in zip(origins, held, strict=True):
+            top, present = 0, set(seqs)
+            while top + 1 in present:
+                top += 1
+            expected[origin] = top
+        unknown = f"370303{next(taken):06d}"
+        assert node.store.high_water([*origins, unknown]) == {**expected, unknown: 0}
+
+    check()

@@ -220,6 +220,10 @@ class Node:
                 )
 
     def items(self) -> list[Item]:
+        return list(self._in_force().values())
+
+    def _in_force(self) -> dict[str, Item]:
+        """The catalog's items in force by code, read once (until it changes)."""
         if self._items is None:
             self._items = {
                 r["code"]: Item.from_doc(
@@ -227,19 +231,15 @@ class Node:
                 )
                 for r in self.store.catalog_rows()
             }
-        return list(self._items.values())
+        return self._items
 
     def item(self, code: str) -> Item:
-        self.items()
-        assert self._items is not None
-        return find_item(self._items, code)
+        return find_item(self._in_force(), code)
 
     def known_item(self, code: str) -> Item | None:
         """An item by code: the one in force, else the latest version this
         node had in force before the city withdrew it; None if neither."""
-        self.items()
-        assert self._items is not None
-        current = self._items.get(code)
+        current = self._in_force().get(code)
         if current is not None:
             return current
         doc = self.store.item_doc(None, code)
@@ -253,9 +253,8 @@ class Node:
         goes on after the city withdraws or changes its item."""
         row = self._application(application) if isinstance(application, str) else application
         digest = row.get("item_digest")
-        self.items()
-        assert self._items is not None
-        current = self._items.get(row["item"])
+        items = self._in_force()
+        current = items.get(row["item"])
         if current is not None and (not digest or current.digest == digest):
             return current
         doc = self.store.item_doc(digest, row["item"])
@@ -264,7 +263,7 @@ class Node:
         if current is not None:
             return current
         if row.get("time_limit_days") is None:
-            return find_item(self._items, row["item"])  # NotFound: known nowhere here
+            return find_item(items, row["item"])  # NotFound: known nowhere here
         materials = [*row.get("materials", []), *row.get("owed", [])]
         return Item(
             code=row["item"],
@@ -609,14 +608,13 @@ class Node:
     def filing_context(self, today: dt.date | None = None) -> FilingContext:
         from daiban.i18n import language
 
-        self.items()
-        assert self._items is not None
+        items = self._in_force()
         if self._lookup_key is None:
             self.id_hash("0")
         assert self._lookup_key is not None
         return FilingContext(
             self.code,
-            dict(self._items),
+            dict(items),
             self._lookup_key,
             today or self.today(),
             language(),

@@ -632,20 +632,29 @@ class Store:
         ]
 
     def high_water(self, origins: list[str]) -> dict[str, int]:
-        """Per origin, the highest sequence number held with none missing below it."""
+        """Per origin, the highest sequence number held with none missing
+        below it. Numbers are unique per origin and start at 1, so the first
+        ``t`` are all held exactly when ``t`` of them are at or below ``t``:
+        one count answers for an origin without a gap (every push asks,
+        and an origin's envelopes only grow), and a bisection on that test
+        finds the gap otherwise — counted by SQLite, never read row by row."""
         out = {}
         for origin in origins:
-            seqs = [
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT seq FROM envelopes WHERE origin = ? ORDER BY seq", [origin]
-                )
-            ]
-            top = 0
-            for seq in seqs:
-                if seq != top + 1:
-                    break
-                top = seq
+            held, top = self.conn.execute(
+                "SELECT count(*), coalesce(max(seq), 0) FROM envelopes WHERE origin = ?", [origin]
+            ).fetchone()
+            if held != top:
+                low, high = 0, min(held, top)  # the first `low` are held; the first `high + 1` are not all
+                while low < high:
+                    mid = (low + high + 1) // 2
+                    (n,) = self.conn.execute(
+                        "SELECT count(*) FROM envelopes WHERE origin = ? AND seq <= ?", [origin, mid]
+                    ).fetchone()
+                    if n == mid:
+                        low = mid
+                    else:
+                        high = mid - 1
+                top = low
             out[origin] = top
         return out
 
