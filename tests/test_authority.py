@@ -283,6 +283,23 @@ def test_no_filer_in_a_bad_number(number: object) -> None:
     assert filer_of(number) is None
 
 
+@settings(max_examples=300, deadline=None)
+@given(digits=st.text("0123456789", min_size=20, max_size=20))
+def test_any_twenty_digits_name_a_filer_only_under_their_damm_digit(digits: str) -> None:
+    """The check is taken up after a node's 12 digits (cached): it agrees
+    with python-stdnum's over the whole number, for any 20 digits."""
+    from stdnum import damm
+
+    named = filer_of(digits)
+    if not damm.is_valid(digits):
+        assert named is None
+    else:
+        assert named is None or digits.startswith(named)
+        body = digits[:-1]
+        assert filer_of(body + damm.calc_check_digit(body)) == named
+        assert filer_of(_mistyped(digits)) is None
+
+
 def test_a_padded_code_that_names_no_node() -> None:
     """370300 is the city written the GB/T 2260 way, not a district: a number
     under it names no node (only the city's own, padded, does)."""

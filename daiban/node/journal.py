@@ -373,6 +373,10 @@ def _origin_cert(
     return certs[origin]
 
 
+# Kinds the gate authorises against the application's row (a filing has none yet).
+_DECIDED_ON_A_ROW = APPLICATION_KINDS - {Kind.FILED}
+
+
 class _Gate:
     """What this node knows that the authorisation table asks about, read
     once per batch: the root, the applications the batch is about, the
@@ -383,7 +387,7 @@ class _Gate:
         self.root = node.root_code()
         self.changes = node.division_changes()
         trackings = sorted(
-            {e.tracking for e in envelopes if e.tracking and e.kind in APPLICATION_KINDS - {Kind.FILED}}
+            {e.tracking for e in envelopes if e.tracking and e.kind in _DECIDED_ON_A_ROW}
             | {t for t, _office in receipts.answered(envelopes)}
         )
         self.apps = node.store.parties_of(trackings) if trackings else {}
