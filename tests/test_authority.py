@@ -286,8 +286,8 @@ def test_no_filer_in_a_bad_number(number: object) -> None:
 @settings(max_examples=300, deadline=None)
 @given(digits=st.text("0123456789", min_size=20, max_size=20))
 def test_any_twenty_digits_name_a_filer_only_under_their_damm_digit(digits: str) -> None:
-    """The check is taken up after a node's 12 digits (cached): it agrees
-    with python-stdnum's over the whole number, for any 20 digits."""
+    """A number names a filer only when its Damm digit holds (python-stdnum
+    over the whole number), and then the same one whatever the digit."""
     from stdnum import damm
 
     named = filer_of(digits)
