@@ -989,7 +989,7 @@ def _receive_filings(node: Node, run: Sequence[tuple[Envelope, str]], now: str) 
         filers = {env.origin for env in envs}
         simple = node.code not in filers and not node.store.receipts_here(trackings, node.code)
     if not simple:
-        for env, sender in zip(envs, (s for _e, s in run), strict=True):
+        for env, sender in run:  # each cleaned by apply_to_application itself
             apply_to_application(node, env, now, sender=sender)
         return
     events: list[Event] = []
