@@ -223,6 +223,13 @@ def prepare(raws: Sequence[Any], signer: tuple[str, bytes] | None = None) -> lis
             signed: bytes | EnvelopeError = env_mod.signed_bytes(env)
         except EnvelopeError as exc:
             signed = exc
+        # Worked out here, off a server's writer, for the checks and the
+        # store to find done: the digest (cached on the envelope) and the
+        # filer its tracking number names, Damm digit checked (cached in
+        # authority.filer_of).
+        env.digest  # noqa: B018
+        if env.tracking is not None:
+            authority.filer_of(env.tracking)
         ahead = None
         if early is not None and signer is not None and env.origin == signer[0] and isinstance(signed, bytes):
             ahead = (signer[1], early, early.add(signer[1], env.sig, signed))
