@@ -6,6 +6,7 @@ Every request is signed over its body and a counter that only goes up."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -76,7 +77,9 @@ class Connection:
         self.parent = parent
 
     def _next_counter(self) -> int:
-        with self.node.store.transaction():
+        # Not waiting for the disk: a counter a crash undoes is used again,
+        # the parent answers 409 with the one it holds, and post() jumps past.
+        with self.node.store.transaction(durable=False):
             peer = self.node.store.peer(self.parent)
             counter = (peer["counter"] if peer else 0) + 1
             self.node.store.update_peer(self.parent, counter=counter)
@@ -227,6 +230,7 @@ PUSH_BUDGET = "push_budget"
 """Node setting: the bytes of envelopes this node puts in one push to its
 parent, learned from the link (unset: no bound but protocol.BATCH)."""
 MIN_BUDGET = 8 * 1024
+IN_FLIGHT = 2  # push batches sent before the oldest is answered
 
 
 def _budget(node: Node) -> int | None:
@@ -255,8 +259,10 @@ def _first_bytes(rows: list[OutboxRow], budget: int | None) -> list[OutboxRow]:
 
 async def push(conn: Connection, report: Report) -> None:
     """Push the outbox in batches, two in flight: while the parent checks
-    and stores one batch, the next is read, encoded and sent. A batch stays
-    in the outbox until the parent's answer for it has been recorded. A
+    and stores one batch, the next is read, encoded and sent, and an answer
+    is recorded only once the batch after it has gone out (the parent is
+    never left idle while this node writes). A batch stays in the outbox
+    until the parent's answer for it has been recorded. A
     push that gets no answer (the link dropped) halves the bytes of the
     next ones, down to MIN_BUDGET, so a slow link that drops still moves
     forward; each answered push doubles them again, back to no bound."""
@@ -272,46 +278,55 @@ async def push(conn: Connection, report: Report) -> None:
         await let_go_of_what_the_parent_holds(conn, report)
     after = 0
     budget = _budget(node)
-    inflight: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
-    current: tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]] | None = None
+    # Oldest first: (the batch's rows, its answer to come).
+    pending: collections.deque[tuple[list[OutboxRow], asyncio.Future[tuple[int, Any]]]] = collections.deque()
+
+    def send_next() -> bool:
+        nonlocal after
+        batch = _first_bytes(node.store.outbox(routing.UP, after=after, limit=protocol.BATCH), budget)
+        if not batch:
+            return False
+        value = {"certs": identity.chains_for(node, batch), "envelopes": [row.raw for row in batch]}
+        pending.append((batch, asyncio.ensure_future(conn.post(protocol.PUSH, value))))
+        after = batch[-1].n
+        return True
+
     if node.store.outbox_count(routing.UP):
         with node.store.transaction():  # until every push is answered (a cut, a kill)
             node.store.set_setting(UNANSWERED, "1")
     try:
-        for _round in range(1_000_000):  # bounded: each round sends a batch or settles the last
-            batch = _first_bytes(node.store.outbox(routing.UP, after=after, limit=protocol.BATCH), budget)
-            sent = None
-            if batch:
-                value = {"certs": identity.chains_for(node, batch), "envelopes": [row.raw for row in batch]}
-                sent = (batch, asyncio.ensure_future(conn.post(protocol.PUSH, value)))
-                after = batch[-1].n
-            current, inflight = inflight, sent
-            if current is None and inflight is None:
+        for _round in range(1_000_000):  # bounded: each round sends a batch or settles one
+            if len(pending) < IN_FLIGHT and send_next():
+                continue
+            if not pending:
                 if node.store.setting(UNANSWERED) == "1":
                     with node.store.transaction():
                         node.store.set_setting(UNANSWERED, "")
                 return
-            if current is not None:
-                status, data = await current[1]
-                faults.point("push-answered")
-                if budget is not None:
-                    budget = None if budget * 2 >= protocol.MAX_BODY else budget * 2
-                    _set_budget(node, budget)
-                if not _settle(node, current[0], status, data, report, conn.url):
-                    after = 0  # some were set aside: read the rest of that batch again
-                current = None
+            rows, answer = pending[0]
+            status, data = await answer
+            pending.popleft()
+            faults.point("push-answered")
+            if budget is not None:
+                budget = None if budget * 2 >= protocol.MAX_BODY else budget * 2
+                _set_budget(node, budget)
+            # The next batch goes out before this answer is recorded, so the
+            # parent has it to work on meanwhile.
+            if send_next():
+                await asyncio.sleep(0)
+            if not _settle(node, rows, status, data, report, conn.url):
+                after = 0  # some were set aside: read the rest of that batch again
     except (TimeoutError, aiohttp.ClientError, OSError):
-        unanswered = current or inflight
-        if unanswered is not None:
-            size = sum(len(row.raw) for row in unanswered[0])
+        if pending:
+            size = sum(len(row.raw) for row in pending[0][0])
             _set_budget(node, max(MIN_BUDGET, min(budget or size, size) // 2))
         raise
     finally:
-        if inflight is not None:
-            if not inflight[1].done():
-                inflight[1].cancel()
+        for _rows, answer in pending:
+            if not answer.done():
+                answer.cancel()
             with contextlib.suppress(BaseException):  # its failure is the one raised, or moot
-                await inflight[1]
+                await answer
 
 
 async def let_go_of_what_the_parent_holds(conn: Connection, report: Report) -> None:
