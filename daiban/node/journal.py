@@ -766,16 +766,18 @@ def apply_queued(node: Node, limit: int = 200, sender: str | None = None) -> int
         return act()
 
 
-def drain(node: Node, chunk: int = 500, sender: str | None = None) -> int:
+def drain(node: Node, chunk: int = 500, sender: str | None = None, most: int | None = None) -> int:
     """Apply every queued effect (every one ``sender`` handed here, if
-    given), a chunk per transaction. An effect waiting for another's (a
-    decision before its filing) is marked pending and applied when that one
-    is (retry_pending), so draining one sender's alone is safe."""
+    given), a chunk per transaction; with ``most``, stop once at least that
+    many are applied (the rest stays queued). An effect waiting for
+    another's (a decision before its filing) is marked pending and applied
+    when that one is (retry_pending), so draining one sender's alone is
+    safe."""
     if custody.catching_up(node.store):
         return 0
     total = 0
-    while node.store.has_queued_effects(sender):
-        total += apply_queued(node, chunk, sender)
+    while (most is None or total < most) and node.store.has_queued_effects(sender):
+        total += apply_queued(node, chunk if most is None else min(chunk, most - total), sender)
     return total
 
 

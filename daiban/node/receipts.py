@@ -67,6 +67,26 @@ def pieces(raws: Sequence[Any], stored: set[str]) -> int:
     return count
 
 
+def carried_for(raws: Sequence[Any], stored: set[str], code: str) -> int:
+    """How many receipts the stored `receipts` envelopes among these texts
+    (``stored``: the ids of those that verified and were stored now) carry
+    to ``code``."""
+    import json
+
+    count = 0
+    for raw in raws:
+        if not isinstance(raw, str) or '"kind":"receipts"' not in raw:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        items = value.get("body", {}).get("receipts") if isinstance(value, dict) else None
+        if value.get("id") in stored and value.get("to") == code and isinstance(items, list):
+            count += len(items)
+    return count
+
+
 def answered(envelopes: Iterable[Envelope]) -> list[tuple[str, str]]:
     """(tracking, office) of every receipt these envelopes carry."""
     return [

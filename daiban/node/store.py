@@ -716,6 +716,15 @@ class Store:
             return int(self.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         return int(self.conn.execute("SELECT COUNT(*) FROM outbox WHERE hop = ?", [hop]).fetchone()[0])
 
+    def awaiting_receipt(self, office: str) -> int:
+        """How many applications held here, filed to ``office``, have no
+        receipt from it yet."""
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM applications WHERE office = ? AND status = 'submitted'", [office]
+            ).fetchone()[0]
+        )
+
     def outbox_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT hop, COUNT(*) FROM outbox GROUP BY hop").fetchall())
 

@@ -9,6 +9,7 @@ import asyncio
 import collections
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -469,41 +470,70 @@ def holds_of(data: Any, url: str) -> dict[str, int]:
 
 
 async def pull(conn: Connection, report: Report) -> None:
+    """Pull pages until the parent has nothing more, each stored with its
+    cursor in one transaction, then folded (statuses, receipts) while the
+    next page is asked for: the parent prepares it meanwhile. A page that
+    is not full ends it, unless it brought receipts from the parent and
+    more filings still wait for theirs (the parent applies a large push a
+    part at a time, service.PULL_APPLIES, and goes on by itself)."""
     node = conn.node
     acked = True
-    for _round in range(protocol.MAX_POSITION):  # bounded: the cursor goes up every round but the last
-        request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
-        status, data = await conn.post(protocol.PULL, request)
-        faults.point("pull-answered")
-        if status != 200:
-            raise _refusal(status, data)
-        theirs = incarnation_of(data, conn.url)
-        # The parent was restored since this cursor (a new incarnation): it
-        # hands out its queue for this node from the start (custody.py).
-        restarted = known is not None and theirs is not None and theirs != known
-        asked = 0 if restarted else cursor
-        raws, certs, new_cursor, more = bounded_page(data, "cursor", asked, protocol.BATCH, conn.url)
-        held = holds_of(data, conn.url) if restarted else {}
-        if raws or certs or restarted or (theirs is not None and theirs != known):
-            # Certificates alone count too: one may show that a child of this
-            # node has moved to the parent (node/moving.py).
-            with node.store.transaction():
-                taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
-                if restarted:
-                    custody.parent_restored(node, conn.parent, held)
-                # The cursor moves in the same transaction that stored the envelopes.
-                node.store.update_peer(conn.parent, cursor=new_cursor, incarnation=theirs or known)
-            report.pulled += receipts.pieces(raws, {v.id for v in taken.stored})
-            acked = acked and not raws
-        if not more:
-            break
-    # What came down for this node is folded now (statuses, receipts), each
-    # batch in one transaction: it was stored durably, with the cursor, above.
-    journal.drain(node)
+    request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
+    answer = asyncio.ensure_future(conn.post(protocol.PULL, request))
+    try:
+        for _round in range(protocol.MAX_POSITION):  # bounded: the cursor goes up every round but the last
+            status, data = await answer
+            faults.point("pull-answered")
+            if status != 200:
+                raise _refusal(status, data)
+            theirs = incarnation_of(data, conn.url)
+            # The parent was restored since this cursor (a new incarnation): it
+            # hands out its queue for this node from the start (custody.py).
+            restarted = known is not None and theirs is not None and theirs != known
+            asked = 0 if restarted else cursor
+            raws, certs, new_cursor, more = bounded_page(data, "cursor", asked, protocol.BATCH, conn.url)
+            held = holds_of(data, conn.url) if restarted else {}
+            if raws or certs or restarted or (theirs is not None and theirs != known):
+                # Certificates alone count too: one may show that a child of this
+                # node has moved to the parent (node/moving.py).
+                with node.store.transaction():
+                    taken = journal.take_in(node, raws, certs, sender=conn.parent, direction="down")
+                    if restarted:
+                        custody.parent_restored(node, conn.parent, held)
+                    # The cursor moves in the same transaction that stored the envelopes.
+                    node.store.update_peer(conn.parent, cursor=new_cursor, incarnation=theirs or known)
+                stored = {v.id for v in taken.stored}
+                report.pulled += receipts.pieces(raws, stored)
+                acked = acked and not raws
+            again = more or bool(raws and _receipts_to_come(node, conn.parent, raws, stored))
+            if again:
+                request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
+                answer = asyncio.ensure_future(conn.post(protocol.PULL, request))
+                await asyncio.sleep(0)  # on its way before this page is folded
+            # What came down for this node is folded now, each batch in one
+            # transaction: it was stored durably, with the cursor, above.
+            journal.drain(node)
+            if not again:
+                break
+    finally:
+        if not answer.done():
+            answer.cancel()
+        with contextlib.suppress(BaseException):  # its failure is the one raised, or moot
+            await answer
     if not acked:
         # Tell the parent we hold everything it sent, so it can let go of it.
         request, _cursor, _known = _pull_request(node, conn.parent, 0)
         await conn.post(protocol.PULL, request)
+
+
+def _receipts_to_come(node: Node, parent: str, raws: Sequence[Any], stored: set[str]) -> bool:
+    """Whether this page brought receipts for filings of this node's (that
+    verified and were stored now) and more filings to the parent still wait
+    for theirs: pull again. A parent cannot keep a child pulling with
+    anything it did not sign, and a genuine one only while it has receipts
+    to give."""
+    came = receipts.carried_for(raws, stored, node.code)
+    return came > 0 and node.store.awaiting_receipt(parent) > came
 
 
 def bounded_page(

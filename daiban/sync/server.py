@@ -48,6 +48,7 @@ log = logging.getLogger("daiban.server")
 
 IDLE_BEFORE_APPLY = 0.25  # seconds without a request before queued effects are applied
 APPLY_CHUNK = 100
+APPLY_FOR_CHUNK = 500  # of one child's pushes, after its pull (Writer.apply_for)
 APPLY_AT_LEAST_EVERY = 0.5  # seconds: a chunk applied this often even while requests never pause
 MAX_GROUP = 64  # calls run in one transaction and one COMMIT at most
 DECODE_THREADS = 2  # bodies inflated and parsed at once, off the event loop
@@ -128,6 +129,7 @@ class Writer:
         self._node: Any = None
         self._last_request = 0.0
         self._applier: asyncio.Task[None] | None = None
+        self._following: dict[str, asyncio.Task[None]] = {}
         self._files: dict[Path, tuple[int, int]] = {}
         self._gone: str | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -330,11 +332,30 @@ class Writer:
             if not await self.call(journal.apply_queued, APPLY_CHUNK):
                 return
 
+    def apply_for(self, sender: str) -> None:
+        """After a pull that left part of its child's pushes unapplied
+        (service.PULL_APPLIES): go on applying them now, a chunk at a time
+        (other requests take their turn between chunks), so the child's next
+        pull finds their receipts made while it folded the last ones."""
+        task = self._following.get(sender)
+        if task is None or task.done():
+            self._following = {k: t for k, t in self._following.items() if not t.done()}
+            self._following[sender] = asyncio.get_running_loop().create_task(self._apply_from(sender))
+
+    async def _apply_from(self, sender: str) -> None:
+        for _round in range(1_000_000):  # bounded: each round applies a chunk, or ends
+            if self.gone() is not None:
+                return
+            if not await self.call(journal.apply_queued, APPLY_FOR_CHUNK, sender):
+                return
+
     async def stop_applying(self) -> None:
-        if self._applier is not None:
-            self._applier.cancel()
+        tasks = [t for t in (self._applier, *self._following.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._applier
+                await task
 
     def close(self) -> None:
         """Answer every call queued so far, then close the node (on its own
@@ -712,12 +733,15 @@ def _pushing(
 
 def _pull_counted(
     node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any, verified: bytes
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, bool]:
+    """The pull's answer, the kinds it hands out (metrics), and whether some
+    of what the child pushed is still to be applied."""
     result = service.pull(node, headers, path, raw, data, verified=verified)
     # service.pull has checked the cursor and the sender by now; a cursor of
     # an earlier incarnation was served from the start (holds in the answer).
     after = 0 if "holds" in result else data["cursor"]
-    return result, metrics.pull_kinds(node, headers.get(protocol.H_NODE, ""), after, result)
+    code = headers.get(protocol.H_NODE, "")
+    return result, metrics.pull_kinds(node, code, after, result), node.store.has_queued_effects(code)
 
 
 async def push(request: web.Request) -> web.Response:
@@ -740,10 +764,12 @@ async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
     headers, raw, data, _prepared = await _signed(request)
-    result, kinds = await _acting(
+    result, kinds, left = await _acting(
         request, headers, _pull_counted, headers, request.path, raw, data, request[VERIFIED]
     )
     writer.check_database()
+    if left:
+        writer.apply_for(headers.get(protocol.H_NODE, ""))
     request.app[METRICS].count_kinds(request.app[METRICS].envelopes_out, kinds, "child")
     return _json(result)
 

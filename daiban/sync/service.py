@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from daiban.node.applications import Node
 
 ENROLL_DIGITS = 10
+PULL_APPLIES = 2000
+"""A pull applies at most about this many of what its child pushed before
+it answers: the receipts of a large push come back a page at a time, the
+server applying the next part while the child folds the last (the server
+goes on by itself, server.py), instead of the child waiting for all of it."""
 MAX_ENROLL_FAILURES = 5
 
 
@@ -208,10 +213,11 @@ def pull(
     with node.store.transaction():
         code, counter, _key = authenticate(node, headers, "POST", path, body, verified)
         # What this child pushed is applied before it pulls, so its
-        # push-then-pull brings back the receipts of what it just pushed.
-        # Only its own: no pull waits for every other child's filings (the
-        # idle applier takes those, server.py).
-        journal.drain(node, sender=code)
+        # push-then-pull brings back the receipts of what it just pushed
+        # (of a large push, the first PULL_APPLIES: the child pulls again
+        # while receipts keep coming). Only its own: no pull waits for every
+        # other child's filings (the idle applier takes those, server.py).
+        journal.drain(node, sender=code, most=PULL_APPLIES)
         mine = custody.incarnation(node.store)
         # A cursor of an earlier incarnation of this node (it was restored
         # since): it does not count here; the queue is handed out from the
