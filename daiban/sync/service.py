@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from daiban.node.applications import Node
 
 ENROLL_DIGITS = 10
-PULL_APPLIES = 2000
+PULL_APPLIES = 1000
 """A pull applies at most about this many of what its child pushed before
 it answers: the receipts of a large push come back a page at a time, the
 server applying the next part while the child folds the last (the server
