@@ -711,6 +711,15 @@ class Store:
             )
         ]
 
+    def receipts_after(self, hop: str, after: int) -> bool:
+        """Whether a `receipts` envelope waits for ``hop`` past outbox number ``after``."""
+        row = self.conn.execute(
+            "SELECT 1 FROM outbox o JOIN envelopes v ON v.id = o.envelope_id "
+            "WHERE o.hop = ? AND o.n > ? AND v.kind = 'receipts' LIMIT 1",
+            [hop, after],
+        ).fetchone()
+        return row is not None
+
     def outbox_count(self, hop: str | None = None) -> int:
         if hop is None:
             return int(self.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

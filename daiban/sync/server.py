@@ -342,6 +342,11 @@ class Writer:
             self._following = {k: t for k, t in self._following.items() if not t.done()}
             self._following[sender] = asyncio.get_running_loop().create_task(self._apply_from(sender))
 
+    def following(self, sender: str) -> bool:
+        """Whether the rest of ``sender``'s pushes is being applied (apply_for)."""
+        task = self._following.get(sender)
+        return task is not None and not task.done()
+
     async def _apply_from(self, sender: str) -> None:
         for _round in range(1_000_000):  # bounded: each round applies a chunk, or ends
             if self.gone() is not None:
@@ -732,11 +737,11 @@ def _pushing(
 
 
 def _pull_counted(
-    node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any, verified: bytes
+    node: Any, headers: dict[str, str], path: str, raw: bytes, data: Any, verified: bytes, following: bool
 ) -> tuple[Any, Any, bool]:
     """The pull's answer, the kinds it hands out (metrics), and whether some
     of what the child pushed is still to be applied."""
-    result = service.pull(node, headers, path, raw, data, verified=verified)
+    result = service.pull(node, headers, path, raw, data, verified=verified, following=following)
     # service.pull has checked the cursor and the sender by now; a cursor of
     # an earlier incarnation was served from the start (holds in the answer).
     after = 0 if "holds" in result else data["cursor"]
@@ -764,8 +769,9 @@ async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
     headers, raw, data, _prepared = await _signed(request)
+    following = writer.following(headers.get(protocol.H_NODE, ""))
     result, kinds, left = await _acting(
-        request, headers, _pull_counted, headers, request.path, raw, data, request[VERIFIED]
+        request, headers, _pull_counted, headers, request.path, raw, data, request[VERIFIED], following
     )
     writer.check_database()
     if left:

@@ -198,7 +198,13 @@ def pull(
     body: bytes,
     data: Any,
     verified: bytes | None = None,
+    *,
+    following: bool = False,
 ) -> dict[str, Any]:
+    """A child's pull. ``following``: this server is applying the rest of
+    that child's pushes on its own already (server.Writer.apply_for); then
+    receipts it has made since are handed out at once, nothing more applied
+    first."""
     cursor = data.get("cursor") if isinstance(data, dict) else None
     limit = data.get("limit", BATCH) if isinstance(data, dict) else None
     if (
@@ -217,7 +223,8 @@ def pull(
         # (of a large push, the first PULL_APPLIES: the child pulls again
         # while receipts keep coming). Only its own: no pull waits for every
         # other child's filings (the idle applier takes those, server.py).
-        journal.drain(node, sender=code, most=PULL_APPLIES)
+        if not (following and node.store.receipts_after(code, cursor)):
+            journal.drain(node, sender=code, most=PULL_APPLIES)
         mine = custody.incarnation(node.store)
         # A cursor of an earlier incarnation of this node (it was restored
         # since): it does not count here; the queue is handed out from the
