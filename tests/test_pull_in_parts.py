@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import json
 import sqlite3
 import threading
 import time
@@ -32,7 +33,7 @@ from daiban.node.home import open_node
 from daiban.sync import client, protocol, server, service
 from daiban.sync.serve_config import ServeConfig
 from daiban.sync.server import create_app
-from tests.attacker import V2, C, D
+from tests.attacker import V2, C, D, T, V
 from tests.fault_net import resident_id
 from tests.sync_net import NODES, Network, network_at
 
@@ -82,14 +83,14 @@ def net(tmp_path: Path) -> Iterator[Network]:
         yield _filed(network, tmp_path)
 
 
-def _filed(network: Network, tmp_path: Path) -> Network:
-    network.build((C, D, V2))
+def _filed(network: Network, tmp_path: Path, names: tuple[str, ...] = (C, D, V2), filer: str = V2) -> Network:
+    network.build(names)
     path = tmp_path / "区级.csv"
     with path.open("w", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["item", "name", "id_number", "phone", "contribution_grade"])
         out.writerows(["SB001", "李建国", resident_id(i), f"139{i:08d}", 500] for i in range(FILED))
-    filed = network.run(V2, "apply", "--from", str(path), "--json").ok().json()
+    filed = network.run(filer, "apply", "--from", str(path), "--json").ok().json()
     assert len(filed["applications"]) == FILED
     return network
 
@@ -128,8 +129,6 @@ def test_one_sync_brings_every_receipt_back_though_each_pull_applies_a_part(
 
 
 def _receipts_in(answer: dict[str, Any]) -> int:
-    import json
-
     return sum(
         len(json.loads(raw)["body"]["receipts"]) for raw in answer["envelopes"] if '"kind":"receipts"' in raw
     )
@@ -163,3 +162,30 @@ def test_the_server_goes_on_applying_after_a_pull_and_pages_keep_the_contract(
     assert queued_from(net, village2) == 0
     assert _receipts_in(first) == PART and first["more"] is False  # a page not full: no `more`
     assert _receipts_in(second) == FILED - PART and second["more"] is False
+
+
+def test_a_relay_pulls_on_while_the_receipts_it_carries_keep_coming(
+    tmp_path: Path, small_parts: None
+) -> None:
+    """The village files under the town; the district is the office. The
+    town's one `daiban sync` pushes the filings to the district and pulls
+    until every receipt for the village has come through it, though each of
+    its pulls makes the district apply only a part."""
+    village = NODES[V].code
+    with network_at(tmp_path / "net") as net:
+        _filed(net, tmp_path, (C, D, T, V), V)
+        net.run(V, "sync", "--json").ok()  # up to the town
+        with served_here(net.home(D), district_port(net)):
+            net.run(T, "sync", "--json").ok()
+        carried = [
+            json.loads(row[0])
+            for row in net.query(
+                T, "SELECT raw FROM envelopes WHERE kind = 'receipts' AND dest = ?", (village,)
+            )
+        ]
+        assert sum(len(e["body"]["receipts"]) for e in carried) == FILED
+        assert len(carried) >= FILED // PART  # applied a part at a time
+        report = net.run(V, "sync", "--json").ok().json()
+        assert report["pulled"] == FILED and report["left"] == 0
+        held = net.query(V, "SELECT tracking, COUNT(*) FROM events WHERE kind = 'received' GROUP BY tracking")
+        assert len(held) == FILED and all(row[1] == 1 for row in held)

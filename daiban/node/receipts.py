@@ -67,13 +67,13 @@ def pieces(raws: Sequence[Any], stored: set[str]) -> int:
     return count
 
 
-def carried_for(raws: Sequence[Any], stored: set[str], code: str) -> int:
+def carried(raws: Sequence[Any], stored: set[str], code: str) -> tuple[int, int]:
     """How many receipts the stored `receipts` envelopes among these texts
     (``stored``: the ids of those that verified and were stored now) carry
-    to ``code``."""
+    to ``code``, and how many to other nodes (relayed through it)."""
     import json
 
-    count = 0
+    here = through = 0
     for raw in raws:
         if not isinstance(raw, str) or '"kind":"receipts"' not in raw:
             continue
@@ -82,9 +82,12 @@ def carried_for(raws: Sequence[Any], stored: set[str], code: str) -> int:
         except ValueError:
             continue
         items = value.get("body", {}).get("receipts") if isinstance(value, dict) else None
-        if value.get("id") in stored and value.get("to") == code and isinstance(items, list):
-            count += len(items)
-    return count
+        if value.get("id") in stored and isinstance(items, list):
+            if value.get("to") == code:
+                here += len(items)
+            else:
+                through += len(items)
+    return here, through
 
 
 def answered(envelopes: Iterable[Envelope]) -> list[tuple[str, str]]:

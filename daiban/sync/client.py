@@ -527,13 +527,14 @@ async def pull(conn: Connection, report: Report) -> None:
 
 
 def _receipts_to_come(node: Node, parent: str, raws: Sequence[Any], stored: set[str]) -> bool:
-    """Whether this page brought receipts for filings of this node's (that
-    verified and were stored now) and more filings to the parent still wait
-    for theirs: pull again. A parent cannot keep a child pulling with
-    anything it did not sign, and a genuine one only while it has receipts
-    to give."""
-    came = receipts.carried_for(raws, stored, node.code)
-    return came > 0 and node.store.awaiting_receipt(parent) > came
+    """Whether to pull again after a page that was not full: it brought
+    receipts (that verified and were stored now) for filings of this node's
+    while more filings to the parent still wait for theirs, or receipts it
+    relays to a child (the parent may be making more of those: one more pull
+    tells). A parent cannot keep a child pulling with anything it did not
+    sign, and a genuine one only while it has receipts to give."""
+    here, through = receipts.carried(raws, stored, node.code)
+    return through > 0 or (here > 0 and node.store.awaiting_receipt(parent) > here)
 
 
 def bounded_page(
