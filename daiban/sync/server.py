@@ -351,7 +351,11 @@ class Writer:
         for _round in range(1_000_000):  # bounded: each round applies a chunk, or ends
             if self.gone() is not None:
                 return
-            if not await self.call(journal.apply_queued, APPLY_FOR_CHUNK, sender):
+            try:
+                if not await self.call(journal.apply_queued, APPLY_FOR_CHUNK, sender):
+                    return
+            except Exception as exc:  # what is left waits for the idle applier or the next pull
+                log.error("applying a child's pushes failed", exc_info=exc, extra={"node": sender})
                 return
 
     async def stop_applying(self) -> None:
