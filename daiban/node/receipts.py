@@ -16,7 +16,7 @@ the store in the caller's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from daiban.errors import TransitionRefused
@@ -48,12 +48,12 @@ def entries(env: Envelope) -> list[Mapping[str, Any]]:
     return [e for e in items if isinstance(e, Mapping)] if isinstance(items, list) else []
 
 
-def pieces(raws: Sequence[Any], stored: set[str]) -> int:
-    """How many events the stored ones of these envelope texts bring: one
-    each, a `receipts` envelope one per receipt (what an agent counts)."""
+def _stored_counts(raws: Sequence[Any], stored: set[str]) -> Iterator[tuple[Any, int]]:
+    """(addressee, number of receipts) of each `receipts` envelope among
+    these texts that is among ``stored`` (the ids of those that verified
+    and were stored now)."""
     import json
 
-    count = len(stored)
     for raw in raws:
         if not isinstance(raw, str) or '"kind":"receipts"' not in raw:
             continue
@@ -63,30 +63,24 @@ def pieces(raws: Sequence[Any], stored: set[str]) -> int:
             continue
         items = value.get("body", {}).get("receipts") if isinstance(value, dict) else None
         if value.get("id") in stored and isinstance(items, list):
-            count += len(items) - 1
-    return count
+            yield value.get("to"), len(items)
+
+
+def pieces(raws: Sequence[Any], stored: set[str]) -> int:
+    """How many events the stored ones of these envelope texts bring: one
+    each, a `receipts` envelope one per receipt (what an agent counts)."""
+    return len(stored) + sum(count - 1 for _to, count in _stored_counts(raws, stored))
 
 
 def carried(raws: Sequence[Any], stored: set[str], code: str) -> tuple[int, int]:
     """How many receipts the stored `receipts` envelopes among these texts
-    (``stored``: the ids of those that verified and were stored now) carry
-    to ``code``, and how many to other nodes (relayed through it)."""
-    import json
-
+    carry to ``code``, and how many to other nodes (relayed through it)."""
     here = through = 0
-    for raw in raws:
-        if not isinstance(raw, str) or '"kind":"receipts"' not in raw:
-            continue
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            continue
-        items = value.get("body", {}).get("receipts") if isinstance(value, dict) else None
-        if value.get("id") in stored and isinstance(items, list):
-            if value.get("to") == code:
-                here += len(items)
-            else:
-                through += len(items)
+    for to, count in _stored_counts(raws, stored):
+        if to == code:
+            here += count
+        else:
+            through += count
     return here, through
 
 
