@@ -465,6 +465,40 @@ def test_a_drain_for_one_sender_applies_only_what_that_sender_handed_here(make_n
     assert _receipts_at(town) == {f.tracking: 1 for f in mine + theirs}
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.integers(1, 12),
+    steps=st.lists(st.integers(1, 6), min_size=1, max_size=12),
+    chunk=st.integers(1, 5),
+)
+def test_a_drain_in_steps_applies_each_filing_once_and_no_step_more_than_asked(
+    make_node: MakeNode, count: int, steps: list[int], chunk: int
+) -> None:
+    """A pull applies only a part of a large push (service.PULL_APPLIES) and
+    the server the rest in steps (server.Writer.apply_for): however the
+    steps fall, no step applies more than it was asked, and every filing is
+    received exactly once in the end."""
+    town = _shared_town(make_node)
+    village: Node = _SHARED["village"]
+    start = _SHARED.get("next_id", 0)
+    _SHARED["next_id"] = start + count
+    filed = [
+        village.file(filing(item="MZ001", name="李建国", id_number=i, fields=MZ001))
+        for i in _ids(start + count)[start:]
+    ]
+    _queue_at(town, village, [])
+    applied = []
+    for most in [*steps, 10**6]:  # the last step takes whatever is left
+        if not town.store.has_queued_effects(VILLAGE):
+            break
+        done = journal.drain(town, chunk=chunk, sender=VILLAGE, most=most)
+        assert 1 <= done <= most
+        applied.append(done)
+    assert sum(applied) == count
+    receipts = _receipts_at(town)
+    assert [receipts.get(f.tracking) for f in filed] == [1] * count
+
+
 def test_filings_received_in_bulk_match_one_received_alone(make_node: MakeNode) -> None:
     """A filing received alone (the ordinary way) and filings received
     together in bulk leave the same summary row, the filing's event then its
