@@ -473,9 +473,10 @@ async def pull(conn: Connection, report: Report) -> None:
     """Pull pages until the parent has nothing more, each stored with its
     cursor in one transaction, then folded (statuses, receipts) while the
     next page is asked for: the parent prepares it meanwhile. A page that
-    is not full ends it, unless it brought receipts from the parent and
-    more filings still wait for theirs (the parent applies a large push a
-    part at a time, service.PULL_APPLIES, and goes on by itself)."""
+    is not full ends it, unless it brought receipts while more filings
+    still wait for theirs, or receipts this node relays to a child (the
+    parent applies a large push a part at a time, service.PULL_APPLIES, and
+    goes on by itself; _receipts_to_come)."""
     node = conn.node
     acked = True
     request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
