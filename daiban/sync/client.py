@@ -511,6 +511,7 @@ async def pull(conn: Connection, report: Report) -> None:
                 request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
                 answer = asyncio.ensure_future(conn.post(protocol.PULL, request))
                 await asyncio.sleep(0)  # on its way before this page is folded
+                faults.point("pull-asked-again")
             # What came down for this node is folded now, each batch in one
             # transaction: it was stored durably, with the cursor, above.
             journal.drain(node)

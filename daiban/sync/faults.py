@@ -6,7 +6,9 @@ strikes a running sync where the test chose, however busy the machine is.
 Only tests set these variables; without them a point costs one dict lookup.
 
 Points: ``push-answered`` and ``pull-answered`` (the client has the
-parent's answer and has not recorded it yet), ``push-stored`` (the server
+parent's answer and has not recorded it yet), ``pull-asked-again`` (the
+client has stored a page, asked for the next and not folded this one yet),
+``push-stored`` (the server
 has committed a push and not answered it), ``pull-served`` (the server has
 let go of what the child acknowledged and not answered)."""
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 PAUSE = "DAIBAN_FAULT_PAUSE"
 MARK = "DAIBAN_FAULT_MARK"
-POINTS = ("push-answered", "pull-answered", "push-stored", "pull-served")
+POINTS = ("push-answered", "pull-answered", "pull-asked-again", "push-stored", "pull-served")
 WAIT = 60.0
 
 
