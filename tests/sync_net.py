@@ -127,6 +127,31 @@ class Network:
         )
         return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
+    def kill_at(self, name: str, point: str, *args: str, timeout: float = CMD_TIMEOUT) -> None:
+        """Run ``daiban ARGS`` on a node until it stops at the crash point
+        ``point`` (sync/faults.py), then kill it (kill -9, by its PID); bounded."""
+        from daiban.sync import faults
+
+        mark = self.root / f"{name}.fault"
+        mark.unlink(missing_ok=True)
+        env = {**self.env(self.home(name)), faults.PAUSE: point, faults.MARK: str(mark)}
+        proc = subprocess.Popen(
+            [DAIBAN, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not (mark.exists() and mark.read_text().strip() == str(proc.pid)):
+                assert proc.poll() is None, f"daiban {' '.join(args)} ended before {point}"
+                assert time.monotonic() < deadline, f"daiban {' '.join(args)} did not reach {point}"
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
     def run_many(self, *calls: tuple[str, ...]) -> list[Result]:
         """Run independent commands side by side, each ``(node, *args)``; the
         results in the same order. Only for commands that do not depend on

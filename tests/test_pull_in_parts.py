@@ -19,7 +19,6 @@ import contextlib
 import csv
 import json
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -31,12 +30,12 @@ import pytest
 from aiohttp import web
 
 from daiban.node.home import open_node
-from daiban.sync import client, faults, protocol, server, service
+from daiban.sync import client, protocol, server, service
 from daiban.sync.serve_config import ServeConfig
 from daiban.sync.server import create_app
 from tests.attacker import V2, C, D, T, V
 from tests.fault_net import resident_id
-from tests.sync_net import DAIBAN, NODES, Network, network_at
+from tests.sync_net import NODES, Network, network_at
 
 PART = 25  # what one pull applies of its child's pushes, here
 FILED = 120
@@ -198,24 +197,8 @@ def test_a_sync_killed_between_parts_loses_and_duplicates_nothing(net: Network, 
     folded that page; the server answers the next pull to nobody and goes
     on. The next `daiban sync` brings every receipt back exactly once."""
     village2 = NODES[V2].code
-    mark = net.root / "village2.fault"
-    env = {**net.env(net.home(V2)), faults.PAUSE: "pull-asked-again", faults.MARK: str(mark)}
     with served_here(net.home(D), district_port(net)):
-        proc = subprocess.Popen(
-            [DAIBAN, "sync"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not (mark.exists() and mark.read_text().strip() == str(proc.pid)):
-                assert proc.poll() is None and time.monotonic() < deadline, "the sync never got there"
-                time.sleep(0.01)
-        finally:
-            proc.kill()
-            proc.wait(timeout=60)
+        net.kill_at(V2, "pull-asked-again", "sync")
         stored = net.query(V2, "SELECT COUNT(*) FROM envelopes WHERE kind = 'receipts'")[0][0]
         folded = net.query(V2, "SELECT COUNT(*) FROM events WHERE kind = 'received'")[0][0]
         assert stored >= 1 and folded < FILED  # killed between parts

@@ -28,12 +28,12 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daiban.sync import answers, faults, protocol
+from daiban.sync import answers, protocol
 from daiban.trust.crypto import b64, canonical, random_id
 from tests.attacker import Attacker
 from tests.fault_net import set_parent_url
 from tests.sync_net import CMD_TIMEOUT, DAIBAN, NODES, Network, Result, network_at
-from tests.test_backup import apply, resident_id, wait_for
+from tests.test_backup import apply, resident_id
 from tests.test_rogue_parent import Rogue, zjson
 
 C, D, T, V = "city", "district", "town", "village"
@@ -239,24 +239,11 @@ def test_a_town_restored_from_a_snapshot(network: Network, tmp_path: Path, keys:
     assert new and min(new) > 2**32
 
 
-def kept_by_a_crash(net: Network, tmp_path: Path, tracking: str) -> None:
+def kept_by_a_crash(net: Network, tracking: str) -> None:
     """The village's sync is killed (kill -9, by PID) once the town has
     acknowledged ``tracking`` and before the village stored the town's
     receipt: the filing stays kept at the village."""
-    mark = tmp_path / "village.fault"
-    env = {**net.env(net.home(V)), faults.PAUSE: "pull-answered", faults.MARK: str(mark)}
-    proc = subprocess.Popen(
-        [DAIBAN, "sync"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: mark.exists() and mark.read_text().strip() == str(proc.pid))
-    finally:
-        proc.kill()
-        proc.wait(timeout=CMD_TIMEOUT)
+    net.kill_at(V, "pull-answered", "sync")
     assert (
         net.query(
             V,
@@ -279,7 +266,7 @@ def test_a_town_restored_with_its_keys_truly_lost(network: Network, tmp_path: Pa
     net.run(T, "backup", "--replica", str(replica), "--once").ok()
     later = work_after_the_snapshot(net)
     a3 = apply(net, V, 14, TOWN_ITEM)
-    kept_by_a_crash(net, tmp_path, a3)
+    kept_by_a_crash(net, a3)
 
     with town_lost(net, tmp_path):
         shutil.move(net.home(T), tmp_path / "old-town-pc")
