@@ -16,8 +16,8 @@ the store in the caller's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from daiban.errors import TransitionRefused
 from daiban.node import authority, lifecycle, projection
@@ -48,12 +48,22 @@ def entries(env: Envelope) -> list[Mapping[str, Any]]:
     return [e for e in items if isinstance(e, Mapping)] if isinstance(items, list) else []
 
 
-def _stored_counts(raws: Sequence[Any], stored: set[str]) -> Iterator[tuple[Any, int]]:
-    """(addressee, number of receipts) of each `receipts` envelope among
-    these texts that is among ``stored`` (the ids of those that verified
-    and were stored now)."""
+class Tally(NamedTuple):
+    """What a pulled page's stored envelopes bring: events (one each, a
+    `receipts` envelope one per receipt: what an agent counts), and the
+    receipts among them for this node and for others (relayed through it)."""
+
+    events: int
+    here: int
+    through: int
+
+
+def tally(raws: Sequence[Any], stored: set[str], code: str) -> Tally:
+    """Tally these envelope texts, counting only those whose ids are in
+    ``stored`` (they verified and were stored now); ``code``: this node."""
     import json
 
+    events, here, through = len(stored), 0, 0
     for raw in raws:
         if not isinstance(raw, str) or '"kind":"receipts"' not in raw:
             continue
@@ -63,25 +73,12 @@ def _stored_counts(raws: Sequence[Any], stored: set[str]) -> Iterator[tuple[Any,
             continue
         items = value.get("body", {}).get("receipts") if isinstance(value, dict) else None
         if value.get("id") in stored and isinstance(items, list):
-            yield value.get("to"), len(items)
-
-
-def pieces(raws: Sequence[Any], stored: set[str]) -> int:
-    """How many events the stored ones of these envelope texts bring: one
-    each, a `receipts` envelope one per receipt (what an agent counts)."""
-    return len(stored) + sum(count - 1 for _to, count in _stored_counts(raws, stored))
-
-
-def carried(raws: Sequence[Any], stored: set[str], code: str) -> tuple[int, int]:
-    """How many receipts the stored `receipts` envelopes among these texts
-    carry to ``code``, and how many to other nodes (relayed through it)."""
-    here = through = 0
-    for to, count in _stored_counts(raws, stored):
-        if to == code:
-            here += count
-        else:
-            through += count
-    return here, through
+            events += len(items) - 1
+            if value.get("to") == code:
+                here += len(items)
+            else:
+                through += len(items)
+    return Tally(events, here, through)
 
 
 def answered(envelopes: Iterable[Envelope]) -> list[tuple[str, str]]:

@@ -9,7 +9,6 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -494,6 +493,7 @@ async def pull(conn: Connection, report: Report) -> None:
             asked = 0 if restarted else cursor
             raws, certs, new_cursor, more = bounded_page(data, "cursor", asked, protocol.BATCH, conn.url)
             held = holds_of(data, conn.url) if restarted else {}
+            came = receipts.Tally(0, 0, 0)
             if raws or certs or restarted or (theirs is not None and theirs != known):
                 # Certificates alone count too: one may show that a child of this
                 # node has moved to the parent (node/moving.py).
@@ -503,10 +503,10 @@ async def pull(conn: Connection, report: Report) -> None:
                         custody.parent_restored(node, conn.parent, held)
                     # The cursor moves in the same transaction that stored the envelopes.
                     node.store.update_peer(conn.parent, cursor=new_cursor, incarnation=theirs or known)
-                stored = {v.id for v in taken.stored}
-                report.pulled += receipts.pieces(raws, stored)
+                came = receipts.tally(raws, {v.id for v in taken.stored}, node.code)
+                report.pulled += came.events
                 acked = acked and not raws
-            again = more or bool(raws and _receipts_to_come(node, conn.parent, raws, stored))
+            again = more or _receipts_to_come(node, conn.parent, came)
             if again:
                 request, cursor, known = _pull_request(node, conn.parent, protocol.BATCH)
                 answer = asyncio.ensure_future(conn.post(protocol.PULL, request))
@@ -528,15 +528,14 @@ async def pull(conn: Connection, report: Report) -> None:
         await conn.post(protocol.PULL, request)
 
 
-def _receipts_to_come(node: Node, parent: str, raws: Sequence[Any], stored: set[str]) -> bool:
+def _receipts_to_come(node: Node, parent: str, came: receipts.Tally) -> bool:
     """Whether to pull again after a page that was not full: it brought
     receipts (that verified and were stored now) for filings of this node's
     while more filings to the parent still wait for theirs, or receipts it
     relays to a child (the parent may be making more of those: one more pull
     tells). A parent cannot keep a child pulling with anything it did not
     sign, and a genuine one only while it has receipts to give."""
-    here, through = receipts.carried(raws, stored, node.code)
-    return through > 0 or (here > 0 and node.store.awaiting_receipt(parent) > here)
+    return came.through > 0 or (came.here > 0 and node.store.awaiting_receipt(parent) > came.here)
 
 
 def bounded_page(

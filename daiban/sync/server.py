@@ -773,13 +773,14 @@ async def pull(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.busy()
     headers, raw, data, _prepared = await _signed(request)
-    following = writer.following(headers.get(protocol.H_NODE, ""))
+    child = headers.get(protocol.H_NODE, "")
+    following = writer.following(child)
     result, kinds, left = await _acting(
         request, headers, _pull_counted, headers, request.path, raw, data, request[VERIFIED], following
     )
     writer.check_database()
     if left:
-        writer.apply_for(headers.get(protocol.H_NODE, ""))
+        writer.apply_for(child)
     request.app[METRICS].count_kinds(request.app[METRICS].envelopes_out, kinds, "child")
     return _json(result)
 
