@@ -751,7 +751,7 @@ class Node:
         processes when there are many), for the tracking numbers, event ids
         and sequence numbers its rows are about to get in _store_filing."""
         from daiban.node import journal
-        from daiban.trust.crypto import random_id
+        from daiban.trust.crypto import new_id
         from daiban.trust.sealing import Job, make_many
 
         assert self._batch is not None
@@ -759,7 +759,7 @@ class Node:
         ids, jobs = [], []
         targets: dict[str, tuple[str, bytes]] = {}
         for n, p in enumerate(prepared, start=1):
-            event_id = random_id()
+            event_id = new_id()
             if p.office not in targets:
                 targets[p.office] = journal.seal_target(self, p.office)
             target, enc = targets[p.office]

@@ -55,7 +55,7 @@ from daiban.node.store import Event
 from daiban.node.text import clean_text, clean_tree, json_is_clean
 from daiban.trust import certs as certs_mod
 from daiban.trust import envelope as env_mod
-from daiban.trust.crypto import Verifier, b64, canonical, random_id
+from daiban.trust.crypto import Verifier, b64, canonical, new_id
 from daiban.trust.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
@@ -1073,7 +1073,7 @@ def new_event(
 ) -> Event:
     """An event of this node's, with its next sequence number."""
     return Event(
-        id=event_id or random_id(),
+        id=event_id or new_id(),
         origin=node.code,
         seq=node.take_seq(),
         tracking=tracking_no,
@@ -1244,7 +1244,7 @@ def record_broadcast(node: Node, kind: str, body: Mapping[str, Any], now: str) -
     an ancestor's revocation); call inside a transaction."""
     env = env_mod.make(
         node.keys,
-        id=random_id(),
+        id=new_id(),
         origin=node.code,
         seq=node.take_seq(),
         kind=kind,
@@ -1283,7 +1283,7 @@ def _record_to(node: Node, kind: str, body: Mapping[str, Any], dest: str, now: s
     node; call inside a transaction."""
     env = env_mod.make(
         node.keys,
-        id=random_id(),
+        id=new_id(),
         origin=node.code,
         seq=node.take_seq(),
         kind=kind,
@@ -1305,13 +1305,13 @@ def reseal_filing(node: Node, env: Envelope, personal: Mapping[str, Any], enc: b
     office's new key, queued in place of the old one; call inside a
     transaction."""
     office = env.sealed_to or env.to
-    new_id = random_id()
+    fresh = new_id()
     sealed = env_mod.seal_personal(
-        node.keys, id=new_id, kind=env.kind, tracking=env.tracking, personal=personal, enc_public=enc
+        node.keys, id=fresh, kind=env.kind, tracking=env.tracking, personal=personal, enc_public=enc
     )
     new = env_mod.make(
         node.keys,
-        id=new_id,
+        id=fresh,
         origin=node.code,
         seq=node.take_seq(),
         kind=env.kind,

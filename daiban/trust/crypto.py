@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -248,4 +249,19 @@ def keys_exist(home: Path) -> bool:
 
 
 def random_id() -> str:
+    """32 lowercase hex digits, all random (a certificate's serial)."""
     return os.urandom(16).hex()
+
+
+def new_id(at_ms: int | None = None) -> str:
+    """A new envelope or event id: 32 lowercase hex digits, the first 12 the
+    milliseconds since 1970 (``at_ms``, now by default), the other 20 random
+    (80 bits: no two alike however many are made in one millisecond).
+
+    Made one after another, ids sort together, so the tables and indexes
+    keyed by them (envelopes, events, personal data) take new rows at their
+    end. Wholly random ids scatter every batch across a large database, each
+    row dirtying a page of its own: at 30,000 applications a district's apply
+    wrote twice the WAL and a sync took 0.4 s more of 3 (docs/BENCHMARKS.md)."""
+    ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
+    return f"{ms & 0xFFFF_FFFF_FFFF:012x}{os.urandom(10).hex()}"
