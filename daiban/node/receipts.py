@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
+
 from daiban.errors import TransitionRefused
 from daiban.node import authority, lifecycle, projection
 from daiban.node.lifecycle import Kind
@@ -61,15 +63,13 @@ class Tally(NamedTuple):
 def tally(raws: Sequence[Any], stored: set[str], code: str) -> Tally:
     """Tally these envelope texts, counting only those whose ids are in
     ``stored`` (they verified and were stored now); ``code``: this node."""
-    import json
-
     events, here, through = len(stored), 0, 0
     for raw in raws:
         if not isinstance(raw, str) or '"kind":"receipts"' not in raw:
             continue
         try:
-            value = json.loads(raw)
-        except ValueError:
+            value = orjson.loads(raw)
+        except ValueError:  # orjson.JSONDecodeError is one
             continue
         items = value.get("body", {}).get("receipts") if isinstance(value, dict) else None
         if value.get("id") in stored and isinstance(items, list):
