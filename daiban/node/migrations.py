@@ -731,3 +731,21 @@ def m0022_queued_by_sender(db: Database) -> None:
         CREATE INDEX envelopes_queued_from ON envelopes (received_from, n) WHERE effect = 'queued';
         """,
     )
+
+
+@migrations(name="0023_stats_pending_by_the_store")
+def m0023_stats_pending_by_the_store(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The store notes what changed in stats_pending itself (Store
+        -- save_applications, update_applications, set_due, change_office).
+        -- A trigger on applications made every write of a summary a
+        -- statement that may write several tables, so SQLite copied each
+        -- page it touched into a statement journal first: about 40 µs a row
+        -- on a slow machine, half the cost of saving 10,000 summaries
+        -- (docs/BENCHMARKS.md, "The statistics trigger").
+        DROP TRIGGER IF EXISTS applications_stats_insert;
+        DROP TRIGGER IF EXISTS applications_stats_update;
+        """,
+    )

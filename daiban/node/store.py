@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -291,17 +291,21 @@ class Store:
     # -- applications ------------------------------------------------------
 
     def save_application(self, row: Mapping[str, Any]) -> None:
-        values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
-        self.conn.execute(_upsert_sql(tuple(values)), values)
+        self.save_applications([row])
 
     def save_applications(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """save_application for many rows: one statement per set of columns."""
+        """Insert or replace summary rows: one statement per set of columns."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             values = {k: (_dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
             groups.setdefault(tuple(values), []).append(values)
         for columns, group in groups.items():
             self.conn.executemany(_upsert_sql(columns), group)
+        code = self._code()
+        if all("office" in row for row in rows):
+            self._note_changed(row["tracking"] for row in rows if row["office"] == code)
+        else:
+            self._note_changed_here([row["tracking"] for row in rows], code)
 
     def update_applications(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Change these columns of applications held here (each row: its
@@ -319,6 +323,28 @@ class Store:
                     "WHERE tracking = :tracking",
                     group,
                 )
+        self._note_changed_here([row["tracking"] for row in rows], self._code())
+
+    def _code(self) -> str | None:
+        row = self.conn.execute("SELECT value FROM node WHERE key = 'code'").fetchone()
+        return row[0] if row else None
+
+    def _note_changed(self, trackings: Iterable[str]) -> None:
+        """Note applications whose statistics record may have changed, for
+        node/statistics.py to publish. Every write here that can change a
+        field stats.record_of reads calls this or _note_changed_here (once
+        triggers did: migration 0023 says why not)."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO stats_pending (tracking) VALUES (?)", [(t,) for t in trackings]
+        )
+
+    def _note_changed_here(self, trackings: Sequence[str], code: str | None) -> None:
+        """_note_changed for those of ``trackings`` this node is the office of."""
+        for start in range(0, len(trackings), 500):
+            part = list(trackings[start : start + 500])
+            marks = ", ".join("?" * len(part))
+            sql = f"SELECT tracking FROM applications WHERE office = ? AND tracking IN ({marks})"
+            self._note_changed([r[0] for r in self.conn.execute(sql, [code, *part])])
 
     def applications_many(self, trackings: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The summary rows of these applications that are here, by tracking number."""
@@ -423,6 +449,7 @@ class Store:
             "UPDATE applications SET due = ?, due_state = ?, due_missing_year = ? WHERE tracking = ?",
             [due, state, missing_year, tracking],
         )
+        self._note_changed_here([tracking], self._code())
 
     # -- catalog -----------------------------------------------------------
 
@@ -675,7 +702,10 @@ class Store:
         """A division code changed (node/codechanges.py): applications of the
         old office are the new office's, and statistics held for them count
         under the new code, below anything the new office publishes."""
+        moved = [r[0] for r in self.conn.execute("SELECT tracking FROM applications WHERE office = ?", [old])]
         self.conn.execute("UPDATE applications SET office = ? WHERE office = ?", [new, old])
+        if new == self._code():
+            self._note_changed(moved)
         self.conn.execute("UPDATE stats SET office = ?, version = 0 WHERE office = ?", [new, old])
 
     def office_envelopes(self, office: str) -> list[str]:
