@@ -1225,8 +1225,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
         # is about to be used.
         import asyncio
 
+        from daiban.collector import collect_less
         from daiban.sync.client import sync_once
 
+        collect_less()
         return asyncio.run(sync_once(node))
 
     report = _with_node(args, once)

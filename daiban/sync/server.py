@@ -37,6 +37,7 @@ from aiohttp import ClientConnectionResetError, web
 from aiohttp.http_exceptions import LineTooLong
 
 from daiban import __version__
+from daiban.collector import collect_less
 from daiban.node import admission, journal
 from daiban.node.store import DB_NAME
 from daiban.sync import answers, faults, metrics, protocol, recovery, service
@@ -994,6 +995,7 @@ def serve(
             auto_decompress=False,
         )
         await site.start()
+        collect_less()
         log.info(
             "serving",
             extra={"version": __version__, "forward_window": str(config.forward_window or "off")},
