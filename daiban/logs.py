@@ -83,8 +83,8 @@ class Formatter(JsonFormatter):
     One record is asked for three times (the rotating file's size check,
     the file, stderr: logging caches no formatted line), so the last line
     made is kept with its record and given again: a server logs every
-    request, and under load the formatting was a quarter of its event
-    loop's time."""
+    request, and under load logging held the interpreter lock for over a
+    quarter of the event loop's share (docs/BENCHMARKS.md)."""
 
     def __init__(self, **static: Any) -> None:
         super().__init__(

@@ -744,7 +744,7 @@ def m0023_stats_pending_by_the_store(db: Database) -> None:
         -- statement that may write several tables, so SQLite copied each
         -- page it touched into a statement journal first: about 40 µs a row
         -- on a slow machine, half the cost of saving 10,000 summaries
-        -- (docs/BENCHMARKS.md, "The statistics trigger").
+        -- (docs/BENCHMARKS.md, "Statement journals, the collector, the logs").
         DROP TRIGGER IF EXISTS applications_stats_insert;
         DROP TRIGGER IF EXISTS applications_stats_update;
         """,
