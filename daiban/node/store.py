@@ -301,7 +301,7 @@ class Store:
             groups.setdefault(tuple(values), []).append(values)
         for columns, group in groups.items():
             self.conn.executemany(_upsert_sql(columns), group)
-        code = self._code()
+        code = self.setting("code")
         if all("office" in row for row in rows):
             self._note_changed(row["tracking"] for row in rows if row["office"] == code)
         else:
@@ -323,11 +323,7 @@ class Store:
                     "WHERE tracking = :tracking",
                     group,
                 )
-        self._note_changed_here([row["tracking"] for row in rows], self._code())
-
-    def _code(self) -> str | None:
-        row = self.conn.execute("SELECT value FROM node WHERE key = 'code'").fetchone()
-        return row[0] if row else None
+        self._note_changed_here([row["tracking"] for row in rows], self.setting("code"))
 
     def _note_changed(self, trackings: Iterable[str]) -> None:
         """Note applications whose statistics record may have changed, for
@@ -449,7 +445,7 @@ class Store:
             "UPDATE applications SET due = ?, due_state = ?, due_missing_year = ? WHERE tracking = ?",
             [due, state, missing_year, tracking],
         )
-        self._note_changed_here([tracking], self._code())
+        self._note_changed_here([tracking], self.setting("code"))
 
     # -- catalog -----------------------------------------------------------
 
@@ -704,7 +700,7 @@ class Store:
         under the new code, below anything the new office publishes."""
         moved = [r[0] for r in self.conn.execute("SELECT tracking FROM applications WHERE office = ?", [old])]
         self.conn.execute("UPDATE applications SET office = ? WHERE office = ?", [new, old])
-        if new == self._code():
+        if new == self.setting("code"):
             self._note_changed(moved)
         self.conn.execute("UPDATE stats SET office = ?, version = 0 WHERE office = ?", [new, old])
 
