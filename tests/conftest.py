@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from daiban import i18n
 from daiban.node.applications import Filing, Node
@@ -26,6 +27,12 @@ BEIJING_ID = "11010519491231002X"
 GUANGDONG_ID = "440524188001010014"  # 1880: before 1900, refused
 # The installed console script, as an agent runs it.
 DAIBAN = str(Path(sys.executable).with_name("daiban"))
+
+# Tests never assert on their own speed, and the suite runs two at a time
+# (scripts/test) on machines busy with other work: no property test has a
+# deadline or fails for being slow. A test's own @settings keeps these.
+settings.register_profile("daiban", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("daiban")
 
 
 @pytest.fixture(autouse=True)
