@@ -30,7 +30,8 @@ DAIBAN = str(Path(sys.executable).with_name("daiban"))
 
 # Tests never assert on their own speed, and the suite runs two at a time
 # (scripts/test) on machines busy with other work: no property test has a
-# deadline or fails for being slow. A test's own @settings keeps these.
+# deadline or fails for being slow (a test's own @settings inherits this
+# unless it names these settings itself).
 settings.register_profile("daiban", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("daiban")
 
